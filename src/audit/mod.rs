@@ -1,0 +1,159 @@
+//! The tamper-evident audit trail: an append-only, hash-chained log of who did what.
+//!
+//! Changes append their entry inside their own transaction ([`service::append_in`]), so
+//! neither exists without the other. Events that change nothing (a login failure, a
+//! read of client data, a denial) go through the [`AuditWriter`] task, which commits them
+//! in batches under one head lock; the caller waits for its batch, so nothing is lost.
+
+pub mod entity;
+pub mod routes;
+pub mod service;
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::{auth::Principal, db::Db, http::extract::RequestMeta};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// An entry before it is chained.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub case_id: Option<Uuid>,
+    pub outcome: Outcome,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl NewEntry {
+    /// `action` is `resource.verb`, e.g. `user.update`.
+    pub fn new(action: &str, resource_type: &str) -> Self {
+        Self {
+            actor_id: None,
+            action: action.into(),
+            resource_type: resource_type.into(),
+            resource_id: None,
+            case_id: None,
+            outcome: Outcome::Success,
+            ip: None,
+            user_agent: None,
+            details: serde_json::json!({}),
+        }
+    }
+    pub fn by(mut self, p: &Principal) -> Self {
+        self.actor_id = p.actor_id();
+        self.meta(&p.meta)
+    }
+    pub fn meta(mut self, m: &RequestMeta) -> Self {
+        self.ip = m.ip.clone();
+        self.user_agent = m.user_agent.clone();
+        self
+    }
+    pub fn actor(mut self, id: Option<Uuid>) -> Self {
+        self.actor_id = id;
+        self
+    }
+    pub fn resource(mut self, id: impl ToString) -> Self {
+        self.resource_id = Some(id.to_string());
+        self
+    }
+    pub fn case(mut self, id: Uuid) -> Self {
+        self.case_id = Some(id);
+        self
+    }
+    pub fn outcome(mut self, o: Outcome) -> Self {
+        self.outcome = o;
+        self
+    }
+    pub fn details(mut self, d: serde_json::Value) -> Self {
+        self.details = d;
+        self
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), String>>;
+
+/// Handle to the batching audit writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditWriter {
+    tx: mpsc::Sender<(Vec<NewEntry>, Reply)>,
+}
+
+const MAX_BATCH: usize = 256;
+
+impl AuditWriter {
+    pub fn spawn(db: Db) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(Vec<NewEntry>, Reply)>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                let entries: Vec<NewEntry> = batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+                let result = async {
+                    if entries.is_empty() {
+                        return Ok(());
+                    }
+                    let txn = db.begin_write().await?;
+                    service::append_in(&*txn, entries).await?;
+                    txn.commit().await
+                }
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "audit batch failed");
+                    e.to_string()
+                });
+                for (_, reply) in batch {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Append entries and wait until they are committed.
+    pub async fn record_all(&self, entries: Vec<NewEntry>) -> crate::error::Result<()> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send((entries, reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("audit writer stopped"))?;
+        wait.await
+            .map_err(|_| anyhow::anyhow!("audit writer stopped"))?
+            .map_err(|e| anyhow::anyhow!("audit append failed: {e}").into())
+    }
+
+    pub async fn record(&self, entry: NewEntry) -> crate::error::Result<()> {
+        self.record_all(vec![entry]).await
+    }
+
+    /// Wait until everything sent before this call is committed.
+    pub async fn shutdown(&self) {
+        let _ = self.record_all(Vec::new()).await;
+    }
+}

@@ -1,0 +1,248 @@
+//! Appending to, verifying and reading the hash chain.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    sea_query::Expr,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    NewEntry,
+    entity::{entry, head},
+};
+use crate::{
+    auth::Principal,
+    db::Db,
+    error::{Error, Result},
+    http::pagination::{Limit, Page, decode_cursor, page_from},
+    users::domain::Role,
+};
+
+/// The bytes that are hashed: a JSON array in fixed order, so the encoding is canonical.
+fn canonical(m: &entry::Model) -> String {
+    serde_json::json!([
+        m.id,
+        m.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        m.actor_id,
+        m.action,
+        m.resource_type,
+        m.resource_id,
+        m.case_id,
+        m.outcome,
+        m.ip,
+        m.user_agent,
+        m.details,
+    ])
+    .to_string()
+}
+
+fn chain_hash(prev_hash: &str, m: &entry::Model) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(canonical(m).as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Append entries inside the caller's transaction. The head row is locked for the rest of
+/// the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time).
+pub async fn append_in<C: ConnectionTrait>(conn: &C, entries: Vec<NewEntry>) -> std::result::Result<(), sea_orm::DbErr> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        _ => "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
+    };
+    let row = conn
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("audit_head".into()))?;
+    let mut last_id: i64 = row.try_get("", "last_id")?;
+    let mut last_hash: String = row.try_get("", "last_hash")?;
+    let at = crate::db::now();
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        last_id += 1;
+        let mut m = entry::Model {
+            id: last_id,
+            at,
+            actor_id: e.actor_id,
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
+            case_id: e.case_id,
+            outcome: e.outcome.as_str().into(),
+            ip: e.ip,
+            user_agent: e.user_agent,
+            details: e.details.to_string(),
+            prev_hash: last_hash.clone(),
+            hash: String::new(),
+        };
+        m.hash = chain_hash(&last_hash, &m);
+        last_hash = m.hash.clone();
+        rows.push(entry::ActiveModel::from(m));
+    }
+    for chunk in rows.chunks(500) {
+        entry::Entity::insert_many(chunk.to_vec()).exec_without_returning(conn).await?;
+    }
+    head::Entity::update_many()
+        .col_expr(head::Column::LastId, Expr::value(last_id))
+        .col_expr(head::Column::LastHash, Expr::value(last_hash))
+        .filter(head::Column::Id.eq(1))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub entries_checked: u64,
+    pub first_bad_id: Option<i64>,
+}
+
+/// Recompute the chain from the first entry, in pages, and compare it with the head.
+pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
+    let mut expected_prev = "0".repeat(64);
+    let mut expected_id = 1i64;
+    let mut checked = 0u64;
+    loop {
+        let batch = entry::Entity::find()
+            .filter(entry::Column::Id.gte(expected_id))
+            .order_by_asc(entry::Column::Id)
+            .limit(2000)
+            .all(db.conn())
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            let bad = m.id != expected_id || m.prev_hash != expected_prev || chain_hash(&m.prev_hash, &m) != m.hash;
+            if bad {
+                return Ok(VerifyReport { ok: false, entries_checked: checked, first_bad_id: Some(expected_id) });
+            }
+            checked += 1;
+            expected_prev = m.hash;
+            expected_id += 1;
+        }
+    }
+    // The head catches a deleted tail: it remembers where the chain must end.
+    let h = head::Entity::find_by_id(1).one(db.conn()).await?.ok_or(Error::NotFound)?;
+    if h.last_id != expected_id - 1 || h.last_hash != expected_prev {
+        return Ok(VerifyReport { ok: false, entries_checked: checked, first_bad_id: Some(expected_id) });
+    }
+    Ok(VerifyReport { ok: true, entries_checked: checked, first_bad_id: None })
+}
+
+/// An audit entry as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub case_id: Option<Uuid>,
+    pub outcome: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+impl From<entry::Model> for AuditEntry {
+    fn from(m: entry::Model) -> Self {
+        Self {
+            id: m.id,
+            at: m.at,
+            actor_id: m.actor_id,
+            action: m.action,
+            resource_type: m.resource_type,
+            resource_id: m.resource_id,
+            case_id: m.case_id,
+            outcome: m.outcome,
+            ip: m.ip,
+            user_agent: m.user_agent,
+            details: serde_json::from_str(&m.details).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// `GET /audit`: admins see everything; attorneys only entries about cases they are on.
+pub async fn list(db: &Db, p: &Principal, f: AuditFilter, limit: Limit, cursor: Option<&str>) -> Result<Page<AuditEntry>> {
+    let case_scope = match p.role {
+        Role::Admin => None,
+        // Case membership arrives with the cases capability; until then an attorney is on no case.
+        Role::Attorney => Some(Vec::new()),
+        _ => return Err(Error::Forbidden("Only admins and attorneys may read the audit trail.")),
+    };
+    query(db, f, limit, cursor, case_scope).await
+}
+
+/// `GET /me/activity`: the caller's own entries.
+pub async fn my_activity(db: &Db, p: &Principal, limit: Limit, cursor: Option<&str>) -> Result<Page<AuditEntry>> {
+    let f = AuditFilter { actor_id: Some(p.user_id), ..Default::default() };
+    query(db, f, limit, cursor, None).await
+}
+
+async fn query(
+    db: &Db,
+    f: AuditFilter,
+    limit: Limit,
+    cursor: Option<&str>,
+    case_scope: Option<Vec<Uuid>>,
+) -> Result<Page<AuditEntry>> {
+    let after: Option<i64> = decode_cursor(cursor)?;
+    let mut q = entry::Entity::find();
+    if let Some(v) = f.actor_id {
+        q = q.filter(entry::Column::ActorId.eq(v));
+    }
+    if let Some(v) = f.action {
+        q = q.filter(entry::Column::Action.eq(v));
+    }
+    if let Some(v) = f.resource_type {
+        q = q.filter(entry::Column::ResourceType.eq(v));
+    }
+    if let Some(v) = f.resource_id {
+        q = q.filter(entry::Column::ResourceId.eq(v));
+    }
+    if let Some(v) = f.outcome {
+        q = q.filter(entry::Column::Outcome.eq(v));
+    }
+    if let Some(v) = f.from {
+        q = q.filter(entry::Column::At.gte(v));
+    }
+    if let Some(v) = f.to {
+        q = q.filter(entry::Column::At.lt(v));
+    }
+    if let Some(ids) = case_scope {
+        q = q.filter(entry::Column::CaseId.is_in(ids));
+    }
+    if let Some(id) = after {
+        q = q.filter(entry::Column::Id.lt(id));
+    }
+    let rows = q
+        .order_by_desc(entry::Column::Id)
+        .limit(limit.get() + 1)
+        .all(db.conn())
+        .await?;
+    let rows: Vec<AuditEntry> = rows.into_iter().map(Into::into).collect();
+    Ok(page_from(rows, limit, |e| e.id))
+}

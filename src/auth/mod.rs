@@ -1,0 +1,178 @@
+//! Authentication and the acting principal. Every service function that touches data takes
+//! a [`Principal`]; the extractors here are the only way a handler gets one.
+
+pub mod entity;
+pub mod password;
+pub mod routes;
+pub mod service;
+pub mod throttle;
+pub mod token;
+pub mod totp;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{Method, header, request::Parts},
+};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    audit::{NewEntry, Outcome},
+    error::{AuthFailure, Error},
+    http::{error::ApiError, extract::RequestMeta},
+    users::{self, domain::Role},
+};
+
+pub const SESSION_COOKIE: &str = "lfp_session";
+pub const CSRF_COOKIE: &str = "lfp_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Who is acting, with the request facts the audit trail records.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub session_id: Option<Uuid>,
+    pub meta: RequestMeta,
+}
+
+impl Principal {
+    /// The operator at the command line: acts as an admin, audited without a user id.
+    pub fn system() -> Self {
+        Self { user_id: Uuid::nil(), role: Role::Admin, session_id: None, meta: RequestMeta::default() }
+    }
+    pub fn actor_id(&self) -> Option<Uuid> {
+        (!self.user_id.is_nil()).then_some(self.user_id)
+    }
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+    pub fn is_staff(&self) -> bool {
+        self.role.is_staff()
+    }
+}
+
+/// Resolve the caller from a bearer token or the session cookie (with CSRF checks).
+async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Error> {
+    let meta = RequestMeta::from_parts(parts);
+    let invalid = Error::Unauthorized(AuthFailure::InvalidToken);
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+
+    let session = if let Some(token) = bearer {
+        let claims = state.tokens.verify(token).ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        let s = service::find_session(&state.db, claims.sid).await?.ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        if s.user_id != claims.sub {
+            return Err(invalid);
+        }
+        s
+    } else {
+        let jar = axum_extra::extract::CookieJar::from_headers(&parts.headers);
+        let cookie = jar.get(SESSION_COOKIE).ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        let s = service::find_cookie_session(&state.db, cookie.value())
+            .await?
+            .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            check_csrf(state, parts, s.id)?;
+        }
+        s
+    };
+    let now = crate::db::now();
+    if session.revoked_at.is_some() || session.expires_at <= now {
+        return Err(invalid);
+    }
+    let user = users::service::find_active(&state.db, session.user_id).await?.ok_or(invalid)?;
+    let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("stored role: {e}"))?;
+    // Record use at most once a minute, so reads do not turn into writes.
+    if now - session.last_used_at > chrono::Duration::seconds(60) {
+        let txn = state.db.begin_write().await?;
+        let mut am: entity::session::ActiveModel = session.clone().into();
+        am.last_used_at = Set(now);
+        am.update(&*txn).await?;
+        txn.commit().await?;
+    }
+    Ok(Principal { user_id: user.id, role, session_id: Some(session.id), meta })
+}
+
+/// Cookie-authenticated unsafe requests must come from our own origin and carry the
+/// session's CSRF token in a header (a cross-site form can do neither).
+fn check_csrf(state: &AppState, parts: &Parts, session_id: Uuid) -> Result<(), Error> {
+    let expected_origin = state.config.public_url.origin().ascii_serialization();
+    let origin_ok = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| o == expected_origin);
+    let expected = state.tokens.csrf_token(session_id);
+    let token_ok = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.as_bytes())));
+    if origin_ok && token_ok { Ok(()) } else { Err(Error::Forbidden("Cross-site request refused (CSRF check failed).")) }
+}
+
+/// Any signed-in user.
+pub struct AuthUser(pub Principal);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(Self(p.clone()));
+        }
+        let p = authenticate(state, parts).await?;
+        parts.extensions.insert(p.clone());
+        Ok(Self(p))
+    }
+}
+
+/// Refuse a role that may never do this action: 403, and an audit entry.
+async fn require(state: &AppState, parts: &mut Parts, allowed: fn(Role) -> bool) -> Result<Principal, ApiError> {
+    let AuthUser(p) = AuthUser::from_request_parts(parts, state).await?;
+    if allowed(p.role) {
+        return Ok(p);
+    }
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let _ = state
+        .audit
+        .record(
+            NewEntry::new("auth.denied", "route")
+                .by(&p)
+                .resource(format!("{} {route}", parts.method))
+                .outcome(Outcome::Denied),
+        )
+        .await;
+    Err(Error::Forbidden("Your role may not perform this action.").into())
+}
+
+/// Admins, attorneys and paralegals.
+pub struct StaffUser(pub Principal);
+
+impl FromRequestParts<AppState> for StaffUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(state, parts, Role::is_staff).await.map(Self)
+    }
+}
+
+/// Admins only.
+pub struct AdminUser(pub Principal);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(state, parts, |r| r == Role::Admin).await.map(Self)
+    }
+}

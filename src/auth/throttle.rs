@@ -1,0 +1,85 @@
+//! Login throttling, kept in the database so every instance sees the same counts.
+//!
+//! Per account: 5 failures within 15 minutes lock it for 1 minute, doubling with each further
+//! lock up to 1 hour; after a quiet 15 minutes the count starts over, so an attacker can delay
+//! but never permanently lock out the real owner. Per source IP: 30 failures per 15 minutes.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+
+use super::entity::login_throttle as lt;
+use crate::db::Db;
+
+pub const ACCOUNT_MAX_FAILURES: i32 = 5;
+pub const IP_MAX_FAILURES: i32 = 30;
+pub const WINDOW: Duration = Duration::minutes(15);
+const BASE_LOCK_SECS: i64 = 60;
+const MAX_LOCK_SECS: i64 = 3600;
+
+pub fn account_key(email: &str) -> String {
+    format!("acct:{}", email.trim().to_lowercase())
+}
+
+pub fn ip_key(ip: &str) -> String {
+    format!("ip:{ip}")
+}
+
+/// Seconds until `key` may try again, if it is locked now.
+pub async fn locked_for(db: &Db, key: &str, now: DateTime<Utc>) -> Result<Option<u64>, sea_orm::DbErr> {
+    let row = lt::Entity::find_by_id(key.to_owned()).one(db.conn()).await?;
+    Ok(row.and_then(|r| r.locked_until).filter(|u| *u > now).map(|u| (u - now).num_seconds().max(1) as u64))
+}
+
+/// Count a failure; lock the key when it reaches `max` within the window.
+pub async fn record_failure(db: &Db, key: &str, max: i32, now: DateTime<Utc>) -> Result<(), sea_orm::DbErr> {
+    let txn = db.begin_write().await?;
+    let row = lt::Entity::find_by_id(key.to_owned()).one(&*txn).await?;
+    match row {
+        None => {
+            lt::ActiveModel {
+                key: Set(key.to_owned()),
+                failures: Set(1),
+                window_started_at: Set(now),
+                locked_until: Set(None),
+                lock_count: Set(0),
+            }
+            .insert(&*txn)
+            .await?;
+        }
+        Some(r) => {
+            let quiet = now - r.window_started_at > WINDOW && r.locked_until.is_none_or(|u| now - u > WINDOW);
+            let (mut failures, mut window, mut locks) = if quiet {
+                (0, now, 0)
+            } else {
+                (r.failures, r.window_started_at, r.lock_count)
+            };
+            if now - window > WINDOW {
+                window = now;
+                failures = 0;
+            }
+            failures += 1;
+            let mut locked_until = r.locked_until;
+            if failures >= max {
+                let secs = (BASE_LOCK_SECS << locks.min(10)).min(MAX_LOCK_SECS);
+                locked_until = Some(now + Duration::seconds(secs));
+                locks += 1;
+                failures = 0;
+                window = now;
+            }
+            let mut am: lt::ActiveModel = r.into();
+            am.failures = Set(failures);
+            am.window_started_at = Set(window);
+            am.locked_until = Set(locked_until);
+            am.lock_count = Set(locks);
+            am.update(&*txn).await?;
+        }
+    }
+    txn.commit().await
+}
+
+/// A successful login clears the account's record (not the IP's).
+pub async fn clear(db: &Db, key: &str) -> Result<(), sea_orm::DbErr> {
+    let txn = db.begin_write().await?;
+    lt::Entity::delete_by_id(key.to_owned()).exec(&*txn).await?;
+    txn.commit().await
+}

@@ -1,0 +1,121 @@
+//! The command line: `serve` (default), `migrate`, `user create`, `audit verify`.
+
+use std::{io::Read, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{AppState, Application, Config, auth::Principal, users::domain::Role};
+
+#[derive(Debug, Parser)]
+#[command(name = "lawfirm-pro", version, about = "Law Firm Pro: a self-hosted client portal for law firms")]
+pub struct Cli {
+    /// Optional TOML configuration file (also `LFP_CONFIG`).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the portal (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Inspect the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exits 1 and names the first bad entry on tampering.
+    Verify,
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            Application::build(config).await?.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let state = AppState::init(config).await?;
+            println!("migrations applied");
+            state.audit.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User { command: UserCommand::Create { role, email, name, password_stdin: _ } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let state = AppState::init(config).await?;
+            let input = crate::users::service::NewUser {
+                email,
+                name,
+                role: role.as_str().to_string(),
+                password: Some(password),
+                phone: None,
+                timezone: None,
+            };
+            let result = crate::users::service::create_user(&state, &Principal::system(), input).await;
+            state.audit.shutdown().await;
+            match result {
+                Ok(user) => {
+                    println!("created {} {} ({})", user.role, user.email, user.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::error::Error::Validation(errors)) => {
+                    for e in errors {
+                        eprintln!("lawfirm-pro: {}: {}", e.field, e.message);
+                    }
+                    Ok(ExitCode::from(2))
+                }
+                Err(crate::error::Error::Conflict(m)) => {
+                    eprintln!("lawfirm-pro: {m}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let state = AppState::init(config).await?;
+            let report = crate::audit::service::verify_chain(&state.db).await?;
+            state.audit.shutdown().await;
+            if report.ok {
+                println!("audit chain ok: {} entries checked", report.entries_checked);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "audit chain BROKEN at entry {} ({} entries checked)",
+                    report.first_bad_id.unwrap_or_default(),
+                    report.entries_checked
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Configuration: one typed struct, read from an optional TOML file and then from the
+//! environment (`DATABASE_URL`, `LFP_*`), validated once at start-up and passed down.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything the application needs to start. Built by [`Config::load`] or by tests.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// Absolute URL under which the portal is reached (links in mail, cookie `Secure`, Origin checks).
+    pub public_url: url::Url,
+    pub max_upload_bytes: u64,
+    pub max_json_bytes: usize,
+    pub open_registration: bool,
+    /// HS256 key for access tokens; generated and persisted in `data_dir` when absent.
+    pub jwt_secret: Option<SecretString>,
+    /// Base64 AES-256 master key for secrets at rest; generated and persisted when absent.
+    pub master_key: Option<SecretString>,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_days: i64,
+    pub invitation_ttl_hours: i64,
+    pub db_max_connections: u32,
+    pub log_format: LogFormat,
+    /// Concurrent Argon2 computations; each uses 19 MiB.
+    pub password_hash_concurrency: usize,
+    /// Lower Argon2 cost, for tests only (never settable from the environment).
+    pub insecure_fast_password_hashing: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The file form: every field optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    max_upload_bytes: Option<u64>,
+    max_json_bytes: Option<usize>,
+    open_registration: Option<bool>,
+    jwt_secret: Option<String>,
+    master_key: Option<String>,
+    access_token_ttl_secs: Option<i64>,
+    refresh_token_ttl_days: Option<i64>,
+    invitation_ttl_hours: Option<i64>,
+    db_max_connections: Option<u32>,
+    log_format: Option<LogFormat>,
+    password_hash_concurrency: Option<usize>,
+}
+
+/// A configuration problem, reported as one line before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("unknown setting {0} in the environment (known: {known})", known = KNOWN_ENV.join(", "))]
+    UnknownEnv(String),
+}
+
+/// Every `LFP_*` variable we read. An unknown one is a typo until proven otherwise.
+pub const KNOWN_ENV: &[&str] = &[
+    "LFP_CONFIG",
+    "LFP_BIND",
+    "LFP_DATA_DIR",
+    "LFP_PUBLIC_URL",
+    "LFP_MAX_UPLOAD_BYTES",
+    "LFP_MAX_JSON_BYTES",
+    "LFP_OPEN_REGISTRATION",
+    "LFP_JWT_SECRET",
+    "LFP_MASTER_KEY",
+    "LFP_ACCESS_TOKEN_TTL_SECS",
+    "LFP_REFRESH_TOKEN_TTL_DAYS",
+    "LFP_INVITATION_TTL_HOURS",
+    "LFP_DB_MAX_CONNECTIONS",
+    "LFP_LOG_FORMAT",
+    "LFP_LOG",
+    "LFP_PASSWORD_HASH_CONCURRENCY",
+    // Read by the test command and the test harness, not by the server.
+    "LFP_TEST_DB",
+];
+
+impl Config {
+    /// Defaults for everything: SQLite and objects under `./data`.
+    pub fn defaults() -> Self {
+        let data_dir = PathBuf::from("./data");
+        Self {
+            bind: "127.0.0.1:8080".parse().expect("static address"),
+            database_url: "sqlite://./data/lawfirm.db".into(),
+            data_dir,
+            public_url: url::Url::parse("http://127.0.0.1:8080").expect("static url"),
+            max_upload_bytes: 100 * 1024 * 1024,
+            max_json_bytes: 1024 * 1024,
+            open_registration: false,
+            jwt_secret: None,
+            master_key: None,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_days: 30,
+            invitation_ttl_hours: 72,
+            db_max_connections: 16,
+            log_format: LogFormat::Pretty,
+            password_hash_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            insecure_fast_password_hashing: false,
+        }
+    }
+
+    /// Load from the TOML file named by `file` (or `LFP_CONFIG`), then the environment.
+    pub fn load(file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_sources(file, &vars)
+    }
+
+    /// Pure form of [`Config::load`], so tests need not touch the process environment.
+    pub fn from_sources(
+        file: Option<PathBuf>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        for (key, _) in env {
+            if key.starts_with("LFP_") && !KNOWN_ENV.contains(&key.as_str()) {
+                return Err(ConfigError::UnknownEnv(key.clone()));
+            }
+        }
+        let file = file.or_else(|| get("LFP_CONFIG").map(PathBuf::from));
+        let fc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| {
+                    ConfigError::ReadFile { path: path.clone(), source }
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::ParseFile {
+                    path,
+                    message: e.message().to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+
+        let mut c = Self::defaults();
+        let data_dir_set = fc.data_dir.is_some() || get("LFP_DATA_DIR").is_some();
+        if let Some(v) = pick(get("LFP_DATA_DIR"), fc.data_dir.map(|p| p.display().to_string())) {
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = pick(get("LFP_BIND"), fc.bind) {
+            c.bind = v.parse().map_err(|_| invalid("LFP_BIND", format!("`{v}` is not an address like 127.0.0.1:8080")))?;
+            c.public_url = url::Url::parse(&format!("http://{}", c.bind)).expect("address url");
+        }
+        match pick(get("DATABASE_URL"), fc.database_url) {
+            Some(v) => c.database_url = v,
+            None if data_dir_set => {
+                c.database_url = format!("sqlite://{}/lawfirm.db", c.data_dir.display())
+            }
+            None => {}
+        }
+        crate::db::DbKind::parse(&c.database_url)
+            .map_err(|m| invalid("DATABASE_URL", m))?;
+        if let Some(v) = pick(get("LFP_PUBLIC_URL"), fc.public_url) {
+            let u = url::Url::parse(&v)
+                .map_err(|e| invalid("LFP_PUBLIC_URL", format!("`{v}`: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(invalid("LFP_PUBLIC_URL", "must be an http or https URL".into()));
+            }
+            c.public_url = u;
+        }
+        num(&mut c.max_upload_bytes, "LFP_MAX_UPLOAD_BYTES", get("LFP_MAX_UPLOAD_BYTES"), fc.max_upload_bytes, 1)?;
+        num(&mut c.max_json_bytes, "LFP_MAX_JSON_BYTES", get("LFP_MAX_JSON_BYTES"), fc.max_json_bytes, 1024)?;
+        num(&mut c.access_token_ttl_secs, "LFP_ACCESS_TOKEN_TTL_SECS", get("LFP_ACCESS_TOKEN_TTL_SECS"), fc.access_token_ttl_secs, 10)?;
+        if c.access_token_ttl_secs > 900 {
+            return Err(invalid("LFP_ACCESS_TOKEN_TTL_SECS", "must be at most 900 (15 minutes)".into()));
+        }
+        num(&mut c.refresh_token_ttl_days, "LFP_REFRESH_TOKEN_TTL_DAYS", get("LFP_REFRESH_TOKEN_TTL_DAYS"), fc.refresh_token_ttl_days, 1)?;
+        num(&mut c.invitation_ttl_hours, "LFP_INVITATION_TTL_HOURS", get("LFP_INVITATION_TTL_HOURS"), fc.invitation_ttl_hours, 1)?;
+        num(&mut c.db_max_connections, "LFP_DB_MAX_CONNECTIONS", get("LFP_DB_MAX_CONNECTIONS"), fc.db_max_connections, 2)?;
+        num(&mut c.password_hash_concurrency, "LFP_PASSWORD_HASH_CONCURRENCY", get("LFP_PASSWORD_HASH_CONCURRENCY"), fc.password_hash_concurrency, 1)?;
+        if let Some(v) = pick(get("LFP_OPEN_REGISTRATION"), fc.open_registration.map(|b| b.to_string())) {
+            c.open_registration = parse_bool(&v).ok_or_else(|| invalid("LFP_OPEN_REGISTRATION", format!("`{v}` is not true or false")))?;
+        }
+        if let Some(v) = pick(get("LFP_LOG_FORMAT"), None) {
+            c.log_format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                _ => return Err(invalid("LFP_LOG_FORMAT", format!("`{v}` is not json or pretty"))),
+            };
+        } else if let Some(f) = fc.log_format {
+            c.log_format = f;
+        }
+        c.jwt_secret = pick(get("LFP_JWT_SECRET"), fc.jwt_secret).map(SecretString::from);
+        if let Some(s) = &c.jwt_secret {
+            use secrecy::ExposeSecret;
+            if s.expose_secret().len() < 32 {
+                return Err(invalid("LFP_JWT_SECRET", "must be at least 32 characters".into()));
+            }
+        }
+        c.master_key = pick(get("LFP_MASTER_KEY"), fc.master_key).map(SecretString::from);
+        if let Some(k) = &c.master_key {
+            crate::crypto::MasterKey::from_base64(k).map_err(|m| invalid("LFP_MASTER_KEY", m))?;
+        }
+        Ok(c)
+    }
+}
+
+fn pick(env: Option<String>, file: Option<String>) -> Option<String> {
+    env.filter(|v| !v.is_empty()).or(file)
+}
+
+fn invalid(key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { key, message }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn num<T>(
+    slot: &mut T,
+    key: &'static str,
+    env: Option<String>,
+    file: Option<T>,
+    min: T,
+) -> Result<(), ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display,
+{
+    let value = match (env.filter(|v| !v.is_empty()), file) {
+        (Some(v), _) => v
+            .trim()
+            .parse::<T>()
+            .map_err(|_| invalid(key, format!("`{v}` is not a number")))?,
+        (None, Some(v)) => v,
+        (None, None) => return Ok(()),
+    };
+    if value < min {
+        return Err(invalid(key, format!("must be at least {min}")));
+    }
+    *slot = value;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_sqlite_under_data() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.database_url, "sqlite://./data/lawfirm.db");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.max_upload_bytes, 100 * 1024 * 1024);
+        assert!(!c.open_registration);
+    }
+
+    #[test]
+    fn data_dir_moves_the_default_database() {
+        let c = Config::from_sources(None, &env(&[("LFP_DATA_DIR", "/srv/lfp")])).unwrap();
+        assert_eq!(c.database_url, "sqlite:///srv/lfp/lawfirm.db");
+    }
+
+    #[test]
+    fn unknown_env_is_refused_with_its_name() {
+        let e = Config::from_sources(None, &env(&[("LFP_BINDD", "x")])).unwrap_err();
+        assert!(e.to_string().contains("LFP_BINDD"), "{e}");
+    }
+
+    #[test]
+    fn malformed_values_name_their_key() {
+        for (k, v) in [
+            ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_URL", "nonsense"),
+            ("LFP_BIND", "localhost"),
+            ("LFP_MAX_UPLOAD_BYTES", "lots"),
+            ("LFP_OPEN_REGISTRATION", "maybe"),
+            ("LFP_ACCESS_TOKEN_TTL_SECS", "3600"),
+            ("LFP_JWT_SECRET", "short"),
+        ] {
+            let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().starts_with(k), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn toml_file_is_read_and_unknown_keys_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "bind = \"127.0.0.1:9000\"\nmax_upload_bytes = 2048\n").unwrap();
+        let c = Config::from_sources(Some(good.clone()), &[]).unwrap();
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.max_upload_bytes, 2048);
+        // The environment wins over the file.
+        let c = Config::from_sources(Some(good), &env(&[("LFP_MAX_UPLOAD_BYTES", "4096")])).unwrap();
+        assert_eq!(c.max_upload_bytes, 4096);
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "bnid = \"127.0.0.1:9000\"\n").unwrap();
+        let e = Config::from_sources(Some(bad), &[]).unwrap_err();
+        assert!(e.to_string().contains("bnid"), "{e}");
+    }
+}

@@ -1,0 +1,15 @@
+//! Schema migrations, shared by SQLite and PostgreSQL. One migration per file; never edit
+//! a migration that has shipped — add a new one.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_identity;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_identity::Migration)]
+    }
+}

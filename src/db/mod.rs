@@ -1,0 +1,193 @@
+//! The database: one SeaORM connection over SQLite (default) or PostgreSQL, the rules each
+//! backend needs (WAL, foreign keys, busy timeout), migrations, and write transactions.
+
+pub mod migrations;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
+    SqlxSqliteConnector, TransactionTrait,
+    sqlx::{
+        self,
+        postgres::{PgConnectOptions, PgPoolOptions},
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    },
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// Which engine a `DATABASE_URL` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite { path: PathBuf },
+    Postgres,
+}
+
+impl DbKind {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err(format!("`{url}` names no database file (use sqlite://PATH)"));
+            }
+            Ok(Self::Sqlite { path: PathBuf::from(path) })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            url::Url::parse(url).map_err(|e| format!("malformed PostgreSQL URL: {e}"))?;
+            Ok(Self::Postgres)
+        } else {
+            Err("must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+/// The shared database handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    /// SQLite allows one writer; serialising our own writers here turns lock-upgrade
+    /// failures (SQLITE_BUSY inside a transaction) into an orderly queue.
+    writer: Option<Arc<Mutex<()>>>,
+}
+
+/// A transaction that may write. On SQLite it holds the process-wide writer slot.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _slot: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl Db {
+    /// Connect, creating a new SQLite file only where the operator can see it happen.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        match DbKind::parse(url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))? {
+            DbKind::Sqlite { path } => {
+                let exists = path.exists();
+                if !exists {
+                    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+                    if let Some(parent) = parent {
+                        std::fs::create_dir_all(parent).with_context(|| {
+                            format!("DATABASE_URL: cannot create directory {}", parent.display())
+                        })?;
+                    }
+                }
+                let opts = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .with_context(|| format!("opening SQLite database {}", path.display()))?;
+                if !exists {
+                    let abs = std::fs::canonicalize(&path).unwrap_or(path);
+                    tracing::info!(path = %abs.display(), "created a new SQLite database");
+                }
+                Ok(Self {
+                    conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                    writer: Some(Arc::new(Mutex::new(()))),
+                })
+            }
+            DbKind::Postgres => {
+                let opts: PgConnectOptions = url.parse().context("DATABASE_URL")?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    // Fail fast when the server is down: callers answer 503 and retry later.
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await
+                    .context("connecting to PostgreSQL")?;
+                Ok(Self { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), writer: None })
+            }
+        }
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        let slot = match &self.writer {
+            Some(m) => Some(m.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(WriteTxn { txn: self.conn.begin().await?, _slot: slot })
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        migrations::Migrator::up(&self.conn, None).await
+    }
+
+    /// A round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.execute_unprepared("SELECT 1").await.map(|_| ())
+    }
+
+    pub async fn close(self) {
+        match self.backend() {
+            DbBackend::Sqlite => self.conn.get_sqlite_connection_pool().close().await,
+            DbBackend::Postgres => self.conn.get_postgres_connection_pool().close().await,
+            _ => {}
+        }
+    }
+
+    /// The PostgreSQL pool, for LISTEN/NOTIFY and backend-specific SQL.
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        (self.backend() == DbBackend::Postgres).then(|| self.conn.get_postgres_connection_pool())
+    }
+}
+
+/// Now, truncated to microseconds: both backends then store and return the same instant.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// True when the error is a unique-constraint violation (the same on both backends).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            DbKind::parse("sqlite://./data/lawfirm.db").unwrap(),
+            DbKind::Sqlite { path: "./data/lawfirm.db".into() }
+        );
+        assert_eq!(
+            DbKind::parse("sqlite:///var/lib/lfp.db?mode=rwc").unwrap(),
+            DbKind::Sqlite { path: "/var/lib/lfp.db".into() }
+        );
+        assert_eq!(DbKind::parse("postgres://u@h:5432/d").unwrap(), DbKind::Postgres);
+        assert!(DbKind::parse("sqlite::memory:").is_err());
+        assert!(DbKind::parse("mysql://x").is_err());
+        assert!(DbKind::parse("postgres://u@h:notaport/d").is_err());
+    }
+}

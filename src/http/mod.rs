@@ -1,0 +1,180 @@
+//! The HTTP surface: router, middleware (tracing, metrics, security headers, limits),
+//! problem+json errors, extractors, OpenAPI.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod pagination;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+use error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Law Firm Pro API", version = "1", description = "The HTTP contract of the Law Firm Pro client portal."),
+    modifiers(&BearerAuth),
+    components(schemas(error::Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The `/api/v1` routes of every capability, with their OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::auth::routes::router())
+        .merge(crate::users::routes::router())
+        .merge(crate::audit::routes::router())
+}
+
+/// The OpenAPI document, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = OpenApiRouter::<AppState>::new().nest("/api/v1", api_routes()).split_for_parts();
+    api
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = OpenApiRouter::new().nest("/api/v1", api_routes()).split_for_parts();
+    let doc_json = std::sync::Arc::new(doc.to_pretty_json().expect("OpenAPI serialises"));
+
+    let api = api
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let body = doc_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()) }
+            }),
+        )
+        // Client data must never sit in a shared or browser cache.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+
+    let max_json = state.config.max_json_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_json))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // The route template, never the raw URI: paths and queries may carry tokens.
+                let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+                tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"))
+            }),
+        )
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(60)))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred.").into_response()
+        }))
+        .layer(security_headers())
+        .with_state(state)
+}
+
+/// The same headers on every response, error or not.
+fn security_headers() -> tower::layer::util::Stack<
+    SetResponseHeaderLayer<HeaderValue>,
+    tower::layer::util::Stack<
+        SetResponseHeaderLayer<HeaderValue>,
+        tower::layer::util::Stack<
+            SetResponseHeaderLayer<HeaderValue>,
+            tower::layer::util::Stack<
+                SetResponseHeaderLayer<HeaderValue>,
+                tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, SetResponseHeaderLayer<HeaderValue>>,
+            >,
+        >,
+    >,
+> {
+    let set = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    tower::layer::util::Stack::new(
+        set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        tower::layer::util::Stack::new(
+            set(header::X_FRAME_OPTIONS, "DENY"),
+            tower::layer::util::Stack::new(
+                set(header::REFERRER_POLICY, "no-referrer"),
+                tower::layer::util::Stack::new(
+                    set(
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                         frame-ancestors 'none'",
+                    ),
+                    tower::layer::util::Stack::new(
+                        set(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+                        set(
+                            HeaderName::from_static("permissions-policy"),
+                            "camera=(), microphone=(), geolocation=(), payment=()",
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The database is not reachable.")
+                .with_code("unavailable")
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "The method is not allowed on this resource.")
+        .with_code("method_not_allowed")
+}

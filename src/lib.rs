@@ -1,0 +1,127 @@
+//! Law Firm Pro: a self-hosted client portal for law firms. `Application::build` wires the
+//! configuration, database, keys and services into one router; `main.rs` only dispatches.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod telemetry;
+pub mod users;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Everything a request handler may need. Passed by axum `State`, never global, so tests
+/// can run several differently configured applications in one process.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: db::Db,
+    pub keys: Arc<crypto::Keys>,
+    pub hasher: auth::password::Hasher,
+    pub tokens: Arc<auth::token::TokenKeys>,
+    pub audit: audit::AuditWriter,
+    pub metrics: Arc<http::metrics::Metrics>,
+}
+
+impl AppState {
+    /// Connect, migrate and load keys: what every command that touches data needs.
+    pub async fn init(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let db = db::Db::connect(&config.database_url, config.db_max_connections).await?;
+        db.migrate().await.context("running database migrations")?;
+        let keys = crypto::Keys::load_or_create(
+            &config.data_dir,
+            config.master_key.as_ref(),
+            config.jwt_secret.as_ref(),
+        )?;
+        let tokens = auth::token::TokenKeys::new(&keys, &config);
+        let hasher = auth::password::Hasher::new(
+            config.password_hash_concurrency,
+            config.insecure_fast_password_hashing,
+        );
+        let audit = audit::AuditWriter::spawn(db.clone());
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            keys: Arc::new(keys),
+            hasher,
+            tokens: Arc::new(tokens),
+            audit,
+            metrics: Arc::default(),
+        })
+    }
+}
+
+/// A built server: bound to its port, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let bind = config.bind;
+        let state = AppState::init(config).await?;
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding {bind}"))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self { listener, port, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until SIGTERM or Ctrl-C, then finish in-flight requests and flush the audit writer.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, state, .. } = self;
+        users::service::announce_first_run(&state).await?;
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        let app = http::router(state.clone());
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .await?;
+        state.audit.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,30 @@
+//! The `lawfirm-pro` binary: parse the command line, read configuration, dispatch.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = lawfirm_pro::cli::Cli::parse();
+    let config = match lawfirm_pro::Config::load(cli.config.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lawfirm-pro: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    lawfirm_pro::telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lawfirm-pro: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(lawfirm_pro::cli::run(cli, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the error and its causes, no backtrace.
+            eprintln!("lawfirm-pro: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
