@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::{AppState, Application, Config, auth::Principal, users::domain::Role};
 
 #[derive(Debug, Parser)]
-#[command(name = "lawfirm-pro", version, about = "Law Firm Pro: a self-hosted client portal for law firms")]
+#[command(
+    name = "lawfirm-pro",
+    version,
+    about = "Law Firm Pro: a self-hosted client portal for law firms"
+)]
 pub struct Cli {
     /// Optional TOML configuration file (also `LFP_CONFIG`).
     #[arg(long, global = true)]
@@ -59,7 +63,10 @@ pub enum AuditCommand {
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            Application::build(config).await?.run_until_stopped().await?;
+            Application::build(config)
+                .await?
+                .run_until_stopped()
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
@@ -68,7 +75,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             state.audit.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::User { command: UserCommand::Create { role, email, name, password_stdin: _ } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    role,
+                    email,
+                    name,
+                    password_stdin: _,
+                },
+        } => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']).to_string();
@@ -81,7 +96,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 phone: None,
                 timezone: None,
             };
-            let result = crate::users::service::create_user(&state, &Principal::system(), input).await;
+            let result =
+                crate::users::service::create_user(&state, &Principal::system(), input).await;
             state.audit.shutdown().await;
             match result {
                 Ok(user) => {
@@ -101,7 +117,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
             let state = AppState::init(config).await?;
             let report = crate::audit::service::verify_chain(&state.db).await?;
             state.audit.shutdown().await;

@@ -64,7 +64,10 @@ struct FileConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -141,9 +144,11 @@ impl Config {
         let file = file.or_else(|| get("LFP_CONFIG").map(PathBuf::from));
         let fc = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| {
-                    ConfigError::ReadFile { path: path.clone(), source }
-                })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::ParseFile {
                     path,
                     message: e.message().to_string(),
@@ -154,11 +159,19 @@ impl Config {
 
         let mut c = Self::defaults();
         let data_dir_set = fc.data_dir.is_some() || get("LFP_DATA_DIR").is_some();
-        if let Some(v) = pick(get("LFP_DATA_DIR"), fc.data_dir.map(|p| p.display().to_string())) {
+        if let Some(v) = pick(
+            get("LFP_DATA_DIR"),
+            fc.data_dir.map(|p| p.display().to_string()),
+        ) {
             c.data_dir = PathBuf::from(v);
         }
         if let Some(v) = pick(get("LFP_BIND"), fc.bind) {
-            c.bind = v.parse().map_err(|_| invalid("LFP_BIND", format!("`{v}` is not an address like 127.0.0.1:8080")))?;
+            c.bind = v.parse().map_err(|_| {
+                invalid(
+                    "LFP_BIND",
+                    format!("`{v}` is not an address like 127.0.0.1:8080"),
+                )
+            })?;
             c.public_url = url::Url::parse(&format!("http://{}", c.bind)).expect("address url");
         }
         match pick(get("DATABASE_URL"), fc.database_url) {
@@ -168,34 +181,94 @@ impl Config {
             }
             None => {}
         }
-        crate::db::DbKind::parse(&c.database_url)
-            .map_err(|m| invalid("DATABASE_URL", m))?;
+        crate::db::DbKind::parse(&c.database_url).map_err(|m| invalid("DATABASE_URL", m))?;
         if let Some(v) = pick(get("LFP_PUBLIC_URL"), fc.public_url) {
             let u = url::Url::parse(&v)
                 .map_err(|e| invalid("LFP_PUBLIC_URL", format!("`{v}`: {e}")))?;
             if !matches!(u.scheme(), "http" | "https") {
-                return Err(invalid("LFP_PUBLIC_URL", "must be an http or https URL".into()));
+                return Err(invalid(
+                    "LFP_PUBLIC_URL",
+                    "must be an http or https URL".into(),
+                ));
             }
             c.public_url = u;
         }
-        num(&mut c.max_upload_bytes, "LFP_MAX_UPLOAD_BYTES", get("LFP_MAX_UPLOAD_BYTES"), fc.max_upload_bytes, 1)?;
-        num(&mut c.max_json_bytes, "LFP_MAX_JSON_BYTES", get("LFP_MAX_JSON_BYTES"), fc.max_json_bytes, 1024)?;
-        num(&mut c.access_token_ttl_secs, "LFP_ACCESS_TOKEN_TTL_SECS", get("LFP_ACCESS_TOKEN_TTL_SECS"), fc.access_token_ttl_secs, 10)?;
+        num(
+            &mut c.max_upload_bytes,
+            "LFP_MAX_UPLOAD_BYTES",
+            get("LFP_MAX_UPLOAD_BYTES"),
+            fc.max_upload_bytes,
+            1,
+        )?;
+        num(
+            &mut c.max_json_bytes,
+            "LFP_MAX_JSON_BYTES",
+            get("LFP_MAX_JSON_BYTES"),
+            fc.max_json_bytes,
+            1024,
+        )?;
+        num(
+            &mut c.access_token_ttl_secs,
+            "LFP_ACCESS_TOKEN_TTL_SECS",
+            get("LFP_ACCESS_TOKEN_TTL_SECS"),
+            fc.access_token_ttl_secs,
+            10,
+        )?;
         if c.access_token_ttl_secs > 900 {
-            return Err(invalid("LFP_ACCESS_TOKEN_TTL_SECS", "must be at most 900 (15 minutes)".into()));
+            return Err(invalid(
+                "LFP_ACCESS_TOKEN_TTL_SECS",
+                "must be at most 900 (15 minutes)".into(),
+            ));
         }
-        num(&mut c.refresh_token_ttl_days, "LFP_REFRESH_TOKEN_TTL_DAYS", get("LFP_REFRESH_TOKEN_TTL_DAYS"), fc.refresh_token_ttl_days, 1)?;
-        num(&mut c.invitation_ttl_hours, "LFP_INVITATION_TTL_HOURS", get("LFP_INVITATION_TTL_HOURS"), fc.invitation_ttl_hours, 1)?;
-        num(&mut c.db_max_connections, "LFP_DB_MAX_CONNECTIONS", get("LFP_DB_MAX_CONNECTIONS"), fc.db_max_connections, 2)?;
-        num(&mut c.password_hash_concurrency, "LFP_PASSWORD_HASH_CONCURRENCY", get("LFP_PASSWORD_HASH_CONCURRENCY"), fc.password_hash_concurrency, 1)?;
-        if let Some(v) = pick(get("LFP_OPEN_REGISTRATION"), fc.open_registration.map(|b| b.to_string())) {
-            c.open_registration = parse_bool(&v).ok_or_else(|| invalid("LFP_OPEN_REGISTRATION", format!("`{v}` is not true or false")))?;
+        num(
+            &mut c.refresh_token_ttl_days,
+            "LFP_REFRESH_TOKEN_TTL_DAYS",
+            get("LFP_REFRESH_TOKEN_TTL_DAYS"),
+            fc.refresh_token_ttl_days,
+            1,
+        )?;
+        num(
+            &mut c.invitation_ttl_hours,
+            "LFP_INVITATION_TTL_HOURS",
+            get("LFP_INVITATION_TTL_HOURS"),
+            fc.invitation_ttl_hours,
+            1,
+        )?;
+        num(
+            &mut c.db_max_connections,
+            "LFP_DB_MAX_CONNECTIONS",
+            get("LFP_DB_MAX_CONNECTIONS"),
+            fc.db_max_connections,
+            2,
+        )?;
+        num(
+            &mut c.password_hash_concurrency,
+            "LFP_PASSWORD_HASH_CONCURRENCY",
+            get("LFP_PASSWORD_HASH_CONCURRENCY"),
+            fc.password_hash_concurrency,
+            1,
+        )?;
+        if let Some(v) = pick(
+            get("LFP_OPEN_REGISTRATION"),
+            fc.open_registration.map(|b| b.to_string()),
+        ) {
+            c.open_registration = parse_bool(&v).ok_or_else(|| {
+                invalid(
+                    "LFP_OPEN_REGISTRATION",
+                    format!("`{v}` is not true or false"),
+                )
+            })?;
         }
         if let Some(v) = pick(get("LFP_LOG_FORMAT"), None) {
             c.log_format = match v.as_str() {
                 "json" => LogFormat::Json,
                 "pretty" => LogFormat::Pretty,
-                _ => return Err(invalid("LFP_LOG_FORMAT", format!("`{v}` is not json or pretty"))),
+                _ => {
+                    return Err(invalid(
+                        "LFP_LOG_FORMAT",
+                        format!("`{v}` is not json or pretty"),
+                    ));
+                }
             };
         } else if let Some(f) = fc.log_format {
             c.log_format = f;
@@ -204,7 +277,10 @@ impl Config {
         if let Some(s) = &c.jwt_secret {
             use secrecy::ExposeSecret;
             if s.expose_secret().len() < 32 {
-                return Err(invalid("LFP_JWT_SECRET", "must be at least 32 characters".into()));
+                return Err(invalid(
+                    "LFP_JWT_SECRET",
+                    "must be at least 32 characters".into(),
+                ));
             }
         }
         c.master_key = pick(get("LFP_MASTER_KEY"), fc.master_key).map(SecretString::from);
@@ -261,7 +337,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -305,12 +384,17 @@ mod tests {
     fn toml_file_is_read_and_unknown_keys_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.toml");
-        std::fs::write(&good, "bind = \"127.0.0.1:9000\"\nmax_upload_bytes = 2048\n").unwrap();
+        std::fs::write(
+            &good,
+            "bind = \"127.0.0.1:9000\"\nmax_upload_bytes = 2048\n",
+        )
+        .unwrap();
         let c = Config::from_sources(Some(good.clone()), &[]).unwrap();
         assert_eq!(c.bind.port(), 9000);
         assert_eq!(c.max_upload_bytes, 2048);
         // The environment wins over the file.
-        let c = Config::from_sources(Some(good), &env(&[("LFP_MAX_UPLOAD_BYTES", "4096")])).unwrap();
+        let c =
+            Config::from_sources(Some(good), &env(&[("LFP_MAX_UPLOAD_BYTES", "4096")])).unwrap();
         assert_eq!(c.max_upload_bytes, 4096);
 
         let bad = dir.path().join("bad.toml");

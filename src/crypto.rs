@@ -55,7 +55,13 @@ impl MasterKey {
         let nonce = Nonce::try_from(&nonce_bytes[..]).expect("12-byte nonce");
         let ct = self
             .cipher()
-            .encrypt(&nonce, aes_gcm::aead::Payload { msg: plaintext, aad: context })
+            .encrypt(
+                &nonce,
+                aes_gcm::aead::Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             .expect("AES-GCM encryption of a small buffer cannot fail");
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&ct);
@@ -68,7 +74,13 @@ impl MasterKey {
         }
         let (nonce, ct) = sealed.split_at(12);
         self.cipher()
-            .decrypt(&Nonce::try_from(nonce).ok()?, aes_gcm::aead::Payload { msg: ct, aad: context })
+            .decrypt(
+                &Nonce::try_from(nonce).ok()?,
+                aes_gcm::aead::Payload {
+                    msg: ct,
+                    aad: context,
+                },
+            )
             .ok()
     }
 }
@@ -86,7 +98,9 @@ impl Keys {
         jwt: Option<&SecretString>,
     ) -> anyhow::Result<Self> {
         let master = match master {
-            Some(k) => MasterKey::from_base64(k).map_err(|e| anyhow::anyhow!("LFP_MASTER_KEY {e}"))?,
+            Some(k) => {
+                MasterKey::from_base64(k).map_err(|e| anyhow::anyhow!("LFP_MASTER_KEY {e}"))?
+            }
             None => {
                 let s = load_or_generate(data_dir, "master.key", true)?;
                 MasterKey::from_base64(&s).map_err(|e| anyhow::anyhow!("master.key {e}"))?
@@ -99,7 +113,10 @@ impl Keys {
                 B64.decode(s.expose_secret().trim())?
             }
         };
-        Ok(Self { master, jwt: SecretBox::new(Box::new(jwt)) })
+        Ok(Self {
+            master,
+            jwt: SecretBox::new(Box::new(jwt)),
+        })
     }
 }
 
@@ -108,7 +125,8 @@ fn load_or_generate(data_dir: &Path, name: &str, warn: bool) -> anyhow::Result<S
     let dir = data_dir.join("keys");
     let path = dir.join(name);
     if path.exists() {
-        let s = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let s = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         return Ok(SecretString::from(s));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

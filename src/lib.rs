@@ -73,11 +73,16 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let bind = config.bind;
         let state = AppState::init(config).await?;
+        users::service::announce_first_run(&state).await?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
         let port = listener.local_addr()?.port();
-        Ok(Self { listener, port, state })
+        Ok(Self {
+            listener,
+            port,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -93,14 +98,21 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, state, .. } = self;
-        users::service::announce_first_run(&state).await?;
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener, state, ..
+        } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         let app = http::router(state.clone());
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop)
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await?;
         state.audit.shutdown().await;
         tracing::info!("stopped");
         Ok(())

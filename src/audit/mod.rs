@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::{auth::Principal, db::Db, http::extract::RequestMeta};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -114,7 +116,8 @@ impl AuditWriter {
                         Err(_) => break,
                     }
                 }
-                let entries: Vec<NewEntry> = batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+                let entries: Vec<NewEntry> =
+                    batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
                 let result = async {
                     if entries.is_empty() {
                         return Ok(());

@@ -18,7 +18,10 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(verify)).routes(routes!(my_activity))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(verify))
+        .routes(routes!(my_activity))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -38,7 +41,11 @@ pub struct AuditQuery {
 
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Page<AuditEntry>), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn list(State(s): State<AppState>, AuthUser(p): AuthUser, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<Page<AuditEntry>>, ApiError> {
+async fn list(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let limit = Limit::parse(q.limit)?;
     let f = AuditFilter {
         actor_id: q.actor_id,
@@ -49,18 +56,29 @@ async fn list(State(s): State<AppState>, AuthUser(p): AuthUser, ApiQuery(q): Api
         from: q.from,
         to: q.to,
     };
-    Ok(Json(service::list(&s.db, &p, f, limit, q.cursor.as_deref()).await?))
+    Ok(Json(
+        service::list(&s.db, &p, f, limit, q.cursor.as_deref()).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/audit/verify", tag = "audit",
     responses((status = 200, body = VerifyReport), (status = 403, body = Problem)), security(("bearer" = [])))]
-async fn verify(State(s): State<AppState>, _admin: AdminUser) -> Result<Json<VerifyReport>, ApiError> {
+async fn verify(
+    State(s): State<AppState>,
+    _admin: AdminUser,
+) -> Result<Json<VerifyReport>, ApiError> {
     Ok(Json(service::verify_chain(&s.db).await?))
 }
 
 #[utoipa::path(get, path = "/me/activity", tag = "me", params(PageParams),
     responses((status = 200, body = Page<AuditEntry>)), security(("bearer" = [])))]
-async fn my_activity(State(s): State<AppState>, AuthUser(p): AuthUser, ApiQuery(q): ApiQuery<PageParams>) -> Result<Json<Page<AuditEntry>>, ApiError> {
+async fn my_activity(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let limit = Limit::parse(q.limit)?;
-    Ok(Json(service::my_activity(&s.db, &p, limit, q.cursor.as_deref()).await?))
+    Ok(Json(
+        service::my_activity(&s.db, &p, limit, q.cursor.as_deref()).await?,
+    ))
 }

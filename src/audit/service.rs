@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, sea_query::Expr,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -49,7 +49,10 @@ fn chain_hash(prev_hash: &str, m: &entry::Model) -> String {
 
 /// Append entries inside the caller's transaction. The head row is locked for the rest of
 /// the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time).
-pub async fn append_in<C: ConnectionTrait>(conn: &C, entries: Vec<NewEntry>) -> std::result::Result<(), sea_orm::DbErr> {
+pub async fn append_in<C: ConnectionTrait>(
+    conn: &C,
+    entries: Vec<NewEntry>,
+) -> std::result::Result<(), sea_orm::DbErr> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -88,7 +91,9 @@ pub async fn append_in<C: ConnectionTrait>(conn: &C, entries: Vec<NewEntry>) -> 
         rows.push(entry::ActiveModel::from(m));
     }
     for chunk in rows.chunks(500) {
-        entry::Entity::insert_many(chunk.to_vec()).exec_without_returning(conn).await?;
+        entry::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
     }
     head::Entity::update_many()
         .col_expr(head::Column::LastId, Expr::value(last_id))
@@ -122,9 +127,15 @@ pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
             break;
         }
         for m in batch {
-            let bad = m.id != expected_id || m.prev_hash != expected_prev || chain_hash(&m.prev_hash, &m) != m.hash;
+            let bad = m.id != expected_id
+                || m.prev_hash != expected_prev
+                || chain_hash(&m.prev_hash, &m) != m.hash;
             if bad {
-                return Ok(VerifyReport { ok: false, entries_checked: checked, first_bad_id: Some(expected_id) });
+                return Ok(VerifyReport {
+                    ok: false,
+                    entries_checked: checked,
+                    first_bad_id: Some(expected_id),
+                });
             }
             checked += 1;
             expected_prev = m.hash;
@@ -132,11 +143,22 @@ pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
         }
     }
     // The head catches a deleted tail: it remembers where the chain must end.
-    let h = head::Entity::find_by_id(1).one(db.conn()).await?.ok_or(Error::NotFound)?;
+    let h = head::Entity::find_by_id(1)
+        .one(db.conn())
+        .await?
+        .ok_or(Error::NotFound)?;
     if h.last_id != expected_id - 1 || h.last_hash != expected_prev {
-        return Ok(VerifyReport { ok: false, entries_checked: checked, first_bad_id: Some(expected_id) });
+        return Ok(VerifyReport {
+            ok: false,
+            entries_checked: checked,
+            first_bad_id: Some(expected_id),
+        });
     }
-    Ok(VerifyReport { ok: true, entries_checked: checked, first_bad_id: None })
+    Ok(VerifyReport {
+        ok: true,
+        entries_checked: checked,
+        first_bad_id: None,
+    })
 }
 
 /// An audit entry as the API shows it.
@@ -186,19 +208,37 @@ pub struct AuditFilter {
 }
 
 /// `GET /audit`: admins see everything; attorneys only entries about cases they are on.
-pub async fn list(db: &Db, p: &Principal, f: AuditFilter, limit: Limit, cursor: Option<&str>) -> Result<Page<AuditEntry>> {
+pub async fn list(
+    db: &Db,
+    p: &Principal,
+    f: AuditFilter,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<AuditEntry>> {
     let case_scope = match p.role {
         Role::Admin => None,
         // Case membership arrives with the cases capability; until then an attorney is on no case.
         Role::Attorney => Some(Vec::new()),
-        _ => return Err(Error::Forbidden("Only admins and attorneys may read the audit trail.")),
+        _ => {
+            return Err(Error::Forbidden(
+                "Only admins and attorneys may read the audit trail.",
+            ));
+        }
     };
     query(db, f, limit, cursor, case_scope).await
 }
 
 /// `GET /me/activity`: the caller's own entries.
-pub async fn my_activity(db: &Db, p: &Principal, limit: Limit, cursor: Option<&str>) -> Result<Page<AuditEntry>> {
-    let f = AuditFilter { actor_id: Some(p.user_id), ..Default::default() };
+pub async fn my_activity(
+    db: &Db,
+    p: &Principal,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<AuditEntry>> {
+    let f = AuditFilter {
+        actor_id: Some(p.user_id),
+        ..Default::default()
+    };
     query(db, f, limit, cursor, None).await
 }
 

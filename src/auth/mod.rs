@@ -41,7 +41,12 @@ pub struct Principal {
 impl Principal {
     /// The operator at the command line: acts as an admin, audited without a user id.
     pub fn system() -> Self {
-        Self { user_id: Uuid::nil(), role: Role::Admin, session_id: None, meta: RequestMeta::default() }
+        Self {
+            user_id: Uuid::nil(),
+            role: Role::Admin,
+            session_id: None,
+            meta: RequestMeta::default(),
+        }
     }
     pub fn actor_id(&self) -> Option<Uuid> {
         (!self.user_id.is_nil()).then_some(self.user_id)
@@ -67,15 +72,22 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Erro
         .map(|(_, t)| t.trim());
 
     let session = if let Some(token) = bearer {
-        let claims = state.tokens.verify(token).ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
-        let s = service::find_session(&state.db, claims.sid).await?.ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        let claims = state
+            .tokens
+            .verify(token)
+            .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        let s = service::find_session(&state.db, claims.sid)
+            .await?
+            .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
         if s.user_id != claims.sub {
             return Err(invalid);
         }
         s
     } else {
         let jar = axum_extra::extract::CookieJar::from_headers(&parts.headers);
-        let cookie = jar.get(SESSION_COOKIE).ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        let cookie = jar
+            .get(SESSION_COOKIE)
+            .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
         let s = service::find_cookie_session(&state.db, cookie.value())
             .await?
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
@@ -88,7 +100,9 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Erro
     if session.revoked_at.is_some() || session.expires_at <= now {
         return Err(invalid);
     }
-    let user = users::service::find_active(&state.db, session.user_id).await?.ok_or(invalid)?;
+    let user = users::service::find_active(&state.db, session.user_id)
+        .await?
+        .ok_or(invalid)?;
     let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("stored role: {e}"))?;
     // Record use at most once a minute, so reads do not turn into writes.
     if now - session.last_used_at > chrono::Duration::seconds(60) {
@@ -98,7 +112,12 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Erro
         am.update(&*txn).await?;
         txn.commit().await?;
     }
-    Ok(Principal { user_id: user.id, role, session_id: Some(session.id), meta })
+    Ok(Principal {
+        user_id: user.id,
+        role,
+        session_id: Some(session.id),
+        meta,
+    })
 }
 
 /// Cookie-authenticated unsafe requests must come from our own origin and carry the
@@ -116,7 +135,13 @@ fn check_csrf(state: &AppState, parts: &Parts, session_id: Uuid) -> Result<(), E
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.as_bytes())));
-    if origin_ok && token_ok { Ok(()) } else { Err(Error::Forbidden("Cross-site request refused (CSRF check failed).")) }
+    if origin_ok && token_ok {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "Cross-site request refused (CSRF check failed).",
+        ))
+    }
 }
 
 /// Any signed-in user.
@@ -135,7 +160,11 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// Refuse a role that may never do this action: 403, and an audit entry.
-async fn require(state: &AppState, parts: &mut Parts, allowed: fn(Role) -> bool) -> Result<Principal, ApiError> {
+async fn require(
+    state: &AppState,
+    parts: &mut Parts,
+    allowed: fn(Role) -> bool,
+) -> Result<Principal, ApiError> {
     let AuthUser(p) = AuthUser::from_request_parts(parts, state).await?;
     if allowed(p.role) {
         return Ok(p);

@@ -1,15 +1,22 @@
 //! Passwords: the policy, and Argon2id hashing on the blocking pool behind a semaphore, so a
 //! login flood queues instead of starving the executor or exhausting memory (19 MiB each).
 
-use std::{collections::HashSet, sync::{Arc, LazyLock}};
+use std::{
+    collections::HashSet,
+    sync::{Arc, LazyLock},
+};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
 /// 30,000 most common passwords (the zxcvbn project's list, MIT licence), lower-cased.
-static COMMON: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| include_str!("common-passwords.txt").lines().filter(|l| !l.is_empty()).collect());
+static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("common-passwords.txt")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .collect()
+});
 
 pub const MIN_LEN: usize = 12;
 pub const MAX_LEN: usize = 256;
@@ -59,7 +66,11 @@ impl Hasher {
             .hash_password(crate::crypto::random_token().as_bytes())
             .expect("hashing a fixed-size input")
             .to_string();
-        Self { permits: Arc::new(Semaphore::new(concurrency.max(1))), params, dummy: Arc::new(dummy) }
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            params,
+            dummy: Arc::new(dummy),
+        }
     }
 
     pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
@@ -78,17 +89,27 @@ impl Hasher {
     }
 
     /// Verify against `hash`, or against a dummy when there is no user, in the same time.
-    pub async fn verify(&self, password: &SecretString, hash: Option<&str>) -> anyhow::Result<bool> {
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        hash: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let _permit = self.permits.acquire().await?;
         let known = hash.is_some();
-        let hash = hash.map(str::to_owned).unwrap_or_else(|| self.dummy.as_ref().clone());
+        let hash = hash
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.dummy.as_ref().clone());
         let pw = password.clone();
         let span = tracing::Span::current();
         let ok = tokio::task::spawn_blocking(move || {
             let _e = span.enter();
-            let Ok(parsed) = PasswordHash::new(&hash) else { return false };
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
             // Verification uses the parameters stored in the hash itself.
-            Argon2::default().verify_password(pw.expose_secret().as_bytes(), &parsed).is_ok()
+            Argon2::default()
+                .verify_password(pw.expose_secret().as_bytes(), &parsed)
+                .is_ok()
         })
         .await?;
         Ok(ok && known)
@@ -121,9 +142,19 @@ mod tests {
         let h = Hasher::new(1, false);
         let pw = SecretString::from("correct horse battery staple");
         let hash = h.hash(&pw).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(h.verify(&pw, Some(&hash)).await.unwrap());
-        assert!(!h.verify(&SecretString::from("wrong horse battery staple"), Some(&hash)).await.unwrap());
+        assert!(
+            !h.verify(
+                &SecretString::from("wrong horse battery staple"),
+                Some(&hash)
+            )
+            .await
+            .unwrap()
+        );
         assert!(!h.verify(&pw, None).await.unwrap());
     }
 }

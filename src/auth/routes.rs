@@ -69,18 +69,34 @@ pub struct CookieLoginResponse {
 
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = Registration,
     responses((status = 201, body = UserView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-async fn register(State(s): State<AppState>, meta: RequestMeta, ApiJson(r): ApiJson<Registration>) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(users::register(&s, &meta, r).await?)))
+async fn register(
+    State(s): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(r): ApiJson<Registration>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(users::register(&s, &meta, r).await?),
+    ))
 }
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
-async fn login(State(s): State<AppState>, meta: RequestMeta, ApiJson(r): ApiJson<LoginRequest>) -> Result<Response, ApiError> {
+async fn login(
+    State(s): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(r): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
     let cookie = r.cookie;
     let issued = service::login(
         &s,
         &meta,
-        service::LoginInput { email: r.email, password: SecretString::from(r.password), totp_code: r.totp_code, cookie },
+        service::LoginInput {
+            email: r.email,
+            password: SecretString::from(r.password),
+            totp_code: r.totp_code,
+            cookie,
+        },
     )
     .await?;
     if !cookie {
@@ -101,10 +117,21 @@ async fn login(State(s): State<AppState>, meta: RequestMeta, ApiJson(r): ApiJson
         .same_site(SameSite::Strict)
         .path("/")
         .build();
-    let csrf_cookie = Cookie::build((CSRF_COOKIE, csrf.clone())).secure(secure).same_site(SameSite::Strict).path("/").build();
-    let mut res = Json(CookieLoginResponse { user: issued.user, csrf_token: csrf }).into_response();
+    let csrf_cookie = Cookie::build((CSRF_COOKIE, csrf.clone()))
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .build();
+    let mut res = Json(CookieLoginResponse {
+        user: issued.user,
+        csrf_token: csrf,
+    })
+    .into_response();
     for c in [session, csrf_cookie] {
-        res.headers_mut().append(header::SET_COOKIE, c.to_string().parse().expect("cookie header"));
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            c.to_string().parse().expect("cookie header"),
+        );
     }
     Ok(res)
 }
@@ -116,7 +143,11 @@ pub struct RefreshRequest {
 
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
-async fn refresh(State(s): State<AppState>, meta: RequestMeta, ApiJson(r): ApiJson<RefreshRequest>) -> Result<Json<TokenResponse>, ApiError> {
+async fn refresh(
+    State(s): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(r): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
     let issued = service::refresh(&s, &meta, r.refresh_token.trim()).await?;
     Ok(Json(TokenResponse {
         access_token: issued.access_token,
@@ -134,25 +165,43 @@ pub struct LogoutRequest {
 
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body(content = LogoutRequest, description = "optional"),
     responses((status = 204), (status = 401, body = Problem)), security(("bearer" = [])))]
-async fn logout(State(s): State<AppState>, AuthUser(p): AuthUser, body: Bytes) -> Result<Response, ApiError> {
+async fn logout(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "The body is not valid JSON."))?
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "The body is not valid JSON."))?
     };
     service::logout(&s, &p, req.refresh_token.as_deref()).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        let gone = Cookie::build((name, "")).path("/").max_age(time::Duration::ZERO).build();
-        res.headers_mut().append(header::SET_COOKIE, gone.to_string().parse().expect("cookie header"));
+        let gone = Cookie::build((name, ""))
+            .path("/")
+            .max_age(time::Duration::ZERO)
+            .build();
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            gone.to_string().parse().expect("cookie header"),
+        );
     }
     Ok(res)
 }
 
 #[utoipa::path(post, path = "/auth/accept-invitation", tag = "auth", request_body = AcceptInvitation,
     responses((status = 201, body = UserView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-async fn accept_invitation(State(s): State<AppState>, meta: RequestMeta, ApiJson(a): ApiJson<AcceptInvitation>) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(users::accept_invitation(&s, &meta, a).await?)))
+async fn accept_invitation(
+    State(s): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(a): ApiJson<AcceptInvitation>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(users::accept_invitation(&s, &meta, a).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/me", tag = "me", responses((status = 200, body = UserView), (status = 401, body = Problem)), security(("bearer" = [])))]
@@ -162,7 +211,11 @@ async fn me(State(s): State<AppState>, AuthUser(p): AuthUser) -> Result<Json<Use
 
 #[utoipa::path(patch, path = "/me", tag = "me", request_body = MePatch,
     responses((status = 200, body = UserView), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn patch_me(State(s): State<AppState>, AuthUser(p): AuthUser, ApiJson(m): ApiJson<MePatch>) -> Result<Json<UserView>, ApiError> {
+async fn patch_me(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiJson(m): ApiJson<MePatch>,
+) -> Result<Json<UserView>, ApiError> {
     Ok(Json(users::update_me(&s, &p, m).await?))
 }
 
@@ -176,14 +229,27 @@ pub struct PasswordChange {
 
 #[utoipa::path(post, path = "/me/password", tag = "me", request_body = PasswordChange,
     responses((status = 204), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn change_password(State(s): State<AppState>, AuthUser(p): AuthUser, ApiJson(c): ApiJson<PasswordChange>) -> Result<StatusCode, ApiError> {
-    service::change_password(&s, &p, SecretString::from(c.current_password), SecretString::from(c.new_password)).await?;
+async fn change_password(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiJson(c): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    service::change_password(
+        &s,
+        &p,
+        SecretString::from(c.current_password),
+        SecretString::from(c.new_password),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/me/totp/setup", tag = "me",
     responses((status = 200, body = service::TotpSetup), (status = 409, body = Problem)), security(("bearer" = [])))]
-async fn totp_setup(State(s): State<AppState>, AuthUser(p): AuthUser) -> Result<Json<service::TotpSetup>, ApiError> {
+async fn totp_setup(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+) -> Result<Json<service::TotpSetup>, ApiError> {
     Ok(Json(service::totp_setup(&s, &p).await?))
 }
 
@@ -194,28 +260,46 @@ pub struct TotpCode {
 
 #[utoipa::path(post, path = "/me/totp/enable", tag = "me", request_body = TotpCode,
     responses((status = 200, body = UserView), (status = 409, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn totp_enable(State(s): State<AppState>, AuthUser(p): AuthUser, ApiJson(c): ApiJson<TotpCode>) -> Result<Json<UserView>, ApiError> {
+async fn totp_enable(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiJson(c): ApiJson<TotpCode>,
+) -> Result<Json<UserView>, ApiError> {
     service::totp_toggle(&s, &p, &c.code, true).await?;
     Ok(Json(users::get_user(&s, &p, p.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/me/totp/disable", tag = "me", request_body = TotpCode,
     responses((status = 200, body = UserView), (status = 409, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn totp_disable(State(s): State<AppState>, AuthUser(p): AuthUser, ApiJson(c): ApiJson<TotpCode>) -> Result<Json<UserView>, ApiError> {
+async fn totp_disable(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiJson(c): ApiJson<TotpCode>,
+) -> Result<Json<UserView>, ApiError> {
     service::totp_toggle(&s, &p, &c.code, false).await?;
     Ok(Json(users::get_user(&s, &p, p.user_id).await?))
 }
 
 #[utoipa::path(get, path = "/me/sessions", tag = "me", params(PageParams),
     responses((status = 200, body = Page<service::SessionView>)), security(("bearer" = [])))]
-async fn list_sessions(State(s): State<AppState>, AuthUser(p): AuthUser, ApiQuery(q): ApiQuery<PageParams>) -> Result<Json<Page<service::SessionView>>, ApiError> {
+async fn list_sessions(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> Result<Json<Page<service::SessionView>>, ApiError> {
     let limit = Limit::parse(q.limit)?;
-    Ok(Json(service::list_sessions(&s.db, &p, limit, q.cursor.as_deref()).await?))
+    Ok(Json(
+        service::list_sessions(&s.db, &p, limit, q.cursor.as_deref()).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/me/sessions/{id}", tag = "me", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn revoke_session(State(s): State<AppState>, AuthUser(p): AuthUser, ApiPath(id): ApiPath<Uuid>) -> Result<StatusCode, ApiError> {
+async fn revoke_session(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
     service::revoke_session(&s, &p, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use secrecy::SecretString;
 use serde::Serialize;
@@ -59,7 +59,12 @@ pub struct Issued {
     pub user: UserView,
 }
 
-fn login_entry(meta: &RequestMeta, actor: Option<Uuid>, outcome: Outcome, reason: &str) -> NewEntry {
+fn login_entry(
+    meta: &RequestMeta,
+    actor: Option<Uuid>,
+    outcome: Outcome,
+    reason: &str,
+) -> NewEntry {
     NewEntry::new("auth.login", "user")
         .meta(meta)
         .actor(actor)
@@ -76,15 +81,23 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
         wait = wait.max(throttle::locked_for(&state.db, k, t).await?);
     }
     if let Some(secs) = wait {
-        state.audit.record(login_entry(meta, None, Outcome::Denied, "throttled")).await?;
-        return Err(Error::RateLimited { retry_after_secs: secs });
+        state
+            .audit
+            .record(login_entry(meta, None, Outcome::Denied, "throttled"))
+            .await?;
+        return Err(Error::RateLimited {
+            retry_after_secs: secs,
+        });
     }
 
     let user = find_by_email(&state.db, &input.email).await?;
     // Unknown emails are verified against a dummy hash: same work, same answer.
     let ok = state
         .hasher
-        .verify(&input.password, user.as_ref().and_then(|u| u.password_hash.as_deref()))
+        .verify(
+            &input.password,
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+        )
         .await?;
     let (acct_ref, ip_ref) = (&acct_key, &ip_key);
     let fail = |reason: &'static str, actor: Option<Uuid>| async move {
@@ -92,7 +105,10 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
         if let Some(k) = ip_ref {
             throttle::record_failure(&state.db, k, throttle::IP_MAX_FAILURES, t).await?;
         }
-        state.audit.record(login_entry(meta, actor, Outcome::Failure, reason)).await?;
+        state
+            .audit
+            .record(login_entry(meta, actor, Outcome::Failure, reason))
+            .await?;
         Ok::<_, Error>(())
     };
     let Some(user) = user.filter(|_| ok) else {
@@ -100,13 +116,29 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
         return Err(Error::Unauthorized(AuthFailure::InvalidCredentials));
     };
     if user.status != "active" {
-        state.audit.record(login_entry(meta, Some(user.id), Outcome::Failure, "disabled")).await?;
+        state
+            .audit
+            .record(login_entry(
+                meta,
+                Some(user.id),
+                Outcome::Failure,
+                "disabled",
+            ))
+            .await?;
         return Err(Error::Unauthorized(AuthFailure::InvalidCredentials));
     }
     let mut totp_step = None;
     if user.totp_enabled {
         let Some(code) = input.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
-            state.audit.record(login_entry(meta, Some(user.id), Outcome::Failure, "totp_required")).await?;
+            state
+                .audit
+                .record(login_entry(
+                    meta,
+                    Some(user.id),
+                    Outcome::Failure,
+                    "totp_required",
+                ))
+                .await?;
             return Err(Error::Unauthorized(AuthFailure::TotpRequired));
         };
         match users::service::check_totp(state, &user, code, t)? {
@@ -129,7 +161,11 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
         }
     }
     let issued = open_session(state, &*txn, &user, meta, input.cookie, t).await?;
-    append_in(&*txn, vec![login_entry(meta, Some(user.id), Outcome::Success, "ok").resource(user.id)]).await?;
+    append_in(
+        &*txn,
+        vec![login_entry(meta, Some(user.id), Outcome::Success, "ok").resource(user.id)],
+    )
+    .await?;
     txn.commit().await?;
     Ok(issued)
 }
@@ -171,7 +207,12 @@ async fn open_session<C: ConnectionTrait>(
     })
 }
 
-async fn insert_refresh<C: ConnectionTrait>(conn: &C, session_id: Uuid, token: &str, t: DateTime<Utc>) -> Result<()> {
+async fn insert_refresh<C: ConnectionTrait>(
+    conn: &C,
+    session_id: Uuid,
+    token: &str,
+    t: DateTime<Utc>,
+) -> Result<()> {
     rt::ActiveModel {
         token_hash: Set(token_hash(token)),
         session_id: Set(session_id),
@@ -183,7 +224,12 @@ async fn insert_refresh<C: ConnectionTrait>(conn: &C, session_id: Uuid, token: &
     Ok(())
 }
 
-async fn revoke<C: ConnectionTrait>(conn: &C, filter: sea_orm::Condition, reason: &str, t: DateTime<Utc>) -> Result<u64> {
+async fn revoke<C: ConnectionTrait>(
+    conn: &C,
+    filter: sea_orm::Condition,
+    reason: &str,
+    t: DateTime<Utc>,
+) -> Result<u64> {
     let r = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(t))
         .col_expr(session::Column::RevokedReason, Expr::value(reason))
@@ -195,7 +241,12 @@ async fn revoke<C: ConnectionTrait>(conn: &C, filter: sea_orm::Condition, reason
 }
 
 /// Revoke every live session of a user (disable, password change), except `keep`.
-pub async fn revoke_user_sessions<C: ConnectionTrait>(conn: &C, user_id: Uuid, keep: Option<Uuid>, reason: &str) -> Result<u64> {
+pub async fn revoke_user_sessions<C: ConnectionTrait>(
+    conn: &C,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+) -> Result<u64> {
     let mut c = sea_orm::Condition::all().add(session::Column::UserId.eq(user_id));
     if let Some(k) = keep {
         c = c.add(session::Column::Id.ne(k));
@@ -211,10 +262,20 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
     let txn = state.db.begin_write().await?;
     let Some(row) = rt::Entity::find_by_id(hash.clone()).one(&*txn).await? else {
         drop(txn);
-        state.audit.record(NewEntry::new("auth.refresh", "session").meta(meta).outcome(Outcome::Failure)).await?;
+        state
+            .audit
+            .record(
+                NewEntry::new("auth.refresh", "session")
+                    .meta(meta)
+                    .outcome(Outcome::Failure),
+            )
+            .await?;
         return Err(invalid);
     };
-    let sess = session::Entity::find_by_id(row.session_id).one(&*txn).await?.ok_or(Error::NotFound)?;
+    let sess = session::Entity::find_by_id(row.session_id)
+        .one(&*txn)
+        .await?
+        .ok_or(Error::NotFound)?;
     // Claim the token atomically; losing the race is the same as presenting a used token.
     let claimed = rt::Entity::update_many()
         .col_expr(rt::Column::UsedAt, Expr::value(t))
@@ -224,10 +285,27 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
         .await?
         .rows_affected
         == 1;
-    let entry = NewEntry::new("auth.refresh", "session").meta(meta).actor(Some(sess.user_id)).resource(sess.id);
+    let entry = NewEntry::new("auth.refresh", "session")
+        .meta(meta)
+        .actor(Some(sess.user_id))
+        .resource(sess.id);
     if !claimed {
-        revoke(&*txn, sea_orm::Condition::all().add(session::Column::Id.eq(sess.id)), "refresh_reuse", t).await?;
-        append_in(&*txn, vec![entry.outcome(Outcome::Denied).details(serde_json::json!({"reason": "reuse; family revoked"}))]).await?;
+        revoke(
+            &*txn,
+            sea_orm::Condition::all().add(session::Column::Id.eq(sess.id)),
+            "refresh_reuse",
+            t,
+        )
+        .await?;
+        append_in(
+            &*txn,
+            vec![
+                entry
+                    .outcome(Outcome::Denied)
+                    .details(serde_json::json!({"reason": "reuse; family revoked"})),
+            ],
+        )
+        .await?;
         txn.commit().await?;
         return Err(invalid);
     }
@@ -267,7 +345,15 @@ pub async fn logout(state: &AppState, p: &Principal, refresh_token: Option<&str>
         .add(session::Column::Id.is_in(ids))
         .add(session::Column::UserId.eq(p.user_id));
     revoke(&*txn, c, "logout", now()).await?;
-    append_in(&*txn, vec![NewEntry::new("auth.logout", "session").by(p).resource(p.session_id.unwrap_or_default())]).await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("auth.logout", "session")
+                .by(p)
+                .resource(p.session_id.unwrap_or_default()),
+        ],
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }
@@ -285,7 +371,12 @@ pub struct SessionView {
     pub current: bool,
 }
 
-pub async fn list_sessions(db: &Db, p: &Principal, limit: Limit, cursor: Option<&str>) -> Result<Page<SessionView>> {
+pub async fn list_sessions(
+    db: &Db,
+    p: &Principal,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<SessionView>> {
     let after: Option<Uuid> = decode_cursor(cursor)?;
     let mut q = session::Entity::find()
         .filter(session::Column::UserId.eq(p.user_id))
@@ -294,7 +385,11 @@ pub async fn list_sessions(db: &Db, p: &Principal, limit: Limit, cursor: Option<
     if let Some(a) = after {
         q = q.filter(session::Column::Id.lt(a));
     }
-    let rows = q.order_by_desc(session::Column::Id).limit(limit.get() + 1).all(db.conn()).await?;
+    let rows = q
+        .order_by_desc(session::Column::Id)
+        .limit(limit.get() + 1)
+        .all(db.conn())
+        .await?;
     let items = rows
         .into_iter()
         .map(|s| SessionView {
@@ -313,35 +408,71 @@ pub async fn list_sessions(db: &Db, p: &Principal, limit: Limit, cursor: Option<
 
 pub async fn revoke_session(state: &AppState, p: &Principal, id: Uuid) -> Result<()> {
     let txn = state.db.begin_write().await?;
-    let c = sea_orm::Condition::all().add(session::Column::Id.eq(id)).add(session::Column::UserId.eq(p.user_id));
-    let exists = session::Entity::find().filter(c.clone()).one(&*txn).await?.is_some();
+    let c = sea_orm::Condition::all()
+        .add(session::Column::Id.eq(id))
+        .add(session::Column::UserId.eq(p.user_id));
+    let exists = session::Entity::find()
+        .filter(c.clone())
+        .one(&*txn)
+        .await?
+        .is_some();
     if !exists {
         return Err(Error::NotFound);
     }
     revoke(&*txn, c, "revoked_by_user", now()).await?;
-    append_in(&*txn, vec![NewEntry::new("session.revoke", "session").by(p).resource(id)]).await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("session.revoke", "session")
+                .by(p)
+                .resource(id),
+        ],
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }
 
-pub async fn change_password(state: &AppState, p: &Principal, current: SecretString, new: SecretString) -> Result<()> {
-    let user = users::service::find_active(&state.db, p.user_id).await?.ok_or(Error::NotFound)?;
-    if !state.hasher.verify(&current, user.password_hash.as_deref()).await? {
+pub async fn change_password(
+    state: &AppState,
+    p: &Principal,
+    current: SecretString,
+    new: SecretString,
+) -> Result<()> {
+    let user = users::service::find_active(&state.db, p.user_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if !state
+        .hasher
+        .verify(&current, user.password_hash.as_deref())
+        .await?
+    {
         state
             .audit
-            .record(NewEntry::new("user.password_change", "user").by(p).resource(p.user_id).outcome(Outcome::Denied))
+            .record(
+                NewEntry::new("user.password_change", "user")
+                    .by(p)
+                    .resource(p.user_id)
+                    .outcome(Outcome::Denied),
+            )
             .await?;
         return Err(Error::Forbidden("The current password is wrong."));
     }
     use secrecy::ExposeSecret;
-    super::password::check_policy(new.expose_secret(), &user.email).map_err(|m| Error::invalid("new_password", m))?;
+    super::password::check_policy(new.expose_secret(), &user.email)
+        .map_err(|m| Error::invalid("new_password", m))?;
     let hash = state.hasher.hash(&new).await?;
     let txn = state.db.begin_write().await?;
     users::service::set_password_hash(&*txn, p.user_id, &hash).await?;
     let revoked = revoke_user_sessions(&*txn, p.user_id, p.session_id, "password_changed").await?;
     append_in(
         &*txn,
-        vec![NewEntry::new("user.password_change", "user").by(p).resource(p.user_id).details(serde_json::json!({"sessions_revoked": revoked}))],
+        vec![
+            NewEntry::new("user.password_change", "user")
+                .by(p)
+                .resource(p.user_id)
+                .details(serde_json::json!({"sessions_revoked": revoked})),
+        ],
     )
     .await?;
     txn.commit().await?;
@@ -356,42 +487,82 @@ pub struct TotpSetup {
 }
 
 pub async fn totp_setup(state: &AppState, p: &Principal) -> Result<TotpSetup> {
-    let user = users::service::find_active(&state.db, p.user_id).await?.ok_or(Error::NotFound)?;
+    let user = users::service::find_active(&state.db, p.user_id)
+        .await?
+        .ok_or(Error::NotFound)?;
     if user.totp_enabled {
-        return Err(Error::Conflict("Two-factor authentication is already enabled; disable it first.".into()));
+        return Err(Error::Conflict(
+            "Two-factor authentication is already enabled; disable it first.".into(),
+        ));
     }
     let secret = totp::generate_secret();
-    let url = totp::otpauth_url(&secret, &user.email).ok_or_else(|| anyhow::anyhow!("building otpauth url"))?;
-    let sealed = state.keys.master.seal(&secret, &users::service::totp_context(user.id));
+    let url = totp::otpauth_url(&secret, &user.email)
+        .ok_or_else(|| anyhow::anyhow!("building otpauth url"))?;
+    let sealed = state
+        .keys
+        .master
+        .seal(&secret, &users::service::totp_context(user.id));
     let txn = state.db.begin_write().await?;
     users::service::set_totp(&*txn, user.id, Some(sealed), false).await?;
-    append_in(&*txn, vec![NewEntry::new("user.totp_setup", "user").by(p).resource(user.id)]).await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("user.totp_setup", "user")
+                .by(p)
+                .resource(user.id),
+        ],
+    )
+    .await?;
     txn.commit().await?;
-    Ok(TotpSetup { secret: totp::base32(&secret), otpauth_url: url })
+    Ok(TotpSetup {
+        secret: totp::base32(&secret),
+        otpauth_url: url,
+    })
 }
 
 /// Enable (`enable = true`) or disable 2FA; either needs a valid, unused code.
 pub async fn totp_toggle(state: &AppState, p: &Principal, code: &str, enable: bool) -> Result<()> {
-    let user = users::service::find_active(&state.db, p.user_id).await?.ok_or(Error::NotFound)?;
+    let user = users::service::find_active(&state.db, p.user_id)
+        .await?
+        .ok_or(Error::NotFound)?;
     match (enable, user.totp_enabled, user.totp_secret.is_some()) {
-        (true, true, _) => return Err(Error::Conflict("Two-factor authentication is already enabled.".into())),
+        (true, true, _) => {
+            return Err(Error::Conflict(
+                "Two-factor authentication is already enabled.".into(),
+            ));
+        }
         (true, false, false) => return Err(Error::Conflict("Call /me/totp/setup first.".into())),
-        (false, false, _) => return Err(Error::Conflict("Two-factor authentication is not enabled.".into())),
+        (false, false, _) => {
+            return Err(Error::Conflict(
+                "Two-factor authentication is not enabled.".into(),
+            ));
+        }
         _ => {}
     }
     let step = users::service::check_totp(state, &user, code, now())?
         .ok_or_else(|| Error::invalid("code", "is not a valid one-time code"))?;
     let txn = state.db.begin_write().await?;
     if !users::service::consume_totp_step(&*txn, user.id, step).await? {
-        return Err(Error::invalid("code", "has already been used; wait for the next one"));
+        return Err(Error::invalid(
+            "code",
+            "has already been used; wait for the next one",
+        ));
     }
     if enable {
         users::service::set_totp(&*txn, user.id, user.totp_secret.clone(), true).await?;
     } else {
         users::service::set_totp(&*txn, user.id, None, false).await?;
     }
-    let action = if enable { "user.totp_enable" } else { "user.totp_disable" };
-    append_in(&*txn, vec![NewEntry::new(action, "user").by(p).resource(user.id)]).await?;
+    let action = if enable {
+        "user.totp_enable"
+    } else {
+        "user.totp_disable"
+    };
+    append_in(
+        &*txn,
+        vec![NewEntry::new(action, "user").by(p).resource(user.id)],
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }

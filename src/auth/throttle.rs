@@ -25,13 +25,27 @@ pub fn ip_key(ip: &str) -> String {
 }
 
 /// Seconds until `key` may try again, if it is locked now.
-pub async fn locked_for(db: &Db, key: &str, now: DateTime<Utc>) -> Result<Option<u64>, sea_orm::DbErr> {
-    let row = lt::Entity::find_by_id(key.to_owned()).one(db.conn()).await?;
-    Ok(row.and_then(|r| r.locked_until).filter(|u| *u > now).map(|u| (u - now).num_seconds().max(1) as u64))
+pub async fn locked_for(
+    db: &Db,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<u64>, sea_orm::DbErr> {
+    let row = lt::Entity::find_by_id(key.to_owned())
+        .one(db.conn())
+        .await?;
+    Ok(row
+        .and_then(|r| r.locked_until)
+        .filter(|u| *u > now)
+        .map(|u| (u - now).num_seconds().max(1) as u64))
 }
 
 /// Count a failure; lock the key when it reaches `max` within the window.
-pub async fn record_failure(db: &Db, key: &str, max: i32, now: DateTime<Utc>) -> Result<(), sea_orm::DbErr> {
+pub async fn record_failure(
+    db: &Db,
+    key: &str,
+    max: i32,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
     let txn = db.begin_write().await?;
     let row = lt::Entity::find_by_id(key.to_owned()).one(&*txn).await?;
     match row {
@@ -47,16 +61,17 @@ pub async fn record_failure(db: &Db, key: &str, max: i32, now: DateTime<Utc>) ->
             .await?;
         }
         Some(r) => {
-            let quiet = now - r.window_started_at > WINDOW && r.locked_until.is_none_or(|u| now - u > WINDOW);
-            let (mut failures, mut window, mut locks) = if quiet {
-                (0, now, 0)
+            // An hour without a lock forgets earlier locks; 15 quiet minutes forget failures.
+            let mut locks = if r.locked_until.is_none_or(|u| now - u > Duration::hours(1)) {
+                0
             } else {
-                (r.failures, r.window_started_at, r.lock_count)
+                r.lock_count
             };
-            if now - window > WINDOW {
-                window = now;
-                failures = 0;
-            }
+            let (mut failures, mut window) = if now - r.window_started_at > WINDOW {
+                (0, now)
+            } else {
+                (r.failures, r.window_started_at)
+            };
             failures += 1;
             let mut locked_until = r.locked_until;
             if failures >= max {
@@ -82,4 +97,16 @@ pub async fn clear(db: &Db, key: &str) -> Result<(), sea_orm::DbErr> {
     let txn = db.begin_write().await?;
     lt::Entity::delete_by_id(key.to_owned()).exec(&*txn).await?;
     txn.commit().await
+}
+
+/// Test support: end a lock now while keeping its count, as if the lock had run out.
+#[doc(hidden)]
+pub async fn expire_lock_for_tests(db: &Db, key: &str) {
+    if let Ok(Some(r)) = lt::Entity::find_by_id(key.to_owned()).one(db.conn()).await {
+        let just_now = crate::db::now() - Duration::seconds(1);
+        let mut am: lt::ActiveModel = r.into();
+        am.locked_until = Set(Some(just_now));
+        am.window_started_at = Set(just_now);
+        let _ = am.update(db.conn()).await;
+    }
 }

@@ -47,7 +47,11 @@ impl TokenKeys {
             ttl_secs: config.access_token_ttl_secs,
             csrf_key: {
                 use sha2::{Digest, Sha256};
-                Sha256::new().chain_update(b"csrf\0").chain_update(secret).finalize().to_vec()
+                Sha256::new()
+                    .chain_update(b"csrf\0")
+                    .chain_update(secret)
+                    .finalize()
+                    .to_vec()
             },
         }
     }
@@ -63,12 +67,18 @@ impl TokenKeys {
             exp: now + self.ttl_secs,
             jti: Uuid::new_v4(),
         };
-        Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Only HS256 with our key, issuer and audience; `alg: none` and RS/ES confusion fail here.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        decode::<Claims>(token, &self.decoding, &self.validation).ok().map(|d| d.claims)
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()
+            .map(|d| d.claims)
     }
 
     /// The CSRF token of a cookie session: HMAC-like digest of its id, so it needs no storage.
@@ -100,12 +110,22 @@ mod tests {
         assert_eq!((c.sub, c.sid), (u, s));
         // Flip the payload: signature no longer matches.
         let parts: Vec<&str> = t.split('.').collect();
-        let mut payload: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
         payload["sub"] = serde_json::json!(Uuid::new_v4());
-        let forged = format!("{}.{}.{}", parts[0], B64.encode(payload.to_string()), parts[2]);
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(payload.to_string()),
+            parts[2]
+        );
         assert!(k.verify(&forged).is_none());
         // alg=none with no signature.
-        let none = format!("{}.{}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+        let none = format!(
+            "{}.{}.",
+            B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
         assert!(k.verify(&none).is_none());
         // Another key.
         assert!(keys().verify(&t).is_none());

@@ -46,7 +46,9 @@ pub fn verify(secret: &[u8], account: &str, code: &str, unix_time: u64) -> Optio
 
 /// The current code, for tests and the demo.
 pub fn current_code(secret: &[u8], unix_time: u64) -> String {
-    totp(secret, "x").map(|t| t.generate(unix_time).to_string()).unwrap_or_default()
+    totp(secret, "x")
+        .map(|t| t.generate(unix_time).to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
-    SqlxSqliteConnector, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionTrait,
     sqlx::{
         self,
         postgres::{PgConnectOptions, PgPoolOptions},
@@ -31,9 +31,13 @@ impl DbKind {
             let rest = rest.strip_prefix("//").unwrap_or(rest);
             let path = rest.split('?').next().unwrap_or_default();
             if path.is_empty() || path == ":memory:" {
-                return Err(format!("`{url}` names no database file (use sqlite://PATH)"));
+                return Err(format!(
+                    "`{url}` names no database file (use sqlite://PATH)"
+                ));
             }
-            Ok(Self::Sqlite { path: PathBuf::from(path) })
+            Ok(Self::Sqlite {
+                path: PathBuf::from(path),
+            })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             url::Url::parse(url).map_err(|e| format!("malformed PostgreSQL URL: {e}"))?;
             Ok(Self::Postgres)
@@ -116,7 +120,10 @@ impl Db {
                     .connect_with(opts)
                     .await
                     .context("connecting to PostgreSQL")?;
-                Ok(Self { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), writer: None })
+                Ok(Self {
+                    conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                    writer: None,
+                })
             }
         }
     }
@@ -134,7 +141,10 @@ impl Db {
             Some(m) => Some(m.clone().lock_owned().await),
             None => None,
         };
-        Ok(WriteTxn { txn: self.conn.begin().await?, _slot: slot })
+        Ok(WriteTxn {
+            txn: self.conn.begin().await?,
+            _slot: slot,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), DbErr> {
@@ -168,7 +178,10 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 
 /// True when the error is a unique-constraint violation (the same on both backends).
 pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 #[cfg(test)]
@@ -179,13 +192,20 @@ mod tests {
     fn parses_urls() {
         assert_eq!(
             DbKind::parse("sqlite://./data/lawfirm.db").unwrap(),
-            DbKind::Sqlite { path: "./data/lawfirm.db".into() }
+            DbKind::Sqlite {
+                path: "./data/lawfirm.db".into()
+            }
         );
         assert_eq!(
             DbKind::parse("sqlite:///var/lib/lfp.db?mode=rwc").unwrap(),
-            DbKind::Sqlite { path: "/var/lib/lfp.db".into() }
+            DbKind::Sqlite {
+                path: "/var/lib/lfp.db".into()
+            }
         );
-        assert_eq!(DbKind::parse("postgres://u@h:5432/d").unwrap(), DbKind::Postgres);
+        assert_eq!(
+            DbKind::parse("postgres://u@h:5432/d").unwrap(),
+            DbKind::Postgres
+        );
         assert!(DbKind::parse("sqlite::memory:").is_err());
         assert!(DbKind::parse("mysql://x").is_err());
         assert!(DbKind::parse("postgres://u@h:notaport/d").is_err());

@@ -36,7 +36,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into(), code: None, errors: None, retry_after: None }
+        Self {
+            status,
+            detail: detail.into(),
+            code: None,
+            errors: None,
+            retry_after: None,
+        }
     }
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
@@ -46,8 +52,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "The resource does not exist.").with_code("not_found")
     }
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "The request has invalid fields.")
-            .with_code("validation_failed");
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The request has invalid fields.",
+        )
+        .with_code("validation_failed");
         e.errors = Some(errors);
         e
     }
@@ -63,32 +72,48 @@ impl From<Error> for ApiError {
             Error::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, why).with_code("forbidden"),
             Error::Unauthorized(kind) => {
                 let (detail, code) = match kind {
-                    AuthFailure::InvalidCredentials => ("Invalid email or password.", "invalid_credentials"),
-                    AuthFailure::TotpRequired => ("A one-time code from your authenticator is required.", "totp_required"),
+                    AuthFailure::InvalidCredentials => {
+                        ("Invalid email or password.", "invalid_credentials")
+                    }
+                    AuthFailure::TotpRequired => (
+                        "A one-time code from your authenticator is required.",
+                        "totp_required",
+                    ),
                     AuthFailure::InvalidTotp => ("The one-time code is not valid.", "invalid_totp"),
-                    AuthFailure::InvalidToken => ("Missing, invalid or expired credentials.", "invalid_token"),
+                    AuthFailure::InvalidToken => {
+                        ("Missing, invalid or expired credentials.", "invalid_token")
+                    }
                 };
                 Self::new(StatusCode::UNAUTHORIZED, detail).with_code(code)
             }
             Error::Conflict(d) => Self::new(StatusCode::CONFLICT, d).with_code("conflict"),
             Error::Validation(errors) => Self::validation(errors),
             Error::RateLimited { retry_after_secs } => {
-                let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "Too many attempts; try again later.")
-                    .with_code("rate_limited");
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts; try again later.",
+                )
+                .with_code("rate_limited");
                 e.retry_after = Some(retry_after_secs.max(1));
                 e
             }
             Error::Unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
-                let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable.")
-                    .with_code("unavailable");
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is temporarily unavailable.",
+                )
+                .with_code("unavailable");
                 e.retry_after = Some(5);
                 e
             }
             Error::Internal(cause) => {
                 // The cause chain goes to the log, never to the client.
                 tracing::error!(error = ?cause, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "An unexpected error occurred.",
+                )
             }
         }
     }
@@ -112,7 +137,10 @@ impl IntoResponse for ApiError {
         };
         let mut res = (self.status, Json(body)).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(s) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
@@ -129,21 +157,37 @@ pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiErr
     match r {
         J::JsonDataError(e) => {
             let text = e.body_text();
-            let msg = text.split_once("target type: ").map(|(_, m)| m).unwrap_or(&text).to_string();
+            let msg = strip_position(
+                text.split_once("target type: ")
+                    .map(|(_, m)| m)
+                    .unwrap_or(&text),
+            );
             let field = field_from_serde_message(&msg);
             ApiError::validation(vec![FieldError::new(field, msg)])
         }
-        J::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "The body is not valid JSON.")
-            .with_code("malformed_json"),
+        J::JsonSyntaxError(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "The body is not valid JSON.")
+                .with_code("malformed_json")
+        }
         J::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Expected `Content-Type: application/json`.",
         )
         .with_code("unsupported_media_type"),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.").with_code("too_large")
-        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is too large.",
+        )
+        .with_code("too_large"),
         other => ApiError::new(other.status(), "The request body could not be read."),
+    }
+}
+
+/// serde appends "at line 1 column 2"; clients need the field, not our parser's position.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
     }
 }
 
@@ -164,7 +208,11 @@ fn field_from_serde_message(msg: &str) -> String {
 /// Problem for a query string that does not parse.
 pub fn from_query_rejection(r: axum::extract::rejection::QueryRejection) -> ApiError {
     let text = r.body_text();
-    let msg = text.split_once("query string: ").map(|(_, m)| m).unwrap_or(&text).to_string();
+    let msg = strip_position(
+        text.split_once("query string: ")
+            .map(|(_, m)| m)
+            .unwrap_or(&text),
+    );
     ApiError::validation(vec![FieldError::new(field_from_serde_message(&msg), msg)])
 }
 
@@ -174,8 +222,14 @@ mod tests {
 
     #[test]
     fn serde_messages_name_fields() {
-        assert_eq!(field_from_serde_message("missing field `email` at line 1 column 2"), "email");
-        assert_eq!(field_from_serde_message("name: invalid type: integer `1`, expected a string"), "name");
+        assert_eq!(
+            field_from_serde_message("missing field `email` at line 1 column 2"),
+            "email"
+        );
+        assert_eq!(
+            field_from_serde_message("name: invalid type: integer `1`, expected a string"),
+            "name"
+        );
         assert_eq!(field_from_serde_message("invalid type: map"), "body");
     }
 }

@@ -32,15 +32,25 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RouteLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
         });
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route and status",
             latency.clone(),
         );
-        Self { registry, requests, latency }
+        Self {
+            registry,
+            requests,
+            latency,
+        }
     }
 }
 
@@ -64,8 +74,15 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     let method = req.method().to_string();
     let start = Instant::now();
     let res = next.run(req).await.into_response();
-    let labels = RouteLabels { method, route, status: res.status().as_u16() };
+    let labels = RouteLabels {
+        method,
+        route,
+        status: res.status().as_u16(),
+    };
     metrics.requests.get_or_create(&labels).inc();
-    metrics.latency.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
     res
 }

@@ -41,7 +41,12 @@ impl utoipa::Modify for BearerAuth {
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -56,12 +61,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = OpenApiRouter::<AppState>::new().nest("/api/v1", api_routes()).split_for_parts();
+    let (_, api) = OpenApiRouter::<AppState>::new()
+        .nest("/api/v1", api_routes())
+        .split_for_parts();
     api
 }
 
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = OpenApiRouter::new().nest("/api/v1", api_routes()).split_for_parts();
+    let (api, doc) = OpenApiRouter::new()
+        .nest("/api/v1", api_routes())
+        .split_for_parts();
     let doc_json = std::sync::Arc::new(doc.to_pretty_json().expect("OpenAPI serialises"));
 
     let api = api
@@ -69,7 +78,12 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/openapi.json",
             get(move || {
                 let body = doc_json.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()) }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        body.as_str().to_owned(),
+                    )
+                }
             }),
         )
         // Client data must never sit in a shared or browser cache.
@@ -112,7 +126,10 @@ fn security_headers() -> tower::layer::util::Stack<
             SetResponseHeaderLayer<HeaderValue>,
             tower::layer::util::Stack<
                 SetResponseHeaderLayer<HeaderValue>,
-                tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, SetResponseHeaderLayer<HeaderValue>>,
+                tower::layer::util::Stack<
+                    SetResponseHeaderLayer<HeaderValue>,
+                    SetResponseHeaderLayer<HeaderValue>,
+                >,
             >,
         >,
     >,
@@ -134,7 +151,10 @@ fn security_headers() -> tower::layer::util::Stack<
                          frame-ancestors 'none'",
                     ),
                     tower::layer::util::Stack::new(
-                        set(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+                        set(
+                            HeaderName::from_static("cross-origin-opener-policy"),
+                            "same-origin",
+                        ),
                         set(
                             HeaderName::from_static("permissions-policy"),
                             "camera=(), microphone=(), geolocation=(), payment=()",
@@ -155,16 +175,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The database is not reachable.")
-                .with_code("unavailable")
-                .into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is not reachable.",
+            )
+            .with_code("unavailable")
+            .into_response()
         }
     }
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -175,6 +201,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "The method is not allowed on this resource.")
-        .with_code("method_not_allowed")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The method is not allowed on this resource.",
+    )
+    .with_code("method_not_allowed")
 }

@@ -25,7 +25,10 @@ impl Limit {
         match raw {
             None => Ok(Self(DEFAULT_LIMIT)),
             Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => Ok(Self(n as u64)),
-            Some(_) => Err(Error::Validation(vec![FieldError::new("limit", "must be between 1 and 100")])),
+            Some(_) => Err(Error::Validation(vec![FieldError::new(
+                "limit",
+                "must be between 1 and 100",
+            )])),
         }
     }
     pub fn get(self) -> u64 {
@@ -38,8 +41,15 @@ pub fn encode_cursor<K: Serialize>(key: &K) -> String {
 }
 
 pub fn decode_cursor<K: DeserializeOwned>(raw: Option<&str>) -> Result<Option<K>, Error> {
-    let Some(raw) = raw.filter(|s| !s.is_empty()) else { return Ok(None) };
-    let bad = || Error::Validation(vec![FieldError::new("cursor", "is not a cursor this server issued")]);
+    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Error::Validation(vec![FieldError::new(
+            "cursor",
+            "is not a cursor this server issued",
+        )])
+    };
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
 }
@@ -54,11 +64,22 @@ pub struct PageParams {
 }
 
 /// Build a page from `limit + 1` fetched rows: the extra row only says another page exists.
-pub fn page_from<T, K: Serialize>(mut rows: Vec<T>, limit: Limit, key: impl Fn(&T) -> K) -> Page<T> {
+pub fn page_from<T, K: Serialize>(
+    mut rows: Vec<T>,
+    limit: Limit,
+    key: impl Fn(&T) -> K,
+) -> Page<T> {
     let more = rows.len() as u64 > limit.get();
     rows.truncate(limit.get() as usize);
-    let next_cursor = if more { rows.last().map(|r| encode_cursor(&key(r))) } else { None };
-    Page { items: rows, next_cursor }
+    let next_cursor = if more {
+        rows.last().map(|r| encode_cursor(&key(r)))
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
 }
 
 #[cfg(test)]
@@ -78,7 +99,10 @@ mod tests {
     fn page_from_sets_cursor_only_when_more() {
         let p = page_from(vec![1, 2, 3], Limit::parse(Some(2)).unwrap(), |x| *x);
         assert_eq!(p.items, vec![1, 2]);
-        assert_eq!(decode_cursor::<i32>(p.next_cursor.as_deref()).unwrap(), Some(2));
+        assert_eq!(
+            decode_cursor::<i32>(p.next_cursor.as_deref()).unwrap(),
+            Some(2)
+        );
         let p = page_from(vec![1, 2], Limit::parse(Some(2)).unwrap(), |x| *x);
         assert!(p.next_cursor.is_none());
     }

@@ -3,7 +3,18 @@
 use serde::{Deserialize, Serialize};
 
 /// What a person is in the firm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -81,7 +92,8 @@ impl Email {
             return Err("is not a valid email address");
         }
         // email_address implements RFC 5322; we additionally require a dotted domain.
-        let parsed: email_address::EmailAddress = s.parse().map_err(|_| "is not a valid email address")?;
+        let parsed: email_address::EmailAddress =
+            s.parse().map_err(|_| "is not a valid email address")?;
         if !parsed.domain().contains('.') || parsed.domain().starts_with('[') {
             return Err("is not a valid email address");
         }
@@ -145,7 +157,10 @@ impl Phone {
         if s.len() > 40 || digits < 3 {
             return Err("must be a phone number of 3 to 40 characters");
         }
-        if !s.chars().all(|c| c.is_ascii_digit() || " +-().,/x".contains(c)) {
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().,/x".contains(c))
+        {
             return Err("may contain only digits, spaces and + - ( ) . / x");
         }
         Ok(Self(s.to_string()))
@@ -162,8 +177,19 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ann.Lee@Example.COM ").unwrap().as_str(), "ann.lee@example.com");
-        for bad in ["", "ann", "ann@", "@example.com", "ann@localhost", "a b@example.com", "ann@exa\nmple.com"] {
+        assert_eq!(
+            Email::parse("  Ann.Lee@Example.COM ").unwrap().as_str(),
+            "ann.lee@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@localhost",
+            "a b@example.com",
+            "ann@exa\nmple.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
@@ -175,7 +201,10 @@ mod tests {
         assert!(PersonName::parse("   ").is_err());
         assert!(PersonName::parse(&"x".repeat(201)).is_err());
         assert!(PersonName::parse("Ann\u{0}Lee").is_err());
-        assert_eq!(TimeZoneName::parse("Europe/Berlin").unwrap().as_str(), "Europe/Berlin");
+        assert_eq!(
+            TimeZoneName::parse("Europe/Berlin").unwrap().as_str(),
+            "Europe/Berlin"
+        );
         assert!(TimeZoneName::parse("Mars/Olympus").is_err());
         assert!(Phone::parse("+1 (555) 010-2030").is_ok());
         assert!(Phone::parse("call me").is_err());

@@ -2,8 +2,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, Func},
 };
 use secrecy::SecretString;
@@ -58,8 +60,13 @@ impl From<user::Model> for UserView {
 }
 
 pub async fn find_by_email(db: &Db, raw: &str) -> Result<Option<user::Model>> {
-    let Ok(email) = Email::parse(raw) else { return Ok(None) };
-    Ok(user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(db.conn()).await?)
+    let Ok(email) = Email::parse(raw) else {
+        return Ok(None);
+    };
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .one(db.conn())
+        .await?)
 }
 
 pub async fn find_active(db: &Db, id: Uuid) -> Result<Option<user::Model>> {
@@ -75,14 +82,27 @@ pub fn totp_context(user_id: Uuid) -> Vec<u8> {
 }
 
 /// The step of a valid code newer than the last one used, if the code is good.
-pub fn check_totp(state: &AppState, u: &user::Model, code: &str, t: DateTime<Utc>) -> Result<Option<i64>> {
-    let Some(sealed) = &u.totp_secret else { return Ok(None) };
+pub fn check_totp(
+    state: &AppState,
+    u: &user::Model,
+    code: &str,
+    t: DateTime<Utc>,
+) -> Result<Option<i64>> {
+    let Some(sealed) = &u.totp_secret else {
+        return Ok(None);
+    };
     let secret = state
         .keys
         .master
         .open(sealed, &totp_context(u.id))
-        .ok_or_else(|| anyhow::anyhow!("TOTP secret of {} does not decrypt (master key changed?)", u.id))?;
-    Ok(totp::verify(&secret, &u.email, code, t.timestamp() as u64).filter(|s| u.totp_last_step.is_none_or(|last| *s > last)))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "TOTP secret of {} does not decrypt (master key changed?)",
+                u.id
+            )
+        })?;
+    Ok(totp::verify(&secret, &u.email, code, t.timestamp() as u64)
+        .filter(|s| u.totp_last_step.is_none_or(|last| *s > last)))
 }
 
 /// Record a code's step as used; false if it (or a later one) already was.
@@ -100,7 +120,12 @@ pub async fn consume_totp_step<C: ConnectionTrait>(conn: &C, id: Uuid, step: i64
     Ok(r.rows_affected == 1)
 }
 
-pub async fn set_totp<C: ConnectionTrait>(conn: &C, id: Uuid, secret: Option<Vec<u8>>, enabled: bool) -> Result<()> {
+pub async fn set_totp<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+    secret: Option<Vec<u8>>,
+    enabled: bool,
+) -> Result<()> {
     user::Entity::update_many()
         .col_expr(user::Column::TotpSecret, Expr::value(secret))
         .col_expr(user::Column::TotpEnabled, Expr::value(enabled))
@@ -150,7 +175,10 @@ fn validate_new(input: &NewUser, password_required: bool) -> Result<ValidUser> {
         Some(p) if !p.trim().is_empty() => v.check("phone", Phone::parse(p)).map(Some),
         _ => Some(None),
     };
-    let timezone = v.check("timezone", TimeZoneName::parse(input.timezone.as_deref().unwrap_or("UTC")));
+    let timezone = v.check(
+        "timezone",
+        TimeZoneName::parse(input.timezone.as_deref().unwrap_or("UTC")),
+    );
     match &input.password {
         Some(pw) => {
             v.check("password", check_policy(pw, &input.email));
@@ -203,7 +231,11 @@ async fn insert_user<C: ConnectionTrait>(
     })?;
     append_in(
         conn,
-        vec![entry.resource(id).details(serde_json::json!({"email": m.email, "role": m.role}))],
+        vec![
+            entry
+                .resource(id)
+                .details(serde_json::json!({"email": m.email, "role": m.role})),
+        ],
     )
     .await?;
     Ok(m)
@@ -211,7 +243,9 @@ async fn insert_user<C: ConnectionTrait>(
 
 async fn hash_opt(state: &AppState, pw: &Option<String>) -> Result<Option<String>> {
     match pw {
-        Some(pw) => Ok(Some(state.hasher.hash(&SecretString::from(pw.clone())).await?)),
+        Some(pw) => Ok(Some(
+            state.hasher.hash(&SecretString::from(pw.clone())).await?,
+        )),
         None => Ok(None),
     }
 }
@@ -240,7 +274,9 @@ pub struct Registration {
 /// `POST /auth/register`: clients sign themselves up, only where the firm allows it.
 pub async fn register(state: &AppState, meta: &RequestMeta, r: Registration) -> Result<UserView> {
     if !state.config.open_registration {
-        return Err(Error::Forbidden("Self-registration is closed; ask your firm for an invitation."));
+        return Err(Error::Forbidden(
+            "Self-registration is closed; ask your firm for an invitation.",
+        ));
     }
     let input = NewUser {
         email: r.email,
@@ -253,7 +289,13 @@ pub async fn register(state: &AppState, meta: &RequestMeta, r: Registration) -> 
     let v = validate_new(&input, true)?;
     let hash = hash_opt(state, &input.password).await?;
     let txn = state.db.begin_write().await?;
-    let m = insert_user(&*txn, v, hash, NewEntry::new("user.register", "user").meta(meta)).await?;
+    let m = insert_user(
+        &*txn,
+        v,
+        hash,
+        NewEntry::new("user.register", "user").meta(meta),
+    )
+    .await?;
     txn.commit().await?;
     Ok(m.into())
 }
@@ -263,7 +305,10 @@ pub async fn get_user(state: &AppState, p: &Principal, id: Uuid) -> Result<UserV
     if !p.is_admin() && p.user_id != id {
         return Err(Error::Forbidden("Only admins may read other users."));
     }
-    let m = user::Entity::find_by_id(id).one(state.db.conn()).await?.ok_or(Error::NotFound)?;
+    let m = user::Entity::find_by_id(id)
+        .one(state.db.conn())
+        .await?
+        .ok_or(Error::NotFound)?;
     Ok(m.into())
 }
 
@@ -293,7 +338,11 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
         Some(s) => Some(UserStatus::parse(s).map_err(|m| Error::invalid("status", m))?),
         None => None,
     };
-    let status = if p.is_admin() { status } else { Some(UserStatus::Active) };
+    let status = if p.is_admin() {
+        status
+    } else {
+        Some(UserStatus::Active)
+    };
     if let Some(s) = status {
         q = q.filter(user::Column::Status.eq(s.as_str()));
     }
@@ -301,18 +350,34 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
         if text.chars().count() > 100 {
             return Err(Error::invalid("q", "must be at most 100 characters"));
         }
-        let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!(
+            "%{}%",
+            text.to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
         q = q.filter(
             sea_orm::Condition::any()
-                .add(Expr::expr(Func::lower(Expr::col(user::Column::Name))).like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')))
-                .add(Expr::col(user::Column::Email).like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\'))),
+                .add(
+                    Expr::expr(Func::lower(Expr::col(user::Column::Name)))
+                        .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')),
+                )
+                .add(
+                    Expr::col(user::Column::Email)
+                        .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+                ),
         );
     }
     if let Some((name, id)) = after {
         q = q.filter(
             sea_orm::Condition::any()
                 .add(user::Column::Name.gt(name.clone()))
-                .add(sea_orm::Condition::all().add(user::Column::Name.eq(name)).add(user::Column::Id.gt(id))),
+                .add(
+                    sea_orm::Condition::all()
+                        .add(user::Column::Name.eq(name))
+                        .add(user::Column::Id.gt(id)),
+                ),
         );
     }
     let rows = q
@@ -322,7 +387,9 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
         .all(state.db.conn())
         .await?;
     let items: Vec<UserView> = rows.into_iter().map(Into::into).collect();
-    Ok(page_from(items, limit, |u: &UserView| (u.name.clone(), u.id)))
+    Ok(page_from(items, limit, |u: &UserView| {
+        (u.name.clone(), u.id)
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -334,20 +401,41 @@ pub struct UserPatch {
 }
 
 /// `PATCH /users/{id}` (admin): role, status, name. Disabling ends every session at once.
-pub async fn update_user(state: &AppState, p: &Principal, id: Uuid, patch: UserPatch) -> Result<UserView> {
+pub async fn update_user(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    patch: UserPatch,
+) -> Result<UserView> {
     if !p.is_admin() {
         return Err(Error::Forbidden("Only admins may change users."));
     }
     let mut v = Validator::default();
-    let name = patch.name.as_deref().and_then(|n| v.check("name", PersonName::parse(n)));
-    let role = patch.role.as_deref().and_then(|r| v.check("role", Role::parse(r)));
-    let status = patch.status.as_deref().and_then(|s| v.check("status", UserStatus::parse(s)));
+    let name = patch
+        .name
+        .as_deref()
+        .and_then(|n| v.check("name", PersonName::parse(n)));
+    let role = patch
+        .role
+        .as_deref()
+        .and_then(|r| v.check("role", Role::parse(r)));
+    let status = patch
+        .status
+        .as_deref()
+        .and_then(|s| v.check("status", UserStatus::parse(s)));
     v.finish()?;
-    if id == p.user_id && (role.is_some_and(|r| r != Role::Admin) || status == Some(UserStatus::Disabled)) {
-        return Err(Error::Conflict("Admins cannot demote or disable themselves.".into()));
+    if id == p.user_id
+        && (role.is_some_and(|r| r != Role::Admin) || status == Some(UserStatus::Disabled))
+    {
+        return Err(Error::Conflict(
+            "Admins cannot demote or disable themselves.".into(),
+        ));
     }
     let txn = state.db.begin_write().await?;
-    let m = user::Entity::find_by_id(id).one(&*txn).await?.ok_or(Error::NotFound)?;
+    let m = user::Entity::find_by_id(id)
+        .one(&*txn)
+        .await?
+        .ok_or(Error::NotFound)?;
     let before = UserView::from(m.clone());
     let mut am: user::ActiveModel = m.into();
     if let Some(n) = &name {
@@ -367,12 +455,17 @@ pub async fn update_user(state: &AppState, p: &Principal, id: Uuid, patch: UserP
     }
     append_in(
         &*txn,
-        vec![NewEntry::new("user.update", "user").by(p).resource(id).details(serde_json::json!({
-            "role": [before.role, role.unwrap_or(before.role)],
-            "status": [before.status, status.unwrap_or(before.status)],
-            "name_changed": name.is_some(),
-            "sessions_revoked": revoked,
-        }))],
+        vec![
+            NewEntry::new("user.update", "user")
+                .by(p)
+                .resource(id)
+                .details(serde_json::json!({
+                    "role": [before.role, role.unwrap_or(before.role)],
+                    "status": [before.status, status.unwrap_or(before.status)],
+                    "name_changed": name.is_some(),
+                    "sessions_revoked": revoked,
+                })),
+        ],
     )
     .await?;
     txn.commit().await?;
@@ -391,16 +484,25 @@ pub struct MePatch {
 /// `PATCH /me`: a person edits their own profile (never their role or status).
 pub async fn update_me(state: &AppState, p: &Principal, patch: MePatch) -> Result<UserView> {
     let mut v = Validator::default();
-    let name = patch.name.as_deref().and_then(|n| v.check("name", PersonName::parse(n)));
+    let name = patch
+        .name
+        .as_deref()
+        .and_then(|n| v.check("name", PersonName::parse(n)));
     let phone = match patch.phone.as_deref().map(str::trim) {
         Some("") => Some(None),
         Some(ph) => v.check("phone", Phone::parse(ph)).map(Some),
         None => None,
     };
-    let tz = patch.timezone.as_deref().and_then(|t| v.check("timezone", TimeZoneName::parse(t)));
+    let tz = patch
+        .timezone
+        .as_deref()
+        .and_then(|t| v.check("timezone", TimeZoneName::parse(t)));
     v.finish()?;
     let txn = state.db.begin_write().await?;
-    let m = user::Entity::find_by_id(p.user_id).one(&*txn).await?.ok_or(Error::NotFound)?;
+    let m = user::Entity::find_by_id(p.user_id)
+        .one(&*txn)
+        .await?
+        .ok_or(Error::NotFound)?;
     let mut am: user::ActiveModel = m.into();
     if let Some(n) = name {
         am.name = Set(n.as_str().to_owned());
@@ -413,7 +515,15 @@ pub async fn update_me(state: &AppState, p: &Principal, patch: MePatch) -> Resul
     }
     am.updated_at = Set(now());
     let m = am.update(&*txn).await?;
-    append_in(&*txn, vec![NewEntry::new("user.update_profile", "user").by(p).resource(p.user_id)]).await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("user.update_profile", "user")
+                .by(p)
+                .resource(p.user_id),
+        ],
+    )
+    .await?;
     txn.commit().await?;
     Ok(m.into())
 }
@@ -435,7 +545,11 @@ pub struct InvitationCreated {
 }
 
 /// `POST /invitations`: admins invite anyone; attorneys invite clients.
-pub async fn create_invitation(state: &AppState, p: &Principal, input: InvitationInput) -> Result<InvitationCreated> {
+pub async fn create_invitation(
+    state: &AppState,
+    p: &Principal,
+    input: InvitationInput,
+) -> Result<InvitationCreated> {
     let mut v = Validator::default();
     let email = v.check("email", Email::parse(&input.email));
     let role = v.check("role", Role::parse(&input.role));
@@ -447,12 +561,19 @@ pub async fn create_invitation(state: &AppState, p: &Principal, input: Invitatio
         _ => return Err(Error::Forbidden("Your role may not invite people.")),
     }
     if find_by_email(&state.db, email.as_str()).await?.is_some() {
-        return Err(Error::Conflict("A user with this email already exists.".into()));
+        return Err(Error::Conflict(
+            "A user with this email already exists.".into(),
+        ));
     }
     let txn = state.db.begin_write().await?;
-    let (id, token, expires_at) = insert_invitation(state, &*txn, p, email.as_str(), role, input.case_id).await?;
+    let (id, token, expires_at) =
+        insert_invitation(state, &*txn, p, email.as_str(), role, input.case_id).await?;
     txn.commit().await?;
-    Ok(InvitationCreated { id, expires_at, token: Some(token) })
+    Ok(InvitationCreated {
+        id,
+        expires_at,
+        token: Some(token),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -493,16 +614,25 @@ async fn insert_invitation<C: ConnectionTrait>(
     .await?;
     append_in(
         conn,
-        vec![NewEntry::new("invitation.create", "invitation").by(p).resource(id).details(serde_json::json!({
-            "email": email, "role": role.as_str(), "case_id": case_id
-        }))],
+        vec![
+            NewEntry::new("invitation.create", "invitation")
+                .by(p)
+                .resource(id)
+                .details(serde_json::json!({
+                    "email": email, "role": role.as_str(), "case_id": case_id
+                })),
+        ],
     )
     .await?;
     Ok((id, token, expires_at))
 }
 
 /// `POST /auth/accept-invitation`: single use, before expiry; sets name and password.
-pub async fn accept_invitation(state: &AppState, meta: &RequestMeta, a: AcceptInvitation) -> Result<UserView> {
+pub async fn accept_invitation(
+    state: &AppState,
+    meta: &RequestMeta,
+    a: AcceptInvitation,
+) -> Result<UserView> {
     let inv = invitation::Entity::find()
         .filter(invitation::Column::TokenHash.eq(token_hash(a.token.trim())))
         .one(state.db.conn())
@@ -510,11 +640,19 @@ pub async fn accept_invitation(state: &AppState, meta: &RequestMeta, a: AcceptIn
     let Some(inv) = inv.filter(|i| i.accepted_at.is_none() && i.expires_at > now()) else {
         state
             .audit
-            .record(NewEntry::new("invitation.accept", "invitation").meta(meta).outcome(Outcome::Failure))
+            .record(
+                NewEntry::new("invitation.accept", "invitation")
+                    .meta(meta)
+                    .outcome(Outcome::Failure),
+            )
             .await?;
         return Err(Error::NotFound);
     };
-    let email = if inv.email.is_empty() { a.email.unwrap_or_default() } else { inv.email.clone() };
+    let email = if inv.email.is_empty() {
+        a.email.unwrap_or_default()
+    } else {
+        inv.email.clone()
+    };
     let input = NewUser {
         email,
         name: a.name,
@@ -538,7 +676,13 @@ pub async fn accept_invitation(state: &AppState, meta: &RequestMeta, a: AcceptIn
     if !claimed {
         return Err(Error::NotFound);
     }
-    let m = insert_user(&*txn, v, hash, NewEntry::new("invitation.accept", "user").meta(meta)).await?;
+    let m = insert_user(
+        &*txn,
+        v,
+        hash,
+        NewEntry::new("invitation.accept", "user").meta(meta),
+    )
+    .await?;
     invitation::Entity::update_many()
         .col_expr(invitation::Column::AcceptedUserId, Expr::value(m.id))
         .filter(invitation::Column::Id.eq(inv.id))

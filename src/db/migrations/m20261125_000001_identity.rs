@@ -130,9 +130,20 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("uq_app_user_email", AppUser::Table, &["email"]).unique().to_owned()).await?;
-        m.create_index(idx("ix_app_user_role_name", AppUser::Table, &["role", "name", "id"])).await?;
-        m.create_index(idx("ix_app_user_name", AppUser::Table, &["name", "id"])).await?;
+        m.create_index(
+            idx("uq_app_user_email", AppUser::Table, &["email"])
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(idx(
+            "ix_app_user_role_name",
+            AppUser::Table,
+            &["role", "name", "id"],
+        ))
+        .await?;
+        m.create_index(idx("ix_app_user_name", AppUser::Table, &["name", "id"]))
+            .await?;
 
         m.create_table(
             Table::create()
@@ -158,8 +169,18 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("ix_session_user", Session::Table, &["user_id", "created_at"])).await?;
-        m.create_index(idx("uq_session_cookie_hash", Session::Table, &["cookie_hash"]).unique().to_owned()).await?;
+        m.create_index(idx(
+            "ix_session_user",
+            Session::Table,
+            &["user_id", "created_at"],
+        ))
+        .await?;
+        m.create_index(
+            idx("uq_session_cookie_hash", Session::Table, &["cookie_hash"])
+                .unique()
+                .to_owned(),
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -178,7 +199,12 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("ix_refresh_token_session", RefreshToken::Table, &["session_id"])).await?;
+        m.create_index(idx(
+            "ix_refresh_token_session",
+            RefreshToken::Table,
+            &["session_id"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
@@ -214,9 +240,24 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("uq_invitation_token_hash", Invitation::Table, &["token_hash"]).unique().to_owned()).await?;
-        m.create_index(idx("ix_invitation_email", Invitation::Table, &["email"])).await?;
-        m.create_index(idx("ix_invitation_invited_by", Invitation::Table, &["invited_by"])).await?;
+        m.create_index(
+            idx(
+                "uq_invitation_token_hash",
+                Invitation::Table,
+                &["token_hash"],
+            )
+            .unique()
+            .to_owned(),
+        )
+        .await?;
+        m.create_index(idx("ix_invitation_email", Invitation::Table, &["email"]))
+            .await?;
+        m.create_index(idx(
+            "ix_invitation_invited_by",
+            Invitation::Table,
+            &["invited_by"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
@@ -240,7 +281,10 @@ impl MigrationTrait for Migration {
         for (name, cols) in [
             ("ix_audit_log_actor", &["actor_id", "id"][..]),
             ("ix_audit_log_action", &["action", "id"][..]),
-            ("ix_audit_log_resource", &["resource_type", "resource_id", "id"][..]),
+            (
+                "ix_audit_log_resource",
+                &["resource_type", "resource_id", "id"][..],
+            ),
             ("ix_audit_log_case", &["case_id", "id"][..]),
             ("ix_audit_log_outcome", &["outcome", "id"][..]),
             ("ix_audit_log_at", &["at"][..]),

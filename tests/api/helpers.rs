@@ -1,0 +1,199 @@
+//! `spawn_app()` and the client helpers every test uses.
+
+use lawfirm_pro::{AppState, Application, Config, auth::Principal, users::service::NewUser};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const ORIGIN: &str = "http://lfp.test";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub database_url: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// Which database the suite runs on. Never silently falls back: a missing PostgreSQL fails.
+pub fn backend() -> String {
+    std::env::var("LFP_TEST_DB").unwrap_or_else(|_| "sqlite".into())
+}
+
+async fn fresh_database_url(dir: &std::path::Path) -> String {
+    match backend().as_str() {
+        "sqlite" => format!("sqlite://{}/lawfirm.db", dir.display()),
+        "postgres" => {
+            use lawfirm_pro::db::Db;
+            let admin = std::env::var("DATABASE_URL_PG").expect(
+                "LFP_TEST_DB=postgres needs DATABASE_URL_PG (the test command starts a cluster)",
+            );
+            let name = format!("lfp_test_{}", Uuid::new_v4().simple());
+            let db = Db::connect(&admin, 1)
+                .await
+                .expect("PostgreSQL for tests is not reachable");
+            sea_orm::ConnectionTrait::execute_unprepared(
+                db.conn(),
+                &format!("CREATE DATABASE {name}"),
+            )
+            .await
+            .expect("create test database");
+            db.close().await;
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&name);
+            url.to_string()
+        }
+        other => panic!("LFP_TEST_DB must be sqlite or postgres, not {other}"),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(data_dir.path()).await;
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data_dir.path().to_path_buf();
+    config.database_url = database_url.clone();
+    config.public_url = url::Url::parse(ORIGIN).unwrap();
+    config.insecure_fast_password_hashing = true;
+    config.db_max_connections = 5;
+    tweak(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        state,
+        database_url,
+        data_dir,
+    }
+}
+
+/// A signed-in user for tests.
+#[derive(Clone, Debug)]
+pub struct Login {
+    pub id: Uuid,
+    pub email: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::PATCH, path, token, Some(body)).await
+    }
+
+    /// Create a user directly through the service (as the system operator).
+    pub async fn create_user(&self, role: &str) -> (Uuid, String) {
+        let email = format!(
+            "{role}-{}@example.com",
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        let u = lawfirm_pro::users::service::create_user(
+            &self.state,
+            &Principal::system(),
+            NewUser {
+                email: email.clone(),
+                name: format!("Test {role}"),
+                role: role.into(),
+                password: Some(PASSWORD.into()),
+                phone: None,
+                timezone: Some("Europe/Berlin".into()),
+            },
+        )
+        .await
+        .expect("user created");
+        (u.id, email)
+    }
+
+    pub async fn login_as(&self, email: &str) -> Login {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "login {email}");
+        let b: Value = r.json().await.unwrap();
+        Login {
+            id: b["user"]["id"].as_str().unwrap().parse().unwrap(),
+            email: email.into(),
+            access: b["access_token"].as_str().unwrap().into(),
+            refresh: b["refresh_token"].as_str().unwrap().into(),
+        }
+    }
+
+    /// A new user of `role`, signed in.
+    pub async fn user(&self, role: &str) -> Login {
+        let (_, email) = self.create_user(role).await;
+        self.login_as(&email).await
+    }
+
+    /// Run SQL directly against the test database (for tampering and time travel).
+    pub async fn sql(&self, sql: &str) {
+        sea_orm::ConnectionTrait::execute_unprepared(self.state.db.conn(), sql)
+            .await
+            .expect(sql);
+    }
+}
+
+/// Assert a problem+json response and return its body.
+pub async fn problem(r: Response, status: StatusCode) -> Value {
+    assert_eq!(r.status(), status, "status");
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(ct, "application/problem+json", "content type");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["status"], status.as_u16(), "{b}");
+    assert!(
+        b["title"].is_string() && b["detail"].is_string() && b["type"].is_string(),
+        "{b}"
+    );
+    b
+}

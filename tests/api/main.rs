@@ -1,0 +1,8 @@
+//! Integration tests: the real application on a real port with a fresh database per test.
+//! `LFP_TEST_DB=sqlite|postgres` picks the backend (the test command runs both).
+
+mod audit;
+mod auth;
+mod health;
+mod helpers;
+mod users;
