@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod telemetry;
 pub mod users;
+pub mod web;
 
 use std::{net::SocketAddr, sync::Arc};
 

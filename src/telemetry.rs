@@ -1,4 +1,5 @@
-//! Logging: human-readable by default, JSON in production (`LFP_LOG_FORMAT=json`).
+//! Logging to stderr (stdout is for command output): human-readable by default, JSON in
+//! production (`LFP_LOG_FORMAT=json`).
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -12,6 +13,8 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry
             .with(fmt::layer().json().with_current_span(true))
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .try_init(),
     };
 }

@@ -39,7 +39,8 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), &'static str> {
     if COMMON.contains(lower.as_str()) || (!core.is_empty() && COMMON.contains(core)) {
         return Err("is too common; choose a less predictable password");
     }
-    if lower.chars().all(|c| Some(c) == lower.chars().next()) {
+    let first = lower.chars().next();
+    if lower.chars().all(|c| Some(c) == first) {
         return Err("is too predictable");
     }
     Ok(())

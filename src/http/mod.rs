@@ -93,10 +93,11 @@ pub fn router(state: AppState) -> Router {
         ));
 
     let max_json = state.config.max_json_bytes;
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(crate::web::router())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -113,57 +114,33 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred.").into_response()
         }))
-        .layer(security_headers())
-        .with_state(state)
+        .with_state(state);
+    with_security_headers(router)
 }
 
 /// The same headers on every response, error or not.
-fn security_headers() -> tower::layer::util::Stack<
-    SetResponseHeaderLayer<HeaderValue>,
-    tower::layer::util::Stack<
-        SetResponseHeaderLayer<HeaderValue>,
-        tower::layer::util::Stack<
-            SetResponseHeaderLayer<HeaderValue>,
-            tower::layer::util::Stack<
-                SetResponseHeaderLayer<HeaderValue>,
-                tower::layer::util::Stack<
-                    SetResponseHeaderLayer<HeaderValue>,
-                    SetResponseHeaderLayer<HeaderValue>,
-                >,
-            >,
-        >,
-    >,
-> {
-    let set = |name: HeaderName, value: &'static str| {
-        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
-    };
-    tower::layer::util::Stack::new(
-        set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        tower::layer::util::Stack::new(
-            set(header::X_FRAME_OPTIONS, "DENY"),
-            tower::layer::util::Stack::new(
-                set(header::REFERRER_POLICY, "no-referrer"),
-                tower::layer::util::Stack::new(
-                    set(
-                        header::CONTENT_SECURITY_POLICY,
-                        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-                         frame-ancestors 'none'",
-                    ),
-                    tower::layer::util::Stack::new(
-                        set(
-                            HeaderName::from_static("cross-origin-opener-policy"),
-                            "same-origin",
-                        ),
-                        set(
-                            HeaderName::from_static("permissions-policy"),
-                            "camera=(), microphone=(), geolocation=(), payment=()",
-                        ),
-                    ),
-                ),
-            ),
+fn with_security_headers(router: Router) -> Router {
+    const HEADERS: &[(&str, &str)] = &[
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ),
-    )
+        ("cross-origin-opener-policy", "same-origin"),
+        (
+            "permissions-policy",
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ),
+    ];
+    HEADERS.iter().fold(router, |r, (name, value)| {
+        r.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ))
+    })
 }
 
 async fn healthz() -> &'static str {

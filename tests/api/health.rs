@@ -261,3 +261,32 @@ async fn sqlite_runs_in_wal_with_foreign_keys() {
             >= 5000
     );
 }
+
+#[tokio::test]
+async fn setup_page_is_served_with_a_strict_csp() {
+    let app = spawn_app().await;
+    let r = app.get("/setup?token=x", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("/static/setup.js") && !html.contains("<script>"),
+        "no inline script"
+    );
+    let js = app.get("/static/setup.js", None).await;
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        js.text()
+            .await
+            .unwrap()
+            .contains("/api/v1/auth/accept-invitation")
+    );
+}

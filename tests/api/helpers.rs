@@ -21,7 +21,7 @@ pub fn backend() -> String {
     std::env::var("LFP_TEST_DB").unwrap_or_else(|_| "sqlite".into())
 }
 
-async fn fresh_database_url(dir: &std::path::Path) -> String {
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match backend().as_str() {
         "sqlite" => format!("sqlite://{}/lawfirm.db", dir.display()),
         "postgres" => {
