@@ -100,15 +100,18 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
         )
         .await?;
     let (acct_ref, ip_ref) = (&acct_key, &ip_key);
+    let target = user.as_ref().map(|u| u.id);
     let fail = |reason: &'static str, actor: Option<Uuid>| async move {
         throttle::record_failure(&state.db, acct_ref, throttle::ACCOUNT_MAX_FAILURES, t).await?;
         if let Some(k) = ip_ref {
             throttle::record_failure(&state.db, k, throttle::IP_MAX_FAILURES, t).await?;
         }
-        state
-            .audit
-            .record(login_entry(meta, actor, Outcome::Failure, reason))
-            .await?;
+        // The attacked account is the resource, so the trail shows who was targeted.
+        let mut entry = login_entry(meta, actor, Outcome::Failure, reason);
+        if let Some(id) = target {
+            entry = entry.resource(id);
+        }
+        state.audit.record(entry).await?;
         Ok::<_, Error>(())
     };
     let Some(user) = user.filter(|_| ok) else {

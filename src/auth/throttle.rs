@@ -5,7 +5,10 @@
 //! but never permanently lock out the real owner. Per source IP: 30 failures per 15 minutes.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, QuerySelect,
+    sea_query::OnConflict,
+};
 
 use super::entity::login_throttle as lt;
 use crate::db::Db;
@@ -47,19 +50,25 @@ pub async fn record_failure(
     now: DateTime<Utc>,
 ) -> Result<(), sea_orm::DbErr> {
     let txn = db.begin_write().await?;
-    let row = lt::Entity::find_by_id(key.to_owned()).one(&*txn).await?;
+    // Make sure the row exists, then lock it: concurrent failures are counted one by one
+    // (PostgreSQL row lock; SQLite has one writer at a time).
+    lt::Entity::insert(lt::ActiveModel {
+        key: Set(key.to_owned()),
+        failures: Set(0),
+        window_started_at: Set(now),
+        locked_until: Set(None),
+        lock_count: Set(0),
+    })
+    .on_conflict(OnConflict::column(lt::Column::Key).do_nothing().to_owned())
+    .exec_without_returning(&*txn)
+    .await?;
+    let mut q = lt::Entity::find_by_id(key.to_owned());
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        q = q.lock_exclusive();
+    }
+    let row = q.one(&*txn).await?;
     match row {
-        None => {
-            lt::ActiveModel {
-                key: Set(key.to_owned()),
-                failures: Set(1),
-                window_started_at: Set(now),
-                locked_until: Set(None),
-                lock_count: Set(0),
-            }
-            .insert(&*txn)
-            .await?;
-        }
+        None => return Err(sea_orm::DbErr::RecordNotFound(key.to_owned())),
         Some(r) => {
             // An hour without a lock forgets earlier locks; 15 quiet minutes forget failures.
             let mut locks = if r.locked_until.is_none_or(|u| now - u > Duration::hours(1)) {

@@ -673,7 +673,9 @@ pub async fn accept_invitation(
         .await?
         .rows_affected
         == 1;
-    if !claimed {
+    // A setup link (no email) only works while the firm has no users at all.
+    let setup_spent = inv.email.is_empty() && user::Entity::find().count(&*txn).await? > 0;
+    if !claimed || setup_spent {
         return Err(Error::NotFound);
     }
     let m = insert_user(

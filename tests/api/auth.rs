@@ -609,3 +609,67 @@ async fn cookie_sessions_require_origin_and_csrf_token_for_unsafe_requests() {
     assert_eq!(ok.status(), StatusCode::OK);
     assert_eq!(ok.json::<Value>().await.unwrap()["name"], "Renamed");
 }
+
+#[tokio::test]
+async fn parallel_guessing_is_counted_and_never_errors() {
+    let app = spawn_app().await;
+    let (_, email) = app.create_user("client").await;
+    let guesses: Vec<_> = (0..10)
+        .map(|_| {
+            app.post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": "parallel wrong guess"}),
+            )
+        })
+        .collect();
+    for r in futures::future::join_all(guesses).await {
+        assert!(
+            matches!(
+                r.status(),
+                StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+            ),
+            "{}",
+            r.status()
+        );
+    }
+    // At least five of them were counted: the account is locked now.
+    let r = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    problem(r, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+#[tokio::test]
+async fn a_setup_link_dies_once_the_firm_has_a_user() {
+    use lawfirm_pro::users::entity::invitation;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let app = spawn_app().await;
+    let token = lawfirm_pro::crypto::random_token();
+    let now = chrono::Utc::now();
+    invitation::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        email: Set(String::new()),
+        role: Set("admin".into()),
+        case_id: Set(None),
+        token_hash: Set(lawfirm_pro::crypto::token_hash(&token)),
+        invited_by: Set(None),
+        expires_at: Set(now + chrono::Duration::hours(1)),
+        accepted_at: Set(None),
+        accepted_user_id: Set(None),
+        created_at: Set(now),
+    }
+    .insert(app.state.db.conn())
+    .await
+    .unwrap();
+    // Someone created an admin another way (e.g. `lawfirm-pro user create`).
+    app.create_user("admin").await;
+    let r = app
+        .post("/api/v1/auth/accept-invitation", None, json!({"token": token, "email": "eve@example.com", "name": "Eve", "password": PASSWORD}))
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+}
