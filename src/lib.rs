@@ -3,12 +3,15 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod http;
+pub mod realtime;
 pub mod telemetry;
 pub mod users;
 pub mod web;

@@ -57,6 +57,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::auth::routes::router())
         .merge(crate::users::routes::router())
         .merge(crate::audit::routes::router())
+        .merge(crate::cases::routes::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.

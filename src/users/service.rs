@@ -715,3 +715,53 @@ pub async fn announce_first_run(state: &AppState) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Names and roles of the given users, in one query (for member lists and conflict checks).
+pub async fn names_of<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, (String, Role)>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.to_vec()))
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|u| (u.id, (u.name, Role::parse(&u.role).unwrap_or(Role::Client))))
+        .collect())
+}
+
+/// Active users among `ids` with their roles (to validate case membership requests).
+pub async fn active_roles<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Role>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.to_vec()))
+        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|u| Role::parse(&u.role).ok().map(|r| (u.id, r)))
+        .collect())
+}
+
+/// Every client's id and name, for firm-wide conflict checks.
+pub async fn all_clients(db: &Db) -> Result<Vec<(Uuid, String)>> {
+    let rows: Vec<(Uuid, String)> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .column(user::Column::Name)
+        .filter(user::Column::Role.eq(Role::Client.as_str()))
+        .into_tuple()
+        .all(db.conn())
+        .await?;
+    Ok(rows)
+}

@@ -1,0 +1,272 @@
+//! The first screen (`GET /dashboard`) and case statistics (`GET /stats/cases`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    access,
+    domain::{CasePhase, CaseStatus, DeadlineKind},
+    entity::{deadline, legal_case},
+};
+use crate::{AppState, audit::NewEntry, auth::Principal, error::Result};
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseSummary {
+    pub id: Uuid,
+    pub number: String,
+    pub title: String,
+    pub status: CaseStatus,
+    pub phase: CasePhase,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UpcomingDeadline {
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub case_number: String,
+    pub title: String,
+    pub due_on: NaiveDate,
+    pub kind: DeadlineKind,
+}
+
+/// One call for the first screen. Fields of capabilities still to come (messages,
+/// appointments, invoices, documents) are present with empty values until they land.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Dashboard {
+    pub cases: Vec<CaseSummary>,
+    pub unread_messages: i64,
+    #[schema(value_type = Vec<Object>)]
+    pub upcoming_appointments: Vec<serde_json::Value>,
+    pub outstanding_balance_cents: i64,
+    pub currency: String,
+    #[schema(value_type = Vec<Object>)]
+    pub recent_documents: Vec<serde_json::Value>,
+    /// Staff only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cases_by_status: Option<BTreeMap<String, i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadlines_next_30_days: Option<Vec<UpcomingDeadline>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub todays_appointments: Option<Vec<serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unbilled_minutes: Option<i64>,
+}
+
+fn visible() -> impl Fn(&Principal) -> sea_orm::Select<legal_case::Entity> {
+    |p| {
+        let mut q = legal_case::Entity::find();
+        if let Some(c) = access::visible_condition(p) {
+            q = q.filter(c);
+        }
+        q
+    }
+}
+
+async fn count_by(
+    state: &AppState,
+    p: &Principal,
+    col: legal_case::Column,
+) -> Result<BTreeMap<String, i64>> {
+    let rows: Vec<(Option<String>, i64)> = visible()(p)
+        .select_only()
+        .column(col)
+        .column_as(Expr::col(legal_case::Column::Id).count(), "n")
+        .group_by(col)
+        .into_tuple()
+        .all(state.db.conn())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, n)| (k.unwrap_or_else(|| "none".into()), n))
+        .collect())
+}
+
+pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
+    let cases = visible()(p)
+        .order_by_desc(legal_case::Column::UpdatedAt)
+        .order_by_desc(legal_case::Column::Id)
+        .limit(50)
+        .all(state.db.conn())
+        .await?;
+    let summaries = cases
+        .into_iter()
+        .map(|c| CaseSummary {
+            id: c.id,
+            number: c.number,
+            title: c.title,
+            status: CaseStatus::parse(&c.status).unwrap_or(CaseStatus::Open),
+            phase: CasePhase::parse(&c.phase).unwrap_or(CasePhase::Intake),
+            updated_at: c.updated_at,
+        })
+        .collect();
+    let mut d = Dashboard {
+        cases: summaries,
+        unread_messages: 0,
+        upcoming_appointments: Vec::new(),
+        outstanding_balance_cents: 0,
+        currency: "USD".into(),
+        recent_documents: Vec::new(),
+        cases_by_status: None,
+        deadlines_next_30_days: None,
+        todays_appointments: None,
+        unbilled_minutes: None,
+    };
+    if p.is_staff() {
+        d.cases_by_status = Some(count_by(state, p, legal_case::Column::Status).await?);
+        let today = Utc::now().date_naive();
+        let mut q = deadline::Entity::find()
+            .filter(deadline::Column::DueOn.gte(today))
+            .filter(deadline::Column::DueOn.lte(today + Duration::days(30)));
+        if !p.is_admin() {
+            q = q.filter(deadline::Column::CaseId.in_subquery(access::member_cases(p.user_id)));
+        }
+        let rows = q
+            .order_by_asc(deadline::Column::DueOn)
+            .order_by_asc(deadline::Column::Id)
+            .limit(100)
+            .all(state.db.conn())
+            .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.case_id).collect();
+        let numbers: std::collections::HashMap<Uuid, String> = legal_case::Entity::find()
+            .select_only()
+            .column(legal_case::Column::Id)
+            .column(legal_case::Column::Number)
+            .filter(legal_case::Column::Id.is_in(ids))
+            .into_tuple::<(Uuid, String)>()
+            .all(state.db.conn())
+            .await?
+            .into_iter()
+            .collect();
+        d.deadlines_next_30_days = Some(
+            rows.into_iter()
+                .map(|r| UpcomingDeadline {
+                    case_number: numbers.get(&r.case_id).cloned().unwrap_or_default(),
+                    id: r.id,
+                    case_id: r.case_id,
+                    title: r.title,
+                    due_on: r.due_on,
+                    kind: DeadlineKind::parse(&r.kind).unwrap_or(DeadlineKind::Internal),
+                })
+                .collect(),
+        );
+        d.todays_appointments = Some(Vec::new());
+        d.unbilled_minutes = Some(0);
+    }
+    state
+        .audit
+        .record(
+            NewEntry::new("dashboard.read", "dashboard")
+                .by(p)
+                .details(serde_json::json!({"cases": d.cases.len()})),
+        )
+        .await?;
+    Ok(d)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MonthCount {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub opened: i64,
+    pub closed: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseStats {
+    pub total: i64,
+    pub by_status: BTreeMap<String, i64>,
+    pub by_phase: BTreeMap<String, i64>,
+    pub by_practice_area: BTreeMap<String, i64>,
+    /// The last 12 months, oldest first.
+    pub per_month: Vec<MonthCount>,
+    /// Median days from opening to closing, over closed cases.
+    pub median_days_open: Option<f64>,
+}
+
+/// `GET /stats/cases` (staff): over the cases the caller may see.
+pub async fn stats(state: &AppState, p: &Principal) -> Result<CaseStats> {
+    if !p.is_staff() {
+        return Err(crate::error::Error::Forbidden(
+            "Only staff may read case statistics.",
+        ));
+    }
+    let by_status = count_by(state, p, legal_case::Column::Status).await?;
+    let by_phase = count_by(state, p, legal_case::Column::Phase).await?;
+    let by_practice_area = count_by(state, p, legal_case::Column::PracticeArea).await?;
+    let total = by_status.values().sum();
+    let now = Utc::now();
+    let start = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).expect("first of month")
+        - chrono::Months::new(11);
+    let start_ts = start.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let mut months: BTreeMap<String, (i64, i64)> = (0..12)
+        .map(|i| {
+            (
+                (start + chrono::Months::new(i)).format("%Y-%m").to_string(),
+                (0, 0),
+            )
+        })
+        .collect();
+    let opened: Vec<DateTime<Utc>> = visible()(p)
+        .select_only()
+        .column(legal_case::Column::OpenedAt)
+        .filter(legal_case::Column::OpenedAt.gte(start_ts))
+        .into_tuple()
+        .all(state.db.conn())
+        .await?;
+    for t in opened {
+        if let Some(m) = months.get_mut(&t.format("%Y-%m").to_string()) {
+            m.0 += 1;
+        }
+    }
+    let closed: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = visible()(p)
+        .select_only()
+        .column(legal_case::Column::OpenedAt)
+        .column(legal_case::Column::ClosedAt)
+        .filter(legal_case::Column::ClosedAt.is_not_null())
+        .into_tuple()
+        .all(state.db.conn())
+        .await?;
+    let mut durations: Vec<f64> = Vec::with_capacity(closed.len());
+    for (o, c) in closed {
+        let Some(c) = c else { continue };
+        durations.push((c - o).num_seconds() as f64 / 86_400.0);
+        if let Some(m) = months.get_mut(&c.format("%Y-%m").to_string()) {
+            m.1 += 1;
+        }
+    }
+    durations.sort_by(f64::total_cmp);
+    let median_days_open = match durations.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(durations[n / 2]),
+        n => Some((durations[n / 2 - 1] + durations[n / 2]) / 2.0),
+    }
+    .map(|d| (d * 10.0).round() / 10.0);
+    state
+        .audit
+        .record(NewEntry::new("stats.read", "case").by(p))
+        .await?;
+    Ok(CaseStats {
+        total,
+        by_status,
+        by_phase,
+        by_practice_area,
+        per_month: months
+            .into_iter()
+            .map(|(month, (opened, closed))| MonthCount {
+                month,
+                opened,
+                closed,
+            })
+            .collect(),
+        median_days_open,
+    })
+}

@@ -1,0 +1,357 @@
+//! Case members, deadlines and parties.
+
+use chrono::NaiveDate;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    access,
+    conflicts::normalize_name,
+    domain::{DeadlineKind, MemberRole, PartyKind},
+    entity::{deadline, member, party},
+    service::{DeadlineView, MemberView, touch},
+};
+use crate::{
+    AppState,
+    audit::{NewEntry, service::append_in},
+    auth::Principal,
+    error::{Error, Result, Validator},
+    http::pagination::{Limit, Page, decode_cursor, page_from},
+    realtime::{self, Audience, NewEvent},
+    users::{self, domain::Role},
+};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    pub user_id: Uuid,
+    /// `attorney`, `paralegal` or `client`; must fit the user's own role.
+    pub role: String,
+}
+
+/// `POST /cases/{id}/members` (lead attorney, admin).
+pub async fn add_member(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    m: NewMember,
+) -> Result<MemberView> {
+    let role = MemberRole::parse(&m.role).map_err(|e| Error::invalid("role", e))?;
+    if role == MemberRole::LeadAttorney {
+        return Err(Error::invalid(
+            "role",
+            "a case has one lead attorney, its creator",
+        ));
+    }
+    let txn = state.db.begin_write().await?;
+    let a = access::require(state, &*txn, p, case_id).await?;
+    if !a.is_lead(p) {
+        return Err(Error::Forbidden(
+            "Only the lead attorney or an admin may manage members.",
+        ));
+    }
+    let roles = users::service::active_roles(&*txn, &[m.user_id]).await?;
+    let fits = matches!(
+        (roles.get(&m.user_id), role),
+        (Some(Role::Client), MemberRole::Client)
+            | (Some(Role::Paralegal), MemberRole::Paralegal)
+            | (
+                Some(Role::Attorney | Role::Admin),
+                MemberRole::Attorney | MemberRole::Paralegal
+            )
+    );
+    if !fits {
+        return Err(Error::invalid(
+            "user_id",
+            format!("is not an active user who can be a {role} on a case"),
+        ));
+    }
+    if access::membership(&*txn, case_id, m.user_id)
+        .await?
+        .is_some()
+    {
+        return Err(Error::Conflict(
+            "That person is already a member of the case.".into(),
+        ));
+    }
+    member::ActiveModel {
+        case_id: Set(case_id),
+        user_id: Set(m.user_id),
+        role: Set(role.as_str().into()),
+        added_at: Set(crate::db::now()),
+    }
+    .insert(&*txn)
+    .await?;
+    realtime::emit_in(
+        &*txn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(case_id),
+            audience: Audience::Case,
+            data: serde_json::json!({"change": "member_added", "user_id": m.user_id, "role": role}),
+        },
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.member_add", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .details(serde_json::json!({"user_id": m.user_id, "role": role})),
+        ],
+    )
+    .await?;
+    touch(&*txn, case_id).await?;
+    let name = users::service::names_of(&*txn, &[m.user_id])
+        .await?
+        .remove(&m.user_id)
+        .map(|(n, _)| n)
+        .unwrap_or_default();
+    txn.commit().await?;
+    Ok(MemberView {
+        user_id: m.user_id,
+        name,
+        role,
+    })
+}
+
+/// `DELETE /cases/{id}/members/{user_id}` (lead attorney, admin). The lead attorney stays.
+pub async fn remove_member(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    user_id: Uuid,
+) -> Result<()> {
+    let txn = state.db.begin_write().await?;
+    let a = access::require(state, &*txn, p, case_id).await?;
+    if !a.is_lead(p) {
+        return Err(Error::Forbidden(
+            "Only the lead attorney or an admin may manage members.",
+        ));
+    }
+    match access::membership(&*txn, case_id, user_id).await? {
+        None => return Err(Error::NotFound),
+        Some(MemberRole::LeadAttorney) => {
+            return Err(Error::Conflict(
+                "The lead attorney cannot be removed.".into(),
+            ));
+        }
+        Some(_) => {}
+    }
+    member::Entity::delete_by_id((case_id, user_id))
+        .exec(&*txn)
+        .await?;
+    realtime::emit_in(
+        &*txn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(case_id),
+            audience: Audience::Case,
+            data: serde_json::json!({"change": "member_removed", "user_id": user_id}),
+        },
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.member_remove", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .details(serde_json::json!({"user_id": user_id})),
+        ],
+    )
+    .await?;
+    touch(&*txn, case_id).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeadline {
+    pub title: String,
+    pub due_on: NaiveDate,
+    pub kind: String,
+}
+
+/// `POST /cases/{id}/deadlines` (staff members).
+pub async fn add_deadline(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    d: NewDeadline,
+) -> Result<DeadlineView> {
+    let mut v = Validator::default();
+    let title = d.title.trim();
+    if title.is_empty() || title.chars().count() > 300 {
+        v.push("title", "is required (at most 300 characters)");
+    }
+    let kind = v.check("kind", DeadlineKind::parse(&d.kind));
+    v.finish()?;
+    let txn = state.db.begin_write().await?;
+    access::require_staff(state, &*txn, p, case_id).await?;
+    let row = deadline::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        case_id: Set(case_id),
+        title: Set(title.into()),
+        due_on: Set(d.due_on),
+        kind: Set(kind.expect("checked").as_str().into()),
+        created_by: Set(p.actor_id()),
+        created_at: Set(crate::db::now()),
+    }
+    .insert(&*txn)
+    .await?;
+    realtime::emit_in(
+        &*txn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(case_id),
+            audience: Audience::CaseStaff,
+            data: serde_json::json!({"change": "deadline_added", "deadline_id": row.id}),
+        },
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.deadline_add", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id),
+        ],
+    )
+    .await?;
+    touch(&*txn, case_id).await?;
+    txn.commit().await?;
+    Ok(row.into())
+}
+
+/// `GET /cases/{id}/deadlines` (staff members), soonest first.
+pub async fn list_deadlines(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<DeadlineView>> {
+    access::require_staff(state, state.db.conn(), p, case_id).await?;
+    let after: Option<(NaiveDate, Uuid)> = decode_cursor(cursor)?;
+    let mut q = deadline::Entity::find().filter(deadline::Column::CaseId.eq(case_id));
+    if let Some((due, id)) = after {
+        q = q.filter(
+            sea_orm::Condition::any()
+                .add(deadline::Column::DueOn.gt(due))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(deadline::Column::DueOn.eq(due))
+                        .add(deadline::Column::Id.gt(id)),
+                ),
+        );
+    }
+    let rows = q
+        .order_by_asc(deadline::Column::DueOn)
+        .order_by_asc(deadline::Column::Id)
+        .limit(limit.get() + 1)
+        .all(state.db.conn())
+        .await?;
+    let items: Vec<DeadlineView> = rows.into_iter().map(Into::into).collect();
+    Ok(page_from(items, limit, |d: &DeadlineView| (d.due_on, d.id)))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PartyView {
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub name: String,
+    pub kind: PartyKind,
+}
+
+impl From<party::Model> for PartyView {
+    fn from(m: party::Model) -> Self {
+        Self {
+            id: m.id,
+            case_id: m.case_id,
+            name: m.name,
+            kind: PartyKind::parse(&m.kind).unwrap_or(PartyKind::Related),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewParty {
+    pub name: String,
+    pub kind: String,
+}
+
+/// `POST /cases/{id}/parties` (staff members).
+pub async fn add_party(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    input: NewParty,
+) -> Result<PartyView> {
+    let mut v = Validator::default();
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 300 || name.chars().any(char::is_control) {
+        v.push("name", "is required (at most 300 characters)");
+    }
+    let kind = v.check("kind", PartyKind::parse(&input.kind));
+    v.finish()?;
+    let txn = state.db.begin_write().await?;
+    access::require_staff(state, &*txn, p, case_id).await?;
+    let row = party::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        case_id: Set(case_id),
+        name: Set(name.into()),
+        normalized_name: Set(normalize_name(name)),
+        kind: Set(kind.expect("checked").as_str().into()),
+        created_at: Set(crate::db::now()),
+    }
+    .insert(&*txn)
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.party_add", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .details(serde_json::json!({"party_id": row.id})),
+        ],
+    )
+    .await?;
+    touch(&*txn, case_id).await?;
+    txn.commit().await?;
+    Ok(row.into())
+}
+
+/// `GET /cases/{id}/parties` (staff members).
+pub async fn list_parties(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<PartyView>> {
+    access::require_staff(state, state.db.conn(), p, case_id).await?;
+    let after: Option<Uuid> = decode_cursor(cursor)?;
+    let mut q = party::Entity::find().filter(party::Column::CaseId.eq(case_id));
+    if let Some(a) = after {
+        q = q.filter(party::Column::Id.gt(a));
+    }
+    let rows = q
+        .order_by_asc(party::Column::Id)
+        .limit(limit.get() + 1)
+        .all(state.db.conn())
+        .await?;
+    let items: Vec<PartyView> = rows.into_iter().map(Into::into).collect();
+    Ok(page_from(items, limit, |x: &PartyView| x.id))
+}

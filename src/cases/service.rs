@@ -1,0 +1,1033 @@
+//! Creating, reading, listing and changing cases; the one place status and phase change.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+    sea_query::{Expr, Query},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    access::{self, CaseAccess},
+    domain::{
+        CasePhase, CaseStatus, DeadlineKind, MemberRole, Priority, TimelineKind, format_number,
+    },
+    entity::{deadline, legal_case, member, timeline},
+};
+use crate::{
+    AppState,
+    audit::{NewEntry, service::append_in},
+    auth::Principal,
+    error::{Error, Result, Validator},
+    http::pagination::{Limit, Page, decode_cursor, encode_cursor},
+    realtime::{self, Audience, NewEvent},
+    users::{self, domain::Role},
+};
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct MemberView {
+    pub user_id: Uuid,
+    pub name: String,
+    pub role: MemberRole,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadlineView {
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub title: String,
+    pub due_on: NaiveDate,
+    pub kind: DeadlineKind,
+}
+
+impl From<deadline::Model> for DeadlineView {
+    fn from(d: deadline::Model) -> Self {
+        Self {
+            id: d.id,
+            case_id: d.case_id,
+            title: d.title,
+            due_on: d.due_on,
+            kind: DeadlineKind::parse(&d.kind).unwrap_or(DeadlineKind::Internal),
+        }
+    }
+}
+
+/// A case as the API shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseView {
+    pub id: Uuid,
+    pub number: String,
+    pub title: String,
+    pub description: String,
+    pub practice_area: Option<String>,
+    pub priority: Priority,
+    pub status: CaseStatus,
+    pub phase: CasePhase,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub statute_of_limitations: Option<NaiveDate>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub members: Vec<MemberView>,
+    pub next_deadline: Option<DeadlineView>,
+}
+
+fn view(
+    c: legal_case::Model,
+    members: Vec<MemberView>,
+    next_deadline: Option<DeadlineView>,
+) -> CaseView {
+    CaseView {
+        id: c.id,
+        number: c.number,
+        title: c.title,
+        description: c.description,
+        practice_area: c.practice_area,
+        priority: Priority::parse(&c.priority).unwrap_or(Priority::Normal),
+        status: CaseStatus::parse(&c.status).unwrap_or(CaseStatus::Open),
+        phase: CasePhase::parse(&c.phase).unwrap_or(CasePhase::Intake),
+        opened_at: c.opened_at,
+        closed_at: c.closed_at,
+        statute_of_limitations: c.statute_of_limitations,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        members,
+        next_deadline,
+    }
+}
+
+/// Members and next deadlines of many cases in two queries, whatever their number.
+async fn views<C: ConnectionTrait>(
+    conn: &C,
+    cases: Vec<legal_case::Model>,
+) -> Result<Vec<CaseView>> {
+    let ids: Vec<Uuid> = cases.iter().map(|c| c.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let members = member::Entity::find()
+        .filter(member::Column::CaseId.is_in(ids.clone()))
+        .order_by_asc(member::Column::AddedAt)
+        .all(conn)
+        .await?;
+    let user_ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
+    let names = users::service::names_of(conn, &user_ids).await?;
+    let mut by_case: HashMap<Uuid, Vec<MemberView>> = HashMap::new();
+    for m in members {
+        by_case.entry(m.case_id).or_default().push(MemberView {
+            user_id: m.user_id,
+            name: names
+                .get(&m.user_id)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default(),
+            role: MemberRole::parse(&m.role).unwrap_or(MemberRole::Client),
+        });
+    }
+    let today = Utc::now().date_naive();
+    let upcoming = deadline::Entity::find()
+        .filter(deadline::Column::CaseId.is_in(ids))
+        .filter(deadline::Column::DueOn.gte(today))
+        .order_by_asc(deadline::Column::DueOn)
+        .order_by_asc(deadline::Column::Id)
+        .all(conn)
+        .await?;
+    let mut next: HashMap<Uuid, DeadlineView> = HashMap::new();
+    for d in upcoming {
+        next.entry(d.case_id).or_insert_with(|| d.into());
+    }
+    Ok(cases
+        .into_iter()
+        .map(|c| {
+            let id = c.id;
+            view(c, by_case.remove(&id).unwrap_or_default(), next.remove(&id))
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCase {
+    pub title: String,
+    pub description: Option<String>,
+    pub practice_area: Option<String>,
+    #[serde(default)]
+    pub client_ids: Vec<Uuid>,
+    #[serde(default)]
+    pub staff_ids: Vec<Uuid>,
+    pub priority: Option<String>,
+    pub statute_of_limitations: Option<NaiveDate>,
+}
+
+fn check_title(v: &mut Validator, field: &str, s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        v.push(field, "is required");
+        None
+    } else if t.chars().count() > 300 || t.chars().any(char::is_control) {
+        v.push(
+            field,
+            "must be at most 300 characters without control characters",
+        );
+        None
+    } else {
+        Some(t.to_string())
+    }
+}
+
+fn check_text(v: &mut Validator, field: &str, s: &str, max: usize) -> Option<String> {
+    if s.chars().count() > max {
+        v.push(field, format!("must be at most {max} characters"));
+        None
+    } else {
+        Some(s.trim().to_string())
+    }
+}
+
+/// Next number for `year`, allocated inside the creating transaction: the upsert takes a row
+/// lock on PostgreSQL (SQLite serialises writers), so concurrent creations never collide.
+async fn allocate_number<C: ConnectionTrait>(conn: &C, year: i32) -> Result<i32> {
+    let sql = match conn.get_database_backend() {
+        DbBackend::Postgres => {
+            "INSERT INTO case_number_seq (year, last) VALUES ($1, 1)
+             ON CONFLICT (year) DO UPDATE SET last = case_number_seq.last + 1 RETURNING last"
+        }
+        _ => {
+            "INSERT INTO case_number_seq (year, last) VALUES (?, 1)
+             ON CONFLICT (year) DO UPDATE SET last = case_number_seq.last + 1 RETURNING last"
+        }
+    };
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            [year.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("case number allocation returned nothing"))?;
+    Ok(row.try_get::<i32>("", "last")?)
+}
+
+/// `POST /cases` (admins and attorneys). The creator becomes lead attorney.
+pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Result<CaseView> {
+    if !matches!(p.role, Role::Admin | Role::Attorney) {
+        return Err(Error::Forbidden(
+            "Only attorneys and admins may open cases.",
+        ));
+    }
+    let mut v = Validator::default();
+    let title = check_title(&mut v, "title", &input.title);
+    let description = check_text(
+        &mut v,
+        "description",
+        input.description.as_deref().unwrap_or(""),
+        20_000,
+    );
+    let practice_area = match input
+        .practice_area
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(pa) if pa.chars().count() > 100 => {
+            v.push("practice_area", "must be at most 100 characters");
+            None
+        }
+        other => other.map(str::to_lowercase),
+    };
+    let priority = v.check(
+        "priority",
+        Priority::parse(input.priority.as_deref().unwrap_or("normal")),
+    );
+    let mut wanted: Vec<Uuid> = input
+        .client_ids
+        .iter()
+        .chain(input.staff_ids.iter())
+        .copied()
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.len() > 200 {
+        v.push("client_ids", "at most 200 members at creation");
+    }
+    let roles = users::service::active_roles(state.db.conn(), &wanted).await?;
+    for (field, ids, want_client) in [
+        ("client_ids", &input.client_ids, true),
+        ("staff_ids", &input.staff_ids, false),
+    ] {
+        for id in ids {
+            match roles.get(id) {
+                Some(r) if (*r == Role::Client) == want_client => {}
+                _ => v.push(
+                    field,
+                    format!(
+                        "{id} is not an active {}",
+                        if want_client {
+                            "client"
+                        } else {
+                            "staff member"
+                        }
+                    ),
+                ),
+            }
+        }
+    }
+    v.finish()?;
+    let (title, description, priority) = (
+        title.expect("checked"),
+        description.expect("checked"),
+        priority.expect("checked"),
+    );
+
+    let t = crate::db::now();
+    let year = t.year();
+    let txn = state.db.begin_write().await?;
+    let seq = allocate_number(&*txn, year).await?;
+    let id = Uuid::now_v7();
+    let case = legal_case::ActiveModel {
+        id: Set(id),
+        number: Set(format_number(year, seq)),
+        year: Set(year),
+        seq: Set(seq),
+        title: Set(title),
+        description: Set(description),
+        practice_area: Set(practice_area),
+        priority: Set(priority.as_str().into()),
+        status: Set(CaseStatus::Open.as_str().into()),
+        phase: Set(CasePhase::Intake.as_str().into()),
+        opened_at: Set(t),
+        closed_at: Set(None),
+        statute_of_limitations: Set(input.statute_of_limitations),
+        created_by: Set(p.user_id),
+        created_at: Set(t),
+        updated_at: Set(t),
+    }
+    .insert(&*txn)
+    .await?;
+    let mut members = vec![(p.user_id, MemberRole::LeadAttorney)];
+    for uid in input.client_ids.iter().chain(input.staff_ids.iter()) {
+        if members.iter().any(|(m, _)| m == uid) {
+            continue;
+        }
+        let role = match roles[uid] {
+            Role::Client => MemberRole::Client,
+            Role::Paralegal => MemberRole::Paralegal,
+            Role::Attorney | Role::Admin => MemberRole::Attorney,
+        };
+        members.push((*uid, role));
+    }
+    let rows: Vec<member::ActiveModel> = members
+        .iter()
+        .map(|(uid, role)| member::ActiveModel {
+            case_id: Set(id),
+            user_id: Set(*uid),
+            role: Set(role.as_str().into()),
+            added_at: Set(t),
+        })
+        .collect();
+    member::Entity::insert_many(rows)
+        .exec_without_returning(&*txn)
+        .await?;
+    if let Some(sol) = input.statute_of_limitations {
+        deadline::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            case_id: Set(id),
+            title: Set("Statute of limitations".into()),
+            due_on: Set(sol),
+            kind: Set(DeadlineKind::StatuteOfLimitations.as_str().into()),
+            created_by: Set(p.actor_id()),
+            created_at: Set(t),
+        }
+        .insert(&*txn)
+        .await?;
+    }
+    add_timeline(
+        &*txn,
+        id,
+        TimelineKind::Created,
+        None,
+        Some(CaseStatus::Open.as_str()),
+        None,
+        p,
+        true,
+    )
+    .await?;
+    realtime::emit_in(
+        &*txn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(id),
+            audience: Audience::Case,
+            data: serde_json::json!({"change": "created", "number": case.number}),
+        },
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.create", "case")
+                .by(p)
+                .resource(id)
+                .case(id)
+                .details(serde_json::json!({
+                    "number": case.number, "members": members.len()
+                })),
+        ],
+    )
+    .await?;
+    let out = views(&*txn, vec![case]).await?.remove(0);
+    txn.commit().await?;
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn add_timeline<C: ConnectionTrait>(
+    conn: &C,
+    case_id: Uuid,
+    kind: TimelineKind,
+    from: Option<&str>,
+    to: Option<&str>,
+    note: Option<&str>,
+    p: &Principal,
+    client_visible: bool,
+) -> Result<timeline::Model> {
+    Ok(timeline::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        case_id: Set(case_id),
+        kind: Set(kind.as_str().into()),
+        from_value: Set(from.map(Into::into)),
+        to_value: Set(to.map(Into::into)),
+        note: Set(note.map(Into::into)),
+        actor_id: Set(p.actor_id()),
+        at: Set(crate::db::now()),
+        client_visible: Set(client_visible),
+    }
+    .insert(conn)
+    .await?)
+}
+
+/// Record a read of client data (batched by the audit writer; the request waits for it).
+async fn audit_read(state: &AppState, p: &Principal, a: &CaseAccess, action: &str) -> Result<()> {
+    let mut e = NewEntry::new(action, "case")
+        .by(p)
+        .resource(a.case.id)
+        .case(a.case.id);
+    if a.admin_access(p) {
+        e = e.details(serde_json::json!({"admin_access": true}));
+    }
+    state.audit.record(e).await
+}
+
+/// `GET /cases/{id}`.
+pub async fn get_case(state: &AppState, p: &Principal, id: Uuid) -> Result<CaseView> {
+    let a = access::require(state, state.db.conn(), p, id).await?;
+    audit_read(state, p, &a, "case.read").await?;
+    Ok(views(state.db.conn(), vec![a.case]).await?.remove(0))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct CaseFilter {
+    pub status: Option<String>,
+    pub phase: Option<String>,
+    pub practice_area: Option<String>,
+    pub client_id: Option<Uuid>,
+    pub attorney_id: Option<Uuid>,
+    pub priority: Option<String>,
+    /// Full text over number, title and description.
+    pub q: Option<String>,
+    pub opened_from: Option<NaiveDate>,
+    pub opened_to: Option<NaiveDate>,
+    /// `opened_at`, `updated_at` or `number`; prefix `-` for descending. Default `-updated_at`.
+    pub sort: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SortKey {
+    OpenedAt,
+    UpdatedAt,
+    Number,
+}
+
+/// Keyset position: the sort value of the last row (as text) and its id.
+#[derive(Serialize, Deserialize)]
+struct CaseCursor {
+    v: String,
+    id: Uuid,
+}
+
+/// FTS5 query from user text: every word quoted (no operators reach the engine), prefix match.
+fn fts5_query(q: &str) -> String {
+    q.split_whitespace()
+        .take(12)
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn member_subquery(user_id: Uuid, roles: &[MemberRole]) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(member::Column::CaseId)
+        .from(member::Entity)
+        .and_where(member::Column::UserId.eq(user_id))
+        .and_where(member::Column::Role.is_in(roles.iter().map(|r| r.as_str())))
+        .to_owned()
+}
+
+/// `GET /cases`: only visible cases, filtered, sorted, keyset-paginated.
+pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Result<Page<CaseView>> {
+    let limit = Limit::parse(f.limit)?;
+    let mut v = Validator::default();
+    let status = f
+        .status
+        .as_deref()
+        .and_then(|s| v.check("status", CaseStatus::parse(s)));
+    let phase = f
+        .phase
+        .as_deref()
+        .and_then(|s| v.check("phase", CasePhase::parse(s)));
+    let priority = f
+        .priority
+        .as_deref()
+        .and_then(|s| v.check("priority", Priority::parse(s)));
+    let raw_sort = f.sort.as_deref().unwrap_or("-updated_at");
+    let (desc, key) = match raw_sort.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, raw_sort),
+    };
+    let key = match key {
+        "opened_at" => Some(SortKey::OpenedAt),
+        "updated_at" => Some(SortKey::UpdatedAt),
+        "number" => Some(SortKey::Number),
+        _ => {
+            v.push(
+                "sort",
+                "must be opened_at, updated_at or number, optionally prefixed with -",
+            );
+            None
+        }
+    };
+    let q_text = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if q_text.is_some_and(|q| q.chars().count() > 200) {
+        v.push("q", "must be at most 200 characters");
+    }
+    v.finish()?;
+    let key = key.expect("checked");
+    let cursor: Option<CaseCursor> = decode_cursor(f.cursor.as_deref())?;
+
+    let mut q = legal_case::Entity::find();
+    if let Some(c) = access::visible_condition(p) {
+        q = q.filter(c);
+    }
+    if let Some(s) = status {
+        q = q.filter(legal_case::Column::Status.eq(s.as_str()));
+    }
+    if let Some(s) = phase {
+        q = q.filter(legal_case::Column::Phase.eq(s.as_str()));
+    }
+    if let Some(s) = priority {
+        q = q.filter(legal_case::Column::Priority.eq(s.as_str()));
+    }
+    if let Some(pa) = f
+        .practice_area
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        q = q.filter(legal_case::Column::PracticeArea.eq(pa.to_lowercase()));
+    }
+    if let Some(uid) = f.client_id {
+        q = q.filter(
+            legal_case::Column::Id.in_subquery(member_subquery(uid, &[MemberRole::Client])),
+        );
+    }
+    if let Some(uid) = f.attorney_id {
+        q = q.filter(legal_case::Column::Id.in_subquery(member_subquery(
+            uid,
+            &[MemberRole::LeadAttorney, MemberRole::Attorney],
+        )));
+    }
+    if let Some(d) = f.opened_from {
+        q = q.filter(
+            legal_case::Column::OpenedAt.gte(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
+        );
+    }
+    if let Some(d) = f.opened_to {
+        let end = d
+            .succ_opt()
+            .unwrap_or(d)
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc();
+        q = q.filter(legal_case::Column::OpenedAt.lt(end));
+    }
+    if let Some(text) = q_text {
+        q = match state.db.backend() {
+            DbBackend::Postgres => q.filter(Expr::cust_with_values(
+                "(legal_case.search @@ plainto_tsquery('simple', $1) OR legal_case.number = $2)",
+                [text.to_owned(), text.to_owned()],
+            )),
+            _ => q.filter(Expr::cust_with_values(
+                "legal_case.rowid IN (SELECT rowid FROM legal_case_fts WHERE legal_case_fts MATCH ?)",
+                [fts5_query(text)],
+            )),
+        };
+    }
+    let col = match key {
+        SortKey::OpenedAt => legal_case::Column::OpenedAt,
+        SortKey::UpdatedAt => legal_case::Column::UpdatedAt,
+        SortKey::Number => legal_case::Column::Number,
+    };
+    if let Some(c) = cursor {
+        let value: sea_orm::Value = match key {
+            SortKey::Number => c.v.clone().into(),
+            _ => DateTime::parse_from_rfc3339(&c.v)
+                .map_err(|_| Error::invalid("cursor", "is not a cursor this server issued"))?
+                .with_timezone(&Utc)
+                .into(),
+        };
+        let (after, tie) = if desc {
+            (col.lt(value.clone()), legal_case::Column::Id.lt(c.id))
+        } else {
+            (col.gt(value.clone()), legal_case::Column::Id.gt(c.id))
+        };
+        q = q.filter(
+            sea_orm::Condition::any()
+                .add(after)
+                .add(sea_orm::Condition::all().add(col.eq(value)).add(tie)),
+        );
+    }
+    let order = if desc {
+        sea_orm::Order::Desc
+    } else {
+        sea_orm::Order::Asc
+    };
+    let rows = q
+        .order_by(col, order.clone())
+        .order_by(legal_case::Column::Id, order)
+        .limit(limit.get() + 1)
+        .all(state.db.conn())
+        .await?;
+    let more = rows.len() as u64 > limit.get();
+    let mut rows = rows;
+    rows.truncate(limit.get() as usize);
+    let next_cursor = if more {
+        rows.last().map(|c| {
+            let v = match key {
+                SortKey::OpenedAt => c.opened_at.to_rfc3339(),
+                SortKey::UpdatedAt => c.updated_at.to_rfc3339(),
+                SortKey::Number => c.number.clone(),
+            };
+            encode_cursor(&CaseCursor { v, id: c.id })
+        })
+    } else {
+        None
+    };
+    state
+        .audit
+        .record(
+            NewEntry::new("case.list", "case")
+                .by(p)
+                .details(serde_json::json!({"count": rows.len()})),
+        )
+        .await?;
+    Ok(Page {
+        items: views(state.db.conn(), rows).await?,
+        next_cursor,
+    })
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CasePatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub practice_area: Option<String>,
+    pub priority: Option<String>,
+    pub statute_of_limitations: Option<NaiveDate>,
+}
+
+/// `PATCH /cases/{id}` (staff members). Status and phase change only through [`change_status`].
+pub async fn patch_case(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    patch: CasePatch,
+) -> Result<CaseView> {
+    let mut v = Validator::default();
+    let title = patch
+        .title
+        .as_deref()
+        .and_then(|t| check_title(&mut v, "title", t));
+    let description = patch
+        .description
+        .as_deref()
+        .and_then(|d| check_text(&mut v, "description", d, 20_000));
+    let practice_area = patch
+        .practice_area
+        .as_deref()
+        .and_then(|d| check_text(&mut v, "practice_area", d, 100));
+    let priority = patch
+        .priority
+        .as_deref()
+        .and_then(|s| v.check("priority", Priority::parse(s)));
+    v.finish()?;
+    let txn = state.db.begin_write().await?;
+    let a = access::require_staff(state, &*txn, p, id).await?;
+    let mut am: legal_case::ActiveModel = a.case.clone().into();
+    let mut changed = Vec::new();
+    if let Some(t) = title {
+        am.title = Set(t);
+        changed.push("title");
+    }
+    if let Some(d) = description {
+        am.description = Set(d);
+        changed.push("description");
+    }
+    if let Some(pa) = practice_area {
+        am.practice_area = Set(Some(pa.to_lowercase()).filter(|s| !s.is_empty()));
+        changed.push("practice_area");
+    }
+    if let Some(pr) = priority {
+        am.priority = Set(pr.as_str().into());
+        changed.push("priority");
+    }
+    if let Some(sol) = patch.statute_of_limitations {
+        am.statute_of_limitations = Set(Some(sol));
+        changed.push("statute_of_limitations");
+    }
+    am.updated_at = Set(crate::db::now());
+    let case = am.update(&*txn).await?;
+    realtime::emit_in(
+        &*txn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(id),
+            audience: Audience::Case,
+            data: serde_json::json!({"change": "details", "fields": changed}),
+        },
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.update", "case")
+                .by(p)
+                .resource(id)
+                .case(id)
+                .details(serde_json::json!({"fields": changed})),
+        ],
+    )
+    .await?;
+    let out = views(&*txn, vec![case]).await?.remove(0);
+    txn.commit().await?;
+    Ok(out)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    pub status: Option<String>,
+    pub phase: Option<String>,
+    pub note: Option<String>,
+    /// Whether clients see the timeline entry (default true).
+    pub client_visible: Option<bool>,
+}
+
+/// `POST /cases/{id}/status`: the only way status and phase change. Validates the transition,
+/// writes timeline entries, an event and the audit entry in one transaction.
+pub async fn change_status(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    c: StatusChange,
+) -> Result<CaseView> {
+    let mut v = Validator::default();
+    let to_status = c
+        .status
+        .as_deref()
+        .and_then(|s| v.check("status", CaseStatus::parse(s)));
+    let to_phase = c
+        .phase
+        .as_deref()
+        .and_then(|s| v.check("phase", CasePhase::parse(s)));
+    let note = c
+        .note
+        .as_deref()
+        .and_then(|n| check_text(&mut v, "note", n, 5_000))
+        .filter(|n| !n.is_empty());
+    if c.status.is_none() && c.phase.is_none() {
+        v.push("status", "give a new status, a new phase, or both");
+    }
+    v.finish()?;
+    let client_visible = c.client_visible.unwrap_or(true);
+    let txn = state.db.begin_write().await?;
+    let a = access::require_staff(state, &*txn, p, id).await?;
+    let from_status =
+        CaseStatus::parse(&a.case.status).map_err(|e| anyhow::anyhow!("stored status: {e}"))?;
+    let from_phase =
+        CasePhase::parse(&a.case.phase).map_err(|e| anyhow::anyhow!("stored phase: {e}"))?;
+    let mut status = from_status;
+    let mut phase = from_phase;
+    if let Some(s) = to_status.filter(|s| *s != from_status) {
+        if !from_status.can_become(s) {
+            return Err(Error::Conflict(format!(
+                "A case that is {from_status} cannot become {s}."
+            )));
+        }
+        status = s;
+        if s == CaseStatus::Closed {
+            phase = CasePhase::Closed;
+        } else if from_status == CaseStatus::Closed && s == CaseStatus::Open {
+            // Reopening starts again at intake unless the request names a phase.
+            phase = CasePhase::Intake;
+        }
+    }
+    if let Some(ph) = to_phase {
+        if !status.is_active() {
+            return Err(Error::Conflict(
+                "Reopen the case before changing its phase.".into(),
+            ));
+        }
+        if ph == CasePhase::Closed {
+            return Err(Error::Conflict(
+                "A case reaches the closed phase by being closed.".into(),
+            ));
+        }
+        phase = ph;
+    }
+    if status == from_status && phase == from_phase {
+        return Err(Error::Conflict(
+            "The case already has that status and phase.".into(),
+        ));
+    }
+    let t = crate::db::now();
+    let mut am: legal_case::ActiveModel = a.case.clone().into();
+    am.status = Set(status.as_str().into());
+    am.phase = Set(phase.as_str().into());
+    if status != from_status {
+        am.closed_at = Set(if status.is_active() {
+            None
+        } else {
+            a.case.closed_at.or(Some(t))
+        });
+        add_timeline(
+            &*txn,
+            id,
+            TimelineKind::Status,
+            Some(from_status.as_str()),
+            Some(status.as_str()),
+            note.as_deref(),
+            p,
+            client_visible,
+        )
+        .await?;
+    }
+    if phase != from_phase {
+        let n = if status == from_status {
+            note.as_deref()
+        } else {
+            None
+        };
+        add_timeline(
+            &*txn,
+            id,
+            TimelineKind::Phase,
+            Some(from_phase.as_str()),
+            Some(phase.as_str()),
+            n,
+            p,
+            client_visible,
+        )
+        .await?;
+    }
+    am.updated_at = Set(t);
+    let case = am.update(&*txn).await?;
+    realtime::emit_in(
+        &*txn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(id),
+            audience: if client_visible {
+                Audience::Case
+            } else {
+                Audience::CaseStaff
+            },
+            data: serde_json::json!({
+                "change": "status", "status": status, "phase": phase,
+                "from_status": from_status, "from_phase": from_phase,
+            }),
+        },
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.status_change", "case")
+                .by(p)
+                .resource(id)
+                .case(id)
+                .details(serde_json::json!({
+                    "status": [from_status, status], "phase": [from_phase, phase]
+                })),
+        ],
+    )
+    .await?;
+    let out = views(&*txn, vec![case]).await?.remove(0);
+    txn.commit().await?;
+    Ok(out)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TimelineEntry {
+    pub id: Uuid,
+    pub kind: TimelineKind,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub note: Option<String>,
+    pub actor_id: Option<Uuid>,
+    pub at: DateTime<Utc>,
+    pub client_visible: bool,
+}
+
+impl From<timeline::Model> for TimelineEntry {
+    fn from(t: timeline::Model) -> Self {
+        Self {
+            id: t.id,
+            kind: TimelineKind::parse(&t.kind).unwrap_or(TimelineKind::Note),
+            from: t.from_value,
+            to: t.to_value,
+            note: t.note,
+            actor_id: t.actor_id,
+            at: t.at,
+            client_visible: t.client_visible,
+        }
+    }
+}
+
+/// `GET /cases/{id}/timeline`, newest first. Clients see client-visible entries only.
+pub async fn timeline(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<TimelineEntry>> {
+    let a = access::require(state, state.db.conn(), p, id).await?;
+    let after: Option<Uuid> = decode_cursor(cursor)?;
+    let mut q = timeline::Entity::find().filter(timeline::Column::CaseId.eq(id));
+    if !a.is_staff(p) {
+        q = q.filter(timeline::Column::ClientVisible.eq(true));
+    }
+    if let Some(after) = after {
+        q = q.filter(timeline::Column::Id.lt(after));
+    }
+    let rows = q
+        .order_by_desc(timeline::Column::Id)
+        .limit(limit.get() + 1)
+        .all(state.db.conn())
+        .await?;
+    audit_read(state, p, &a, "case.timeline_read").await?;
+    let items: Vec<TimelineEntry> = rows.into_iter().map(Into::into).collect();
+    Ok(crate::http::pagination::page_from(
+        items,
+        limit,
+        |e: &TimelineEntry| e.id,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTimelineEntry {
+    /// `note` or `milestone`.
+    pub kind: String,
+    pub note: String,
+    #[serde(default)]
+    pub client_visible: bool,
+}
+
+/// `POST /cases/{id}/timeline`: staff add notes and milestones (internal unless marked).
+pub async fn add_entry(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    e: NewTimelineEntry,
+) -> Result<TimelineEntry> {
+    let mut v = Validator::default();
+    let kind = v.check("kind", TimelineKind::parse(&e.kind));
+    if kind.is_some_and(|k| !matches!(k, TimelineKind::Note | TimelineKind::Milestone)) {
+        v.push("kind", "must be note or milestone");
+    }
+    let note = check_text(&mut v, "note", &e.note, 5_000).filter(|n| !n.is_empty());
+    if note.is_none() {
+        v.push("note", "is required");
+    }
+    v.finish()?;
+    let txn = state.db.begin_write().await?;
+    access::require_staff(state, &*txn, p, id).await?;
+    let row = add_timeline(
+        &*txn,
+        id,
+        kind.expect("checked"),
+        None,
+        None,
+        note.as_deref(),
+        p,
+        e.client_visible,
+    )
+    .await?;
+    realtime::emit_in(
+        &*txn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(id),
+            audience: if e.client_visible {
+                Audience::Case
+            } else {
+                Audience::CaseStaff
+            },
+            data: serde_json::json!({"change": "timeline", "entry_id": row.id}),
+        },
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.timeline_add", "case")
+                .by(p)
+                .resource(id)
+                .case(id),
+        ],
+    )
+    .await?;
+    touch(&*txn, id).await?;
+    txn.commit().await?;
+    Ok(row.into())
+}
+
+/// Mark a case as changed now (sorting by `updated_at`).
+pub(super) async fn touch<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<()> {
+    legal_case::Entity::update_many()
+        .col_expr(legal_case::Column::UpdatedAt, Expr::value(crate::db::now()))
+        .filter(legal_case::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fts5_query;
+
+    #[test]
+    fn fts_queries_cannot_inject_operators() {
+        assert_eq!(fts5_query("smith OR \"x"), "\"smith\"* \"OR\"* \"\"\"x\"*");
+        assert_eq!(fts5_query("   "), "");
+    }
+}

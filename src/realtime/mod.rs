@@ -1,0 +1,49 @@
+//! Live events. Every change a person would want to see live writes an event row in the same
+//! transaction as the change; delivery over WebSocket reads these rows (see issue "Live events").
+
+pub mod entity;
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
+use uuid::Uuid;
+
+/// Who may receive an event. Recomputed against current membership at delivery time.
+#[derive(Clone, Debug)]
+pub enum Audience {
+    /// Every member of the case (clients included).
+    Case,
+    /// Staff members of the case only.
+    CaseStaff,
+    /// Exactly these users.
+    Users(Vec<Uuid>),
+}
+
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub case_id: Option<Uuid>,
+    pub audience: Audience,
+    pub data: serde_json::Value,
+}
+
+/// Append an event inside the caller's transaction; its id orders delivery.
+pub async fn emit_in<C: ConnectionTrait>(conn: &C, e: NewEvent) -> Result<i64, sea_orm::DbErr> {
+    let (audience, users) = match &e.audience {
+        Audience::Case => ("case", None),
+        Audience::CaseStaff => ("case_staff", None),
+        Audience::Users(ids) => (
+            "users",
+            Some(serde_json::to_string(ids).expect("uuids serialise")),
+        ),
+    };
+    let m = entity::ActiveModel {
+        kind: Set(e.kind.into()),
+        case_id: Set(e.case_id),
+        audience: Set(audience.into()),
+        user_ids: Set(users),
+        data: Set(e.data.to_string()),
+        created_at: Set(crate::db::now()),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    Ok(m.id)
+}
