@@ -217,8 +217,7 @@ pub async fn list(
 ) -> Result<Page<AuditEntry>> {
     let case_scope = match p.role {
         Role::Admin => None,
-        // Case membership arrives with the cases capability; until then an attorney is on no case.
-        Role::Attorney => Some(Vec::new()),
+        Role::Attorney => Some(crate::cases::access::case_ids_of(db.conn(), p.user_id, true).await?),
         _ => {
             return Err(Error::Forbidden(
                 "Only admins and attorneys may read the audit trail.",
