@@ -26,6 +26,8 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Seed a demo firm (people, cases, deadlines) and print its logins.
+    Demo,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -73,6 +75,18 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let state = AppState::init(config).await?;
             println!("migrations applied");
             state.audit.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            let state = AppState::init(config).await?;
+            let result = crate::demo::seed(&state).await;
+            state.audit.shutdown().await;
+            let (password, people) = result?;
+            println!("Demo firm created. Every login below uses the password: {password}\n");
+            for u in people {
+                println!("  {:<10} {:<40} {}", u.role.as_str(), u.email, u.name);
+            }
+            println!("\nStart the portal with `lawfirm-pro serve` and sign in with any of them.");
             Ok(ExitCode::SUCCESS)
         }
         Command::User {

@@ -217,7 +217,9 @@ pub async fn list(
 ) -> Result<Page<AuditEntry>> {
     let case_scope = match p.role {
         Role::Admin => None,
-        Role::Attorney => Some(crate::cases::access::case_ids_of(db.conn(), p.user_id, true).await?),
+        Role::Attorney => {
+            Some(crate::cases::access::case_ids_of(db.conn(), p.user_id, true).await?)
+        }
         _ => {
             return Err(Error::Forbidden(
                 "Only admins and attorneys may read the audit trail.",

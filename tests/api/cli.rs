@@ -172,3 +172,75 @@ async fn user_create_reads_the_password_from_stdin_and_validates() {
     let dup = run("BO@firm.example", "another good passphrase\n").await;
     assert_eq!(dup.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn demo_seeds_a_firm_whose_printed_logins_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_database_url(dir.path()).await;
+    let out = command(dir.path(), &url)
+        .arg("demo")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let password = text
+        .split("password: ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(text.contains("john.smith@demo.lawfirm.example"));
+    // A second run refuses rather than duplicating the firm.
+    let again = command(dir.path(), &url)
+        .arg("demo")
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+
+    let config = {
+        let mut c = lawfirm_pro::Config::defaults();
+        c.bind = "127.0.0.1:0".parse().unwrap();
+        c.data_dir = dir.path().to_path_buf();
+        c.database_url = url.clone();
+        c
+    };
+    let app = lawfirm_pro::Application::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "john.smith@demo.lawfirm.example", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"]
+        .as_str()
+        .expect("the printed password works");
+    let cases: serde_json::Value = client
+        .get(format!("{base}/api/v1/cases"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        cases["items"].as_array().unwrap().len(),
+        1,
+        "John sees his own matter only: {cases}"
+    );
+}
