@@ -30,6 +30,13 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// Lower Argon2 cost, for tests only (never settable from the environment).
     pub insecure_fast_password_hashing: bool,
+    /// Live connections allowed per user and per source address on one instance.
+    pub ws_max_per_user: usize,
+    pub ws_max_per_ip: usize,
+    /// How many missed events a reconnecting client may replay before it must reload.
+    pub ws_replay_window: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -58,6 +65,10 @@ struct FileConfig {
     db_max_connections: Option<u32>,
     log_format: Option<LogFormat>,
     password_hash_concurrency: Option<usize>,
+    ws_max_per_user: Option<usize>,
+    ws_max_per_ip: Option<usize>,
+    ws_replay_window: Option<u64>,
+    trusted_proxies: Option<String>,
 }
 
 /// A configuration problem, reported as one line before anything starts.
@@ -94,6 +105,10 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_LOG_FORMAT",
     "LFP_LOG",
     "LFP_PASSWORD_HASH_CONCURRENCY",
+    "LFP_WS_MAX_PER_USER",
+    "LFP_WS_MAX_PER_IP",
+    "LFP_WS_REPLAY_WINDOW",
+    "LFP_TRUSTED_PROXIES",
     // Read by the test command and the test harness, not by the server.
     "LFP_TEST_DB",
 ];
@@ -121,6 +136,10 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(2),
             insecure_fast_password_hashing: false,
+            ws_max_per_user: 10,
+            ws_max_per_ip: 200,
+            ws_replay_window: 1000,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -246,6 +265,39 @@ impl Config {
             "LFP_PASSWORD_HASH_CONCURRENCY",
             get("LFP_PASSWORD_HASH_CONCURRENCY"),
             fc.password_hash_concurrency,
+            1,
+        )?;
+        if let Some(v) = pick(get("LFP_TRUSTED_PROXIES"), fc.trusted_proxies) {
+            c.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| {
+                        invalid("LFP_TRUSTED_PROXIES", format!("`{s}` is not an IP address"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        num(
+            &mut c.ws_max_per_user,
+            "LFP_WS_MAX_PER_USER",
+            get("LFP_WS_MAX_PER_USER"),
+            fc.ws_max_per_user,
+            1,
+        )?;
+        num(
+            &mut c.ws_max_per_ip,
+            "LFP_WS_MAX_PER_IP",
+            get("LFP_WS_MAX_PER_IP"),
+            fc.ws_max_per_ip,
+            1,
+        )?;
+        num(
+            &mut c.ws_replay_window,
+            "LFP_WS_REPLAY_WINDOW",
+            get("LFP_WS_REPLAY_WINDOW"),
+            fc.ws_replay_window,
             1,
         )?;
         if let Some(v) = pick(

@@ -35,6 +35,9 @@ pub struct AppState {
     pub tokens: Arc<auth::token::TokenKeys>,
     pub audit: audit::AuditWriter,
     pub metrics: Arc<http::metrics::Metrics>,
+    pub hub: realtime::hub::Hub,
+    /// Flipped once on shutdown: open WebSockets close with 1001.
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -55,6 +58,11 @@ impl AppState {
             config.insecure_fast_password_hashing,
         );
         let audit = audit::AuditWriter::spawn(db.clone());
+        let hub = realtime::hub::Hub::new(
+            config.ws_max_per_user,
+            config.ws_max_per_ip,
+            config.ws_replay_window,
+        );
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -63,6 +71,8 @@ impl AppState {
             tokens: Arc::new(tokens),
             audit,
             metrics: Arc::default(),
+            hub,
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
 }
@@ -111,12 +121,18 @@ impl Application {
             listener, state, ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
+        realtime::hub::spawn_dispatcher(state.hub.clone(), state.db.clone());
         let app = http::router(state.clone());
+        let shutdown = state.shutdown.clone();
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(stop)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            // Ask open WebSockets to close, or graceful shutdown would wait on them forever.
+            let _ = shutdown.send(true);
+        })
         .await?;
         state.audit.shutdown().await;
         tracing::info!("stopped");

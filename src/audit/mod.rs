@@ -155,6 +155,18 @@ impl AuditWriter {
         self.record_all(vec![entry]).await
     }
 
+    /// Queue entries without waiting: for callers that may hold the write transaction the
+    /// writer needs (a denial found inside a transaction). Committed right after it ends.
+    pub fn record_detached(&self, entry: NewEntry) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let (reply, _wait) = oneshot::channel();
+            if tx.send((vec![entry], reply)).await.is_err() {
+                tracing::error!("audit writer stopped; a denial entry was not recorded");
+            }
+        });
+    }
+
     /// Wait until everything sent before this call is committed.
     pub async fn shutdown(&self) {
         let _ = self.record_all(Vec::new()).await;

@@ -155,11 +155,14 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         let p = authenticate(state, parts).await?;
         parts.extensions.insert(p.clone());
+        if let Some(slot) = parts.extensions.get::<DeniedSlot>() {
+            *slot.0.lock().expect("slot lock") = Some(p.clone());
+        }
         Ok(Self(p))
     }
 }
 
-/// Refuse a role that may never do this action: 403, and an audit entry.
+/// Refuse a role that may never do this action: 403 (audited centrally, see [`DeniedSlot`]).
 async fn require(
     state: &AppState,
     parts: &mut Parts,
@@ -169,21 +172,43 @@ async fn require(
     if allowed(p.role) {
         return Ok(p);
     }
-    let route = parts
-        .extensions
+    Err(Error::Forbidden("Your role may not perform this action.").into())
+}
+
+/// Filled by [`AuthUser`] so the denial-auditing middleware knows who was refused.
+#[derive(Clone, Default)]
+pub struct DeniedSlot(pub std::sync::Arc<std::sync::Mutex<Option<Principal>>>);
+
+/// Middleware: every 403, whichever layer produced it, becomes an `auth.denied` audit entry.
+pub async fn audit_denials(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let slot = DeniedSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let route = req
+        .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
-    let _ = state
-        .audit
-        .record(
-            NewEntry::new("auth.denied", "route")
-                .by(&p)
-                .resource(format!("{} {route}", parts.method))
-                .outcome(Outcome::Denied),
-        )
-        .await;
-    Err(Error::Forbidden("Your role may not perform this action.").into())
+    let method = req.method().clone();
+    let meta = RequestMeta::from_request(req.headers(), req.extensions());
+    let res = next.run(req).await;
+    if res.status() == axum::http::StatusCode::FORBIDDEN {
+        let who = slot.0.lock().expect("slot lock").take();
+        let mut entry = NewEntry::new("auth.denied", "route")
+            .resource(format!("{method} {route}"))
+            .outcome(Outcome::Denied);
+        entry = match &who {
+            Some(p) => entry.by(p),
+            None => entry.meta(&meta),
+        };
+        if let Err(e) = state.audit.record(entry).await {
+            tracing::error!(error = %e, "could not audit a denial");
+        }
+    }
+    res
 }
 
 /// Admins, attorneys and paralegals.

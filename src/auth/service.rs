@@ -101,6 +101,20 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
         .await?;
     let (acct_ref, ip_ref) = (&acct_key, &ip_key);
     let target = user.as_ref().map(|u| u.id);
+    // Guesses queued behind the hasher while the account got locked learn nothing.
+    if let Some(secs) = throttle::locked_for(&state.db, &acct_key, now()).await? {
+        if !ok {
+            throttle::record_failure(&state.db, &acct_key, throttle::ACCOUNT_MAX_FAILURES, now())
+                .await?;
+        }
+        state
+            .audit
+            .record(login_entry(meta, None, Outcome::Denied, "throttled"))
+            .await?;
+        return Err(Error::RateLimited {
+            retry_after_secs: secs,
+        });
+    }
     let fail = |reason: &'static str, actor: Option<Uuid>| async move {
         throttle::record_failure(&state.db, acct_ref, throttle::ACCOUNT_MAX_FAILURES, t).await?;
         if let Some(k) = ip_ref {
@@ -227,8 +241,10 @@ async fn insert_refresh<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Revoke sessions of `user_id` matching `filter`, and tell open sockets to re-check theirs.
 async fn revoke<C: ConnectionTrait>(
     conn: &C,
+    user_id: Uuid,
     filter: sea_orm::Condition,
     reason: &str,
     t: DateTime<Utc>,
@@ -237,9 +253,35 @@ async fn revoke<C: ConnectionTrait>(
         .col_expr(session::Column::RevokedAt, Expr::value(t))
         .col_expr(session::Column::RevokedReason, Expr::value(reason))
         .filter(filter)
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
+    if r.rows_affected > 0 {
+        crate::realtime::emit_in(
+            conn,
+            crate::realtime::NewEvent {
+                kind: "session.revoked",
+                case_id: None,
+                audience: crate::realtime::Audience::Users(vec![user_id]),
+                data: serde_json::json!({}),
+            },
+        )
+        .await?;
+    }
+    if r.rows_affected > 0 {
+        crate::realtime::emit_in(
+            conn,
+            crate::realtime::NewEvent {
+                kind: "session.revoked",
+                case_id: None,
+                audience: crate::realtime::Audience::Users(vec![user_id]),
+                data: serde_json::json!({}),
+            },
+        )
+        .await?;
+    }
     Ok(r.rows_affected)
 }
 
@@ -254,7 +296,7 @@ pub async fn revoke_user_sessions<C: ConnectionTrait>(
     if let Some(k) = keep {
         c = c.add(session::Column::Id.ne(k));
     }
-    revoke(conn, c, reason, now()).await
+    revoke(conn, user_id, c, reason, now()).await
 }
 
 /// Rotate a refresh token. Presenting one that was already used revokes its whole family.
@@ -295,6 +337,7 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
     if !claimed {
         revoke(
             &*txn,
+            sess.user_id,
             sea_orm::Condition::all().add(session::Column::Id.eq(sess.id)),
             "refresh_reuse",
             t,
@@ -347,7 +390,7 @@ pub async fn logout(state: &AppState, p: &Principal, refresh_token: Option<&str>
     let c = sea_orm::Condition::all()
         .add(session::Column::Id.is_in(ids))
         .add(session::Column::UserId.eq(p.user_id));
-    revoke(&*txn, c, "logout", now()).await?;
+    revoke(&*txn, p.user_id, c, "logout", now()).await?;
     append_in(
         &*txn,
         vec![
@@ -422,7 +465,7 @@ pub async fn revoke_session(state: &AppState, p: &Principal, id: Uuid) -> Result
     if !exists {
         return Err(Error::NotFound);
     }
-    revoke(&*txn, c, "revoked_by_user", now()).await?;
+    revoke(&*txn, p.user_id, c, "revoked_by_user", now()).await?;
     append_in(
         &*txn,
         vec![

@@ -19,8 +19,12 @@ pub const WINDOW: Duration = Duration::minutes(15);
 const BASE_LOCK_SECS: i64 = 60;
 const MAX_LOCK_SECS: i64 = 3600;
 
+/// Hashed, so an arbitrary (attacker-chosen) login name makes a short, fixed-size key.
 pub fn account_key(email: &str) -> String {
-    format!("acct:{}", email.trim().to_lowercase())
+    format!(
+        "acct:{}",
+        crate::crypto::token_hash(&email.trim().to_lowercase())
+    )
 }
 
 pub fn ip_key(ip: &str) -> String {

@@ -26,15 +26,15 @@ pub struct CaseAccess {
 }
 
 impl CaseAccess {
+    /// Staff on the case *and* staff in the firm: a demoted account loses case powers at once.
     pub fn is_staff(&self, p: &Principal) -> bool {
-        p.is_admin() || self.role.is_some_and(MemberRole::is_staff)
-    }
-    pub fn is_client(&self) -> bool {
-        self.role == Some(MemberRole::Client)
+        p.is_admin() || (p.is_staff() && self.role.is_some_and(MemberRole::is_staff))
     }
     /// Lead attorney or admin: may manage members.
     pub fn is_lead(&self, p: &Principal) -> bool {
-        p.is_admin() || self.role == Some(MemberRole::LeadAttorney)
+        p.is_admin()
+            || (p.role == crate::users::domain::Role::Attorney
+                && self.role == Some(MemberRole::LeadAttorney))
     }
     pub fn admin_access(&self, p: &Principal) -> bool {
         p.is_admin() && self.role.is_none()
@@ -64,16 +64,14 @@ pub async fn require<C: ConnectionTrait>(
     };
     let role = membership(conn, case_id, p.user_id).await?;
     if role.is_none() && !p.is_admin() {
-        state
-            .audit
-            .record(
-                NewEntry::new("case.access", "case")
-                    .by(p)
-                    .resource(case_id)
-                    .case(case_id)
-                    .outcome(Outcome::Denied),
-            )
-            .await?;
+        // Detached: callers may be inside the write transaction the audit writer needs.
+        state.audit.record_detached(
+            NewEntry::new("case.access", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .outcome(Outcome::Denied),
+        );
         return Err(Error::NotFound);
     }
     Ok(CaseAccess { case, role })
@@ -126,4 +124,42 @@ pub async fn case_ids_of<C: ConnectionTrait>(
         q = q.filter(member::Column::Role.ne(MemberRole::Client.as_str()));
     }
     Ok(q.into_tuple().all(conn).await?)
+}
+
+/// Current members of a case with their roles (live delivery recomputes this per event).
+pub async fn members_of<C: ConnectionTrait>(
+    conn: &C,
+    case_id: Uuid,
+) -> Result<Vec<(Uuid, MemberRole)>> {
+    let rows: Vec<(Uuid, String)> = member::Entity::find()
+        .select_only()
+        .column(member::Column::UserId)
+        .column(member::Column::Role)
+        .filter(member::Column::CaseId.eq(case_id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(u, r)| MemberRole::parse(&r).ok().map(|r| (u, r)))
+        .collect())
+}
+
+/// All of a user's memberships, case → role (for replaying missed events).
+pub async fn memberships_of<C: ConnectionTrait>(
+    conn: &C,
+    user_id: Uuid,
+) -> Result<std::collections::HashMap<Uuid, MemberRole>> {
+    let rows: Vec<(Uuid, String)> = member::Entity::find()
+        .select_only()
+        .column(member::Column::CaseId)
+        .column(member::Column::Role)
+        .filter(member::Column::UserId.eq(user_id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(c, r)| MemberRole::parse(&r).ok().map(|r| (c, r)))
+        .collect())
 }

@@ -187,23 +187,30 @@ pub async fn check(
             .map(|(n, norm, c, k)| (n, norm, Some(c), k)),
     );
 
-    let mut found: Vec<(String, String, Option<Uuid>, String, f64)> = Vec::new();
-    for (qnorm, qraw) in &queries {
-        for (name, norm, case, role) in &candidates {
-            let s = similarity(qnorm, norm);
-            if s >= THRESHOLD {
-                found.push((
-                    name.clone(),
-                    qraw.clone(),
-                    *case,
-                    role.clone(),
-                    (s * 1000.0).round() / 1000.0,
-                ));
+    // CPU-bound over every candidate: run it on the blocking pool, not the async executor.
+    let query_list = queries.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut found: Vec<(String, String, Option<Uuid>, String, f64)> = Vec::new();
+        for (qnorm, qraw) in &query_list {
+            for (name, norm, case, role) in &candidates {
+                let s = similarity(qnorm, norm);
+                if s >= THRESHOLD {
+                    found.push((
+                        name.clone(),
+                        qraw.clone(),
+                        *case,
+                        role.clone(),
+                        (s * 1000.0).round() / 1000.0,
+                    ));
+                }
             }
         }
-    }
-    found.sort_by(|a, b| b.4.total_cmp(&a.4).then_with(|| a.0.cmp(&b.0)));
-    found.truncate(200);
+        found.sort_by(|a, b| b.4.total_cmp(&a.4).then_with(|| a.0.cmp(&b.0)));
+        found.truncate(200);
+        found
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("conflict scoring task: {e}"))?;
 
     let case_ids: Vec<Uuid> = found.iter().filter_map(|f| f.2).collect();
     let numbers: HashMap<Uuid, String> = legal_case::Entity::find()

@@ -241,7 +241,8 @@ pub async fn list_deadlines(
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<DeadlineView>> {
-    access::require_staff(state, state.db.conn(), p, case_id).await?;
+    let a = access::require_staff(state, state.db.conn(), p, case_id).await?;
+    super::service::audit_read(state, p, &a, "case.deadlines_read").await?;
     let after: Option<(NaiveDate, Uuid)> = decode_cursor(cursor)?;
     let mut q = deadline::Entity::find().filter(deadline::Column::CaseId.eq(case_id));
     if let Some((due, id)) = after {
@@ -341,7 +342,8 @@ pub async fn list_parties(
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<PartyView>> {
-    access::require_staff(state, state.db.conn(), p, case_id).await?;
+    let a = access::require_staff(state, state.db.conn(), p, case_id).await?;
+    super::service::audit_read(state, p, &a, "case.parties_read").await?;
     let after: Option<Uuid> = decode_cursor(cursor)?;
     let mut q = party::Entity::find().filter(party::Column::CaseId.eq(case_id));
     if let Some(a) = after {

@@ -103,9 +103,11 @@ fn view(
 }
 
 /// Members and next deadlines of many cases in two queries, whatever their number.
+/// `client_view`: internal deadlines stay out of `next_deadline`.
 async fn views<C: ConnectionTrait>(
     conn: &C,
     cases: Vec<legal_case::Model>,
+    client_view: bool,
 ) -> Result<Vec<CaseView>> {
     let ids: Vec<Uuid> = cases.iter().map(|c| c.id).collect();
     if ids.is_empty() {
@@ -130,9 +132,13 @@ async fn views<C: ConnectionTrait>(
         });
     }
     let today = Utc::now().date_naive();
-    let upcoming = deadline::Entity::find()
+    let mut upcoming = deadline::Entity::find()
         .filter(deadline::Column::CaseId.is_in(ids))
-        .filter(deadline::Column::DueOn.gte(today))
+        .filter(deadline::Column::DueOn.gte(today));
+    if client_view {
+        upcoming = upcoming.filter(deadline::Column::Kind.ne(DeadlineKind::Internal.as_str()));
+    }
+    let upcoming = upcoming
         .order_by_asc(deadline::Column::DueOn)
         .order_by_asc(deadline::Column::Id)
         .all(conn)
@@ -380,7 +386,7 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
         ],
     )
     .await?;
-    let out = views(&*txn, vec![case]).await?.remove(0);
+    let out = views(&*txn, vec![case], false).await?.remove(0);
     txn.commit().await?;
     Ok(out)
 }
@@ -412,7 +418,12 @@ async fn add_timeline<C: ConnectionTrait>(
 }
 
 /// Record a read of client data (batched by the audit writer; the request waits for it).
-async fn audit_read(state: &AppState, p: &Principal, a: &CaseAccess, action: &str) -> Result<()> {
+pub(super) async fn audit_read(
+    state: &AppState,
+    p: &Principal,
+    a: &CaseAccess,
+    action: &str,
+) -> Result<()> {
     let mut e = NewEntry::new(action, "case")
         .by(p)
         .resource(a.case.id)
@@ -427,7 +438,10 @@ async fn audit_read(state: &AppState, p: &Principal, a: &CaseAccess, action: &st
 pub async fn get_case(state: &AppState, p: &Principal, id: Uuid) -> Result<CaseView> {
     let a = access::require(state, state.db.conn(), p, id).await?;
     audit_read(state, p, &a, "case.read").await?;
-    Ok(views(state.db.conn(), vec![a.case]).await?.remove(0))
+    let client_view = !a.is_staff(p);
+    Ok(views(state.db.conn(), vec![a.case], client_view)
+        .await?
+        .remove(0))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -514,8 +528,11 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
         }
     };
     let q_text = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    if q_text.is_some_and(|q| q.chars().count() > 200) {
-        v.push("q", "must be at most 200 characters");
+    if q_text.is_some_and(|q| q.chars().count() > 200 || q.chars().any(char::is_control)) {
+        v.push(
+            "q",
+            "must be at most 200 characters, without control characters",
+        );
     }
     v.finish()?;
     let key = key.expect("checked");
@@ -638,7 +655,7 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
         )
         .await?;
     Ok(Page {
-        items: views(state.db.conn(), rows).await?,
+        items: views(state.db.conn(), rows, !p.is_staff()).await?,
         next_cursor,
     })
 }
@@ -701,6 +718,27 @@ pub async fn patch_case(
     if let Some(sol) = patch.statute_of_limitations {
         am.statute_of_limitations = Set(Some(sol));
         changed.push("statute_of_limitations");
+        // The limitation date is also a deadline: move it (or create it), never leave the old one.
+        let moved = deadline::Entity::update_many()
+            .col_expr(deadline::Column::DueOn, Expr::value(sol))
+            .filter(deadline::Column::CaseId.eq(id))
+            .filter(deadline::Column::Kind.eq(DeadlineKind::StatuteOfLimitations.as_str()))
+            .exec(&*txn)
+            .await?
+            .rows_affected;
+        if moved == 0 {
+            deadline::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                case_id: Set(id),
+                title: Set("Statute of limitations".into()),
+                due_on: Set(sol),
+                kind: Set(DeadlineKind::StatuteOfLimitations.as_str().into()),
+                created_by: Set(p.actor_id()),
+                created_at: Set(crate::db::now()),
+            }
+            .insert(&*txn)
+            .await?;
+        }
     }
     am.updated_at = Set(crate::db::now());
     let case = am.update(&*txn).await?;
@@ -725,7 +763,7 @@ pub async fn patch_case(
         ],
     )
     .await?;
-    let out = views(&*txn, vec![case]).await?.remove(0);
+    let out = views(&*txn, vec![case], false).await?.remove(0);
     txn.commit().await?;
     Ok(out)
 }
@@ -879,7 +917,7 @@ pub async fn change_status(
         ],
     )
     .await?;
-    let out = views(&*txn, vec![case]).await?.remove(0);
+    let out = views(&*txn, vec![case], false).await?.remove(0);
     txn.commit().await?;
     Ok(out)
 }

@@ -54,12 +54,16 @@ pub struct Db {
     /// SQLite allows one writer; serialising our own writers here turns lock-upgrade
     /// failures (SQLITE_BUSY inside a transaction) into an orderly queue.
     writer: Option<Arc<Mutex<()>>>,
+    /// Woken after every committed write, so in-process listeners (the live-event hub on
+    /// SQLite) look for new rows without polling.
+    committed: Arc<tokio::sync::Notify>,
 }
 
 /// A transaction that may write. On SQLite it holds the process-wide writer slot.
 pub struct WriteTxn {
     txn: DatabaseTransaction,
     _slot: Option<OwnedMutexGuard<()>>,
+    committed: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -71,7 +75,10 @@ impl std::ops::Deref for WriteTxn {
 
 impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        let committed = self.committed.clone();
+        self.txn.commit().await?;
+        committed.notify_waiters();
+        Ok(())
     }
 }
 
@@ -109,6 +116,7 @@ impl Db {
                 Ok(Self {
                     conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                     writer: Some(Arc::new(Mutex::new(()))),
+                    committed: Arc::default(),
                 })
             }
             DbKind::Postgres => {
@@ -123,6 +131,7 @@ impl Db {
                 Ok(Self {
                     conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
                     writer: None,
+                    committed: Arc::default(),
                 })
             }
         }
@@ -144,7 +153,13 @@ impl Db {
         Ok(WriteTxn {
             txn: self.conn.begin().await?,
             _slot: slot,
+            committed: self.committed.clone(),
         })
+    }
+
+    /// Resolves after the next committed write through this handle (or its clones).
+    pub fn committed(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
     }
 
     pub async fn migrate(&self) -> Result<(), DbErr> {

@@ -60,6 +60,10 @@ impl ApiError {
         e.errors = Some(errors);
         e
     }
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
     pub fn status(&self) -> StatusCode {
         self.status
     }

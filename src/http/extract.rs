@@ -56,18 +56,46 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
+/// Which proxies may tell us the client's address (`X-Forwarded-For`); set from config.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub Vec<std::net::IpAddr>);
+
 impl RequestMeta {
     pub fn from_parts(parts: &Parts) -> Self {
-        let ip = parts
-            .extensions
+        Self::from_request(&parts.headers, &parts.extensions)
+    }
+
+    pub fn from_request(headers: &axum::http::HeaderMap, ext: &axum::http::Extensions) -> Self {
+        let peer = ext
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
-        let user_agent = parts
-            .headers
+            .map(|ConnectInfo(addr)| addr.ip());
+        let trusted = ext.get::<TrustedProxies>();
+        let ip = match (peer, trusted) {
+            (Some(peer), Some(t)) if t.0.contains(&peer) => {
+                // The right-most address our proxies did not add is the client.
+                let forwarded: Vec<std::net::IpAddr> = headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .filter_map(|s| s.trim().parse().ok())
+                    .collect();
+                forwarded
+                    .into_iter()
+                    .rev()
+                    .find(|a| !t.0.contains(a))
+                    .or(Some(peer))
+            }
+            (peer, _) => peer,
+        };
+        let user_agent = headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Self { ip, user_agent }
+        Self {
+            ip: ip.map(|a| a.to_string()),
+            user_agent,
+        }
     }
 }
 

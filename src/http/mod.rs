@@ -58,6 +58,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::users::routes::router())
         .merge(crate::audit::routes::router())
         .merge(crate::cases::routes::router())
+        .merge(crate::realtime::routes::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
@@ -103,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::audit_denials))
+        .layer(axum::Extension(extract::TrustedProxies(state.config.trusted_proxies.clone())))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {

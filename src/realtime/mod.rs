@@ -2,6 +2,9 @@
 //! transaction as the change; delivery over WebSocket reads these rows (see issue "Live events").
 
 pub mod entity;
+pub mod hub;
+pub mod routes;
+pub mod socket;
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use uuid::Uuid;
@@ -45,5 +48,14 @@ pub async fn emit_in<C: ConnectionTrait>(conn: &C, e: NewEvent) -> Result<i64, s
     }
     .insert(conn)
     .await?;
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Delivered to every instance's listener only if (and when) the transaction commits.
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [hub::PG_CHANNEL.into(), m.id.to_string().into()],
+        ))
+        .await?;
+    }
     Ok(m.id)
 }

@@ -347,7 +347,7 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
         q = q.filter(user::Column::Status.eq(s.as_str()));
     }
     if let Some(text) = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        if text.chars().count() > 100 {
+        if text.chars().count() > 100 || text.chars().any(char::is_control) {
             return Err(Error::invalid("q", "must be at most 100 characters"));
         }
         let pattern = format!(
@@ -564,6 +564,14 @@ pub async fn create_invitation(
         return Err(Error::Conflict(
             "A user with this email already exists.".into(),
         ));
+    }
+    if let Some(case_id) = input.case_id {
+        let a = crate::cases::access::require(state, state.db.conn(), p, case_id).await?;
+        if !a.is_lead(p) {
+            return Err(Error::Forbidden(
+                "Only the case's lead attorney or an admin may invite to it.",
+            ));
+        }
     }
     let txn = state.db.begin_write().await?;
     let (id, token, expires_at) =

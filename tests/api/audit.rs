@@ -679,16 +679,38 @@ async fn attorneys_read_the_audit_entries_of_their_own_cases_only() {
     let mk = |token: String, title: &'static str| {
         let app = &app;
         async move {
-            let r = app.post("/api/v1/cases", Some(&token), serde_json::json!({"title": title})).await;
+            let r = app
+                .post(
+                    "/api/v1/cases",
+                    Some(&token),
+                    serde_json::json!({"title": title}),
+                )
+                .await;
             assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-            r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     let a_case = mk(ann.access.clone(), "Ann's matter").await;
     let b_case = mk(bob.access.clone(), "Bob's matter").await;
-    let page: serde_json::Value = app.get("/api/v1/audit?limit=100", Some(&ann.access)).await.json().await.unwrap();
+    let page: serde_json::Value = app
+        .get("/api/v1/audit?limit=100", Some(&ann.access))
+        .await
+        .json()
+        .await
+        .unwrap();
     let items = page["items"].as_array().unwrap();
-    assert!(items.iter().any(|e| e["action"] == "case.create" && e["case_id"] == a_case.as_str()), "{page}");
-    assert!(items.iter().all(|e| e["case_id"] == a_case.as_str()), "only Ann's case: {page}");
+    assert!(
+        items
+            .iter()
+            .any(|e| e["action"] == "case.create" && e["case_id"] == a_case.as_str()),
+        "{page}"
+    );
+    assert!(
+        items.iter().all(|e| e["case_id"] == a_case.as_str()),
+        "only Ann's case: {page}"
+    );
     assert!(!items.iter().any(|e| e["case_id"] == b_case.as_str()));
 }

@@ -3,7 +3,9 @@
 
 mod audit;
 mod auth;
+mod cases;
 mod cli;
 mod health;
 mod helpers;
+mod live;
 mod users;

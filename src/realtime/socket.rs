@@ -1,0 +1,253 @@
+//! One WebSocket connection: keepalive, client frames (resume, subscribe), delivery from the
+//! hub, and closing on revocation, slow consumption or shutdown. Written against any
+//! `Sink`/`Stream` of messages so the logic is testable without a network.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::{
+    entity,
+    hub::{Push, audience_users, frame_json},
+};
+use crate::{AppState, cases::access, users::domain::Role};
+
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClientFrame {
+    Resume { after: i64 },
+    Subscribe { case_id: Uuid },
+    Unsubscribe { case_id: Uuid },
+    Ping,
+}
+
+pub struct Connection {
+    pub state: AppState,
+    pub user_id: Uuid,
+    pub role: Role,
+    pub session_id: Option<Uuid>,
+    pub rx: mpsc::Receiver<Push>,
+    pub cases: Arc<Mutex<Option<HashSet<Uuid>>>>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+fn text(v: serde_json::Value) -> Message {
+    Message::Text(v.to_string().into())
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Drive one connection until either side ends it.
+pub async fn run<S, R, E>(mut sink: S, mut stream: R, mut c: Connection)
+where
+    S: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let mut last_sent: i64 = 0;
+    let mut last_seen = tokio::time::Instant::now();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let current = super::hub::latest_id(&c.state.db).await.unwrap_or(0);
+    if sink
+        .send(text(
+            serde_json::json!({"type": "ready", "last_event_id": current}),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = c.shutdown.changed() => {
+                let _ = sink.send(close(1001, "server shutting down")).await;
+                break;
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > IDLE_TIMEOUT {
+                    let _ = sink.send(close(1000, "idle")).await;
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            push = c.rx.recv() => match push {
+                Some(Push::Event(frame)) => {
+                    if frame.id > last_sent {
+                        last_sent = frame.id;
+                        if sink.send(Message::Text(frame.json.clone().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(Push::Recheck) => {
+                    if !session_alive(&c).await {
+                        let _ = sink.send(close(4001, "session ended")).await;
+                        break;
+                    }
+                }
+                None => {
+                    // The hub dropped us: we fell too far behind.
+                    let _ = sink.send(close(1008, "too slow; reconnect and resume")).await;
+                    break;
+                }
+            },
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                last_seen = tokio::time::Instant::now();
+                let reply = match msg {
+                    Message::Text(t) => handle_frame(&c, t.as_str(), &mut last_sent).await,
+                    Message::Binary(_) => vec![text(serde_json::json!({"type": "error", "message": "binary frames are not supported"}))],
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                };
+                let mut failed = false;
+                for m in reply {
+                    if sink.send(m).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+async fn session_alive(c: &Connection) -> bool {
+    let Some(sid) = c.session_id else { return true };
+    match crate::auth::service::find_session(&c.state.db, sid).await {
+        Ok(Some(s)) => s.revoked_at.is_none() && s.expires_at > crate::db::now(),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+async fn handle_frame(c: &Connection, raw: &str, last_sent: &mut i64) -> Vec<Message> {
+    let err = |m: &str| vec![text(serde_json::json!({"type": "error", "message": m}))];
+    let frame: ClientFrame = match serde_json::from_str(raw) {
+        Ok(f) => f,
+        Err(_) => {
+            return err("expected {\"type\":\"resume\"|\"subscribe\"|\"unsubscribe\"|\"ping\", …}");
+        }
+    };
+    match frame {
+        ClientFrame::Ping => vec![text(serde_json::json!({"type": "pong"}))],
+        ClientFrame::Subscribe { case_id } => {
+            let allowed = c.role == Role::Admin
+                || matches!(
+                    access::membership(c.state.db.conn(), case_id, c.user_id).await,
+                    Ok(Some(_))
+                );
+            if !allowed {
+                return err("case not found");
+            }
+            c.cases
+                .lock()
+                .expect("subscriptions lock")
+                .get_or_insert_with(HashSet::new)
+                .insert(case_id);
+            vec![text(
+                serde_json::json!({"type": "subscribed", "case_id": case_id}),
+            )]
+        }
+        ClientFrame::Unsubscribe { case_id } => {
+            let mut cases = c.cases.lock().expect("subscriptions lock");
+            if let Some(set) = cases.as_mut() {
+                set.remove(&case_id);
+                if set.is_empty() {
+                    *cases = None;
+                }
+            }
+            vec![text(
+                serde_json::json!({"type": "unsubscribed", "case_id": case_id}),
+            )]
+        }
+        ClientFrame::Resume { after } => match replay(c, after).await {
+            Ok(Some(frames)) => {
+                let mut out = Vec::with_capacity(frames.len());
+                for (id, json) in frames {
+                    if id > *last_sent {
+                        *last_sent = id;
+                        out.push(Message::Text(json.into()));
+                    }
+                }
+                out
+            }
+            Ok(None) => vec![text(
+                serde_json::json!({"type": "resync", "reason": "too many missed events; reload"}),
+            )],
+            Err(_) => err("could not replay events; reload"),
+        },
+    }
+}
+
+/// Events after `after` that this user may see, in id order; `None` when more than the
+/// window was missed (the client must reload instead).
+pub async fn replay(
+    c: &Connection,
+    after: i64,
+) -> crate::error::Result<Option<Vec<(i64, String)>>> {
+    let window = c.state.hub.replay_window;
+    let rows = entity::Entity::find()
+        .filter(entity::Column::Id.gt(after))
+        .order_by_asc(entity::Column::Id)
+        .limit(window + 1)
+        .all(c.state.db.conn())
+        .await?;
+    if rows.len() as u64 > window {
+        return Ok(None);
+    }
+    let memberships = access::memberships_of(c.state.db.conn(), c.user_id).await?;
+    let narrowed = c.cases.lock().expect("subscriptions lock").clone();
+    let visible = |e: &entity::Model| -> bool {
+        if e.kind == "session.revoked" {
+            return false;
+        }
+        if let (Some(set), Some(case)) = (&narrowed, e.case_id)
+            && !set.contains(&case)
+        {
+            return false;
+        }
+        match (e.audience.as_str(), e.case_id) {
+            ("users", _) => audience_users(e).contains(&c.user_id),
+            (aud, Some(case)) => {
+                let member = memberships
+                    .get(&case)
+                    .is_some_and(|r| aud != "case_staff" || r.is_staff());
+                let admin =
+                    c.role == Role::Admin && narrowed.as_ref().is_some_and(|s| s.contains(&case));
+                member || admin
+            }
+            _ => false,
+        }
+    };
+    Ok(Some(
+        rows.iter()
+            .filter(|e| visible(e))
+            .map(|e| (e.id, frame_json(e)))
+            .collect(),
+    ))
+}

@@ -1,0 +1,380 @@
+//! Live events over a real WebSocket: authorised delivery, removal, resume, revocation,
+//! many sockets, and two instances sharing one PostgreSQL.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{Login, TestApp, spawn_app, spawn_app_with};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ticket(app: &TestApp, token: &str) -> String {
+    let r = app.post("/api/v1/ws-ticket", Some(token), json!({})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn ws_url(app: &TestApp, query: &str) -> String {
+    format!(
+        "{}/api/v1/ws{query}",
+        app.address.replace("http://", "ws://")
+    )
+}
+
+/// Connect with a fresh ticket; returns the socket and the `last_event_id` it was ready at.
+async fn connect(app: &TestApp, token: &str) -> (Ws, i64) {
+    let t = ticket(app, token).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(app, &format!("?ticket={t}")))
+        .await
+        .expect("upgrade");
+    let ready = next_frame(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("ready frame");
+    assert_eq!(ready["type"], "ready");
+    (ws, ready["last_event_id"].as_i64().unwrap())
+}
+
+/// The next text frame, skipping pings; `None` on timeout.
+async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return Some(serde_json::from_str(t.as_str()).unwrap());
+            }
+            Ok(Some(Ok(Message::Close(f)))) => {
+                return Some(json!({"type": "closed", "code": f.map(|f| u16::from(f.code))}));
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Login]) -> String {
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Live matter", "client_ids": clients.iter().map(|c| c.id).collect::<Vec<_>>(),
+                   "staff_ids": staff.iter().map(|c| c.id).collect::<Vec<_>>()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn set_status(app: &TestApp, lead: &Login, case: &str, body: Value) {
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/status"),
+            Some(&lead.access),
+            body,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn upgrades_need_a_valid_single_use_ticket() {
+    let app = spawn_app().await;
+    let u = app.user("client").await;
+    let err = tokio_tungstenite::connect_async(ws_url(&app, ""))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    let t = ticket(&app, &u.access).await;
+    let (_ws, _) = tokio_tungstenite::connect_async(ws_url(&app, &format!("?ticket={t}")))
+        .await
+        .unwrap();
+    let again = tokio_tungstenite::connect_async(ws_url(&app, &format!("?ticket={t}")))
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("401"),
+        "a ticket works once: {again}"
+    );
+    let forged = tokio_tungstenite::connect_async(ws_url(&app, "?ticket=forged"))
+        .await
+        .unwrap_err();
+    assert!(forged.to_string().contains("401"), "{forged}");
+}
+
+#[tokio::test]
+async fn events_reach_members_only_and_internal_ones_staff_only() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let other_client = app.user("client").await;
+    let para = app.user("paralegal").await;
+    let outsider_para = app.user("paralegal").await;
+    let case = new_case(&app, &lead, &[&client], &[&para]).await;
+    new_case(&app, &lead, &[&other_client], &[]).await;
+    let (mut c, _) = connect(&app, &client.access).await;
+    let (mut oc, _) = connect(&app, &other_client.access).await;
+    let (mut p, _) = connect(&app, &para.access).await;
+    let (mut op, _) = connect(&app, &outsider_para.access).await;
+
+    set_status(
+        &app,
+        &lead,
+        &case,
+        json!({"status": "pending", "note": "Waiting on the court"}),
+    )
+    .await;
+    for ws in [&mut c, &mut p] {
+        let f = next_frame(ws, Duration::from_secs(5))
+            .await
+            .expect("member gets it");
+        assert_eq!(f["type"], "case.updated");
+        assert_eq!(f["case_id"], case.as_str());
+        assert!(f["id"].as_i64().unwrap() > 0 && f["at"].is_string());
+        assert_eq!(f["data"]["status"], "pending");
+    }
+    for ws in [&mut oc, &mut op] {
+        assert!(
+            next_frame(ws, Duration::from_millis(700)).await.is_none(),
+            "outsiders get nothing"
+        );
+    }
+    // Internal change: staff see it live, the client does not.
+    set_status(
+        &app,
+        &lead,
+        &case,
+        json!({"phase": "discovery", "client_visible": false}),
+    )
+    .await;
+    let f = next_frame(&mut p, Duration::from_secs(5))
+        .await
+        .expect("staff member gets it");
+    assert_eq!(f["data"]["phase"], "discovery");
+    assert!(
+        next_frame(&mut c, Duration::from_millis(700))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn removal_from_a_case_stops_delivery_at_once() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &[&client], &[]).await;
+    let (mut c, _) = connect(&app, &client.access).await;
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{case}/members/{}", client.id),
+            Some(&lead.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    set_status(&app, &lead, &case, json!({"status": "pending"})).await;
+    assert!(
+        next_frame(&mut c, Duration::from_millis(800))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn resume_replays_exactly_the_missed_events_in_order() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &[&client], &[]).await;
+    let (ws, last) = connect(&app, &client.access).await;
+    drop(ws);
+    set_status(&app, &lead, &case, json!({"status": "pending"})).await;
+    set_status(
+        &app,
+        &lead,
+        &case,
+        json!({"phase": "trial", "client_visible": false}),
+    )
+    .await;
+    set_status(&app, &lead, &case, json!({"status": "open"})).await;
+    let (mut ws, _) = connect(&app, &client.access).await;
+    ws.send(Message::Text(
+        json!({"type": "resume", "after": last}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let a = next_frame(&mut ws, Duration::from_secs(5)).await.unwrap();
+    let b = next_frame(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (a["data"]["status"].as_str(), b["data"]["status"].as_str()),
+        (Some("pending"), Some("open"))
+    );
+    assert!(a["id"].as_i64() < b["id"].as_i64());
+    assert!(
+        next_frame(&mut ws, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "the internal change is not replayed to a client"
+    );
+}
+
+#[tokio::test]
+async fn resume_beyond_the_window_asks_for_a_reload() {
+    let app = spawn_app_with(|c| c.ws_replay_window = 2).await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &[&client], &[]).await;
+    for s in ["pending", "open", "pending"] {
+        set_status(&app, &lead, &case, json!({"status": s})).await;
+    }
+    let (mut ws, _) = connect(&app, &client.access).await;
+    ws.send(Message::Text(
+        json!({"type": "resume", "after": 0}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_frame(&mut ws, Duration::from_secs(5)).await.unwrap()["type"],
+        "resync"
+    );
+}
+
+#[tokio::test]
+async fn bad_client_frames_get_an_error_frame_not_a_crash() {
+    let app = spawn_app().await;
+    let client = app.user("client").await;
+    let (mut ws, _) = connect(&app, &client.access).await;
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert_eq!(
+        next_frame(&mut ws, Duration::from_secs(5)).await.unwrap()["type"],
+        "error"
+    );
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "case_id": uuid::Uuid::new_v4()})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_frame(&mut ws, Duration::from_secs(5)).await.unwrap()["type"],
+        "error",
+        "unknown case"
+    );
+    ws.send(Message::Text(json!({"type": "ping"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_frame(&mut ws, Duration::from_secs(5)).await.unwrap()["type"],
+        "pong"
+    );
+}
+
+#[tokio::test]
+async fn logout_closes_the_socket() {
+    let app = spawn_app().await;
+    let client = app.user("client").await;
+    let (mut ws, _) = connect(&app, &client.access).await;
+    let r = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(&client.access),
+            json!({"refresh_token": client.refresh}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let f = next_frame(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("a close frame");
+    assert_eq!(f["type"], "closed");
+    assert_eq!(f["code"], 4001);
+}
+
+#[tokio::test]
+async fn per_user_connection_cap() {
+    let app = spawn_app_with(|c| c.ws_max_per_user = 2).await;
+    let u = app.user("client").await;
+    let _a = connect(&app, &u.access).await;
+    let _b = connect(&app, &u.access).await;
+    let t = ticket(&app, &u.access).await;
+    let err = tokio_tungstenite::connect_async(ws_url(&app, &format!("?ticket={t}")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("429"), "{err}");
+}
+
+#[tokio::test]
+async fn a_thousand_sockets_all_receive_a_broadcast() {
+    let app = spawn_app_with(|c| {
+        c.ws_max_per_user = 2000;
+        c.ws_max_per_ip = 5000;
+    })
+    .await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &[&client], &[]).await;
+    let mut sockets = Vec::new();
+    for chunk in 0..10 {
+        let batch =
+            futures::future::join_all((0..100).map(|_| connect(&app, &client.access))).await;
+        sockets.extend(batch.into_iter().map(|(ws, _)| ws));
+        assert_eq!(sockets.len(), (chunk + 1) * 100);
+    }
+    set_status(&app, &lead, &case, json!({"status": "pending"})).await;
+    let received = futures::future::join_all(
+        sockets
+            .iter_mut()
+            .map(|ws| next_frame(ws, Duration::from_secs(20))),
+    )
+    .await;
+    let got = received
+        .iter()
+        .filter(|f| f.as_ref().is_some_and(|f| f["type"] == "case.updated"))
+        .count();
+    assert_eq!(got, 1000);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgresql_deliver_across() {
+    if crate::helpers::backend() != "postgres" {
+        // Several instances are a PostgreSQL deployment; the PostgreSQL run of the suite checks this.
+        return;
+    }
+    let a = spawn_app().await;
+    // Instance B: same database and keys directory, its own process state and port.
+    let mut config = lawfirm_pro::Config::defaults();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = a.data_dir.path().to_path_buf();
+    config.database_url = a.database_url.clone();
+    config.public_url = url::Url::parse(crate::helpers::ORIGIN).unwrap();
+    config.insecure_fast_password_hashing = true;
+    let b_app = lawfirm_pro::Application::build(config).await.unwrap();
+    let b = TestApp {
+        address: format!("http://127.0.0.1:{}", b_app.port()),
+        client: reqwest::Client::new(),
+        state: b_app.state().clone(),
+        database_url: a.database_url.clone(),
+        data_dir: tempfile::tempdir().unwrap(),
+    };
+    tokio::spawn(b_app.run_until(std::future::pending()));
+    let lead = a.user("attorney").await;
+    let client = a.user("client").await;
+    let case = new_case(&a, &lead, &[&client], &[]).await;
+    let (mut ws, _) = connect(&b, &client.access).await;
+    set_status(&a, &lead, &case, json!({"status": "pending"})).await;
+    let f = next_frame(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("delivered through LISTEN/NOTIFY");
+    assert_eq!(f["case_id"], case.as_str());
+}
