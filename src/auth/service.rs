@@ -488,11 +488,18 @@ pub async fn change_password(
     let user = users::service::find_active(&state.db, p.user_id)
         .await?
         .ok_or(Error::NotFound)?;
+    let key = throttle::account_key(&user.email);
+    if let Some(secs) = throttle::locked_for(&state.db, &key, now()).await? {
+        return Err(Error::RateLimited {
+            retry_after_secs: secs,
+        });
+    }
     if !state
         .hasher
         .verify(&current, user.password_hash.as_deref())
         .await?
     {
+        throttle::record_failure(&state.db, &key, throttle::ACCOUNT_MAX_FAILURES, now()).await?;
         state
             .audit
             .record(
@@ -585,8 +592,18 @@ pub async fn totp_toggle(state: &AppState, p: &Principal, code: &str, enable: bo
         }
         _ => {}
     }
-    let step = users::service::check_totp(state, &user, code, now())?
-        .ok_or_else(|| Error::invalid("code", "is not a valid one-time code"))?;
+    // Codes are six digits: guesses with a stolen access token count against the same
+    // per-account limit as password guesses.
+    let key = throttle::account_key(&user.email);
+    if let Some(secs) = throttle::locked_for(&state.db, &key, now()).await? {
+        return Err(Error::RateLimited {
+            retry_after_secs: secs,
+        });
+    }
+    let Some(step) = users::service::check_totp(state, &user, code, now())? else {
+        throttle::record_failure(&state.db, &key, throttle::ACCOUNT_MAX_FAILURES, now()).await?;
+        return Err(Error::invalid("code", "is not a valid one-time code"));
+    };
     let txn = state.db.begin_write().await?;
     if !users::service::consume_totp_step(&*txn, user.id, step).await? {
         return Err(Error::invalid(

@@ -59,26 +59,48 @@ pub struct Db {
     committed: Arc<tokio::sync::Notify>,
 }
 
-/// A transaction that may write. On SQLite it holds the process-wide writer slot.
+/// A transaction that may write. On SQLite it holds the process-wide writer slot until the
+/// transaction has really ended — also when it is dropped without commit (early return or
+/// error): the rollback then runs on a task that keeps the slot until it is done, so the next
+/// writer never meets a connection still holding SQLite's write lock.
 pub struct WriteTxn {
-    txn: DatabaseTransaction,
-    _slot: Option<OwnedMutexGuard<()>>,
+    txn: Option<DatabaseTransaction>,
+    slot: Option<OwnedMutexGuard<()>>,
     committed: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for WriteTxn {
     type Target = DatabaseTransaction;
     fn deref(&self) -> &DatabaseTransaction {
-        &self.txn
+        self.txn
+            .as_ref()
+            .expect("transaction is live until commit or drop")
     }
 }
 
 impl WriteTxn {
-    pub async fn commit(self) -> Result<(), DbErr> {
-        let committed = self.committed.clone();
-        self.txn.commit().await?;
-        committed.notify_waiters();
+    pub async fn commit(mut self) -> Result<(), DbErr> {
+        let txn = self.txn.take().expect("live transaction");
+        txn.commit().await?;
+        self.slot.take();
+        self.committed.notify_waiters();
         Ok(())
+    }
+}
+
+impl Drop for WriteTxn {
+    fn drop(&mut self) {
+        if let Some(txn) = self.txn.take() {
+            let slot = self.slot.take();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(e) = txn.rollback().await {
+                        tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
 }
 
@@ -151,8 +173,8 @@ impl Db {
             None => None,
         };
         Ok(WriteTxn {
-            txn: self.conn.begin().await?,
-            _slot: slot,
+            txn: Some(self.conn.begin().await?),
+            slot,
             committed: self.committed.clone(),
         })
     }

@@ -673,3 +673,46 @@ async fn a_setup_link_dies_once_the_firm_has_a_user() {
         .await;
     problem(r, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn totp_guesses_with_a_stolen_token_are_throttled() {
+    use lawfirm_pro::auth::totp::current_code;
+    let app = spawn_app().await;
+    let u = app.user("attorney").await;
+    let setup: Value = app
+        .post("/api/v1/me/totp/setup", Some(&u.access), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = base32_decode(setup["secret"].as_str().unwrap());
+    let now = chrono::Utc::now().timestamp() as u64;
+    let r = app
+        .post(
+            "/api/v1/me/totp/enable",
+            Some(&u.access),
+            json!({"code": current_code(&secret, now)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Someone holding the access token tries to switch 2FA off by guessing codes.
+    for _ in 0..5 {
+        let r = app
+            .post(
+                "/api/v1/me/totp/disable",
+                Some(&u.access),
+                json!({"code": "123456"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let r = app
+        .post(
+            "/api/v1/me/totp/disable",
+            Some(&u.access),
+            json!({"code": current_code(&secret, now + 30)}),
+        )
+        .await;
+    assert!(r.headers().contains_key("retry-after"));
+    problem(r, StatusCode::TOO_MANY_REQUESTS).await;
+}

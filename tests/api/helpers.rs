@@ -53,6 +53,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    // `TEST_LOG=1 cargo test …` shows the server's logs (e.g. the cause of a 500).
+    if std::env::var_os("TEST_LOG").is_some() {
+        lawfirm_pro::telemetry::init(lawfirm_pro::config::LogFormat::Pretty);
+    }
     let data_dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database_url(data_dir.path()).await;
     let mut config = Config::defaults();
