@@ -651,7 +651,12 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
         .record(
             NewEntry::new("case.list", "case")
                 .by(p)
-                .details(serde_json::json!({"count": rows.len()})),
+                // Which cases were shown, so an admin's reads are traceable case by case.
+                .details(serde_json::json!({
+                    "count": rows.len(),
+                    "case_ids": rows.iter().map(|c| c.id).collect::<Vec<_>>(),
+                    "admin_access": p.is_admin(),
+                })),
         )
         .await?;
     Ok(Page {
