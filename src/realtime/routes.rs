@@ -191,6 +191,11 @@ async fn ws(State(s): State<AppState>, req: Request) -> Result<Response, ApiErro
     let user_id: Uuid = p.user_id;
     Ok(upgrade
         .max_message_size(64 * 1024)
+        // Frames are small JSON: tungstenite's 128 KiB default read buffer per socket would
+        // dominate memory at thousands of connections.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(1024 * 1024)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = futures::StreamExt::split(socket);
             let shutdown = state.shutdown.subscribe();
