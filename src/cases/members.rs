@@ -21,7 +21,7 @@ use crate::{
     auth::Principal,
     error::{Error, Result, Validator},
     http::pagination::{Limit, Page, decode_cursor, page_from},
-    realtime::{self, Audience, NewEvent},
+    realtime::Audience,
     users::{self, domain::Role},
 };
 
@@ -86,14 +86,11 @@ pub async fn add_member(
     }
     .insert(&*txn)
     .await?;
-    realtime::emit_in(
+    super::service::case_updated(
         &*txn,
-        NewEvent {
-            kind: "case.updated",
-            case_id: Some(case_id),
-            audience: Audience::Case,
-            data: serde_json::json!({"change": "member_added", "user_id": m.user_id, "role": role}),
-        },
+        case_id,
+        Audience::Case,
+        serde_json::json!({"change": "member_added", "user_id": m.user_id, "role": role}),
     )
     .await?;
     append_in(
@@ -147,14 +144,11 @@ pub async fn remove_member(
     member::Entity::delete_by_id((case_id, user_id))
         .exec(&*txn)
         .await?;
-    realtime::emit_in(
+    super::service::case_updated(
         &*txn,
-        NewEvent {
-            kind: "case.updated",
-            case_id: Some(case_id),
-            audience: Audience::Case,
-            data: serde_json::json!({"change": "member_removed", "user_id": user_id}),
-        },
+        case_id,
+        Audience::Case,
+        serde_json::json!({"change": "member_removed", "user_id": user_id}),
     )
     .await?;
     append_in(
@@ -208,14 +202,11 @@ pub async fn add_deadline(
     }
     .insert(&*txn)
     .await?;
-    realtime::emit_in(
+    super::service::case_updated(
         &*txn,
-        NewEvent {
-            kind: "case.updated",
-            case_id: Some(case_id),
-            audience: Audience::CaseStaff,
-            data: serde_json::json!({"change": "deadline_added", "deadline_id": row.id}),
-        },
+        case_id,
+        Audience::CaseStaff,
+        serde_json::json!({"change": "deadline_added", "deadline_id": row.id}),
     )
     .await?;
     append_in(

@@ -363,14 +363,11 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
         true,
     )
     .await?;
-    realtime::emit_in(
+    case_updated(
         &*txn,
-        NewEvent {
-            kind: "case.updated",
-            case_id: Some(id),
-            audience: Audience::Case,
-            data: serde_json::json!({"change": "created", "number": case.number}),
-        },
+        id,
+        Audience::Case,
+        serde_json::json!({"change": "created", "number": case.number}),
     )
     .await?;
     append_in(
@@ -747,14 +744,11 @@ pub async fn patch_case(
     }
     am.updated_at = Set(crate::db::now());
     let case = am.update(&*txn).await?;
-    realtime::emit_in(
+    case_updated(
         &*txn,
-        NewEvent {
-            kind: "case.updated",
-            case_id: Some(id),
-            audience: Audience::Case,
-            data: serde_json::json!({"change": "details", "fields": changed}),
-        },
+        id,
+        Audience::Case,
+        serde_json::json!({"change": "details", "fields": changed}),
     )
     .await?;
     append_in(
@@ -892,21 +886,18 @@ pub async fn change_status(
     }
     am.updated_at = Set(t);
     let case = am.update(&*txn).await?;
-    realtime::emit_in(
+    case_updated(
         &*txn,
-        NewEvent {
-            kind: "case.updated",
-            case_id: Some(id),
-            audience: if client_visible {
-                Audience::Case
-            } else {
-                Audience::CaseStaff
-            },
-            data: serde_json::json!({
-                "change": "status", "status": status, "phase": phase,
-                "from_status": from_status, "from_phase": from_phase,
-            }),
+        id,
+        if client_visible {
+            Audience::Case
+        } else {
+            Audience::CaseStaff
         },
+        serde_json::json!({
+            "change": "status", "status": status, "phase": phase,
+            "from_status": from_status, "from_phase": from_phase,
+        }),
     )
     .await?;
     append_in(
@@ -1025,18 +1016,15 @@ pub async fn add_entry(
         e.client_visible,
     )
     .await?;
-    realtime::emit_in(
+    case_updated(
         &*txn,
-        NewEvent {
-            kind: "case.updated",
-            case_id: Some(id),
-            audience: if e.client_visible {
-                Audience::Case
-            } else {
-                Audience::CaseStaff
-            },
-            data: serde_json::json!({"change": "timeline", "entry_id": row.id}),
+        id,
+        if e.client_visible {
+            Audience::Case
+        } else {
+            Audience::CaseStaff
         },
+        serde_json::json!({"change": "timeline", "entry_id": row.id}),
     )
     .await?;
     append_in(
@@ -1052,6 +1040,27 @@ pub async fn add_entry(
     touch(&*txn, id).await?;
     txn.commit().await?;
     Ok(row.into())
+}
+
+/// The one way a case announces a change live: a `case.updated` event row in the caller's
+/// transaction, for everyone on the case or only its staff.
+pub(super) async fn case_updated<C: ConnectionTrait>(
+    conn: &C,
+    case_id: Uuid,
+    audience: Audience,
+    data: serde_json::Value,
+) -> Result<()> {
+    realtime::emit_in(
+        conn,
+        NewEvent {
+            kind: "case.updated",
+            case_id: Some(case_id),
+            audience,
+            data,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Mark a case as changed now (sorting by `updated_at`).
