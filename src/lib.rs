@@ -12,6 +12,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod mail;
 pub mod realtime;
 pub mod telemetry;
 pub mod users;
