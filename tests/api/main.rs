@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod cases;
 mod cli;
 mod health;
