@@ -40,18 +40,19 @@ pub async fn add_member(
     case_id: Uuid,
     m: NewMember,
 ) -> Result<MemberView> {
-    let role = MemberRole::parse(&m.role).map_err(|e| Error::invalid("role", e))?;
-    if role == MemberRole::LeadAttorney {
-        return Err(Error::invalid(
-            "role",
-            "a case has one lead attorney, its creator",
-        ));
-    }
+    // Access first: an outsider learns nothing from validation messages.
     let txn = state.db.begin_write().await?;
     let a = access::require(state, &*txn, p, case_id).await?;
     if !a.is_lead(p) {
         return Err(Error::Forbidden(
             "Only the lead attorney or an admin may manage members.",
+        ));
+    }
+    let role = MemberRole::parse(&m.role).map_err(|e| Error::invalid("role", e))?;
+    if role == MemberRole::LeadAttorney {
+        return Err(Error::invalid(
+            "role",
+            "a case has one lead attorney, its creator",
         ));
     }
     let roles = users::service::active_roles(&*txn, &[m.user_id]).await?;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod authz;
 mod backup;
 mod cases;
 mod cli;
