@@ -353,6 +353,10 @@ async fn every_endpoint_answers_every_caller_as_the_policy_table_says() {
 
     let mut failures = Vec::new();
     for (method, template, policy) in POLICY {
+        if let Policy::Special(test) = policy {
+            eprintln!("{method} {template}: checked by {test}");
+            continue;
+        }
         for who in CALLERS {
             let want = expect(*policy, who);
             if want == Expect::Unchecked && !matches!(policy, Policy::Public) {
