@@ -84,6 +84,7 @@ pub async fn backup(
                 ))
                 .await
                 .context("copying the SQLite database (VACUUM INTO)")?;
+            rebuild_fts(&target).await?;
             "sqlite"
         }
         DbKind::Postgres => {
@@ -268,6 +269,42 @@ pub fn verify(dir: &Path) -> anyhow::Result<Manifest> {
         problems.join("\n  ")
     );
     Ok(manifest)
+}
+
+/// `VACUUM` may renumber implicit rowids, and external-content FTS5 indexes refer to rowids:
+/// rebuild every such index in the copy from the copy's own rows.
+async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
+    use sea_orm::sqlx::{
+        ConnectOptions, Connection,
+        sqlite::{SqliteConnectOptions, SqliteJournalMode},
+    };
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Delete)
+        .connect()
+        .await
+        .context("opening the database copy")?;
+    // External content only (`content='table'`); contentless and self-contained indexes
+    // carry their own keys.
+    let names: Vec<(String,)> = sea_orm::sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND sql LIKE 'CREATE VIRTUAL TABLE%fts5%' \
+         AND instr(sql, 'content=''') > 0 AND instr(sql, 'content=''''') = 0",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    for (name,) in names {
+        let quoted = name.replace('"', "\"\"");
+        // The name comes from sqlite_master of our own copy, quoted as an identifier.
+        sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(format!(
+            "INSERT INTO \"{quoted}\"(\"{quoted}\") VALUES ('rebuild')"
+        )))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("rebuilding the search index {name}"))?;
+    }
+    conn.close().await?;
+    Ok(())
 }
 
 async fn run_tool(program: &str, args: &[&str]) -> anyhow::Result<()> {

@@ -35,6 +35,8 @@ pub struct Config {
     pub ws_max_per_ip: usize,
     /// How many missed events a reconnecting client may replay before it must reload.
     pub ws_replay_window: u64,
+    /// Seconds a client has to send a request's line and headers (slowloris defence).
+    pub header_read_timeout_secs: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -68,6 +70,7 @@ struct FileConfig {
     ws_max_per_user: Option<usize>,
     ws_max_per_ip: Option<usize>,
     ws_replay_window: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
     trusted_proxies: Option<String>,
 }
 
@@ -108,6 +111,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_WS_MAX_PER_USER",
     "LFP_WS_MAX_PER_IP",
     "LFP_WS_REPLAY_WINDOW",
+    "LFP_HEADER_READ_TIMEOUT_SECS",
     "LFP_TRUSTED_PROXIES",
     // Read by the test command and the test harness, not by the server.
     "LFP_TEST_DB",
@@ -139,6 +143,7 @@ impl Config {
             ws_max_per_user: 10,
             ws_max_per_ip: 200,
             ws_replay_window: 1000,
+            header_read_timeout_secs: 10,
             trusted_proxies: Vec::new(),
         }
     }
@@ -298,6 +303,13 @@ impl Config {
             "LFP_WS_REPLAY_WINDOW",
             get("LFP_WS_REPLAY_WINDOW"),
             fc.ws_replay_window,
+            1,
+        )?;
+        num(
+            &mut c.header_read_timeout_secs,
+            "LFP_HEADER_READ_TIMEOUT_SECS",
+            get("LFP_HEADER_READ_TIMEOUT_SECS"),
+            fc.header_read_timeout_secs,
             1,
         )?;
         if let Some(v) = pick(

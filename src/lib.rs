@@ -13,13 +13,14 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod mail;
 pub mod realtime;
 pub mod telemetry;
 pub mod users;
 pub mod web;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub audit: audit::AuditWriter,
     pub metrics: Arc<http::metrics::Metrics>,
     pub hub: realtime::hub::Hub,
+    pub limits: Arc<limits::RateLimits>,
     /// Flipped once on shutdown: open WebSockets close with 1001.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -74,6 +76,7 @@ impl AppState {
             audit,
             metrics: Arc::default(),
             hub,
+            limits: Arc::default(),
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
@@ -126,11 +129,13 @@ impl Application {
         realtime::hub::spawn_dispatcher(state.hub.clone(), state.db.clone());
         let app = http::router(state.clone());
         let shutdown = state.shutdown.clone();
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let limits = http::serve::ServeLimits {
+            header_read_timeout: std::time::Duration::from_secs(
+                state.config.header_read_timeout_secs,
+            ),
+            ..Default::default()
+        };
+        http::serve::serve(listener, app, limits, async move {
             stop.await;
             // Ask open WebSockets to close, or graceful shutdown would wait on them forever.
             let _ = shutdown.send(true);

@@ -301,6 +301,8 @@ pub async fn revoke_user_sessions<C: ConnectionTrait>(
 
 /// Rotate a refresh token. Presenting one that was already used revokes its whole family.
 pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Result<Issued> {
+    let source = meta.ip.as_deref().unwrap_or("unknown");
+    state.limits.check(crate::limits::Action::Refresh, source)?;
     let t = now();
     let invalid = Error::Unauthorized(AuthFailure::InvalidToken);
     let hash = token_hash(token);

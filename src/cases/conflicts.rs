@@ -126,6 +126,9 @@ pub async fn check(
     if !p.is_staff() {
         return Err(Error::Forbidden("Only staff may run conflict checks."));
     }
+    state
+        .limits
+        .check(crate::limits::Action::ConflictCheck, &p.user_id.to_string())?;
     let mut v = Validator::default();
     if input.names.is_empty() || input.names.len() > 50 {
         v.push("names", "give 1 to 50 names");

@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod pagination;
+pub mod serve;
 
 use std::time::Duration;
 

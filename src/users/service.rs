@@ -278,6 +278,10 @@ pub async fn register(state: &AppState, meta: &RequestMeta, r: Registration) -> 
             "Self-registration is closed; ask your firm for an invitation.",
         ));
     }
+    let source = meta.ip.as_deref().unwrap_or("unknown");
+    state
+        .limits
+        .check(crate::limits::Action::Register, source)?;
     let input = NewUser {
         email: r.email,
         name: r.name,
@@ -550,6 +554,9 @@ pub async fn create_invitation(
     p: &Principal,
     input: InvitationInput,
 ) -> Result<InvitationCreated> {
+    state
+        .limits
+        .check(crate::limits::Action::Invitation, &p.user_id.to_string())?;
     let mut v = Validator::default();
     let email = v.check("email", Email::parse(&input.email));
     let role = v.check("role", Role::parse(&input.role));
