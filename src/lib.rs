@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod mail;
+pub mod messages;
 pub mod realtime;
 pub mod telemetry;
 pub mod users;
