@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
-    sea_query::{Expr, ExprTrait, Query, SelectStatement, SimpleExpr},
+    QuerySelect, QueryTrait, Select,
+    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement, SimpleExpr},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -122,75 +122,64 @@ fn search_text(v: &mut Validator, q: Option<&str>) -> Option<String> {
     Some(t.to_owned())
 }
 
-/// A full-text search on one backend: the match filter and a relevance score (higher is better).
+/// A full-text search on one backend: the match and a relevance score (higher is better).
 struct Search {
     backend: DbBackend,
     text: String,
 }
 
 impl Search {
-    fn score_sql(&self) -> &'static str {
-        match self.backend {
-            DbBackend::Postgres => {
-                "ts_rank(message.search, websearch_to_tsquery('simple', $1))::float8"
-            }
-            // bm25() is lower for better matches; negated so both backends sort descending.
-            _ => {
-                "(-(SELECT bm25(message_fts) FROM message_fts \
-                   WHERE message_fts MATCH ? AND message_fts.rowid = message.rowid))"
-            }
-        }
+    fn ts_query(&self) -> SimpleExpr {
+        Expr::cust_with_values("websearch_to_tsquery('simple', $1)", [self.text.clone()])
     }
-    fn query_value(&self) -> String {
-        match self.backend {
-            DbBackend::Postgres => self.text.clone(),
-            _ => fts5_query(&self.text),
-        }
-    }
+
+    /// PostgreSQL: `ts_rank` of the stored tsvector. SQLite: the negated bm25 of the joined
+    /// FTS row (bm25 is lower for better matches; negated so both sort descending).
     fn score(&self) -> SimpleExpr {
-        Expr::cust_with_values(self.score_sql(), [self.query_value()])
-    }
-    fn matches(&self) -> SimpleExpr {
-        match self.backend {
-            DbBackend::Postgres => Expr::cust_with_values(
-                "message.search @@ websearch_to_tsquery('simple', $1)",
-                [self.query_value()],
-            ),
-            _ => Expr::cust_with_values(
-                "message.rowid IN (SELECT rowid FROM message_fts WHERE message_fts MATCH ?)",
-                [self.query_value()],
-            ),
-        }
-    }
-    /// Rows after the cursor in `(score desc, id desc)` order.
-    fn after(&self, s: f64, id: Uuid) -> SimpleExpr {
-        let q = self.query_value();
         match self.backend {
             DbBackend::Postgres => {
-                let sc = self.score_sql();
-                Expr::cust_with_values(
-                    format!("({sc} < $2 OR ({sc} = $2 AND message.id < $3))"),
-                    [
-                        sea_orm::Value::from(q),
-                        sea_orm::Value::from(s),
-                        sea_orm::Value::from(id),
-                    ],
-                )
+                Expr::cust_with_exprs("ts_rank(message.search, $1)::float8", [self.ts_query()])
             }
+            _ => Expr::col((Alias::new("fts"), Alias::new("score"))).into(),
+        }
+    }
+
+    /// Keep only matching messages (SQLite: join the FTS matches, which carry the score).
+    fn apply(&self, mut q: Select<message::Entity>) -> Select<message::Entity> {
+        match self.backend {
+            DbBackend::Postgres => q.filter(Expr::cust_with_exprs(
+                "message.search @@ $1",
+                [self.ts_query()],
+            )),
             _ => {
-                let sc = self.score_sql();
-                Expr::cust_with_values(
-                    format!("({sc} < ? OR ({sc} = ? AND message.id < ?))"),
-                    [
-                        sea_orm::Value::from(q.clone()),
-                        sea_orm::Value::from(s),
-                        sea_orm::Value::from(q),
-                        sea_orm::Value::from(s),
-                        sea_orm::Value::from(id),
-                    ],
-                )
+                let matches = Query::select()
+                    .column(Alias::new("message_id"))
+                    .expr_as(Expr::cust("-bm25(message_fts)"), Alias::new("score"))
+                    .from(Alias::new("message_fts"))
+                    .and_where(Expr::cust_with_values(
+                        "message_fts MATCH ?",
+                        [fts5_query(&self.text)],
+                    ))
+                    .to_owned();
+                QueryTrait::query(&mut q).join_subquery(
+                    JoinType::InnerJoin,
+                    matches,
+                    Alias::new("fts"),
+                    Expr::col((Alias::new("fts"), Alias::new("message_id")))
+                        .equals((message::Entity, message::Column::Id)),
+                );
+                q
             }
         }
+    }
+
+    /// Rows after the cursor in `(score desc, id desc)` order.
+    fn after(&self, s: f64, id: Uuid) -> sea_orm::Condition {
+        sea_orm::Condition::any().add(self.score().lt(s)).add(
+            sea_orm::Condition::all()
+                .add(self.score().eq(s))
+                .add(message::Column::Id.lt(id)),
+        )
     }
 }
 
@@ -208,7 +197,7 @@ async fn page<C: ConnectionTrait>(
     let n = limit.get() + 1;
     let (rows, key): (Vec<message::Model>, Vec<Option<f64>>) = match search {
         Some(s) => {
-            q = q.filter(s.matches());
+            q = s.apply(q);
             if let Some(c) = cursor {
                 q = q.filter(s.after(c.s.ok_or_else(bad_cursor)?, c.id));
             }

@@ -217,16 +217,16 @@ impl MigrationTrait for Migration {
                 .await?;
             }
             _ => {
-                // Bodies never change and rows are never deleted, so one trigger suffices;
-                // the delete trigger keeps the index right should an operator purge rows.
+                // The index keeps its own copy keyed by message id, not by rowid: SQLite may
+                // renumber the rowids of a table without an INTEGER PRIMARY KEY (VACUUM, VACUUM
+                // INTO for backups), which would silently detach an external-content index.
                 for sql in [
-                    "CREATE VIRTUAL TABLE message_fts USING fts5(body,
-                       content='message', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')",
+                    "CREATE VIRTUAL TABLE message_fts USING fts5(body, message_id UNINDEXED,
+                       tokenize='unicode61 remove_diacritics 2')",
                     "CREATE TRIGGER message_fts_ai AFTER INSERT ON message BEGIN
-                       INSERT INTO message_fts(rowid, body) VALUES (new.rowid, new.body); END",
+                       INSERT INTO message_fts(body, message_id) VALUES (new.body, new.id); END",
                     "CREATE TRIGGER message_fts_ad AFTER DELETE ON message BEGIN
-                       INSERT INTO message_fts(message_fts, rowid, body)
-                       VALUES ('delete', old.rowid, old.body); END",
+                       DELETE FROM message_fts WHERE message_id = old.id; END",
                 ] {
                     conn.execute_unprepared(sql).await?;
                 }
