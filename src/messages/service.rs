@@ -347,8 +347,8 @@ async fn notify_offline<C: ConnectionTrait>(
         .exec(conn)
         .await?;
     let emails = users::service::active_emails_of(conn, &due).await?;
-    let mut link = state.config.public_url.clone();
-    link.set_path("/");
+    // The portal's address as configured (it may live under a path prefix).
+    let link = &state.config.public_url;
     for u in due {
         let Some(addr) = emails.get(&u) else { continue };
         mail::enqueue_in(

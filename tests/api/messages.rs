@@ -1126,3 +1126,38 @@ async fn stats_measure_the_firms_first_response_to_clients() {
     assert!(s["median_response_seconds"].is_null());
     assert_eq!(s["response_by_case"], json!({}));
 }
+
+#[tokio::test]
+async fn openapi_describes_every_message_endpoint() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .get("/api/v1/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for (p, methods) in [
+        ("/api/v1/cases/{id}/messages", &["get", "post"][..]),
+        ("/api/v1/messages", &["get"][..]),
+        ("/api/v1/messages/{id}", &["get", "delete"][..]),
+        ("/api/v1/messages/{id}/read", &["post"][..]),
+        ("/api/v1/messages/read", &["post"][..]),
+        ("/api/v1/messages/bulk-delete", &["post"][..]),
+        ("/api/v1/messages/unread-count", &["get"][..]),
+        ("/api/v1/messages/stats", &["get"][..]),
+    ] {
+        for m in methods {
+            assert!(paths[p].get(*m).is_some(), "missing {m} {p}");
+        }
+    }
+    let params: Vec<&str> = paths["/api/v1/messages"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for want in ["box", "unread", "case_id", "q", "limit", "cursor"] {
+        assert!(params.contains(&want), "{params:?}");
+    }
+}
