@@ -140,7 +140,7 @@ impl Search {
             DbBackend::Postgres => {
                 Expr::cust_with_exprs("ts_rank(message.search, $1)::float8", [self.ts_query()])
             }
-            _ => Expr::col((Alias::new("fts"), Alias::new("score"))).into(),
+            _ => Expr::col((Alias::new("fts"), Alias::new("score"))),
         }
     }
 
