@@ -398,11 +398,15 @@ pub struct MessageStats {
     pub received: i64,
     pub unread: i64,
     /// Median seconds from a client's message to the first reply from the firm addressed to
-    /// that client, over the caller's cases (admins: every case; clients: their own messages).
+    /// that client, over the caller's cases (admins: every case; clients: their own messages),
+    /// for client messages of the last 365 days.
     pub median_response_seconds: Option<f64>,
     /// The same per case (cases with at least one answered client message).
     pub response_by_case: BTreeMap<Uuid, CaseResponseTime>,
 }
+
+/// Response times look back this far (bounds the work for a large firm's admin).
+pub const RESPONSE_WINDOW_DAYS: i64 = 365;
 
 fn median(xs: &mut [f64]) -> Option<f64> {
     xs.sort_by(f64::total_cmp);
@@ -466,7 +470,11 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<MessageStats> {
         .column(message::Column::CaseId)
         .column(message::Column::SenderId)
         .column(message::Column::SenderRole)
-        .column(message::Column::CreatedAt);
+        .column(message::Column::CreatedAt)
+        .filter(
+            message::Column::CreatedAt
+                .gte(Utc::now() - chrono::Duration::days(RESPONSE_WINDOW_DAYS)),
+        );
     // Admins see every case, so their response times are the firm's.
     if !p.is_admin() {
         cases = cases.filter(in_my_cases(me));
