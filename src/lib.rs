@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod mail;
+pub mod messages;
 pub mod realtime;
 pub mod telemetry;
 pub mod users;

@@ -110,7 +110,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
         .collect();
     let mut d = Dashboard {
         cases: summaries,
-        unread_messages: 0,
+        unread_messages: crate::messages::query::unread_total(state.db.conn(), p.user_id).await?,
         upcoming_appointments: Vec::new(),
         outstanding_balance_cents: 0,
         currency: "USD".into(),

@@ -145,6 +145,15 @@ impl Hub {
         r.by_user.retain(|_, v| !v.is_empty());
     }
 
+    /// Whether the user has an open socket on this instance (other instances are not known).
+    pub fn is_connected(&self, user_id: Uuid) -> bool {
+        self.inner
+            .lock()
+            .expect("hub lock")
+            .by_user
+            .contains_key(&user_id)
+    }
+
     fn connected_users(&self) -> HashSet<Uuid> {
         self.inner
             .lock()

@@ -11,4 +11,5 @@ mod cli;
 mod health;
 mod helpers;
 mod live;
+mod messages;
 mod users;

@@ -1,0 +1,591 @@
+//! Reading many messages: the inbox and sent box, a case's messages and threads, full-text
+//! search ranked by relevance, unread counts and statistics. Every query is limited by
+//! [`visible_condition`], so no path can show a message to someone it is not for.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select,
+    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement, SimpleExpr},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    entity::{message, recipient},
+    service::{MessageView, views},
+};
+use crate::{
+    AppState,
+    audit::NewEntry,
+    auth::Principal,
+    cases::{access, domain::MemberRole},
+    error::{Error, Result, Validator},
+    http::pagination::{Limit, Page, decode_cursor, encode_cursor},
+};
+
+/// `SELECT message_id FROM message_recipient WHERE user_id = ? AND deleted_at IS NULL`.
+fn received_by(user: Uuid, unread_only: bool) -> SelectStatement {
+    let mut q = Query::select();
+    q.column(recipient::Column::MessageId)
+        .from(recipient::Entity)
+        .and_where(recipient::Column::UserId.eq(user))
+        .and_where(recipient::Column::DeletedAt.is_null());
+    if unread_only {
+        q.and_where(recipient::Column::ReadAt.is_null());
+    }
+    q.to_owned()
+}
+
+/// Every message ever addressed to `user`, hidden or not (statistics).
+fn addressed_to(user: Uuid) -> SelectStatement {
+    Query::select()
+        .column(recipient::Column::MessageId)
+        .from(recipient::Entity)
+        .and_where(recipient::Column::UserId.eq(user))
+        .to_owned()
+}
+
+fn sent_by(user: Uuid) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(message::Column::SenderId.eq(user))
+        .add(message::Column::SenderDeletedAt.is_null())
+}
+
+fn in_my_cases(user: Uuid) -> SimpleExpr {
+    message::Column::CaseId.in_subquery(access::member_cases(user))
+}
+
+/// Messages `user` may see: sent or received, not hidden, in a case they are on *now*.
+pub fn visible_condition(user: Uuid) -> sea_orm::Condition {
+    sea_orm::Condition::all().add(in_my_cases(user)).add(
+        sea_orm::Condition::any()
+            .add(sent_by(user))
+            .add(message::Column::Id.in_subquery(received_by(user, false))),
+    )
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct InboxFilter {
+    /// `received` (default) or `sent`.
+    #[serde(rename = "box")]
+    #[param(rename = "box")]
+    pub box_: Option<String>,
+    /// Only messages the caller has not read (received box only).
+    pub unread: Option<bool>,
+    pub case_id: Option<Uuid>,
+    /// Full text over the bodies; results ranked by relevance.
+    pub q: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct CaseMessagesFilter {
+    /// Only the replies to this message.
+    pub thread: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Keyset position: `(created_at, id)` newest first, or `(score, id)` when ranking.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    t: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<f64>,
+    id: Uuid,
+}
+
+/// FTS5 query from user text: every word quoted (no operators reach the engine), prefix match.
+fn fts5_query(q: &str) -> String {
+    q.split_whitespace()
+        .take(12)
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The search text, checked.
+fn search_text(v: &mut Validator, q: Option<&str>) -> Option<String> {
+    let t = q.map(str::trim).filter(|s| !s.is_empty())?;
+    if t.chars().count() > 200 || t.chars().any(char::is_control) {
+        v.push(
+            "q",
+            "must be at most 200 characters, without control characters",
+        );
+        return None;
+    }
+    Some(t.to_owned())
+}
+
+/// A full-text search on one backend: the match and a relevance score (higher is better).
+struct Search {
+    backend: DbBackend,
+    text: String,
+}
+
+impl Search {
+    fn ts_query(&self) -> SimpleExpr {
+        Expr::cust_with_values("websearch_to_tsquery('simple', $1)", [self.text.clone()])
+    }
+
+    /// PostgreSQL: `ts_rank` of the stored tsvector. SQLite: the negated bm25 of the joined
+    /// FTS row (bm25 is lower for better matches; negated so both sort descending).
+    fn score(&self) -> SimpleExpr {
+        match self.backend {
+            DbBackend::Postgres => {
+                Expr::cust_with_exprs("ts_rank(message.search, $1)::float8", [self.ts_query()])
+            }
+            _ => Expr::col((Alias::new("fts"), Alias::new("score"))),
+        }
+    }
+
+    /// Keep only matching messages (SQLite: join the FTS matches, which carry the score).
+    fn apply(&self, mut q: Select<message::Entity>) -> Select<message::Entity> {
+        match self.backend {
+            DbBackend::Postgres => q.filter(Expr::cust_with_exprs(
+                "message.search @@ $1",
+                [self.ts_query()],
+            )),
+            _ => {
+                let matches = Query::select()
+                    .column(Alias::new("message_id"))
+                    .expr_as(Expr::cust("-bm25(message_fts)"), Alias::new("score"))
+                    .from(Alias::new("message_fts"))
+                    .and_where(Expr::cust_with_values(
+                        "message_fts MATCH ?",
+                        [fts5_query(&self.text)],
+                    ))
+                    .to_owned();
+                QueryTrait::query(&mut q).join_subquery(
+                    JoinType::InnerJoin,
+                    matches,
+                    Alias::new("fts"),
+                    Expr::col((Alias::new("fts"), Alias::new("message_id")))
+                        .equals((message::Entity, message::Column::Id)),
+                );
+                q
+            }
+        }
+    }
+
+    /// Rows after the cursor in `(score desc, id desc)` order.
+    fn after(&self, s: f64, id: Uuid) -> sea_orm::Condition {
+        sea_orm::Condition::any().add(self.score().lt(s)).add(
+            sea_orm::Condition::all()
+                .add(self.score().eq(s))
+                .add(message::Column::Id.lt(id)),
+        )
+    }
+}
+
+/// Run a filtered message query as one page: newest first, or by relevance when searching.
+async fn page<C: ConnectionTrait>(
+    conn: &C,
+    viewer: Uuid,
+    mut q: Select<message::Entity>,
+    search: Option<Search>,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<MessageView>> {
+    let cursor: Option<Cursor> = decode_cursor(cursor)?;
+    let bad_cursor = || Error::invalid("cursor", "is not a cursor this server issued");
+    let n = limit.get() + 1;
+    let (rows, key): (Vec<message::Model>, Vec<Option<f64>>) = match search {
+        Some(s) => {
+            q = s.apply(q);
+            if let Some(c) = cursor {
+                q = q.filter(s.after(c.s.ok_or_else(bad_cursor)?, c.id));
+            }
+            let ranked: Vec<(Uuid, f64)> = q
+                .select_only()
+                .column(message::Column::Id)
+                .column_as(s.score(), "score")
+                .order_by(s.score(), sea_orm::Order::Desc)
+                .order_by_desc(message::Column::Id)
+                .limit(n)
+                .into_tuple()
+                .all(conn)
+                .await?;
+            let mut by_id: HashMap<Uuid, message::Model> = message::Entity::find()
+                .filter(message::Column::Id.is_in(ranked.iter().map(|(id, _)| *id)))
+                .all(conn)
+                .await?
+                .into_iter()
+                .map(|m| (m.id, m))
+                .collect();
+            ranked
+                .into_iter()
+                .filter_map(|(id, s)| by_id.remove(&id).map(|m| (m, Some(s))))
+                .unzip()
+        }
+        None => {
+            if let Some(c) = cursor {
+                let t = c.t.ok_or_else(bad_cursor)?;
+                q = q.filter(
+                    sea_orm::Condition::any()
+                        .add(message::Column::CreatedAt.lt(t))
+                        .add(
+                            sea_orm::Condition::all()
+                                .add(message::Column::CreatedAt.eq(t))
+                                .add(message::Column::Id.lt(c.id)),
+                        ),
+                );
+            }
+            let rows = q
+                .order_by_desc(message::Column::CreatedAt)
+                .order_by_desc(message::Column::Id)
+                .limit(n)
+                .all(conn)
+                .await?;
+            let keys = vec![None; rows.len()];
+            (rows, keys)
+        }
+    };
+    let more = rows.len() as u64 > limit.get();
+    let mut rows = rows;
+    rows.truncate(limit.get() as usize);
+    let next_cursor = if more {
+        rows.last().map(|m| {
+            let s = key[rows.len() - 1];
+            encode_cursor(&Cursor {
+                t: s.is_none().then_some(m.created_at),
+                s,
+                id: m.id,
+            })
+        })
+    } else {
+        None
+    };
+    Ok(Page {
+        items: views(conn, viewer, rows).await?,
+        next_cursor,
+    })
+}
+
+async fn audit_list(
+    state: &AppState,
+    p: &Principal,
+    case_id: Option<Uuid>,
+    page: &Page<MessageView>,
+) -> Result<()> {
+    let mut e = NewEntry::new("message.list", "message")
+        .by(p)
+        .details(serde_json::json!({
+            "count": page.items.len(),
+            "message_ids": page.items.iter().map(|m| m.id).collect::<Vec<_>>(),
+        }));
+    if let Some(c) = case_id {
+        e = e.case(c);
+    }
+    state.audit.record(e).await
+}
+
+/// `GET /messages`: the caller's received (or `box=sent`) messages across their cases.
+pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Page<MessageView>> {
+    let limit = Limit::parse(f.limit)?;
+    let mut v = Validator::default();
+    let sent = match f.box_.as_deref().unwrap_or("received") {
+        "received" => false,
+        "sent" => true,
+        _ => {
+            v.push("box", "must be received or sent");
+            false
+        }
+    };
+    let unread = f.unread.unwrap_or(false);
+    if sent && unread {
+        v.push("unread", "applies to received messages only");
+    }
+    let text = search_text(&mut v, f.q.as_deref());
+    v.finish()?;
+    let conn = state.db.conn();
+    if let Some(c) = f.case_id {
+        access::require(state, conn, p, c).await?;
+    }
+    let mut q = message::Entity::find().filter(in_my_cases(p.user_id));
+    q = if sent {
+        q.filter(sent_by(p.user_id))
+    } else {
+        q.filter(message::Column::Id.in_subquery(received_by(p.user_id, unread)))
+    };
+    if let Some(c) = f.case_id {
+        q = q.filter(message::Column::CaseId.eq(c));
+    }
+    let search = text.map(|text| Search {
+        backend: state.db.backend(),
+        text,
+    });
+    let out = page(conn, p.user_id, q, search, limit, f.cursor.as_deref()).await?;
+    audit_list(state, p, f.case_id, &out).await?;
+    Ok(out)
+}
+
+/// `GET /cases/{id}/messages` (members): what the caller sent or received there, newest first.
+pub async fn case_messages(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    f: CaseMessagesFilter,
+) -> Result<Page<MessageView>> {
+    let limit = Limit::parse(f.limit)?;
+    let conn = state.db.conn();
+    access::require(state, conn, p, case_id).await?;
+    let mut q = message::Entity::find()
+        .filter(message::Column::CaseId.eq(case_id))
+        .filter(visible_condition(p.user_id));
+    if let Some(t) = f.thread {
+        q = q.filter(message::Column::ParentId.eq(t));
+    }
+    let out = page(conn, p.user_id, q, None, limit, f.cursor.as_deref()).await?;
+    audit_list(state, p, Some(case_id), &out).await?;
+    Ok(out)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnreadCount {
+    pub total: i64,
+    /// Case id → unread messages; cases without unread messages are left out.
+    pub by_case: BTreeMap<Uuid, i64>,
+}
+
+/// Unread, not hidden, in cases the user is on now: case → count.
+async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<BTreeMap<Uuid, i64>> {
+    let rows: Vec<(Uuid, i64)> = recipient::Entity::find()
+        .select_only()
+        .column(recipient::Column::CaseId)
+        .column_as(Expr::col(recipient::Column::MessageId).count(), "n")
+        .filter(recipient::Column::UserId.eq(user))
+        .filter(recipient::Column::DeletedAt.is_null())
+        .filter(recipient::Column::ReadAt.is_null())
+        .filter(recipient::Column::CaseId.in_subquery(access::member_cases(user)))
+        .group_by(recipient::Column::CaseId)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Total unread messages of a user (the dashboard's `unread_messages`).
+pub async fn unread_total<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<i64> {
+    Ok(unread_by_case(conn, user).await?.values().sum())
+}
+
+/// `GET /messages/unread-count`.
+pub async fn unread_count(state: &AppState, p: &Principal) -> Result<UnreadCount> {
+    let by_case = unread_by_case(state.db.conn(), p.user_id).await?;
+    Ok(UnreadCount {
+        total: by_case.values().sum(),
+        by_case,
+    })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseResponseTime {
+    pub median_seconds: f64,
+    pub samples: usize,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MessageStats {
+    /// Messages the caller sent (and still sees).
+    pub sent: i64,
+    /// Messages the caller received (and still sees).
+    pub received: i64,
+    pub unread: i64,
+    /// Median seconds from a client's message to the first reply from the firm addressed to
+    /// that client, over the caller's cases (admins: every case; clients: their own messages),
+    /// for client messages of the last 365 days.
+    pub median_response_seconds: Option<f64>,
+    /// The same per case (cases with at least one answered client message).
+    pub response_by_case: BTreeMap<Uuid, CaseResponseTime>,
+}
+
+/// Response times look back this far (bounds the work for a large firm's admin).
+pub const RESPONSE_WINDOW_DAYS: i64 = 365;
+
+fn median(xs: &mut [f64]) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(xs[n / 2]),
+        n => Some((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+    }
+}
+
+/// First-response samples: per case and client, the wait from the first unanswered message of
+/// the client until the first staff message addressed to them. `msgs` in time order.
+fn response_samples(
+    msgs: &[(Uuid, Uuid, Uuid, String, DateTime<Utc>)],
+    recipients: &HashMap<Uuid, HashSet<Uuid>>,
+    only_client: Option<Uuid>,
+) -> BTreeMap<Uuid, Vec<f64>> {
+    let mut waiting: HashMap<(Uuid, Uuid), DateTime<Utc>> = HashMap::new();
+    let mut out: BTreeMap<Uuid, Vec<f64>> = BTreeMap::new();
+    for (id, case_id, sender, role, at) in msgs {
+        let is_client = MemberRole::parse(role).is_ok_and(|r| r == MemberRole::Client);
+        if is_client {
+            if only_client.is_none_or(|c| c == *sender) {
+                waiting.entry((*case_id, *sender)).or_insert(*at);
+            }
+        } else if let Some(to) = recipients.get(id) {
+            for client in to {
+                if let Some(since) = waiting.remove(&(*case_id, *client)) {
+                    out.entry(*case_id)
+                        .or_default()
+                        .push((*at - since).num_milliseconds() as f64 / 1000.0);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `GET /messages/stats`: over the caller's current cases only.
+pub async fn stats(state: &AppState, p: &Principal) -> Result<MessageStats> {
+    let conn = state.db.conn();
+    let me = p.user_id;
+    let sent: i64 = message::Entity::find()
+        .filter(in_my_cases(me))
+        .filter(sent_by(me))
+        .count(conn)
+        .await? as i64;
+    let received: i64 = recipient::Entity::find()
+        .filter(recipient::Column::UserId.eq(me))
+        .filter(recipient::Column::DeletedAt.is_null())
+        .filter(recipient::Column::CaseId.in_subquery(access::member_cases(me)))
+        .count(conn)
+        .await? as i64;
+    let unread = unread_total(conn, me).await?;
+
+    // Response times look at the whole conversation of each case the caller is on (staff)
+    // or at the caller's own messages (clients): timestamps and roles only, never bodies.
+    let mut cases = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .column(message::Column::CaseId)
+        .column(message::Column::SenderId)
+        .column(message::Column::SenderRole)
+        .column(message::Column::CreatedAt)
+        .filter(
+            message::Column::CreatedAt
+                .gte(Utc::now() - chrono::Duration::days(RESPONSE_WINDOW_DAYS)),
+        );
+    // Admins see every case, so their response times are the firm's.
+    if !p.is_admin() {
+        cases = cases.filter(in_my_cases(me));
+    }
+    let client_view = !p.is_staff();
+    if client_view {
+        // The caller's messages and the staff messages addressed to the caller.
+        cases = cases.filter(
+            sea_orm::Condition::any()
+                .add(message::Column::SenderId.eq(me))
+                .add(message::Column::Id.in_subquery(addressed_to(me))),
+        );
+    }
+    let msgs: Vec<(Uuid, Uuid, Uuid, String, DateTime<Utc>)> = cases
+        .order_by_asc(message::Column::CreatedAt)
+        .order_by_asc(message::Column::Id)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let staff_ids: Vec<Uuid> = msgs
+        .iter()
+        .filter(|m| MemberRole::parse(&m.3).is_ok_and(MemberRole::is_staff))
+        .map(|m| m.0)
+        .collect();
+    let mut recipients: HashMap<Uuid, HashSet<Uuid>> = HashMap::new();
+    for chunk in staff_ids.chunks(1000) {
+        let rows: Vec<(Uuid, Uuid)> = recipient::Entity::find()
+            .select_only()
+            .column(recipient::Column::MessageId)
+            .column(recipient::Column::UserId)
+            .filter(recipient::Column::MessageId.is_in(chunk.to_vec()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for (m, u) in rows {
+            recipients.entry(m).or_default().insert(u);
+        }
+    }
+    let samples = response_samples(&msgs, &recipients, client_view.then_some(me));
+    let mut all: Vec<f64> = samples.values().flatten().copied().collect();
+    let response_by_case = samples
+        .into_iter()
+        .filter_map(|(c, mut xs)| {
+            let n = xs.len();
+            median(&mut xs).map(|m| {
+                (
+                    c,
+                    CaseResponseTime {
+                        median_seconds: m,
+                        samples: n,
+                    },
+                )
+            })
+        })
+        .collect();
+    state
+        .audit
+        .record(NewEntry::new("message.stats", "message").by(p))
+        .await?;
+    Ok(MessageStats {
+        sent,
+        received,
+        unread,
+        median_response_seconds: median(&mut all),
+        response_by_case,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn fts_queries_cannot_inject_operators() {
+        assert_eq!(fts5_query("fee OR \"x"), "\"fee\"* \"OR\"* \"\"\"x\"*");
+    }
+
+    #[test]
+    fn response_time_runs_from_the_first_unanswered_client_message() {
+        let (case, client, lawyer) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let t0 = Utc::now();
+        let m = |s: Uuid, role: &str, mins: i64| {
+            (
+                Uuid::new_v4(),
+                case,
+                s,
+                role.to_owned(),
+                t0 + Duration::minutes(mins),
+            )
+        };
+        let msgs = vec![
+            m(client, "client", 0),
+            m(client, "client", 5),
+            m(lawyer, "lead_attorney", 60),
+            m(lawyer, "lead_attorney", 70),
+            m(client, "client", 100),
+            m(lawyer, "attorney", 130),
+        ];
+        let mut to = HashMap::new();
+        for x in &msgs {
+            if x.2 == lawyer {
+                to.insert(x.0, HashSet::from([client]));
+            }
+        }
+        let s = response_samples(&msgs, &to, None);
+        assert_eq!(s[&case], vec![3600.0, 1800.0]);
+        let mut xs = s[&case].clone();
+        assert_eq!(median(&mut xs), Some(2700.0));
+        // A staff message not addressed to the client answers nothing.
+        to.clear();
+        assert!(response_samples(&msgs, &to, None).is_empty());
+    }
+}
