@@ -1,6 +1,7 @@
 //! Integration tests: the real application on a real port with a fresh database per test.
 //! `LFP_TEST_DB=sqlite|postgres` picks the backend (the test command runs both).
 
+mod appointments;
 mod audit;
 mod auth;
 mod cases;
@@ -8,4 +9,5 @@ mod cli;
 mod health;
 mod helpers;
 mod live;
+mod mail;
 mod users;
