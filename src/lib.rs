@@ -142,7 +142,9 @@ impl Application {
         })
         .await?;
         for job in jobs {
-            let _ = job.await;
+            // A job stuck on a slow SMTP server must not hold the exit for long; an unsent
+            // mail stays leased and is retried after the lease by the next instance.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
         }
         state.audit.shutdown().await;
         tracing::info!("stopped");

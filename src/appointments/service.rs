@@ -392,7 +392,7 @@ pub(super) async fn announce<C: ConnectionTrait>(
         },
     )
     .await?;
-    let ics = calendar::render(&[a.clone()], &state.config.public_url);
+    let ics = calendar::render(std::slice::from_ref(a), &state.config.public_url);
     let users = user::Entity::find()
         .filter(user::Column::Id.is_in(participants(a)))
         .all(conn)

@@ -85,23 +85,41 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Pending, due, and not leased to a live worker.
+fn due(now: DateTime<Utc>) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(entity::Column::Status.eq(STATUS_PENDING))
+        .add(entity::Column::NextAttemptAt.lte(now))
+        .add(
+            sea_orm::Condition::any()
+                .add(entity::Column::LockedUntil.is_null())
+                .add(entity::Column::LockedUntil.lte(now)),
+        )
+}
+
 /// Claim up to [`BATCH`] due rows for `lease`; returns them with `attempts` already counted.
 pub async fn claim_due(
     state: &AppState,
     now: DateTime<Utc>,
     lease: std::time::Duration,
 ) -> Result<Vec<entity::Model>> {
+    // A cheap read first: the writer slot (SQLite) is taken only when there is work.
+    let any_due = entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Id)
+        .filter(due(now))
+        .limit(1)
+        .into_tuple::<Uuid>()
+        .one(state.db.conn())
+        .await?;
+    if any_due.is_none() {
+        return Ok(Vec::new());
+    }
     let txn = state.db.begin_write().await?;
     let mut q = entity::Entity::find()
         .select_only()
         .column(entity::Column::Id)
-        .filter(entity::Column::Status.eq(STATUS_PENDING))
-        .filter(entity::Column::NextAttemptAt.lte(now))
-        .filter(
-            sea_orm::Condition::any()
-                .add(entity::Column::LockedUntil.is_null())
-                .add(entity::Column::LockedUntil.lte(now)),
-        )
+        .filter(due(now))
         .order_by_asc(entity::Column::NextAttemptAt)
         .order_by_asc(entity::Column::Id)
         .limit(BATCH);
