@@ -500,10 +500,37 @@ mod tests {
             ("LFP_OPEN_REGISTRATION", "maybe"),
             ("LFP_ACCESS_TOKEN_TTL_SECS", "3600"),
             ("LFP_JWT_SECRET", "short"),
+            ("LFP_SMTP_URL", "mail.example.com"),
+            ("LFP_SMTP_URL", "http://mail.example.com"),
+            ("LFP_MAIL_FROM", "not an address"),
+            ("LFP_REMINDER_MINUTES", "60,soon"),
+            ("LFP_REMINDER_MINUTES", "0"),
+            ("LFP_BOOKING_MIN_NOTICE_MINUTES", "-5"),
         ] {
             let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert!(e.to_string().starts_with(k), "{k}={v}: {e}");
         }
+    }
+
+    #[test]
+    fn mail_and_appointment_settings() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert!(c.smtp_url.is_none());
+        assert_eq!(c.reminder_minutes, vec![1440, 60]);
+        assert_eq!(c.booking_min_notice_minutes, 120);
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LFP_SMTP_URL", "smtps://u:p@mail.example.com"),
+                ("LFP_MAIL_FROM", "Firm <office@example.com>"),
+                ("LFP_REMINDER_MINUTES", "15, 1440,15,60"),
+                ("LFP_BOOKING_MIN_NOTICE_MINUTES", "0"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.smtp_url.is_some());
+        assert_eq!(c.reminder_minutes, vec![1440, 60, 15]);
+        assert_eq!(c.booking_min_notice_minutes, 0);
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<usize> {
             &*txn,
             &a,
             "notification",
-            "appointment.reminder",
+            Some("appointment.reminder"),
             &change,
         )
         .await?;

@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_appointment, patch_appointment))
         .routes(routes!(cancel_appointment))
         .routes(routes!(confirm_appointment))
+        .routes(routes!(complete_appointment))
         .routes(routes!(appointment_ics))
         .routes(routes!(feed_token))
 }
@@ -194,6 +195,16 @@ async fn confirm_appointment(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<AppointmentView> {
     Ok(Json(service::confirm(&s, &p, id).await?))
+}
+
+#[utoipa::path(post, path = "/appointments/{id}/complete", tag = "appointments", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AppointmentView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn complete_appointment(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<AppointmentView> {
+    Ok(Json(service::complete(&s, &p, id).await?))
 }
 
 #[utoipa::path(get, path = "/appointments/{id}/ics", tag = "appointments", params(("id" = Uuid, Path)),

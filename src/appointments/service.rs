@@ -378,7 +378,7 @@ pub(super) async fn announce<C: ConnectionTrait>(
     conn: &C,
     a: &appointment::Model,
     event: &'static str,
-    mail_kind: &'static str,
+    mail_kind: Option<&'static str>,
     change: &str,
 ) -> Result<()> {
     let view = AppointmentView::from(a.clone());
@@ -392,6 +392,9 @@ pub(super) async fn announce<C: ConnectionTrait>(
         },
     )
     .await?;
+    let Some(mail_kind) = mail_kind else {
+        return Ok(());
+    };
     let ics = calendar::render(std::slice::from_ref(a), &state.config.public_url);
     let users = user::Entity::find()
         .filter(user::Column::Id.is_in(participants(a)))
@@ -907,7 +910,7 @@ pub async fn create(state: &AppState, p: &Principal, n: NewAppointment) -> Resul
         &*txn,
         &a,
         "appointment.created",
-        "appointment.booked",
+        Some("appointment.booked"),
         "created",
     )
     .await?;
@@ -1165,7 +1168,7 @@ pub async fn patch(
         &*txn,
         &updated,
         "appointment.updated",
-        "appointment.changed",
+        Some("appointment.changed"),
         if moved { "rescheduled" } else { "edited" },
     )
     .await?;
@@ -1190,7 +1193,7 @@ pub async fn cancel(state: &AppState, p: &Principal, id: Uuid) -> Result<Appoint
         &*txn,
         &updated,
         "appointment.updated",
-        "appointment.cancelled",
+        Some("appointment.cancelled"),
         "cancelled",
     )
     .await?;
@@ -1215,11 +1218,49 @@ pub async fn confirm(state: &AppState, p: &Principal, id: Uuid) -> Result<Appoin
         &*txn,
         &updated,
         "appointment.updated",
-        "appointment.changed",
+        Some("appointment.changed"),
         "confirmed",
     )
     .await?;
     append_in(&*txn, vec![audit_entry("appointment.confirm", p, &updated)]).await?;
+    txn.commit().await?;
+    Ok(updated.into())
+}
+
+/// `POST /appointments/{id}/complete` (extension): staff mark an appointment that has begun
+/// as held. Completing twice answers 200 unchanged.
+pub async fn complete(state: &AppState, p: &Principal, id: Uuid) -> Result<AppointmentView> {
+    let txn = state.db.begin_write().await?;
+    let a = require_visible(&*txn, p, id).await?;
+    if !p.is_staff() {
+        return Err(Error::Forbidden(
+            "Only the firm marks appointments completed.",
+        ));
+    }
+    if a.status == AppointmentStatus::Completed.as_str() {
+        return Ok(a.into());
+    }
+    require_active(&a)?;
+    if a.starts_at > crate::db::now() {
+        return Err(Error::Conflict(
+            "An appointment can be completed once it has begun.".into(),
+        ));
+    }
+    let updated = set_status(&*txn, &a, AppointmentStatus::Completed).await?;
+    announce(
+        state,
+        &*txn,
+        &updated,
+        "appointment.updated",
+        None,
+        "completed",
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![audit_entry("appointment.complete", p, &updated)],
+    )
+    .await?;
     txn.commit().await?;
     Ok(updated.into())
 }

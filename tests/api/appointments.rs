@@ -887,3 +887,55 @@ async fn reminders_go_out_once_per_offset_to_both_participants() {
     let users = notes[0].user_ids.clone().unwrap();
     assert!(users.contains(&client.id.to_string()) && users.contains(&attorney.id.to_string()));
 }
+
+#[tokio::test]
+async fn staff_complete_appointments_that_have_begun() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "client_id": client.id,
+        "starts_at": future(1, 9, 0), "ends_at": future(1, 10, 0), "title": "Meeting"}),
+    )
+    .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/appointments/{id}/complete");
+    problem(
+        app.post(&path, Some(&attorney.access), json!({})).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    use lawfirm_pro::appointments::entity::appointment;
+    let now = lawfirm_pro::db::now();
+    appointment::ActiveModel {
+        id: Set(id.parse().unwrap()),
+        starts_at: Set(now - CDuration::minutes(30)),
+        ..Default::default()
+    }
+    .update(app.state.db.conn())
+    .await
+    .unwrap();
+    problem(
+        app.post(&path, Some(&client.access), json!({})).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let r = app.post(&path, Some(&attorney.access), json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["status"], "completed");
+    // A completed appointment is no longer cancellable.
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{id}/cancel"),
+            Some(&attorney.access),
+            json!({}),
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+}

@@ -375,3 +375,44 @@ async fn admins_alone_see_the_outbox() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_mail() {
+    let app = spawn_app().await;
+    let txn = app.state.db.begin_write().await.unwrap();
+    for i in 0..30 {
+        mail::enqueue_in(
+            &*txn,
+            mail::NewMail {
+                kind: "test",
+                to_address: format!("p{i}@example.com"),
+                to_user_id: None,
+                subject: "s".into(),
+                text: "t".into(),
+                attachments: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    txn.commit().await.unwrap();
+    let now = lawfirm_pro::db::now();
+    let lease = Duration::from_secs(60);
+    let (a, b) = futures::future::join(
+        mail::worker::claim_due(&app.state, now, lease),
+        mail::worker::claim_due(&app.state, now, lease),
+    )
+    .await;
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut ids: Vec<_> = a.iter().chain(b.iter()).map(|r| r.id).collect();
+    assert_eq!(ids.len(), 30, "{} + {}", a.len(), b.len());
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "a mail was claimed twice");
+    assert!(
+        mail::worker::claim_due(&app.state, now, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
