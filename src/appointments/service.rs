@@ -1112,6 +1112,10 @@ pub async fn patch(
     let a = require_visible(&*txn, p, id).await?;
     require_active(&a)?;
     client_notice_ok(state, p, &a)?;
+    if s.is_none() && e.is_none() && title.is_none() && location.is_none() && notes.is_none() {
+        // Nothing to change: no new sequence, no mail.
+        return Ok(a.into());
+    }
     let starts_at = s.unwrap_or(a.starts_at);
     let ends_at = e.unwrap_or(a.ends_at);
     let moved = starts_at != a.starts_at || ends_at != a.ends_at;
