@@ -44,7 +44,8 @@ pub struct Rule {
 pub struct Window {
     pub weekday: u32,
     pub start: NaiveTime,
-    pub end: NaiveTime,
+    /// `None`: until midnight (`24:00`), i.e. 00:00 of the next day.
+    pub end: Option<NaiveTime>,
 }
 
 fn parse_hhmm(s: &str) -> Result<NaiveTime, String> {
@@ -63,11 +64,11 @@ impl Window {
         let start = parse_hhmm(&r.start).map_err(|m| format!("start {m}"))?;
         // 24:00 is how people write "until midnight".
         let end = if r.end == "24:00" {
-            NaiveTime::from_hms_opt(23, 59, 59).expect("static time")
+            None
         } else {
-            parse_hhmm(&r.end).map_err(|m| format!("end {m}"))?
+            Some(parse_hhmm(&r.end).map_err(|m| format!("end {m}"))?)
         };
-        if end <= start {
+        if end.is_some_and(|e| e <= start) {
             return Err("end must be after start (windows do not span midnight)".into());
         }
         Ok(Self {
@@ -122,7 +123,10 @@ pub fn windows_between(
         let wd = day.weekday().number_from_monday();
         for r in rules.iter().filter(|r| r.weekday == wd) {
             let s = resolve_local(tz, day, r.start, false);
-            let e = resolve_local(tz, day, r.end, true);
+            let e = match r.end {
+                Some(end) => resolve_local(tz, day, end, true),
+                None => resolve_local(tz, day + Duration::days(1), NaiveTime::MIN, true),
+            };
             if e > s && e > from && s < to {
                 out.push((s, e));
             }
@@ -251,6 +255,18 @@ mod tests {
         assert!(r(1, "09:07", "17:00").is_err());
         assert!(r(1, "25:00", "26:00").is_err());
         assert!(r(7, "00:00", "24:00").is_ok());
+        // Until midnight means the whole last slot of the day is bookable.
+        let tz: Tz = "UTC".parse().unwrap();
+        let w = windows_between(
+            tz,
+            &[r(3, "22:00", "24:00").unwrap()],
+            t("2026-12-02T00:00:00Z"),
+            t("2026-12-03T00:00:00Z"),
+        );
+        assert_eq!(
+            w,
+            vec![(t("2026-12-02T22:00:00Z"), t("2026-12-03T00:00:00Z"))]
+        );
     }
 
     /// 09:00–17:00 New York stays 09:00–17:00 local on both sides of the November change.
