@@ -39,6 +39,21 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Outgoing mail server (`smtp://host:port`, `smtps://user:pass@host`,
+    /// `smtp://host?tls=required`). Without it mail waits in the outbox.
+    pub smtp_url: Option<SecretString>,
+    /// `From` of outgoing mail; defaults to `Law Firm Pro <no-reply@HOST>` of the public URL.
+    pub mail_from: Option<String>,
+    /// Minutes before an appointment at which reminders go out.
+    pub reminder_minutes: Vec<i64>,
+    /// How far ahead clients must book, cancel or reschedule.
+    pub booking_min_notice_minutes: i64,
+    /// How often background jobs (mail delivery, reminders) look for work (tests: shorter).
+    pub job_interval: std::time::Duration,
+    /// How long a claimed mail stays reserved for its worker before another may retry it.
+    pub mail_lease: std::time::Duration,
+    /// Delivery attempts before a mail is marked `failed`.
+    pub mail_max_attempts: i32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -72,6 +87,10 @@ struct FileConfig {
     ws_replay_window: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     trusted_proxies: Option<String>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
+    reminder_minutes: Option<String>,
+    booking_min_notice_minutes: Option<i64>,
 }
 
 /// A configuration problem, reported as one line before anything starts.
@@ -113,6 +132,10 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_WS_REPLAY_WINDOW",
     "LFP_HEADER_READ_TIMEOUT_SECS",
     "LFP_TRUSTED_PROXIES",
+    "LFP_SMTP_URL",
+    "LFP_MAIL_FROM",
+    "LFP_REMINDER_MINUTES",
+    "LFP_BOOKING_MIN_NOTICE_MINUTES",
     // Read by the test command and the test harness, not by the server.
     "LFP_TEST_DB",
 ];
@@ -145,6 +168,13 @@ impl Config {
             ws_replay_window: 1000,
             header_read_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            smtp_url: None,
+            mail_from: None,
+            reminder_minutes: vec![1440, 60],
+            booking_min_notice_minutes: 120,
+            job_interval: std::time::Duration::from_secs(5),
+            mail_lease: std::time::Duration::from_secs(300),
+            mail_max_attempts: 8,
         }
     }
 
@@ -337,6 +367,50 @@ impl Config {
         } else if let Some(f) = fc.log_format {
             c.log_format = f;
         }
+        if let Some(v) = pick(get("LFP_SMTP_URL"), fc.smtp_url) {
+            let u = url::Url::parse(&v)
+                .map_err(|_| invalid("LFP_SMTP_URL", "is not a URL like smtp://host:25".into()))?;
+            if !matches!(u.scheme(), "smtp" | "smtps") {
+                return Err(invalid(
+                    "LFP_SMTP_URL",
+                    "must start with smtp:// or smtps://".into(),
+                ));
+            }
+            c.smtp_url = Some(SecretString::from(v));
+        }
+        if let Some(v) = pick(get("LFP_MAIL_FROM"), fc.mail_from) {
+            if v.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(invalid(
+                    "LFP_MAIL_FROM",
+                    format!("`{v}` is not an address like Firm <no-reply@example.com>"),
+                ));
+            }
+            c.mail_from = Some(v);
+        }
+        if let Some(v) = pick(get("LFP_REMINDER_MINUTES"), fc.reminder_minutes) {
+            let mut mins = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| match s.parse::<i64>() {
+                    Ok(n) if (1..=60 * 24 * 30).contains(&n) => Ok(n),
+                    _ => Err(invalid(
+                        "LFP_REMINDER_MINUTES",
+                        format!("`{s}` is not a number of minutes between 1 and 43200"),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            mins.sort_unstable_by(|a, b| b.cmp(a));
+            mins.dedup();
+            c.reminder_minutes = mins;
+        }
+        num(
+            &mut c.booking_min_notice_minutes,
+            "LFP_BOOKING_MIN_NOTICE_MINUTES",
+            get("LFP_BOOKING_MIN_NOTICE_MINUTES"),
+            fc.booking_min_notice_minutes,
+            0,
+        )?;
         c.jwt_secret = pick(get("LFP_JWT_SECRET"), fc.jwt_secret).map(SecretString::from);
         if let Some(s) = &c.jwt_secret {
             use secrecy::ExposeSecret;
@@ -438,10 +512,37 @@ mod tests {
             ("LFP_OPEN_REGISTRATION", "maybe"),
             ("LFP_ACCESS_TOKEN_TTL_SECS", "3600"),
             ("LFP_JWT_SECRET", "short"),
+            ("LFP_SMTP_URL", "mail.example.com"),
+            ("LFP_SMTP_URL", "http://mail.example.com"),
+            ("LFP_MAIL_FROM", "not an address"),
+            ("LFP_REMINDER_MINUTES", "60,soon"),
+            ("LFP_REMINDER_MINUTES", "0"),
+            ("LFP_BOOKING_MIN_NOTICE_MINUTES", "-5"),
         ] {
             let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert!(e.to_string().starts_with(k), "{k}={v}: {e}");
         }
+    }
+
+    #[test]
+    fn mail_and_appointment_settings() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert!(c.smtp_url.is_none());
+        assert_eq!(c.reminder_minutes, vec![1440, 60]);
+        assert_eq!(c.booking_min_notice_minutes, 120);
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LFP_SMTP_URL", "smtps://u:p@mail.example.com"),
+                ("LFP_MAIL_FROM", "Firm <office@example.com>"),
+                ("LFP_REMINDER_MINUTES", "15, 1440,15,60"),
+                ("LFP_BOOKING_MIN_NOTICE_MINUTES", "0"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.smtp_url.is_some());
+        assert_eq!(c.reminder_minutes, vec![1440, 60, 15]);
+        assert_eq!(c.booking_min_notice_minutes, 0);
     }
 
     #[test]

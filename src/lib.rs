@@ -1,6 +1,7 @@
 //! Law Firm Pro: a self-hosted client portal for law firms. `Application::build` wires the
 //! configuration, database, keys and services into one router; `main.rs` only dispatches.
 
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -128,6 +129,11 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         realtime::hub::spawn_dispatcher(state.hub.clone(), state.db.clone());
+        // Background jobs; both stop when `state.shutdown` flips.
+        let jobs = [
+            mail::worker::spawn(state.clone()),
+            appointments::reminders::spawn(state.clone()),
+        ];
         let app = http::router(state.clone());
         let shutdown = state.shutdown.clone();
         let limits = http::serve::ServeLimits {
@@ -142,6 +148,11 @@ impl Application {
             let _ = shutdown.send(true);
         })
         .await?;
+        for job in jobs {
+            // A job stuck on a slow SMTP server must not hold the exit for long; an unsent
+            // mail stays leased and is retried after the lease by the next instance.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
+        }
         state.audit.shutdown().await;
         tracing::info!("stopped");
         Ok(())

@@ -111,7 +111,14 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     let mut d = Dashboard {
         cases: summaries,
         unread_messages: crate::messages::query::unread_total(state.db.conn(), p.user_id).await?,
-        upcoming_appointments: Vec::new(),
+        upcoming_appointments: crate::appointments::service::upcoming_for(
+            state.db.conn(),
+            p.user_id,
+            Utc::now(),
+            None,
+            5,
+        )
+        .await?,
         outstanding_balance_cents: 0,
         currency: "USD".into(),
         recent_documents: Vec::new(),
@@ -158,7 +165,18 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
                 })
                 .collect(),
         );
-        d.todays_appointments = Some(Vec::new());
+        // Today in UTC (the principal carries no time zone).
+        let start = today.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        d.todays_appointments = Some(
+            crate::appointments::service::upcoming_for(
+                state.db.conn(),
+                p.user_id,
+                start,
+                Some(start + Duration::days(1)),
+                50,
+            )
+            .await?,
+        );
         d.unbilled_minutes = Some(0);
     }
     state

@@ -61,6 +61,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::cases::routes::router())
         .merge(crate::realtime::routes::router())
         .merge(crate::messages::routes::router())
+        .merge(crate::appointments::routes::router())
+        .merge(crate::mail::routes::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
@@ -102,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(crate::web::router())
+        .merge(crate::appointments::routes::feed_router())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

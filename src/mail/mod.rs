@@ -7,6 +7,8 @@
 //! contents); it tells the recipient that something is waiting and links to the portal.
 
 pub mod entity;
+pub mod routes;
+pub mod worker;
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use serde::{Deserialize, Serialize};

@@ -583,6 +583,25 @@ pub async fn create_invitation(
     let txn = state.db.begin_write().await?;
     let (id, token, expires_at) =
         insert_invitation(state, &*txn, p, email.as_str(), role, input.case_id).await?;
+    // Mailed only if the invitation commits (same transaction); the worker delivers it.
+    let base = state.config.public_url.as_str().trim_end_matches('/');
+    crate::mail::enqueue_in(
+        &*txn,
+        crate::mail::NewMail {
+            kind: "invitation",
+            to_address: email.as_str().to_owned(),
+            to_user_id: None,
+            subject: "You are invited to your law firm's client portal".into(),
+            text: format!(
+                "Hello,\n\nYou have been invited to the client portal. Choose your name and \
+                 password here (the link works once, until {}):\n\n{base}/setup?token={token}\n\n\
+                 If you did not expect this, ignore this message.\n",
+                expires_at.format("%Y-%m-%d %H:%M UTC"),
+            ),
+            attachments: Vec::new(),
+        },
+    )
+    .await?;
     txn.commit().await?;
     Ok(InvitationCreated {
         id,

@@ -2,6 +2,7 @@
 //! `LFP_TEST_DB=sqlite|postgres` picks the backend (the test command runs both).
 
 mod abuse;
+mod appointments;
 mod audit;
 mod auth;
 mod authz;
@@ -12,4 +13,5 @@ mod health;
 mod helpers;
 mod live;
 mod messages;
+mod mail;
 mod users;

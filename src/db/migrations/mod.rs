@@ -8,6 +8,7 @@ mod m20261125_000002_cases;
 mod m20261125_000003_realtime;
 mod m20261125_000004_mail_outbox;
 mod m20261125_000006_messages;
+mod m20261125_000007_appointments;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_realtime::Migration),
             Box::new(m20261125_000004_mail_outbox::Migration),
             Box::new(m20261125_000006_messages::Migration),
+            Box::new(m20261125_000007_appointments::Migration),
         ]
     }
 }

@@ -1,0 +1,958 @@
+//! Appointments: availability and slots across DST, booking without double booking (also
+//! under concurrency), client rules and access, iCalendar export and feeds, reminders.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as CDuration, Utc};
+use reqwest::StatusCode;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::{Login, TestApp, problem, spawn_app, spawn_app_with};
+
+async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login]) -> String {
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Matter", "client_ids": clients.iter().map(|c| c.id).collect::<Vec<_>>()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Monday to Friday 09:00–17:00 in New York.
+async fn set_ny_hours(app: &TestApp, attorney: &Login) {
+    let rules: Vec<Value> = (1..=5)
+        .map(|d| json!({"weekday": d, "start": "09:00", "end": "17:00"}))
+        .collect();
+    let r = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/users/{}/availability", attorney.id),
+            Some(&attorney.access),
+            Some(json!({"timezone": "America/New_York", "rules": rules})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn slots(
+    app: &TestApp,
+    who: &Login,
+    attorney: &Login,
+    from: &str,
+    to: &str,
+    dur: i64,
+) -> Vec<(String, String)> {
+    let r = app
+        .get(
+            &format!(
+                "/api/v1/users/{}/slots?from={from}&to={to}&duration_minutes={dur}",
+                attorney.id
+            ),
+            Some(&who.access),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["starts_at"].as_str().unwrap().to_owned(),
+                s["ends_at"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn on_day<'a>(s: &'a [(String, String)], day: &str) -> Vec<&'a (String, String)> {
+    s.iter().filter(|(a, _)| a.starts_with(day)).collect()
+}
+
+fn ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn same_instant(a: &str, b: &str) -> bool {
+    ts(a) == ts(b)
+}
+
+/// A future time on the 5-minute grid, `days` ahead at `hh:mm` UTC.
+fn future(days: i64, hh: u32, mm: u32) -> DateTime<Utc> {
+    (Utc::now() + CDuration::days(days))
+        .date_naive()
+        .and_hms_opt(hh, mm, 0)
+        .unwrap()
+        .and_utc()
+}
+
+async fn book(app: &TestApp, who: &Login, body: Value) -> reqwest::Response {
+    app.post("/api/v1/appointments", Some(&who.access), body)
+        .await
+}
+
+#[tokio::test]
+async fn slots_keep_local_hours_across_dst_changes() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    new_case(&app, &attorney, &[&client]).await;
+    set_ny_hours(&app, &attorney).await;
+
+    // Autumn 2027: clocks go back on Sunday 7 November.
+    let s = slots(&app, &client, &attorney, "2027-11-04", "2027-11-10", 60).await;
+    let fri = on_day(&s, "2027-11-05");
+    let mon = on_day(&s, "2027-11-08");
+    assert!(same_instant(&fri[0].0, "2027-11-05T13:00:00Z"), "{fri:?}");
+    assert!(same_instant(&fri.last().unwrap().1, "2027-11-05T21:00:00Z"));
+    assert!(same_instant(&mon[0].0, "2027-11-08T14:00:00Z"), "{mon:?}");
+    assert!(same_instant(&mon.last().unwrap().1, "2027-11-08T22:00:00Z"));
+    // 15-minute steps over 8 hours for a 60-minute slot: 29 per day; none at the weekend.
+    assert_eq!(fri.len(), 29);
+    assert!(on_day(&s, "2027-11-06").is_empty() && on_day(&s, "2027-11-07").is_empty());
+
+    // Spring 2027: clocks go forward on Sunday 14 March.
+    let s = slots(&app, &client, &attorney, "2027-03-11", "2027-03-17", 30).await;
+    assert!(same_instant(
+        &on_day(&s, "2027-03-12")[0].0,
+        "2027-03-12T14:00:00Z"
+    ));
+    assert!(same_instant(
+        &on_day(&s, "2027-03-15")[0].0,
+        "2027-03-15T13:00:00Z"
+    ));
+    assert!(same_instant(
+        &on_day(&s, "2027-03-15").last().unwrap().1,
+        "2027-03-15T21:00:00Z"
+    ));
+
+    // Busy blocks and appointments are taken out.
+    let r = app
+        .post(
+            &format!("/api/v1/users/{}/busy", attorney.id),
+            Some(&attorney.access),
+            json!({"starts_at": "2027-03-15T13:00:00Z", "ends_at": "2027-03-15T15:00:00Z", "reason": "court"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "starts_at": "2027-03-15T16:00:00Z",
+        "ends_at": "2027-03-15T17:00:00Z", "title": "Prep"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let s = slots(&app, &client, &attorney, "2027-03-15", "2027-03-16", 60).await;
+    assert!(same_instant(&s[0].0, "2027-03-15T15:00:00Z"), "{s:?}");
+    assert!(
+        s.iter().all(
+            |(a, b)| ts(b) <= ts("2027-03-15T16:00:00Z") || ts(a) >= ts("2027-03-15T17:00:00Z")
+        )
+    );
+
+    // Bad ranges and durations.
+    for q in [
+        "from=2027-01-01&to=2027-03-15&duration_minutes=30",
+        "from=2027-01-02&to=2027-01-01&duration_minutes=30",
+        "from=2027-01-01&to=2027-01-02&duration_minutes=7",
+        "from=2027-01-01&to=2027-01-02&duration_minutes=0",
+        "from=yesterday&to=2027-01-02&duration_minutes=30",
+        "to=2027-01-02&duration_minutes=30",
+    ] {
+        let r = app
+            .get(
+                &format!("/api/v1/users/{}/slots?{q}", attorney.id),
+                Some(&client.access),
+            )
+            .await;
+        problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    // A client sees slots only of attorneys on their cases.
+    let stranger = app.user("client").await;
+    let r = app
+        .get(
+            &format!(
+                "/api/v1/users/{}/slots?from=2027-03-15&to=2027-03-16&duration_minutes=30",
+                attorney.id
+            ),
+            Some(&stranger.access),
+        )
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn availability_is_the_attorneys_own() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let other = app.user("attorney").await;
+    let client = app.user("client").await;
+    let admin = app.user("admin").await;
+    let path = format!("/api/v1/users/{}/availability", attorney.id);
+    let body = json!({"timezone": "Europe/Berlin", "rules": [{"weekday": 1, "start": "08:00", "end": "12:00"}]});
+    let r = app
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&other.access),
+            Some(body.clone()),
+        )
+        .await;
+    problem(r, StatusCode::FORBIDDEN).await;
+    let r = app
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&client.access),
+            Some(body.clone()),
+        )
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+    let r = app
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&admin.access),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.get(&path, Some(&attorney.access)).await;
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["timezone"], "Europe/Berlin");
+    assert_eq!(b["rules"][0]["start"], "08:00");
+    for bad in [
+        json!({"timezone": "Mars/Olympus", "rules": []}),
+        json!({"timezone": "UTC", "rules": [{"weekday": 8, "start": "08:00", "end": "12:00"}]}),
+        json!({"timezone": "UTC", "rules": [{"weekday": 1, "start": "12:00", "end": "08:00"}]}),
+        json!({"timezone": "UTC", "rules": [{"weekday": 1, "start": "8", "end": "12:00"}]}),
+    ] {
+        let r = app
+            .request(
+                reqwest::Method::PUT,
+                &path,
+                Some(&attorney.access),
+                Some(bad),
+            )
+            .await;
+        problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    // Busy blocks: list and delete; other users' blocks are not reachable.
+    let busy = format!("/api/v1/users/{}/busy", attorney.id);
+    let r = app
+        .post(
+            &busy,
+            Some(&attorney.access),
+            json!({"starts_at": "2027-01-04T09:00:00Z", "ends_at": "2027-01-04T10:00:00Z"}),
+        )
+        .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list: Value = app
+        .get(&busy, Some(&attorney.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/users/{}/busy/{id}", other.id),
+            Some(&other.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("{busy}/{id}"),
+            Some(&attorney.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn ten_concurrent_identical_bookings_one_wins() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    let (s, e) = (future(3, 15, 0), future(3, 16, 0));
+    let body = json!({"attorney_id": attorney.id, "client_id": client.id, "starts_at": s, "ends_at": e, "title": "Strategy"});
+    let results =
+        futures::future::join_all((0..10).map(|_| book(&app, &attorney, body.clone()))).await;
+    let codes: Vec<StatusCode> = results.iter().map(|r| r.status()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == StatusCode::CREATED).count(),
+        1,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == StatusCode::CONFLICT).count(),
+        9,
+        "{codes:?}"
+    );
+
+    // Overlapping partly → 409; adjacent → fine.
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "starts_at": future(3, 15, 55),
+        "ends_at": future(3, 16, 30), "title": "Overlap"}),
+    )
+    .await;
+    problem(r, StatusCode::CONFLICT).await;
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "starts_at": e,
+        "ends_at": future(3, 16, 30), "title": "Adjacent"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // The client cannot be in two places: another attorney, same time → 409.
+    let other = app.user("attorney").await;
+    let r = book(
+        &app,
+        &other,
+        json!({"attorney_id": other.id, "client_id": client.id,
+        "starts_at": future(3, 15, 30), "ends_at": future(3, 17, 0), "title": "Clash"}),
+    )
+    .await;
+    problem(r, StatusCode::CONFLICT).await;
+    // Concurrent bookings of one client with two attorneys: one wins.
+    let (a, b) = futures::future::join(
+        book(
+            &app,
+            &attorney,
+            json!({"attorney_id": attorney.id, "client_id": client.id,
+            "starts_at": future(4, 10, 0), "ends_at": future(4, 11, 0), "title": "A"}),
+        ),
+        book(
+            &app,
+            &other,
+            json!({"attorney_id": other.id, "client_id": client.id,
+            "starts_at": future(4, 10, 30), "ends_at": future(4, 11, 30), "title": "B"}),
+        ),
+    )
+    .await;
+    let mut codes = [a.status(), b.status()];
+    codes.sort();
+    assert_eq!(codes, [StatusCode::CREATED, StatusCode::CONFLICT]);
+
+    // Cancelling frees the time at once.
+    let list: Value = app
+        .get("/api/v1/appointments?limit=100", Some(&client.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"] == "Strategy")
+        .unwrap()
+        .clone();
+    let id = first["id"].as_str().unwrap();
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{id}/cancel"),
+            Some(&attorney.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["status"], "cancelled");
+    assert_eq!(c["sequence"], 1);
+    let r = book(&app, &attorney, body).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn clients_book_free_slots_of_their_attorneys_only() {
+    let app = spawn_app_with(|c| c.booking_min_notice_minutes = 120).await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    let other_client = app.user("client").await;
+    let outsider_attorney = app.user("attorney").await;
+    let case = new_case(&app, &attorney, &[&client]).await;
+    let other_case = new_case(&app, &attorney, &[&other_client]).await;
+    // Every day, all day (UTC), so the test does not depend on the weekday it runs.
+    let rules: Vec<Value> = (1..=7)
+        .map(|d| json!({"weekday": d, "start": "00:00", "end": "24:00"}))
+        .collect();
+    for a in [&attorney, &outsider_attorney] {
+        let r = app
+            .request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/users/{}/availability", a.id),
+                Some(&a.access),
+                Some(json!({"timezone": "UTC", "rules": rules})),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let slot = |d: i64, h: u32| {
+        json!({"attorney_id": attorney.id, "case_id": case, "starts_at": future(d, h, 0),
+        "ends_at": future(d, h, 30), "title": "Consultation"})
+    };
+
+    // An attorney not on the client's case does not exist for them; nor does another's case.
+    let mut b = slot(2, 10);
+    b["attorney_id"] = json!(outsider_attorney.id);
+    problem(book(&app, &client, b).await, StatusCode::NOT_FOUND).await;
+    let mut b = slot(2, 10);
+    b["case_id"] = json!(other_case);
+    problem(book(&app, &client, b).await, StatusCode::NOT_FOUND).await;
+    // Booking for someone else, or with unknown fields (mass assignment) → refused.
+    let mut b = slot(2, 10);
+    b["client_id"] = json!(other_client.id);
+    problem(book(&app, &client, b).await, StatusCode::FORBIDDEN).await;
+    let mut b = slot(2, 10);
+    b["status"] = json!("confirmed");
+    let r = book(&app, &client, b).await;
+    assert!(
+        r.status() == StatusCode::UNPROCESSABLE_ENTITY || r.status() == StatusCode::BAD_REQUEST
+    );
+    // Minimum notice: 422. Off the 5-minute grid: 422.
+    let soon = Utc::now() + CDuration::minutes(60);
+    let soon = soon
+        - CDuration::seconds(soon.timestamp() % 300)
+        - CDuration::nanoseconds(soon.timestamp_subsec_nanos() as i64);
+    let r = book(
+        &app,
+        &client,
+        json!({"attorney_id": attorney.id, "starts_at": soon,
+        "ends_at": soon + CDuration::minutes(30), "title": "Now"}),
+    )
+    .await;
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["field"], "starts_at");
+    let mut b = slot(2, 10);
+    b["starts_at"] = json!(future(2, 10, 3));
+    problem(
+        book(&app, &client, b).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    // Busy → not a free slot → 409.
+    app.post(
+        &format!("/api/v1/users/{}/busy", attorney.id),
+        Some(&attorney.access),
+        json!({"starts_at": future(2, 12, 0), "ends_at": future(2, 13, 0)}),
+    )
+    .await;
+    problem(book(&app, &client, slot(2, 12)).await, StatusCode::CONFLICT).await;
+
+    // A good booking: requested; the client may not confirm it; the attorney does.
+    let r = book(&app, &client, slot(2, 10)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["status"], "requested");
+    assert_eq!(a["client_id"], json!(client.id));
+    let id = a["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{id}/confirm"),
+            Some(&client.access),
+            json!({}),
+        )
+        .await;
+    problem(r, StatusCode::FORBIDDEN).await;
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{id}/confirm"),
+            Some(&attorney.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(
+        (a["status"].as_str(), a["sequence"].as_i64()),
+        (Some("confirmed"), Some(1))
+    );
+
+    // Outsiders see nothing of it.
+    for who in [&other_client, &outsider_attorney] {
+        for path in [
+            format!("/api/v1/appointments/{id}"),
+            format!("/api/v1/appointments/{id}/ics"),
+        ] {
+            problem(
+                app.get(&path, Some(&who.access)).await,
+                StatusCode::NOT_FOUND,
+            )
+            .await;
+        }
+        let r = app
+            .post(
+                &format!("/api/v1/appointments/{id}/cancel"),
+                Some(&who.access),
+                json!({}),
+            )
+            .await;
+        problem(r, StatusCode::NOT_FOUND).await;
+        let r = app
+            .patch(
+                &format!("/api/v1/appointments/{id}"),
+                Some(&who.access),
+                json!({"title": "x"}),
+            )
+            .await;
+        problem(r, StatusCode::NOT_FOUND).await;
+        let list: Value = app
+            .get("/api/v1/appointments", Some(&who.access))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(list["items"].as_array().unwrap().is_empty());
+    }
+
+    // Reschedule re-checks conflicts: onto another appointment of the attorney → 409.
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "starts_at": future(2, 14, 0),
+        "ends_at": future(2, 15, 0), "title": "Other"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .patch(
+            &format!("/api/v1/appointments/{id}"),
+            Some(&client.access),
+            json!({"starts_at": future(2, 14, 30), "ends_at": future(2, 15, 0)}),
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+    // A client's reschedule to a free time goes back to requested.
+    let r = app
+        .patch(
+            &format!("/api/v1/appointments/{id}"),
+            Some(&client.access),
+            json!({"starts_at": future(2, 16, 0), "ends_at": future(2, 16, 30)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(
+        (a["status"].as_str(), a["sequence"].as_i64()),
+        (Some("requested"), Some(2))
+    );
+    // The old time is free again.
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "starts_at": future(2, 10, 0),
+        "ends_at": future(2, 10, 30), "title": "Reuse"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Within the minimum notice a client can no longer cancel (409); the firm can.
+    let r = book(&app, &attorney, json!({"attorney_id": attorney.id, "client_id": client.id,
+        "starts_at": soon + CDuration::minutes(5), "ends_at": soon + CDuration::minutes(35), "title": "Soon"})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let soon_id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{soon_id}/cancel"),
+            Some(&client.access),
+            json!({}),
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{soon_id}/cancel"),
+            Some(&attorney.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Cancelled appointments cannot be rescheduled.
+    let r = app
+        .patch(
+            &format!("/api/v1/appointments/{soon_id}"),
+            Some(&attorney.access),
+            json!({"title": "again"}),
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+
+    // Lists: own only, keyset-paginated, limit checked.
+    let page: Value = app
+        .get("/api/v1/appointments?limit=1", Some(&client.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let page2: Value = app
+        .get(
+            &format!("/api/v1/appointments?limit=1&cursor={cursor}"),
+            Some(&client.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(page["items"][0]["id"], page2["items"][0]["id"]);
+    problem(
+        app.get("/api/v1/appointments?limit=0", Some(&client.access))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    // Live events went to both participants; the dashboard shows what is coming.
+    use lawfirm_pro::realtime::entity as ev;
+    let events = ev::Entity::find()
+        .filter(ev::Column::Kind.is_in(["appointment.created", "appointment.updated"]))
+        .all(app.state.db.conn())
+        .await
+        .unwrap();
+    assert!(events.iter().any(|e| e.kind == "appointment.created"
+        && e.user_ids.as_deref().is_some_and(
+            |u| u.contains(&client.id.to_string()) && u.contains(&attorney.id.to_string())
+        )));
+    let d: Value = app
+        .get("/api/v1/dashboard", Some(&client.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !d["upcoming_appointments"].as_array().unwrap().is_empty(),
+        "{d}"
+    );
+    let d: Value = app
+        .get("/api/v1/dashboard", Some(&attorney.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(d["todays_appointments"].is_array(), "{d}");
+}
+
+/// Parse iCalendar text with Python's `icalendar` (a second, independent implementation).
+fn python_parse(ics: &str) -> Value {
+    use std::io::Write;
+    let script = r#"
+import sys, json, icalendar
+cal = icalendar.Calendar.from_ical(sys.stdin.buffer.read())
+out = []
+for e in cal.walk('VEVENT'):
+    out.append({"uid": str(e['UID']), "status": str(e.get('STATUS')), "sequence": int(e.get('SEQUENCE', 0)),
+                "start": e.decoded('DTSTART').isoformat(), "summary": str(e['SUMMARY'])})
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python icalendar could not parse the calendar (is it installed? scripts/test installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn ics_export_and_secret_feed() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "client_id": client.id,
+        "starts_at": future(5, 9, 0), "ends_at": future(5, 10, 0),
+        "title": "Deposition prep; bring exhibits, IDs \\ notes", "location": "Room 4, 2nd floor"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let a: Value = r.json().await.unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+
+    let r = app
+        .get(
+            &format!("/api/v1/appointments/{id}/ics"),
+            Some(&client.access),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/calendar")
+    );
+    let ics = r.text().await.unwrap();
+    assert!(ics.contains("\r\n") && !ics.replace("\r\n", "").contains('\n'));
+    let events = python_parse(&ics);
+    assert_eq!(events.as_array().unwrap().len(), 1);
+    assert_eq!(events[0]["uid"], format!("{id}@lfp.test"));
+    assert_eq!(
+        events[0]["summary"],
+        "Deposition prep; bring exhibits, IDs \\ notes"
+    );
+    assert_eq!(events[0]["status"], "CONFIRMED");
+    assert!(same_instant(
+        events[0]["start"].as_str().unwrap(),
+        &future(5, 9, 0).to_rfc3339()
+    ));
+
+    // The feed: no auth header, outside /api/v1.
+    let r = app
+        .post(
+            "/api/v1/calendar/feed-token",
+            Some(&client.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let url = r.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.starts_with("http://lfp.test/calendar/feed/") && url.ends_with(".ics"),
+        "{url}"
+    );
+    let path = url.trim_start_matches("http://lfp.test");
+    let r = app.get(path, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/calendar")
+    );
+    let feed = python_parse(&r.text().await.unwrap());
+    assert_eq!(feed[0]["uid"], format!("{id}@lfp.test"));
+
+    // Cancelling shows in the feed: same UID, higher SEQUENCE, STATUS:CANCELLED.
+    app.post(
+        &format!("/api/v1/appointments/{id}/cancel"),
+        Some(&attorney.access),
+        json!({}),
+    )
+    .await;
+    let feed = python_parse(&app.get(path, None).await.text().await.unwrap());
+    assert_eq!(feed[0]["uid"], format!("{id}@lfp.test"));
+    assert_eq!(feed[0]["status"], "CANCELLED");
+    assert_eq!(feed[0]["sequence"], 1);
+
+    // Rotating invalidates the old URL.
+    let r = app
+        .post(
+            "/api/v1/calendar/feed-token",
+            Some(&client.access),
+            json!({}),
+        )
+        .await;
+    let url2 = r.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(url, url2);
+    problem(app.get(path, None).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(
+        app.get(url2.trim_start_matches("http://lfp.test"), None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    problem(
+        app.get("/calendar/feed/nonsense.ics", None).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        app.post("/api/v1/calendar/feed-token", None, json!({}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn reminders_go_out_once_per_offset_to_both_participants() {
+    let app = spawn_app_with(|c| {
+        c.reminder_minutes = vec![1440, 1];
+        c.job_interval = Duration::from_millis(200);
+    })
+    .await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "client_id": client.id,
+        "starts_at": future(6, 9, 0), "ends_at": future(6, 10, 0), "title": "Hearing"}),
+    )
+    .await;
+    let id: uuid::Uuid = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Time travel: the appointment now starts in 30 seconds and was booked yesterday.
+    use lawfirm_pro::appointments::entity::appointment;
+    let now = lawfirm_pro::db::now();
+    appointment::ActiveModel {
+        id: Set(id),
+        starts_at: Set(now + CDuration::seconds(30)),
+        ends_at: Set(now + CDuration::minutes(30)),
+        scheduled_at: Set(now - CDuration::days(1)),
+        ..Default::default()
+    }
+    .update(app.state.db.conn())
+    .await
+    .unwrap();
+
+    use lawfirm_pro::mail::entity as outbox;
+    let reminders = || async {
+        outbox::Entity::find()
+            .filter(outbox::Column::Kind.eq("appointment.reminder"))
+            .all(app.state.db.conn())
+            .await
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while reminders().await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reminder was queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Both offsets were due; one reminder per participant was sent, and never again.
+    let rows = reminders().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().any(|m| m.to_user_id == Some(client.id)));
+    assert!(rows.iter().any(|m| m.to_user_id == Some(attorney.id)));
+    assert!(
+        lawfirm_pro::mail::attachments_of(&rows[0])[0]
+            .filename
+            .ends_with(".ics")
+    );
+    let again = lawfirm_pro::appointments::reminders::run_once(&app.state, lawfirm_pro::db::now())
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    use lawfirm_pro::realtime::entity as ev;
+    let notes = ev::Entity::find()
+        .filter(ev::Column::Kind.eq("notification"))
+        .all(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(notes.len(), 1);
+    let users = notes[0].user_ids.clone().unwrap();
+    assert!(users.contains(&client.id.to_string()) && users.contains(&attorney.id.to_string()));
+}
+
+#[tokio::test]
+async fn staff_complete_appointments_that_have_begun() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    let r = book(
+        &app,
+        &attorney,
+        json!({"attorney_id": attorney.id, "client_id": client.id,
+        "starts_at": future(1, 9, 0), "ends_at": future(1, 10, 0), "title": "Meeting"}),
+    )
+    .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Moving within its own time does not conflict with itself; an empty patch changes nothing.
+    let r = app
+        .patch(
+            &format!("/api/v1/appointments/{id}"),
+            Some(&attorney.access),
+            json!({"starts_at": future(1, 9, 15), "ends_at": future(1, 10, 15)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .patch(
+            &format!("/api/v1/appointments/{id}"),
+            Some(&attorney.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["sequence"], 1);
+    let path = format!("/api/v1/appointments/{id}/complete");
+    problem(
+        app.post(&path, Some(&attorney.access), json!({})).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    use lawfirm_pro::appointments::entity::appointment;
+    let now = lawfirm_pro::db::now();
+    appointment::ActiveModel {
+        id: Set(id.parse().unwrap()),
+        starts_at: Set(now - CDuration::minutes(30)),
+        ..Default::default()
+    }
+    .update(app.state.db.conn())
+    .await
+    .unwrap();
+    problem(
+        app.post(&path, Some(&client.access), json!({})).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let r = app.post(&path, Some(&attorney.access), json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["status"], "completed");
+    // A completed appointment is no longer cancellable.
+    let r = app
+        .post(
+            &format!("/api/v1/appointments/{id}/cancel"),
+            Some(&attorney.access),
+            json!({}),
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+}
