@@ -37,6 +37,35 @@ pub struct Config {
     pub ws_replay_window: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Billing: the firm's currency, name (on invoices), tax rate and card processor.
+    pub billing: BillingConfig,
+}
+
+/// Billing settings (`LFP_CURRENCY`, `LFP_FIRM_NAME`, `LFP_TAX_RATE_BPS`, `LFP_PAYMENTS_*`).
+#[derive(Clone, Debug)]
+pub struct BillingConfig {
+    pub currency: crate::billing::money::Currency,
+    pub firm_name: String,
+    /// Tax on invoices in basis points (1/100 of a percent); 0 = no tax line.
+    pub tax_rate_bps: u32,
+    /// Base URL of a Stripe-compatible API (`https://api.stripe.com`); checkout is off without it.
+    pub payments_api_base: Option<url::Url>,
+    pub payments_api_key: Option<SecretString>,
+    /// Webhook signing secret; `POST /webhooks/payments` answers 404 without it.
+    pub payments_webhook_secret: Option<SecretString>,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            currency: crate::billing::money::Currency::USD,
+            firm_name: "Law Firm Pro".into(),
+            tax_rate_bps: 0,
+            payments_api_base: None,
+            payments_api_key: None,
+            payments_webhook_secret: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -109,6 +138,12 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_WS_MAX_PER_IP",
     "LFP_WS_REPLAY_WINDOW",
     "LFP_TRUSTED_PROXIES",
+    "LFP_CURRENCY",
+    "LFP_FIRM_NAME",
+    "LFP_TAX_RATE_BPS",
+    "LFP_PAYMENTS_API_BASE",
+    "LFP_PAYMENTS_API_KEY",
+    "LFP_PAYMENTS_WEBHOOK_SECRET",
     // Read by the test command and the test harness, not by the server.
     "LFP_TEST_DB",
 ];
@@ -140,6 +175,7 @@ impl Config {
             ws_max_per_ip: 200,
             ws_replay_window: 1000,
             trusted_proxies: Vec::new(),
+            billing: BillingConfig::default(),
         }
     }
 
@@ -335,12 +371,49 @@ impl Config {
                 ));
             }
         }
+        billing_from_env(&mut c.billing, &get)?;
         c.master_key = pick(get("LFP_MASTER_KEY"), fc.master_key).map(SecretString::from);
         if let Some(k) = &c.master_key {
             crate::crypto::MasterKey::from_base64(k).map_err(|m| invalid("LFP_MASTER_KEY", m))?;
         }
         Ok(c)
     }
+}
+
+fn billing_from_env(
+    b: &mut BillingConfig,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+    if let Some(v) = get("LFP_CURRENCY") {
+        b.currency = crate::billing::money::Currency::parse(v.trim())
+            .map_err(|m| invalid("LFP_CURRENCY", format!("`{v}` {m}")))?;
+    }
+    if let Some(v) = get("LFP_FIRM_NAME") {
+        b.firm_name = v.trim().to_string();
+    }
+    if let Some(v) = get("LFP_TAX_RATE_BPS") {
+        b.tax_rate_bps = v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 10_000)
+            .ok_or_else(|| invalid("LFP_TAX_RATE_BPS", format!("`{v}` is not 0..10000")))?;
+    }
+    if let Some(v) = get("LFP_PAYMENTS_API_BASE") {
+        let u = url::Url::parse(v.trim())
+            .map_err(|e| invalid("LFP_PAYMENTS_API_BASE", format!("`{v}`: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(invalid(
+                "LFP_PAYMENTS_API_BASE",
+                "must be an http or https URL".into(),
+            ));
+        }
+        b.payments_api_base = Some(u);
+    }
+    b.payments_api_key = get("LFP_PAYMENTS_API_KEY").map(SecretString::from);
+    b.payments_webhook_secret = get("LFP_PAYMENTS_WEBHOOK_SECRET").map(SecretString::from);
+    Ok(())
 }
 
 fn pick(env: Option<String>, file: Option<String>) -> Option<String> {

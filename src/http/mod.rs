@@ -59,6 +59,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::audit::routes::router())
         .merge(crate::cases::routes::router())
         .merge(crate::realtime::routes::router())
+        .merge(crate::billing::routes::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.

@@ -773,3 +773,23 @@ pub async fn all_clients(db: &Db) -> Result<Vec<(Uuid, String)>> {
         .await?;
     Ok(rows)
 }
+
+/// Email addresses of active users among `ids` (for mail other capabilities send).
+pub async fn emails_of<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(Uuid, String)> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .column(user::Column::Email)
+        .filter(user::Column::Id.is_in(ids.to_vec()))
+        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod billing;
 mod cases;
 mod cli;
 mod health;

@@ -7,6 +7,7 @@ mod m20261125_000001_identity;
 mod m20261125_000002_cases;
 mod m20261125_000003_realtime;
 mod m20261125_000004_mail_outbox;
+mod m20261125_000008_billing;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_cases::Migration),
             Box::new(m20261125_000003_realtime::Migration),
             Box::new(m20261125_000004_mail_outbox::Migration),
+            Box::new(m20261125_000008_billing::Migration),
         ]
     }
 }
