@@ -97,24 +97,12 @@ pub async fn checkout(state: &AppState, p: &Principal, id: Uuid) -> Result<Check
         .map_err(|e| anyhow::anyhow!("payments API base: {e}"))?;
     // Same invoice and balance → same key: a retried click reuses the processor's session.
     let idempotency_key = format!("lfp-checkout-{id}-{balance}");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .build()
-        .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
-    let res = client
-        .post(endpoint)
-        .bearer_auth(key.expose_secret())
-        .header("Idempotency-Key", idempotency_key)
-        .form(&form)
-        .send()
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let (status, body) = post_form(endpoint.as_str(), key.expose_secret(), &idempotency_key, body)
         .await
-        .map_err(|e| anyhow::anyhow!("payment processor unreachable: {e}"))?;
-    let status = res.status();
-    let body = res
-        .bytes()
-        .await
-        .map_err(|e| anyhow::anyhow!("payment processor response: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("payment processor: {e}"))?;
     if !status.is_success() {
         return Err(anyhow::anyhow!("payment processor answered {status}").into());
     }
@@ -135,6 +123,45 @@ pub async fn checkout(state: &AppState, p: &Principal, id: Uuid) -> Result<Check
         )
         .await?;
     Ok(CheckoutSession { checkout_url: url })
+}
+
+/// POST a form with bearer auth and an idempotency key; answer status and (bounded) body.
+/// hyper over rustls with ring: the same TLS stack as the rest of the binary.
+async fn post_form(
+    url: &str,
+    api_key: &str,
+    idempotency_key: &str,
+    body: String,
+) -> std::result::Result<(axum::http::StatusCode, axum::body::Bytes), String> {
+    use axum::http::{Request, header};
+    use http_body_util::{BodyExt, Full, Limited};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<axum::body::Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let req = Request::post(url)
+        .header(header::AUTHORIZATION, format!("Bearer {api_key}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("Idempotency-Key", idempotency_key)
+        .body(Full::new(axum::body::Bytes::from(body)))
+        .map_err(|e| format!("request: {e}"))?;
+    let timeout = std::time::Duration::from_secs(20);
+    let res = tokio::time::timeout(timeout, client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let status = res.status();
+    let bytes = tokio::time::timeout(timeout, Limited::new(res.into_body(), 1 << 20).collect())
+        .await
+        .map_err(|_| "timed out reading the response".to_string())?
+        .map_err(|e| format!("reading the response: {e}"))?
+        .to_bytes();
+    Ok((status, bytes))
 }
 
 /// Why a webhook was refused.
