@@ -2,8 +2,8 @@
 //! signed `checkout.session.completed` webhooks in (idempotent by event id).
 
 use hmac::{Hmac, Mac};
-use secrecy::ExposeSecret;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -54,8 +54,14 @@ pub fn session_form(
     };
     vec![
         ("mode".into(), "payment".into()),
-        ("line_items[0][price_data][currency]".into(), currency.code().to_ascii_lowercase()),
-        ("line_items[0][price_data][unit_amount]".into(), amount_cents.to_string()),
+        (
+            "line_items[0][price_data][currency]".into(),
+            currency.code().to_ascii_lowercase(),
+        ),
+        (
+            "line_items[0][price_data][unit_amount]".into(),
+            amount_cents.to_string(),
+        ),
         (
             "line_items[0][price_data][product_data][name]".into(),
             format!("Invoice {number} ({firm})"),
@@ -77,7 +83,9 @@ pub async fn checkout(state: &AppState, p: &Principal, id: Uuid) -> Result<Check
     }
     let cfg = &state.config.billing;
     let (Some(base), Some(key)) = (&cfg.payments_api_base, &cfg.payments_api_key) else {
-        return Err(Error::Conflict("Online card payments are not configured.".into()));
+        return Err(Error::Conflict(
+            "Online card payments are not configured.".into(),
+        ));
     };
     let status = invoices::effective_status(&a.invoice, invoices::today());
     let balance = a.invoice.total_cents - a.invoice.paid_cents;
@@ -100,9 +108,14 @@ pub async fn checkout(state: &AppState, p: &Principal, id: Uuid) -> Result<Check
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&form)
         .finish();
-    let (status, body) = post_form(endpoint.as_str(), key.expose_secret(), &idempotency_key, body)
-        .await
-        .map_err(|e| anyhow::anyhow!("payment processor: {e}"))?;
+    let (status, body) = post_form(
+        endpoint.as_str(),
+        key.expose_secret(),
+        &idempotency_key,
+        body,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("payment processor: {e}"))?;
     if !status.is_success() {
         return Err(anyhow::anyhow!("payment processor answered {status}").into());
     }
@@ -143,7 +156,8 @@ async fn post_form(
         .https_or_http()
         .enable_http1()
         .build();
-    let client: Client<_, Full<axum::body::Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let client: Client<_, Full<axum::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build(https);
     let req = Request::post(url)
         .header(header::AUTHORIZATION, format!("Bearer {api_key}"))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -216,7 +230,10 @@ pub fn verify_signature(
     mac.update(b".");
     mac.update(body);
     let expected = mac.finalize().into_bytes();
-    if !sigs.iter().any(|s| bool::from(s.as_slice().ct_eq(expected.as_slice()))) {
+    if !sigs
+        .iter()
+        .any(|s| bool::from(s.as_slice().ct_eq(expected.as_slice())))
+    {
         return Err("signature does not match");
     }
     if (now - t).abs() > TOLERANCE_SECS {
@@ -276,8 +293,8 @@ pub async fn webhook(
         );
         return Err(WebhookError::BadRequest(why));
     }
-    let event: Event =
-        serde_json::from_slice(body).map_err(|_| WebhookError::BadRequest("body is not an event"))?;
+    let event: Event = serde_json::from_slice(body)
+        .map_err(|_| WebhookError::BadRequest("body is not an event"))?;
     if event.id.is_empty() || event.id.len() > 255 {
         return Err(WebhookError::BadRequest("event id is missing or too long"));
     }
@@ -303,8 +320,12 @@ pub async fn webhook(
         .as_str()
         .and_then(|s| s.parse::<Uuid>().ok());
     let amount = obj["amount_total"].as_i64();
-    let currency = obj["currency"].as_str().and_then(|c| Currency::parse(c).ok());
-    let session_id = obj["id"].as_str().map(|s| s.chars().take(200).collect::<String>());
+    let currency = obj["currency"]
+        .as_str()
+        .and_then(|c| Currency::parse(c).ok());
+    let session_id = obj["id"]
+        .as_str()
+        .map(|s| s.chars().take(200).collect::<String>());
     let reject = |why: &str| {
         NewEntry::new("payment.webhook", "webhook")
             .outcome(Outcome::Failure)
@@ -325,7 +346,8 @@ pub async fn webhook(
     };
     use sea_orm::EntityTrait;
     if invoices::currency_of(&inv) != currency || amount <= 0 {
-        crate::audit::service::append_in(&*txn, vec![reject("currency or amount mismatch")]).await?;
+        crate::audit::service::append_in(&*txn, vec![reject("currency or amount mismatch")])
+            .await?;
         txn.commit().await?;
         return Ok(ack("rejected"));
     }
@@ -342,7 +364,11 @@ pub async fn webhook(
         Ok(_) => "applied",
         Err(Refused::NotOpen(_)) | Err(Refused::Overpayment { .. }) => {
             // Money arrived that the invoice cannot take: keep the event, flag it for a human.
-            crate::audit::service::append_in(&*txn, vec![reject("invoice not payable for this amount")]).await?;
+            crate::audit::service::append_in(
+                &*txn,
+                vec![reject("invoice not payable for this amount")],
+            )
+            .await?;
             tracing::warn!(invoice = %invoice_id, amount, "card payment could not be applied");
             "rejected"
         }

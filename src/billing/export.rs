@@ -44,11 +44,25 @@ async fn ledes_of(state: &AppState, a: &InvoiceAccess) -> Result<LedesInvoice> {
         .map(|(i, l)| {
             let n = i as u32 + 1;
             match LineKind::parse(&l.kind) {
-                Ok(LineKind::Expense) => LedesLine::expense(n, l.work_date, l.amount_cents, l.expense_code, l.description),
+                Ok(LineKind::Expense) => LedesLine::expense(
+                    n,
+                    l.work_date,
+                    l.amount_cents,
+                    l.expense_code,
+                    l.description,
+                ),
                 _ => {
                     let tk = l
                         .timekeeper_id
-                        .and_then(|t| names.get(&t).map(|(name, role)| (short_id(t), ledes::surname_first(name), classification(*role).to_string())))
+                        .and_then(|t| {
+                            names.get(&t).map(|(name, role)| {
+                                (
+                                    short_id(t),
+                                    ledes::surname_first(name),
+                                    classification(*role).to_string(),
+                                )
+                            })
+                        })
                         .unwrap_or_default();
                     LedesLine::fee(
                         n,
@@ -82,7 +96,11 @@ async fn ledes_of(state: &AppState, a: &InvoiceAccess) -> Result<LedesInvoice> {
 }
 
 /// `GET /invoices/{id}/ledes/validate`: the problems an export would have (empty: none).
-pub async fn ledes_problems(state: &AppState, p: &Principal, id: Uuid) -> Result<Vec<LedesProblem>> {
+pub async fn ledes_problems(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+) -> Result<Vec<LedesProblem>> {
     let a = invoices::require(state, state.db.conn(), p, id).await?;
     Ok(ledes::validate(&ledes_of(state, &a).await?))
 }
@@ -100,7 +118,11 @@ impl From<Error> for LedesError {
 }
 
 /// `GET /invoices/{id}/ledes`: the file, or the problems that stop it (422).
-pub async fn ledes_file(state: &AppState, p: &Principal, id: Uuid) -> std::result::Result<(String, String), LedesError> {
+pub async fn ledes_file(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+) -> std::result::Result<(String, String), LedesError> {
     let a = invoices::require(state, state.db.conn(), p, id).await?;
     let l = ledes_of(state, &a).await?;
     let problems = ledes::validate(&l);
@@ -117,7 +139,8 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
     let conn = state.db.conn();
     let inv = &a.invoice;
     let lines = lines_of(conn, inv.id).await?;
-    let names = users::service::names_of(conn, &inv.client_id.into_iter().collect::<Vec<_>>()).await?;
+    let names =
+        users::service::names_of(conn, &inv.client_id.into_iter().collect::<Vec<_>>()).await?;
     let currency = currency_of(inv);
     let m = |v: i64| Money::new(v, currency).display();
     let status = effective_status(inv, invoices::today());
@@ -129,7 +152,10 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
         .unwrap_or_default();
     let mut totals = vec![("Subtotal".to_string(), m(inv.subtotal_cents))];
     if inv.tax_cents != 0 {
-        totals.push((format!("Tax ({} bps)", state.config.billing.tax_rate_bps), m(inv.tax_cents)));
+        totals.push((
+            format!("Tax ({} bps)", state.config.billing.tax_rate_bps),
+            m(inv.tax_cents),
+        ));
     }
     totals.push(("Total".into(), m(inv.total_cents)));
     totals.push(("Paid".into(), m(inv.paid_cents)));
@@ -158,7 +184,14 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
                     l.work_date.to_string(),
                     codes,
                     l.description,
-                    l.minutes.map(|mi| super::money::format_minor(super::money::div_round_half_up(mi as i128 * 100, 60).unwrap_or(0), 2)).unwrap_or_default(),
+                    l.minutes
+                        .map(|mi| {
+                            super::money::format_minor(
+                                super::money::div_round_half_up(mi as i128 * 100, 60).unwrap_or(0),
+                                2,
+                            )
+                        })
+                        .unwrap_or_default(),
                     l.rate_cents.map(|r| currency.format(r)).unwrap_or_default(),
                     currency.format(l.amount_cents),
                 ]
@@ -166,9 +199,16 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
             .collect(),
         totals,
         payment_instructions: vec![
-            format!("Please pay {} by {}.", m(inv.total_cents - inv.paid_cents), inv.due_on),
+            format!(
+                "Please pay {} by {}.",
+                m(inv.total_cents - inv.paid_cents),
+                inv.due_on
+            ),
             format!("Pay online by card in your client portal: {link}"),
-            format!("Or by wire transfer or check, quoting invoice number {}.", inv.number),
+            format!(
+                "Or by wire transfer or check, quoting invoice number {}.",
+                inv.number
+            ),
         ],
     };
     let bytes = tokio::task::spawn_blocking(move || pdf::render(&doc))

@@ -130,7 +130,10 @@ pub fn view(i: invoice::Model, lines: Vec<invoice_line::Model>) -> InvoiceView {
     }
 }
 
-pub async fn lines_of<C: ConnectionTrait>(conn: &C, invoice_id: Uuid) -> Result<Vec<invoice_line::Model>> {
+pub async fn lines_of<C: ConnectionTrait>(
+    conn: &C,
+    invoice_id: Uuid,
+) -> Result<Vec<invoice_line::Model>> {
     Ok(invoice_line::Entity::find()
         .filter(invoice_line::Column::InvoiceId.eq(invoice_id))
         .order_by_asc(invoice_line::Column::Position)
@@ -139,7 +142,10 @@ pub async fn lines_of<C: ConnectionTrait>(conn: &C, invoice_id: Uuid) -> Result<
 }
 
 /// Views of many invoices with their lines in one extra query.
-async fn views<C: ConnectionTrait>(conn: &C, rows: Vec<invoice::Model>) -> Result<Vec<InvoiceView>> {
+async fn views<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<invoice::Model>,
+) -> Result<Vec<InvoiceView>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -199,7 +205,9 @@ fn may_issue(p: &Principal) -> Result<()> {
     if matches!(p.role, Role::Admin | Role::Attorney) {
         Ok(())
     } else {
-        Err(Error::Forbidden("Only attorneys and admins issue invoices."))
+        Err(Error::Forbidden(
+            "Only attorneys and admins issue invoices.",
+        ))
     }
 }
 
@@ -304,12 +312,18 @@ pub fn draft_lines(
 }
 
 /// `POST /invoices` (attorneys and admins on the case): a draft from unbilled entries.
-pub async fn create_invoice(state: &AppState, p: &Principal, input: NewInvoice) -> Result<InvoiceView> {
+pub async fn create_invoice(
+    state: &AppState,
+    p: &Principal,
+    input: NewInvoice,
+) -> Result<InvoiceView> {
     let txn = state.db.begin_write().await?;
     let a = access::require(state, &*txn, p, input.case_id).await?;
     may_issue(p)?;
     if !a.is_staff(p) {
-        return Err(Error::Forbidden("Only the legal team of this case may do this."));
+        return Err(Error::Forbidden(
+            "Only the legal team of this case may do this.",
+        ));
     }
     let id = Uuid::now_v7();
     let through = input.through;
@@ -412,7 +426,12 @@ pub async fn get_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<In
     Ok(view(a.invoice, lines))
 }
 
-pub async fn audit_read(state: &AppState, p: &Principal, a: &InvoiceAccess, action: &str) -> Result<()> {
+pub async fn audit_read(
+    state: &AppState,
+    p: &Principal,
+    a: &InvoiceAccess,
+    action: &str,
+) -> Result<()> {
     let mut e = NewEntry::new(action, "invoice")
         .by(p)
         .resource(a.invoice.id)
@@ -460,7 +479,10 @@ fn case_scope(p: &Principal) -> Option<Condition> {
 
 /// A filter on the stored status that yields `status` as readers see it.
 pub fn status_condition(s: InvoiceStatus, today: NaiveDate) -> Condition {
-    let open = [InvoiceStatus::Sent.as_str(), InvoiceStatus::PartiallyPaid.as_str()];
+    let open = [
+        InvoiceStatus::Sent.as_str(),
+        InvoiceStatus::PartiallyPaid.as_str(),
+    ];
     match s {
         InvoiceStatus::Overdue => Condition::all()
             .add(invoice::Column::Status.is_in(open))
@@ -473,10 +495,17 @@ pub fn status_condition(s: InvoiceStatus, today: NaiveDate) -> Condition {
 }
 
 /// `GET /invoices`: staff see their cases' invoices, clients their sent ones; newest first.
-pub async fn list_invoices(state: &AppState, p: &Principal, f: InvoiceFilter) -> Result<Page<InvoiceView>> {
+pub async fn list_invoices(
+    state: &AppState,
+    p: &Principal,
+    f: InvoiceFilter,
+) -> Result<Page<InvoiceView>> {
     let limit = Limit::parse(f.limit)?;
     let mut v = Validator::default();
-    let status = f.status.as_deref().and_then(|s| v.check("status", InvoiceStatus::parse(s)));
+    let status = f
+        .status
+        .as_deref()
+        .and_then(|s| v.check("status", InvoiceStatus::parse(s)));
     v.finish()?;
     let cursor: Option<InvoiceCursor> = decode_cursor(f.cursor.as_deref())?;
     let mut q = invoice::Entity::find();
@@ -512,16 +541,25 @@ pub async fn list_invoices(state: &AppState, p: &Principal, f: InvoiceFilter) ->
     let more = rows.len() as u64 > limit.get();
     rows.truncate(limit.get() as usize);
     let next_cursor = more
-        .then(|| rows.last().map(|i| encode_cursor(&InvoiceCursor { at: i.created_at, id: i.id })))
+        .then(|| {
+            rows.last().map(|i| {
+                encode_cursor(&InvoiceCursor {
+                    at: i.created_at,
+                    id: i.id,
+                })
+            })
+        })
         .flatten();
     state
         .audit
         .record(
-            NewEntry::new("invoice.list", "invoice").by(p).details(serde_json::json!({
-                "count": rows.len(),
-                "invoice_ids": rows.iter().map(|i| i.id).collect::<Vec<_>>(),
-                "admin_access": p.is_admin(),
-            })),
+            NewEntry::new("invoice.list", "invoice")
+                .by(p)
+                .details(serde_json::json!({
+                    "count": rows.len(),
+                    "invoice_ids": rows.iter().map(|i| i.id).collect::<Vec<_>>(),
+                    "admin_access": p.is_admin(),
+                })),
         )
         .await?;
     Ok(Page {
@@ -540,7 +578,9 @@ async fn require_issuer<C: ConnectionTrait>(
     let a = require(state, conn, p, id).await?;
     may_issue(p)?;
     if !a.staff {
-        return Err(Error::Forbidden("Only the legal team of this case may do this."));
+        return Err(Error::Forbidden(
+            "Only the legal team of this case may do this.",
+        ));
     }
     Ok(a)
 }
@@ -556,7 +596,10 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
     let issued = t.date_naive();
     let due = issued + Duration::days(PAYMENT_TERMS_DAYS);
     let res = invoice::Entity::update_many()
-        .col_expr(invoice::Column::Status, Expr::value(InvoiceStatus::Sent.as_str()))
+        .col_expr(
+            invoice::Column::Status,
+            Expr::value(InvoiceStatus::Sent.as_str()),
+        )
         .col_expr(invoice::Column::IssuedOn, Expr::value(issued))
         .col_expr(invoice::Column::DueOn, Expr::value(due))
         .col_expr(invoice::Column::SentAt, Expr::value(t))
@@ -568,7 +611,10 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
     if res.rows_affected == 0 {
         return Err(Error::Conflict("Only a draft invoice can be sent.".into()));
     }
-    let inv = invoice::Entity::find_by_id(id).one(&*txn).await?.ok_or(Error::NotFound)?;
+    let inv = invoice::Entity::find_by_id(id)
+        .one(&*txn)
+        .await?
+        .ok_or(Error::NotFound)?;
     let currency = currency_of(&inv);
     let balance = Money::new(inv.total_cents - inv.paid_cents, currency);
     realtime::emit_in(
@@ -599,14 +645,19 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         .map(|u| u.to_string())
         .unwrap_or_else(|_| state.config.public_url.to_string());
     for uid in &clients {
-        let Some(addr) = emails.get(uid) else { continue };
+        let Some(addr) = emails.get(uid) else {
+            continue;
+        };
         crate::mail::enqueue_in(
             &*txn,
             crate::mail::NewMail {
                 kind: "invoice.sent",
                 to_address: addr.clone(),
                 to_user_id: Some(*uid),
-                subject: format!("Invoice {} from {}", inv.number, state.config.billing.firm_name),
+                subject: format!(
+                    "Invoice {} from {}",
+                    inv.number, state.config.billing.firm_name
+                ),
                 text: format!(
                     "A new invoice is available in your client portal.\n\n\
                      Invoice: {}\nAmount due: {}\nDue on: {}\n\nView and pay it here: {}\n",
@@ -641,13 +692,13 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
 pub async fn void_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<InvoiceView> {
     let txn = state.db.begin_write().await?;
     let a = require_issuer(state, &*txn, p, id).await?;
-    let voidable = [
-        InvoiceStatus::Draft.as_str(),
-        InvoiceStatus::Sent.as_str(),
-    ];
+    let voidable = [InvoiceStatus::Draft.as_str(), InvoiceStatus::Sent.as_str()];
     let t = crate::db::now();
     let res = invoice::Entity::update_many()
-        .col_expr(invoice::Column::Status, Expr::value(InvoiceStatus::Void.as_str()))
+        .col_expr(
+            invoice::Column::Status,
+            Expr::value(InvoiceStatus::Void.as_str()),
+        )
         .col_expr(invoice::Column::VoidedAt, Expr::value(t))
         .col_expr(invoice::Column::UpdatedAt, Expr::value(t))
         .filter(invoice::Column::Id.eq(id))
@@ -662,12 +713,18 @@ pub async fn void_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         )));
     }
     time_entry::Entity::update_many()
-        .col_expr(time_entry::Column::InvoiceId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            time_entry::Column::InvoiceId,
+            Expr::value(Option::<Uuid>::None),
+        )
         .filter(time_entry::Column::InvoiceId.eq(id))
         .exec(&*txn)
         .await?;
     expense::Entity::update_many()
-        .col_expr(expense::Column::InvoiceId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            expense::Column::InvoiceId,
+            Expr::value(Option::<Uuid>::None),
+        )
         .filter(expense::Column::InvoiceId.eq(id))
         .exec(&*txn)
         .await?;
@@ -682,7 +739,10 @@ pub async fn void_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         ],
     )
     .await?;
-    let inv = invoice::Entity::find_by_id(id).one(&*txn).await?.ok_or(Error::NotFound)?;
+    let inv = invoice::Entity::find_by_id(id)
+        .one(&*txn)
+        .await?
+        .ok_or(Error::NotFound)?;
     let lines = lines_of(&*txn, id).await?;
     txn.commit().await?;
     Ok(view(inv, lines))
@@ -721,7 +781,10 @@ mod tests {
             825,
         )
         .unwrap();
-        assert_eq!(d.lines.iter().map(|l| l.amount_cents).collect::<Vec<_>>(), [1440; 3]);
+        assert_eq!(
+            d.lines.iter().map(|l| l.amount_cents).collect::<Vec<_>>(),
+            [1440; 3]
+        );
         assert_eq!(d.subtotal_cents, 4320);
         assert_eq!(d.tax_cents, 356); // 356.4
         assert_eq!(d.total_cents, 4676);

@@ -110,7 +110,13 @@ impl LedesLine {
         }
     }
 
-    pub fn expense(number: u32, date: NaiveDate, amount: i64, code: Option<String>, description: String) -> Self {
+    pub fn expense(
+        number: u32,
+        date: NaiveDate,
+        amount: i64,
+        code: Option<String>,
+        description: String,
+    ) -> Self {
         Self {
             number,
             fee: false,
@@ -165,7 +171,12 @@ pub fn clean(s: &str, max: usize) -> String {
         out.push(c);
     }
     let trimmed = out.trim_end();
-    trimmed.chars().take(max).collect::<String>().trim_end().to_string()
+    trimmed
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
 }
 
 fn date(d: NaiveDate) -> String {
@@ -191,11 +202,19 @@ pub fn validate(inv: &LedesInvoice) -> Vec<LedesProblem> {
         if value.trim().is_empty() {
             push(None, field, format!("{field} is required and empty"));
         } else if value.chars().count() > max {
-            push(None, field, format!("{field} is longer than {max} characters"));
+            push(
+                None,
+                field,
+                format!("{field} is longer than {max} characters"),
+            );
         }
     }
     if inv.lines.is_empty() {
-        push(None, "LINE_ITEM_NUMBER", "the invoice has no line items".into());
+        push(
+            None,
+            "LINE_ITEM_NUMBER",
+            "the invoice has no line items".into(),
+        );
     }
     let sum: i128 = inv.lines.iter().map(|l| l.total as i128).sum();
     if sum != inv.invoice_total as i128 {
@@ -211,7 +230,8 @@ pub fn validate(inv: &LedesInvoice) -> Vec<LedesProblem> {
     }
     for l in &inv.lines {
         let n = Some(l.number);
-        let extended = div_round_half_up(l.units_hundredths as i128 * l.unit_cost as i128, 100).unwrap_or(i64::MIN);
+        let extended = div_round_half_up(l.units_hundredths as i128 * l.unit_cost as i128, 100)
+            .unwrap_or(i64::MIN);
         if extended.checked_add(l.adjustment) != Some(l.total) {
             push(
                 n,
@@ -226,26 +246,50 @@ pub fn validate(inv: &LedesInvoice) -> Vec<LedesProblem> {
             );
         }
         if l.units_hundredths <= 0 {
-            push(n, "LINE_ITEM_NUMBER_OF_UNITS", "the number of units must be positive".into());
+            push(
+                n,
+                "LINE_ITEM_NUMBER_OF_UNITS",
+                "the number of units must be positive".into(),
+            );
         }
         if clean(&l.description, 15_000).is_empty() {
-            push(n, "LINE_ITEM_DESCRIPTION", "the line has no description".into());
+            push(
+                n,
+                "LINE_ITEM_DESCRIPTION",
+                "the line has no description".into(),
+            );
         }
         if l.fee {
             if l.task_code.is_none() {
-                push(n, "LINE_ITEM_TASK_CODE", "fee line has no UTBMS task code (e.g. L110)".into());
+                push(
+                    n,
+                    "LINE_ITEM_TASK_CODE",
+                    "fee line has no UTBMS task code (e.g. L110)".into(),
+                );
             }
             if l.activity_code.is_none() {
-                push(n, "LINE_ITEM_ACTIVITY_CODE", "fee line has no UTBMS activity code (e.g. A101)".into());
+                push(
+                    n,
+                    "LINE_ITEM_ACTIVITY_CODE",
+                    "fee line has no UTBMS activity code (e.g. A101)".into(),
+                );
             }
             if l.timekeeper_id.is_empty() || l.timekeeper_name.is_empty() {
                 push(n, "TIMEKEEPER_NAME", "fee line has no timekeeper".into());
             }
             if l.timekeeper_classification.is_empty() {
-                push(n, "TIMEKEEPER_CLASSIFICATION", "fee line has no timekeeper classification".into());
+                push(
+                    n,
+                    "TIMEKEEPER_CLASSIFICATION",
+                    "fee line has no timekeeper classification".into(),
+                );
             }
         } else if l.expense_code.is_none() {
-            push(n, "LINE_ITEM_EXPENSE_CODE", "expense line has no UTBMS expense code (e.g. E101)".into());
+            push(
+                n,
+                "LINE_ITEM_EXPENSE_CODE",
+                "expense line has no UTBMS expense code (e.g. E101)".into(),
+            );
         }
     }
     out
@@ -358,8 +402,10 @@ INVOICE_DATE|INVOICE_NUMBER|CLIENT_ID|LAW_FIRM_MATTER_ID|INVOICE_TOTAL|BILLING_S
         inv.lines[1].total = 2600;
         inv.client_id = String::new();
         let problems = validate(&inv);
-        let fields: Vec<(Option<u32>, &str)> =
-            problems.iter().map(|p| (p.line, p.field.as_str())).collect();
+        let fields: Vec<(Option<u32>, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.field.as_str()))
+            .collect();
         assert!(fields.contains(&(None, "CLIENT_ID")), "{problems:?}");
         assert!(fields.contains(&(None, "INVOICE_TOTAL")));
         assert!(fields.contains(&(Some(1), "LINE_ITEM_TASK_CODE")));

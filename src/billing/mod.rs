@@ -41,13 +41,21 @@ pub(crate) fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Stateme
 
 /// A required one-line-or-more description: trimmed, 1..=max characters, no control
 /// characters other than newlines.
-pub(crate) fn check_description(v: &mut Validator, field: &str, s: &str, max: usize) -> Option<String> {
+pub(crate) fn check_description(
+    v: &mut Validator,
+    field: &str,
+    s: &str,
+    max: usize,
+) -> Option<String> {
     let t = s.trim();
     if t.is_empty() {
         v.push(field, "is required");
         None
     } else if t.chars().count() > max || t.chars().any(|c| c.is_control() && c != '\n') {
-        v.push(field, format!("must be at most {max} characters without control characters"));
+        v.push(
+            field,
+            format!("must be at most {max} characters without control characters"),
+        );
         None
     } else {
         Some(t.to_string())
@@ -58,7 +66,10 @@ pub(crate) fn check_description(v: &mut Validator, field: &str, s: &str, max: us
 pub(crate) fn check_reference(v: &mut Validator, s: Option<&str>) -> Option<String> {
     let t = s.map(str::trim).filter(|s| !s.is_empty())?;
     if t.chars().count() > 200 || t.chars().any(char::is_control) {
-        v.push("reference", "must be at most 200 characters without control characters");
+        v.push(
+            "reference",
+            "must be at most 200 characters without control characters",
+        );
         return None;
     }
     Some(t.to_string())

@@ -160,7 +160,9 @@ pub fn format_minor(minor: i64, exponent: u8) -> String {
 
 fn group_thousands(s: &str) -> String {
     let (sign, rest) = s.strip_prefix('-').map_or(("", s), |r| ("-", r));
-    let (int, frac) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(i, f)| (i, Some(f)));
     let mut out = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
@@ -198,7 +200,10 @@ mod tests {
         assert_eq!(format_minor(-41, 2), "-0.41");
         assert_eq!(format_minor(5, 0), "5");
         assert_eq!(format_minor(1234, 3), "1.234");
-        assert_eq!(Money::new(123456789, Currency::USD).display(), "USD 1,234,567.89");
+        assert_eq!(
+            Money::new(123456789, Currency::USD).display(),
+            "USD 1,234,567.89"
+        );
         assert_eq!(div_round_half_up(-5, 2), Some(-3));
         assert_eq!(div_round_half_up(1, 0), None);
     }

@@ -107,7 +107,10 @@ pub async fn apply_payment_in<C: ConnectionTrait>(
         .await?
         .ok_or(Error::NotFound)?;
     if res.rows_affected() == 0 {
-        let open = [InvoiceStatus::Sent.as_str(), InvoiceStatus::PartiallyPaid.as_str()];
+        let open = [
+            InvoiceStatus::Sent.as_str(),
+            InvoiceStatus::PartiallyPaid.as_str(),
+        ];
         return Ok(Err(if open.contains(&inv.status.as_str()) {
             Refused::Overpayment {
                 balance_cents: inv.total_cents - inv.paid_cents,
@@ -155,7 +158,11 @@ pub async fn apply_payment_in<C: ConnectionTrait>(
     Ok(Ok((pay, inv)))
 }
 
-fn payment_view(pay: payment::Model, inv: invoice::Model, lines: Vec<super::entity::invoice_line::Model>) -> PaymentView {
+fn payment_view(
+    pay: payment::Model,
+    inv: invoice::Model,
+    lines: Vec<super::entity::invoice_line::Model>,
+) -> PaymentView {
     PaymentView {
         id: pay.id,
         invoice_id: pay.invoice_id,
@@ -170,12 +177,20 @@ fn payment_view(pay: payment::Model, inv: invoice::Model, lines: Vec<super::enti
 
 fn check_amount(v: &mut Validator, amount: i64) {
     if !(1..=MAX_AMOUNT_CENTS).contains(&amount) {
-        v.push("amount_cents", format!("must be between 1 and {MAX_AMOUNT_CENTS}"));
+        v.push(
+            "amount_cents",
+            format!("must be between 1 and {MAX_AMOUNT_CENTS}"),
+        );
     }
 }
 
 /// `POST /invoices/{id}/payments` (staff of the case).
-pub async fn record_payment(state: &AppState, p: &Principal, invoice_id: Uuid, input: NewPayment) -> Result<PaymentView> {
+pub async fn record_payment(
+    state: &AppState,
+    p: &Principal,
+    invoice_id: Uuid,
+    input: NewPayment,
+) -> Result<PaymentView> {
     let mut v = Validator::default();
     check_amount(&mut v, input.amount_cents);
     let method = v.check("method", PaymentMethod::parse(&input.method));
@@ -188,14 +203,30 @@ pub async fn record_payment(state: &AppState, p: &Principal, invoice_id: Uuid, i
         return Err(Error::Forbidden("Only the legal team records payments."));
     }
     let (pay, inv) = if method == PaymentMethod::Trust {
-        let client_id = a
-            .invoice
-            .client_id
-            .ok_or_else(|| Error::invalid("method", "the invoice has no client with a trust account"))?;
-        let (pay, inv, _) = transfer_in(&*txn, p, client_id, a.invoice.case_id, invoice_id, input.amount_cents, reference).await?;
+        let client_id = a.invoice.client_id.ok_or_else(|| {
+            Error::invalid("method", "the invoice has no client with a trust account")
+        })?;
+        let (pay, inv, _) = transfer_in(
+            &*txn,
+            p,
+            client_id,
+            a.invoice.case_id,
+            invoice_id,
+            input.amount_cents,
+            reference,
+        )
+        .await?;
         (pay, inv)
     } else {
-        apply_payment_in(&*txn, invoice_id, input.amount_cents, method, reference, Some(p)).await??
+        apply_payment_in(
+            &*txn,
+            invoice_id,
+            input.amount_cents,
+            method,
+            reference,
+            Some(p),
+        )
+        .await??
     };
     let lines = invoices::lines_of(&*txn, invoice_id).await?;
     txn.commit().await?;
@@ -292,7 +323,8 @@ pub async fn deposit(state: &AppState, p: &Principal, input: NewDeposit) -> Resu
     v.finish()?;
     let txn = state.db.begin_write().await?;
     access::require_staff(state, &*txn, p, input.case_id).await?;
-    if access::membership(&*txn, input.case_id, input.client_id).await? != Some(MemberRole::Client) {
+    if access::membership(&*txn, input.case_id, input.client_id).await? != Some(MemberRole::Client)
+    {
         return Err(Error::invalid("client_id", "is not a client on this case"));
     }
     let t = crate::db::now();
@@ -308,7 +340,19 @@ pub async fn deposit(state: &AppState, p: &Principal, input: NewDeposit) -> Resu
         .await?
         .ok_or_else(|| anyhow::anyhow!("trust deposit returned nothing"))?;
     let balance: i64 = row.try_get("", "balance_cents")?;
-    let e = ledger_entry(&*txn, p, input.client_id, input.case_id, TrustKind::Deposit, input.amount_cents, balance, None, None, reference).await?;
+    let e = ledger_entry(
+        &*txn,
+        p,
+        input.client_id,
+        input.case_id,
+        TrustKind::Deposit,
+        input.amount_cents,
+        balance,
+        None,
+        None,
+        reference,
+    )
+    .await?;
     append_in(
         &*txn,
         vec![
@@ -345,7 +389,13 @@ async fn transfer_in<C: ConnectionTrait>(
             "UPDATE trust_account SET balance_cents = balance_cents - ?, updated_at = ?
              WHERE client_id = ? AND case_id = ? AND balance_cents >= ?
              RETURNING balance_cents",
-            vec![amount.into(), crate::db::now().into(), client_id.into(), case_id.into(), amount.into()],
+            vec![
+                amount.into(),
+                crate::db::now().into(),
+                client_id.into(),
+                case_id.into(),
+                amount.into(),
+            ],
         ))
         .await?;
     let Some(row) = row else {
@@ -354,8 +404,28 @@ async fn transfer_in<C: ConnectionTrait>(
         ));
     };
     let balance: i64 = row.try_get("", "balance_cents")?;
-    let (pay, inv) = apply_payment_in(conn, invoice_id, amount, PaymentMethod::Trust, reference.clone(), Some(p)).await??;
-    let e = ledger_entry(conn, p, client_id, case_id, TrustKind::Transfer, -amount, balance, Some(invoice_id), Some(pay.id), reference).await?;
+    let (pay, inv) = apply_payment_in(
+        conn,
+        invoice_id,
+        amount,
+        PaymentMethod::Trust,
+        reference.clone(),
+        Some(p),
+    )
+    .await??;
+    let e = ledger_entry(
+        conn,
+        p,
+        client_id,
+        case_id,
+        TrustKind::Transfer,
+        -amount,
+        balance,
+        Some(invoice_id),
+        Some(pay.id),
+        reference,
+    )
+    .await?;
     append_in(
         conn,
         vec![
@@ -373,7 +443,11 @@ async fn transfer_in<C: ConnectionTrait>(
 }
 
 /// `POST /trust/transfers` (staff of the case): pay an invoice of the case from trust.
-pub async fn transfer(state: &AppState, p: &Principal, input: NewTransfer) -> Result<TrustEntryView> {
+pub async fn transfer(
+    state: &AppState,
+    p: &Principal,
+    input: NewTransfer,
+) -> Result<TrustEntryView> {
     let mut v = Validator::default();
     check_amount(&mut v, input.amount_cents);
     let reference = check_reference(&mut v, input.reference.as_deref());
@@ -388,7 +462,16 @@ pub async fn transfer(state: &AppState, p: &Principal, input: NewTransfer) -> Re
     let client_id = inv
         .client_id
         .ok_or_else(|| Error::invalid("invoice_id", "the invoice has no client"))?;
-    let (_, _, e) = transfer_in(&*txn, p, client_id, input.case_id, input.invoice_id, input.amount_cents, reference).await?;
+    let (_, _, e) = transfer_in(
+        &*txn,
+        p,
+        client_id,
+        input.case_id,
+        input.invoice_id,
+        input.amount_cents,
+        reference,
+    )
+    .await?;
     txn.commit().await?;
     Ok(trust_view(e, state.config.billing.currency))
 }
@@ -466,14 +549,20 @@ pub async fn ledger(state: &AppState, p: &Principal, f: LedgerFilter) -> Result<
     state
         .audit
         .record(
-            NewEntry::new("trust.ledger", "trust").by(p).details(serde_json::json!({
-                "client_id": f.client_id, "case_id": f.case_id, "count": page.items.len(),
-            })),
+            NewEntry::new("trust.ledger", "trust")
+                .by(p)
+                .details(serde_json::json!({
+                    "client_id": f.client_id, "case_id": f.case_id, "count": page.items.len(),
+                })),
         )
         .await?;
     let currency = state.config.billing.currency;
     Ok(Ledger {
-        items: page.items.into_iter().map(|e| trust_view(e, currency)).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|e| trust_view(e, currency))
+            .collect(),
         next_cursor: page.next_cursor,
         balance_cents: balance.unwrap_or(0),
         currency,

@@ -58,7 +58,10 @@ struct Writer {
 
 impl Writer {
     fn new() -> Self {
-        let mut w = Self { pages: Vec::new(), y: 0.0 };
+        let mut w = Self {
+            pages: Vec::new(),
+            y: 0.0,
+        };
         w.new_page();
         w
     }
@@ -144,9 +147,13 @@ pub fn render(inv: &PdfInvoice) -> Vec<u8> {
     let regular = Ref::new(3);
     let bold = Ref::new(4);
     let first = 5;
-    let page_ids: Vec<Ref> = (0..w.pages.len() as i32).map(|i| Ref::new(first + 2 * i)).collect();
+    let page_ids: Vec<Ref> = (0..w.pages.len() as i32)
+        .map(|i| Ref::new(first + 2 * i))
+        .collect();
     pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree).kids(page_ids.iter().copied()).count(page_ids.len() as i32);
+    pdf.pages(tree)
+        .kids(page_ids.iter().copied())
+        .count(page_ids.len() as i32);
     pdf.type1_font(regular)
         .base_font(Name(b"Helvetica"))
         .encoding_predefined(Name(b"WinAnsiEncoding"));
@@ -191,7 +198,9 @@ mod tests {
                     [
                         "2026-11-02".into(),
                         "L110 A101".into(),
-                        format!("Line {i} with a long description that wraps onto another line of text"),
+                        format!(
+                            "Line {i} with a long description that wraps onto another line of text"
+                        ),
                         "0.12".into(),
                         "123.45".into(),
                         "14.40".into(),

@@ -62,14 +62,15 @@ pub struct BillingSummary {
 }
 
 /// Invoices (not drafts, not void) on the cases a user may bill or be billed on.
-async fn scoped_invoices<C: ConnectionTrait>(conn: &C, p: &Principal) -> Result<Vec<invoice::Model>> {
-    let mut q = invoice::Entity::find().filter(
-        invoice::Column::Status.is_in([
-            InvoiceStatus::Sent.as_str(),
-            InvoiceStatus::PartiallyPaid.as_str(),
-            InvoiceStatus::Paid.as_str(),
-        ]),
-    );
+async fn scoped_invoices<C: ConnectionTrait>(
+    conn: &C,
+    p: &Principal,
+) -> Result<Vec<invoice::Model>> {
+    let mut q = invoice::Entity::find().filter(invoice::Column::Status.is_in([
+        InvoiceStatus::Sent.as_str(),
+        InvoiceStatus::PartiallyPaid.as_str(),
+        InvoiceStatus::Paid.as_str(),
+    ]));
     if !p.is_admin() {
         let mut sub = access::member_cases(p.user_id);
         let client = MemberRole::Client.as_str();
@@ -80,8 +81,7 @@ async fn scoped_invoices<C: ConnectionTrait>(conn: &C, p: &Principal) -> Result<
         });
         q = q.filter(invoice::Column::CaseId.in_subquery(sub));
     }
-    Ok(q
-        .order_by_desc(invoice::Column::CreatedAt)
+    Ok(q.order_by_desc(invoice::Column::CreatedAt)
         .order_by_desc(invoice::Column::Id)
         .limit(10_000)
         .all(conn)
@@ -128,7 +128,10 @@ pub async fn summary(state: &AppState, p: &Principal) -> Result<BillingSummary> 
             .select_only()
             .column(payment::Column::AmountCents)
             .filter(payment::Column::InvoiceId.is_in(ids))
-            .filter(payment::Column::CreatedAt.gte(year_start.and_hms_opt(0, 0, 0).expect("midnight").and_utc()))
+            .filter(
+                payment::Column::CreatedAt
+                    .gte(year_start.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
+            )
             .into_tuple()
             .all(conn)
             .await?;
@@ -140,7 +143,11 @@ pub async fn summary(state: &AppState, p: &Principal) -> Result<BillingSummary> 
         outstanding_cents: outstanding,
         overdue_cents: overdue,
         paid_this_year_cents: paid_this_year,
-        trust_balance_cents: if client { Some(trust_balance_of(conn, p.user_id).await?) } else { None },
+        trust_balance_cents: if client {
+            Some(trust_balance_of(conn, p.user_id).await?)
+        } else {
+            None
+        },
         invoices: client.then(|| {
             rows.iter()
                 .take(50)
@@ -160,7 +167,11 @@ pub async fn summary(state: &AppState, p: &Principal) -> Result<BillingSummary> 
     };
     state
         .audit
-        .record(NewEntry::new("billing.summary", "invoice").by(p).details(serde_json::json!({"invoices": rows.len()})))
+        .record(
+            NewEntry::new("billing.summary", "invoice")
+                .by(p)
+                .details(serde_json::json!({"invoices": rows.len()})),
+        )
         .await?;
     Ok(out)
 }

@@ -109,14 +109,18 @@ fn check_rate(v: &mut Validator, r: i64) -> Option<i64> {
     if (0..=MAX_RATE_CENTS).contains(&r) {
         Some(r)
     } else {
-        v.push("rate_cents", format!("must be between 0 and {MAX_RATE_CENTS}"));
+        v.push(
+            "rate_cents",
+            format!("must be between 0 and {MAX_RATE_CENTS}"),
+        );
         None
     }
 }
 
 fn check_code(v: &mut Validator, field: &str, kind: CodeKind, raw: Option<&str>) -> Option<String> {
     let raw = raw.map(str::trim).filter(|s| !s.is_empty())?;
-    v.check(field, UtbmsCode::parse(kind, raw)).map(UtbmsCode::into_string)
+    v.check(field, UtbmsCode::parse(kind, raw))
+        .map(UtbmsCode::into_string)
 }
 
 /// Explicit rate > case override > timekeeper default; none of them → 422.
@@ -129,7 +133,10 @@ async fn resolve_rate<C: ConnectionTrait>(
     if let Some(r) = explicit {
         return Ok(r);
     }
-    if let Some(r) = case_rate::Entity::find_by_id((case_id, user_id)).one(conn).await? {
+    if let Some(r) = case_rate::Entity::find_by_id((case_id, user_id))
+        .one(conn)
+        .await?
+    {
         return Ok(r.rate_cents);
     }
     if let Some(r) = user_rate::Entity::find_by_id(user_id).one(conn).await? {
@@ -154,7 +161,12 @@ pub async fn create_time_entry(
     let minutes = check_minutes(&mut v, input.minutes);
     let explicit = input.rate_cents.and_then(|r| check_rate(&mut v, r));
     let description = check_description(&mut v, "description", &input.description, 2000);
-    let task_code = check_code(&mut v, "task_code", CodeKind::Task, input.task_code.as_deref());
+    let task_code = check_code(
+        &mut v,
+        "task_code",
+        CodeKind::Task,
+        input.task_code.as_deref(),
+    );
     let activity_code = check_code(
         &mut v,
         "activity_code",
@@ -233,7 +245,11 @@ pub async fn list_time_entries(
         )
         .await?;
     Ok(Page {
-        items: page.items.into_iter().map(|t| entry_view(t, currency)).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|t| entry_view(t, currency))
+            .collect(),
         next_cursor: page.next_cursor,
     })
 }
@@ -291,7 +307,12 @@ pub async fn patch_time_entry(
         am.task_code = Set(check_code(&mut v, "task_code", CodeKind::Task, Some(raw)));
     }
     if let Some(raw) = patch.activity_code.as_deref() {
-        am.activity_code = Set(check_code(&mut v, "activity_code", CodeKind::Activity, Some(raw)));
+        am.activity_code = Set(check_code(
+            &mut v,
+            "activity_code",
+            CodeKind::Activity,
+            Some(raw),
+        ));
     }
     if let Some(d) = patch.work_date {
         am.work_date = Set(d);
@@ -407,7 +428,10 @@ pub async fn create_expense(
     access::require_staff(state, &*txn, p, case_id).await?;
     let mut v = Validator::default();
     if !(1..=MAX_AMOUNT_CENTS).contains(&input.amount_cents) {
-        v.push("amount_cents", format!("must be between 1 and {MAX_AMOUNT_CENTS}"));
+        v.push(
+            "amount_cents",
+            format!("must be between 1 and {MAX_AMOUNT_CENTS}"),
+        );
     }
     let description = check_description(&mut v, "description", &input.description, 2000);
     let code = check_code(
@@ -478,7 +502,11 @@ pub async fn list_expenses(
         )
         .await?;
     Ok(Page {
-        items: page.items.into_iter().map(|e| expense_view(e, currency)).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|e| expense_view(e, currency))
+            .collect(),
         next_cursor: page.next_cursor,
     })
 }
@@ -543,7 +571,10 @@ pub async fn set_user_rate(
     v.finish()?;
     let rate = rate.expect("checked");
     let txn = state.db.begin_write().await?;
-    match users::service::names_of(&*txn, &[user_id]).await?.get(&user_id) {
+    match users::service::names_of(&*txn, &[user_id])
+        .await?
+        .get(&user_id)
+    {
         Some((_, role)) if role.is_staff() => {}
         Some(_) => return Err(Error::invalid("user_id", "clients are not timekeepers")),
         None => return Err(Error::NotFound),
@@ -636,7 +667,10 @@ pub async fn set_case_rate(
 }
 
 /// Unbilled billable minutes on the given cases (`None`: every case), for dashboards.
-pub async fn unbilled_minutes<C: ConnectionTrait>(conn: &C, case_ids: Option<&[Uuid]>) -> Result<i64> {
+pub async fn unbilled_minutes<C: ConnectionTrait>(
+    conn: &C,
+    case_ids: Option<&[Uuid]>,
+) -> Result<i64> {
     let mut q = time_entry::Entity::find()
         .select_only()
         .column_as(time_entry::Column::Minutes.sum(), "m")

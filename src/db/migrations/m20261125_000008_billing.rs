@@ -19,7 +19,12 @@ fn idx(name: &str, table: &'static str, cols: &[&'static str]) -> IndexCreateSta
     i.to_owned()
 }
 
-fn fk(name: &str, table: &'static str, col: &'static str, to: &'static str) -> ForeignKeyCreateStatement {
+fn fk(
+    name: &str,
+    table: &'static str,
+    col: &'static str,
+    to: &'static str,
+) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .name(name)
         .from(a(table), a(col))
@@ -37,7 +42,12 @@ impl MigrationTrait for Migration {
                 .col(uuid(a("user_id")).primary_key())
                 .col(big_integer(a("rate_cents")))
                 .col(timestamp_with_time_zone(a("updated_at")))
-                .foreign_key(&mut fk("fk_billing_user_rate_user", "billing_user_rate", "user_id", "app_user"))
+                .foreign_key(&mut fk(
+                    "fk_billing_user_rate_user",
+                    "billing_user_rate",
+                    "user_id",
+                    "app_user",
+                ))
                 .to_owned(),
         )
         .await?;
@@ -48,13 +58,33 @@ impl MigrationTrait for Migration {
                 .col(uuid(a("user_id")))
                 .col(big_integer(a("rate_cents")))
                 .col(timestamp_with_time_zone(a("updated_at")))
-                .primary_key(Index::create().name("pk_billing_case_rate").col(a("case_id")).col(a("user_id")))
-                .foreign_key(&mut fk("fk_billing_case_rate_case", "billing_case_rate", "case_id", "legal_case"))
-                .foreign_key(&mut fk("fk_billing_case_rate_user", "billing_case_rate", "user_id", "app_user"))
+                .primary_key(
+                    Index::create()
+                        .name("pk_billing_case_rate")
+                        .col(a("case_id"))
+                        .col(a("user_id")),
+                )
+                .foreign_key(&mut fk(
+                    "fk_billing_case_rate_case",
+                    "billing_case_rate",
+                    "case_id",
+                    "legal_case",
+                ))
+                .foreign_key(&mut fk(
+                    "fk_billing_case_rate_user",
+                    "billing_case_rate",
+                    "user_id",
+                    "app_user",
+                ))
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("ix_billing_case_rate_user", "billing_case_rate", &["user_id"])).await?;
+        m.create_index(idx(
+            "ix_billing_case_rate_user",
+            "billing_case_rate",
+            &["user_id"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
@@ -73,14 +103,27 @@ impl MigrationTrait for Migration {
                 .col(uuid_null(a("invoice_id")))
                 .col(timestamp_with_time_zone(a("created_at")))
                 .col(timestamp_with_time_zone(a("updated_at")))
-                .foreign_key(&mut fk("fk_time_entry_case", "time_entry", "case_id", "legal_case"))
-                .foreign_key(&mut fk("fk_time_entry_timekeeper", "time_entry", "timekeeper_id", "app_user"))
+                .foreign_key(&mut fk(
+                    "fk_time_entry_case",
+                    "time_entry",
+                    "case_id",
+                    "legal_case",
+                ))
+                .foreign_key(&mut fk(
+                    "fk_time_entry_timekeeper",
+                    "time_entry",
+                    "timekeeper_id",
+                    "app_user",
+                ))
                 .to_owned(),
         )
         .await?;
         for (name, cols) in [
             ("ix_time_entry_case", &["case_id", "id"][..]),
-            ("ix_time_entry_unbilled", &["case_id", "invoice_id", "work_date"][..]),
+            (
+                "ix_time_entry_unbilled",
+                &["case_id", "invoice_id", "work_date"][..],
+            ),
             ("ix_time_entry_invoice", &["invoice_id"][..]),
             ("ix_time_entry_timekeeper", &["timekeeper_id"][..]),
         ] {
@@ -100,14 +143,27 @@ impl MigrationTrait for Migration {
                 .col(uuid_null(a("invoice_id")))
                 .col(timestamp_with_time_zone(a("created_at")))
                 .col(timestamp_with_time_zone(a("updated_at")))
-                .foreign_key(&mut fk("fk_expense_case", "expense", "case_id", "legal_case"))
-                .foreign_key(&mut fk("fk_expense_created_by", "expense", "created_by", "app_user"))
+                .foreign_key(&mut fk(
+                    "fk_expense_case",
+                    "expense",
+                    "case_id",
+                    "legal_case",
+                ))
+                .foreign_key(&mut fk(
+                    "fk_expense_created_by",
+                    "expense",
+                    "created_by",
+                    "app_user",
+                ))
                 .to_owned(),
         )
         .await?;
         for (name, cols) in [
             ("ix_expense_case", &["case_id", "id"][..]),
-            ("ix_expense_unbilled", &["case_id", "invoice_id", "incurred_on"][..]),
+            (
+                "ix_expense_unbilled",
+                &["case_id", "invoice_id", "incurred_on"][..],
+            ),
             ("ix_expense_invoice", &["invoice_id"][..]),
             ("ix_expense_created_by", &["created_by"][..]),
         ] {
@@ -146,13 +202,33 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone(a("updated_at")))
                 .col(timestamp_with_time_zone_null(a("sent_at")))
                 .col(timestamp_with_time_zone_null(a("voided_at")))
-                .foreign_key(&mut fk("fk_invoice_case", "invoice", "case_id", "legal_case"))
-                .foreign_key(&mut fk("fk_invoice_client", "invoice", "client_id", "app_user"))
-                .foreign_key(&mut fk("fk_invoice_created_by", "invoice", "created_by", "app_user"))
+                .foreign_key(&mut fk(
+                    "fk_invoice_case",
+                    "invoice",
+                    "case_id",
+                    "legal_case",
+                ))
+                .foreign_key(&mut fk(
+                    "fk_invoice_client",
+                    "invoice",
+                    "client_id",
+                    "app_user",
+                ))
+                .foreign_key(&mut fk(
+                    "fk_invoice_created_by",
+                    "invoice",
+                    "created_by",
+                    "app_user",
+                ))
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("uq_invoice_number", "invoice", &["number"]).unique().to_owned()).await?;
+        m.create_index(
+            idx("uq_invoice_number", "invoice", &["number"])
+                .unique()
+                .to_owned(),
+        )
+        .await?;
         for (name, cols) in [
             ("ix_invoice_created", &["created_at", "id"][..]),
             ("ix_invoice_case", &["case_id", "created_at", "id"][..]),
@@ -180,11 +256,21 @@ impl MigrationTrait for Migration {
                 .col(string_len_null(a("activity_code"), 4))
                 .col(string_len_null(a("expense_code"), 4))
                 .col(uuid_null(a("timekeeper_id")))
-                .foreign_key(&mut fk("fk_invoice_line_invoice", "invoice_line", "invoice_id", "invoice"))
+                .foreign_key(&mut fk(
+                    "fk_invoice_line_invoice",
+                    "invoice_line",
+                    "invoice_id",
+                    "invoice",
+                ))
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("ix_invoice_line_invoice", "invoice_line", &["invoice_id", "position"])).await?;
+        m.create_index(idx(
+            "ix_invoice_line_invoice",
+            "invoice_line",
+            &["invoice_id", "position"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
@@ -197,12 +283,23 @@ impl MigrationTrait for Migration {
                 .col(string_len_null(a("reference"), 200))
                 .col(uuid_null(a("recorded_by")))
                 .col(timestamp_with_time_zone(a("created_at")))
-                .foreign_key(&mut fk("fk_payment_invoice", "payment", "invoice_id", "invoice"))
+                .foreign_key(&mut fk(
+                    "fk_payment_invoice",
+                    "payment",
+                    "invoice_id",
+                    "invoice",
+                ))
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("ix_payment_invoice", "payment", &["invoice_id", "created_at"])).await?;
-        m.create_index(idx("ix_payment_created", "payment", &["created_at"])).await?;
+        m.create_index(idx(
+            "ix_payment_invoice",
+            "payment",
+            &["invoice_id", "created_at"],
+        ))
+        .await?;
+        m.create_index(idx("ix_payment_created", "payment", &["created_at"]))
+            .await?;
 
         // One row per (client, case): the balance every transfer decrements conditionally.
         m.create_table(
@@ -212,13 +309,29 @@ impl MigrationTrait for Migration {
                 .col(uuid(a("case_id")))
                 .col(big_integer(a("balance_cents")))
                 .col(timestamp_with_time_zone(a("updated_at")))
-                .primary_key(Index::create().name("pk_trust_account").col(a("client_id")).col(a("case_id")))
-                .foreign_key(&mut fk("fk_trust_account_client", "trust_account", "client_id", "app_user"))
-                .foreign_key(&mut fk("fk_trust_account_case", "trust_account", "case_id", "legal_case"))
+                .primary_key(
+                    Index::create()
+                        .name("pk_trust_account")
+                        .col(a("client_id"))
+                        .col(a("case_id")),
+                )
+                .foreign_key(&mut fk(
+                    "fk_trust_account_client",
+                    "trust_account",
+                    "client_id",
+                    "app_user",
+                ))
+                .foreign_key(&mut fk(
+                    "fk_trust_account_case",
+                    "trust_account",
+                    "case_id",
+                    "legal_case",
+                ))
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx("ix_trust_account_case", "trust_account", &["case_id"])).await?;
+        m.create_index(idx("ix_trust_account_case", "trust_account", &["case_id"]))
+            .await?;
         m.create_table(
             Table::create()
                 .table(a("trust_entry"))
@@ -233,8 +346,18 @@ impl MigrationTrait for Migration {
                 .col(string_len_null(a("reference"), 200))
                 .col(uuid_null(a("created_by")))
                 .col(timestamp_with_time_zone(a("created_at")))
-                .foreign_key(&mut fk("fk_trust_entry_client", "trust_entry", "client_id", "app_user"))
-                .foreign_key(&mut fk("fk_trust_entry_case", "trust_entry", "case_id", "legal_case"))
+                .foreign_key(&mut fk(
+                    "fk_trust_entry_client",
+                    "trust_entry",
+                    "client_id",
+                    "app_user",
+                ))
+                .foreign_key(&mut fk(
+                    "fk_trust_entry_case",
+                    "trust_entry",
+                    "case_id",
+                    "legal_case",
+                ))
                 .to_owned(),
         )
         .await?;
