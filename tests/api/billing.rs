@@ -1510,3 +1510,112 @@ async fn webhooks_without_a_secret_do_not_exist() {
     let r = webhook(&app, body, Some(sign(body, Utc::now().timestamp(), WHSEC))).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn concurrent_drafts_never_bill_an_entry_twice_and_changes_are_audited() {
+    let app = spawn_app().await;
+    let f = firm(&app).await;
+    for d in ["2026-10-01", "2026-10-02", "2026-10-20"] {
+        entry(
+            &app,
+            &f.lead.access,
+            &f.case_id,
+            json!({"work_date": d, "minutes": 60, "rate_cents": 10000, "description": "Work"}),
+        )
+        .await;
+    }
+    // `through` takes only entries on or before the date.
+    let early = post_as(
+        &app,
+        "/api/v1/invoices",
+        &f.lead.access,
+        json!({"case_id": f.case_id, "through": "2026-10-01"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(early["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (early["period_start"].as_str(), early["period_end"].as_str()),
+        (Some("2026-10-01"), Some("2026-10-01"))
+    );
+    let drafts = (0..4).map(|_| {
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/invoices",
+            &f.lead.access,
+            Some(json!({"case_id": f.case_id})),
+        )
+    });
+    let mut lines = 0;
+    let mut created = 0;
+    for r in futures::future::join_all(drafts).await {
+        match r.status() {
+            StatusCode::CREATED => {
+                created += 1;
+                lines += r.json::<Value>().await.unwrap()["lines"]
+                    .as_array()
+                    .unwrap()
+                    .len();
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {}
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert_eq!(
+        (created, lines),
+        (1, 2),
+        "the remaining two entries are billed exactly once"
+    );
+    let id = early["id"].as_str().unwrap();
+    send_invoice(&app, &f, id).await;
+    post_as(
+        &app,
+        "/api/v1/trust/deposits",
+        &f.lead.access,
+        json!({"client_id": f.client.id, "case_id": f.case_id, "amount_cents": 500}),
+        StatusCode::CREATED,
+    )
+    .await;
+    post_as(
+        &app,
+        "/api/v1/trust/transfers",
+        &f.lead.access,
+        json!({"case_id": f.case_id, "invoice_id": id, "amount_cents": 500}),
+        StatusCode::CREATED,
+    )
+    .await;
+    // Transfers from another case's invoice are refused.
+    problem(
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/trust/transfers",
+            &f.lead.access,
+            Some(json!({"case_id": f.other_case_id, "invoice_id": id, "amount_cents": 1})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    for action in [
+        "time_entry.create",
+        "invoice.create",
+        "invoice.send",
+        "trust.deposit",
+        "trust.transfer",
+        "payment.record",
+    ] {
+        let a = get_ok(
+            &app,
+            &format!("/api/v1/audit?action={action}"),
+            &f.admin.access,
+        )
+        .await;
+        let items = a["items"].as_array().unwrap();
+        assert!(!items.is_empty(), "{action} audited");
+        assert_eq!(items[0]["actor_id"], f.lead.id.to_string(), "{action}");
+    }
+    let ok = get_ok(&app, "/api/v1/audit/verify", &f.admin.access).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+}
