@@ -527,4 +527,35 @@ mod tests {
         let e = Config::from_sources(Some(bad), &[]).unwrap_err();
         assert!(e.to_string().contains("bnid"), "{e}");
     }
+
+    #[test]
+    fn billing_settings() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.billing.currency.code(), "USD");
+        assert_eq!(c.billing.firm_name, "Law Firm Pro");
+        assert!(c.billing.payments_webhook_secret.is_none());
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LFP_CURRENCY", "eur"),
+                ("LFP_FIRM_NAME", "Smith & Co"),
+                ("LFP_TAX_RATE_BPS", "825"),
+                ("LFP_PAYMENTS_API_BASE", "https://api.stripe.com"),
+                ("LFP_PAYMENTS_WEBHOOK_SECRET", "whsec_x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.billing.currency.code(), "EUR");
+        assert_eq!(c.billing.tax_rate_bps, 825);
+        assert!(c.billing.payments_api_base.is_some());
+        for (k, v) in [
+            ("LFP_CURRENCY", "XYZ"),
+            ("LFP_TAX_RATE_BPS", "10001"),
+            ("LFP_TAX_RATE_BPS", "-1"),
+            ("LFP_PAYMENTS_API_BASE", "ftp://x"),
+        ] {
+            let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
+    }
 }

@@ -576,8 +576,6 @@ async fn invoices_sum_rounded_lines_lock_entries_and_hide_drafts_from_clients() 
     .await;
 
     // Entries on the invoice are locked; the unbilled one is not.
-    let locked_id = inv["lines"][0]["id"].as_str().unwrap(); // line id, find the entry via list
-    let _ = locked_id;
     let entries = get_ok(
         &app,
         &format!("/api/v1/cases/{}/time-entries", f.case_id),
