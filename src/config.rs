@@ -54,6 +54,35 @@ pub struct Config {
     pub mail_lease: std::time::Duration,
     /// Delivery attempts before a mail is marked `failed`.
     pub mail_max_attempts: i32,
+    /// Billing: the firm's currency, name (on invoices), tax rate and card processor.
+    pub billing: BillingConfig,
+}
+
+/// Billing settings (`LFP_CURRENCY`, `LFP_FIRM_NAME`, `LFP_TAX_RATE_BPS`, `LFP_PAYMENTS_*`).
+#[derive(Clone, Debug)]
+pub struct BillingConfig {
+    pub currency: crate::billing::money::Currency,
+    pub firm_name: String,
+    /// Tax on invoices in basis points (1/100 of a percent); 0 = no tax line.
+    pub tax_rate_bps: u32,
+    /// Base URL of a Stripe-compatible API (`https://api.stripe.com`); checkout is off without it.
+    pub payments_api_base: Option<url::Url>,
+    pub payments_api_key: Option<SecretString>,
+    /// Webhook signing secret; `POST /webhooks/payments` answers 404 without it.
+    pub payments_webhook_secret: Option<SecretString>,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            currency: crate::billing::money::Currency::USD,
+            firm_name: "Law Firm Pro".into(),
+            tax_rate_bps: 0,
+            payments_api_base: None,
+            payments_api_key: None,
+            payments_webhook_secret: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -136,6 +165,12 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_MAIL_FROM",
     "LFP_REMINDER_MINUTES",
     "LFP_BOOKING_MIN_NOTICE_MINUTES",
+    "LFP_CURRENCY",
+    "LFP_FIRM_NAME",
+    "LFP_TAX_RATE_BPS",
+    "LFP_PAYMENTS_API_BASE",
+    "LFP_PAYMENTS_API_KEY",
+    "LFP_PAYMENTS_WEBHOOK_SECRET",
     // Read by the test command and the test harness, not by the server.
     "LFP_TEST_DB",
 ];
@@ -175,6 +210,7 @@ impl Config {
             job_interval: std::time::Duration::from_secs(5),
             mail_lease: std::time::Duration::from_secs(300),
             mail_max_attempts: 8,
+            billing: BillingConfig::default(),
         }
     }
 
@@ -421,12 +457,49 @@ impl Config {
                 ));
             }
         }
+        billing_from_env(&mut c.billing, &get)?;
         c.master_key = pick(get("LFP_MASTER_KEY"), fc.master_key).map(SecretString::from);
         if let Some(k) = &c.master_key {
             crate::crypto::MasterKey::from_base64(k).map_err(|m| invalid("LFP_MASTER_KEY", m))?;
         }
         Ok(c)
     }
+}
+
+fn billing_from_env(
+    b: &mut BillingConfig,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+    if let Some(v) = get("LFP_CURRENCY") {
+        b.currency = crate::billing::money::Currency::parse(v.trim())
+            .map_err(|m| invalid("LFP_CURRENCY", format!("`{v}` {m}")))?;
+    }
+    if let Some(v) = get("LFP_FIRM_NAME") {
+        b.firm_name = v.trim().to_string();
+    }
+    if let Some(v) = get("LFP_TAX_RATE_BPS") {
+        b.tax_rate_bps = v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 10_000)
+            .ok_or_else(|| invalid("LFP_TAX_RATE_BPS", format!("`{v}` is not 0..10000")))?;
+    }
+    if let Some(v) = get("LFP_PAYMENTS_API_BASE") {
+        let u = url::Url::parse(v.trim())
+            .map_err(|e| invalid("LFP_PAYMENTS_API_BASE", format!("`{v}`: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(invalid(
+                "LFP_PAYMENTS_API_BASE",
+                "must be an http or https URL".into(),
+            ));
+        }
+        b.payments_api_base = Some(u);
+    }
+    b.payments_api_key = get("LFP_PAYMENTS_API_KEY").map(SecretString::from);
+    b.payments_webhook_secret = get("LFP_PAYMENTS_WEBHOOK_SECRET").map(SecretString::from);
+    Ok(())
 }
 
 fn pick(env: Option<String>, file: Option<String>) -> Option<String> {
@@ -566,5 +639,36 @@ mod tests {
         std::fs::write(&bad, "bnid = \"127.0.0.1:9000\"\n").unwrap();
         let e = Config::from_sources(Some(bad), &[]).unwrap_err();
         assert!(e.to_string().contains("bnid"), "{e}");
+    }
+
+    #[test]
+    fn billing_settings() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        assert_eq!(c.billing.currency.code(), "USD");
+        assert_eq!(c.billing.firm_name, "Law Firm Pro");
+        assert!(c.billing.payments_webhook_secret.is_none());
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LFP_CURRENCY", "eur"),
+                ("LFP_FIRM_NAME", "Smith & Co"),
+                ("LFP_TAX_RATE_BPS", "825"),
+                ("LFP_PAYMENTS_API_BASE", "https://api.stripe.com"),
+                ("LFP_PAYMENTS_WEBHOOK_SECRET", "whsec_x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.billing.currency.code(), "EUR");
+        assert_eq!(c.billing.tax_rate_bps, 825);
+        assert!(c.billing.payments_api_base.is_some());
+        for (k, v) in [
+            ("LFP_CURRENCY", "XYZ"),
+            ("LFP_TAX_RATE_BPS", "10001"),
+            ("LFP_TAX_RATE_BPS", "-1"),
+            ("LFP_PAYMENTS_API_BASE", "ftp://x"),
+        ] {
+            let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
     }
 }

@@ -119,8 +119,9 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             5,
         )
         .await?,
-        outstanding_balance_cents: 0,
-        currency: "USD".into(),
+        outstanding_balance_cents: crate::billing::summary::outstanding_cents(state.db.conn(), p)
+            .await?,
+        currency: state.config.billing.currency.code().into(),
         recent_documents: Vec::new(),
         cases_by_status: None,
         deadlines_next_30_days: None,
@@ -177,7 +178,14 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             )
             .await?,
         );
-        d.unbilled_minutes = Some(0);
+        let staff_cases = if p.is_admin() {
+            None
+        } else {
+            Some(access::case_ids_of(state.db.conn(), p.user_id, true).await?)
+        };
+        d.unbilled_minutes = Some(
+            crate::billing::time::unbilled_minutes(state.db.conn(), staff_cases.as_deref()).await?,
+        );
     }
     state
         .audit

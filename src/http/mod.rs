@@ -63,6 +63,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::messages::routes::router())
         .merge(crate::appointments::routes::router())
         .merge(crate::mail::routes::router())
+        .merge(crate::billing::routes::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.

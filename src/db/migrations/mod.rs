@@ -9,6 +9,7 @@ mod m20261125_000003_realtime;
 mod m20261125_000004_mail_outbox;
 mod m20261125_000006_messages;
 mod m20261125_000007_appointments;
+mod m20261125_000008_billing;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_mail_outbox::Migration),
             Box::new(m20261125_000006_messages::Migration),
             Box::new(m20261125_000007_appointments::Migration),
+            Box::new(m20261125_000008_billing::Migration),
         ]
     }
 }
