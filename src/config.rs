@@ -37,6 +37,10 @@ pub struct Config {
     pub ws_replay_window: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `s3://bucket/prefix` for documents in an S3-compatible store; `None`: `data_dir/objects`.
+    pub object_store: Option<String>,
+    /// Days a soft-deleted document is kept before its bytes are purged.
+    pub document_retention_days: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -69,6 +73,8 @@ struct FileConfig {
     ws_max_per_ip: Option<usize>,
     ws_replay_window: Option<u64>,
     trusted_proxies: Option<String>,
+    object_store: Option<String>,
+    document_retention_days: Option<i64>,
 }
 
 /// A configuration problem, reported as one line before anything starts.
@@ -109,6 +115,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_WS_MAX_PER_IP",
     "LFP_WS_REPLAY_WINDOW",
     "LFP_TRUSTED_PROXIES",
+    "LFP_OBJECT_STORE",
+    "LFP_DOCUMENT_RETENTION_DAYS",
     // Read by the test command and the test harness, not by the server.
     "LFP_TEST_DB",
 ];
@@ -140,6 +148,8 @@ impl Config {
             ws_max_per_ip: 200,
             ws_replay_window: 1000,
             trusted_proxies: Vec::new(),
+            object_store: None,
+            document_retention_days: 30,
         }
     }
 
@@ -299,6 +309,17 @@ impl Config {
             get("LFP_WS_REPLAY_WINDOW"),
             fc.ws_replay_window,
             1,
+        )?;
+        if let Some(v) = pick(get("LFP_OBJECT_STORE"), fc.object_store) {
+            crate::storage::parse_store_url(&v).map_err(|m| invalid("LFP_OBJECT_STORE", m))?;
+            c.object_store = Some(v);
+        }
+        num(
+            &mut c.document_retention_days,
+            "LFP_DOCUMENT_RETENTION_DAYS",
+            get("LFP_DOCUMENT_RETENTION_DAYS"),
+            fc.document_retention_days,
+            0,
         )?;
         if let Some(v) = pick(
             get("LFP_OPEN_REGISTRATION"),

@@ -9,10 +9,12 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod demo;
+pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod realtime;
+pub mod storage;
 pub mod telemetry;
 pub mod users;
 pub mod web;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub audit: audit::AuditWriter,
     pub metrics: Arc<http::metrics::Metrics>,
     pub hub: realtime::hub::Hub,
+    /// Document bytes (encrypted) in the configured object store.
+    pub storage: storage::Storage,
     /// Flipped once on shutdown: open WebSockets close with 1001.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -53,6 +57,7 @@ impl AppState {
             config.jwt_secret.as_ref(),
         )?;
         let tokens = auth::token::TokenKeys::new(&keys, &config);
+        let storage = storage::Storage::from_config(&config)?;
         let hasher = auth::password::Hasher::new(
             config.password_hash_concurrency,
             config.insecure_fast_password_hashing,
@@ -72,6 +77,7 @@ impl AppState {
             audit,
             metrics: Arc::default(),
             hub,
+            storage,
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
@@ -122,6 +128,7 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         realtime::hub::spawn_dispatcher(state.hub.clone(), state.db.clone());
+        documents::jobs::spawn(state.clone());
         let app = http::router(state.clone());
         let shutdown = state.shutdown.clone();
         axum::serve(

@@ -114,7 +114,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
         upcoming_appointments: Vec::new(),
         outstanding_balance_cents: 0,
         currency: "USD".into(),
-        recent_documents: Vec::new(),
+        recent_documents: crate::documents::service::recent_for_dashboard(state, p).await?,
         cases_by_status: None,
         deadlines_next_30_days: None,
         todays_appointments: None,

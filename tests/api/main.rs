@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod cases;
 mod cli;
+mod documents;
 mod health;
 mod helpers;
 mod live;

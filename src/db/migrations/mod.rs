@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261125_000001_identity;
 mod m20261125_000002_cases;
 mod m20261125_000003_realtime;
+mod m20261125_000005_documents;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_identity::Migration),
             Box::new(m20261125_000002_cases::Migration),
             Box::new(m20261125_000003_realtime::Migration),
+            Box::new(m20261125_000005_documents::Migration),
         ]
     }
 }
