@@ -32,8 +32,8 @@ const HEAD: usize = 64 * 1024;
 pub const SEARCH_TEXT_BYTES: usize = 64 * 1024;
 /// Size of the parts handed to the object store (S3 needs at least 5 MiB).
 const PART: usize = 5 * 1024 * 1024;
-/// After the limit is passed, at most this much more is read (and dropped) so the client
-/// sees the 413 instead of a reset connection.
+/// After a refusal (413, 415, 422), at most this much more is read (and dropped) so the
+/// client sees the answer instead of a reset connection.
 const DRAIN: u64 = 16 * 1024 * 1024;
 
 /// A fully written object, not yet attached to any document.
@@ -73,8 +73,11 @@ where
         txn.commit().await?;
     }
     let version_id = Uuid::now_v7();
-    let result = write(state, &object_key, version_id, filename, body).await;
+    let mut body = body;
+    let result = write(state, &object_key, version_id, filename, &mut body).await;
     if result.is_err() {
+        // Let the client finish sending (bounded), so it reads our answer, not a reset.
+        drain(&mut body).await;
         discard(state, &object_key).await;
     }
     result
@@ -145,7 +148,7 @@ async fn write<S, E>(
     object_key: &str,
     version_id: Uuid,
     filename: String,
-    mut body: S,
+    body: &mut S,
 ) -> Result<Stored>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -174,7 +177,6 @@ where
         }
     }
     if head.len() as u64 > limit {
-        drain(&mut body, head.len() as u64).await;
         return Err(too_large());
     }
     let (kind, text) = match domain::sniff(&head, ended) {
@@ -236,9 +238,6 @@ where
     .await;
     if let Err(e) = outcome {
         let _ = p.writer.abort().await;
-        if matches!(e, Error::TooLarge(_)) {
-            drain(&mut body, p.size).await;
-        }
         return Err(e);
     }
     let Pipeline {
@@ -267,14 +266,14 @@ where
 }
 
 /// Read and drop what the client is still sending (bounded), so it can read our answer.
-async fn drain<S, E>(body: &mut S, mut seen: u64)
+async fn drain<S, E>(body: &mut S)
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
 {
-    let stop = seen + DRAIN;
+    let mut seen = 0u64;
     while let Some(Ok(piece)) = body.next().await {
         seen += piece.len() as u64;
-        if seen > stop {
+        if seen > DRAIN {
             break;
         }
     }

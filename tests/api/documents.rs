@@ -39,7 +39,8 @@ async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Log
 }
 
 fn form(name: &str, bytes: Vec<u8>, conf: Option<&str>, title: Option<&str>) -> multipart::Form {
-    let mut f = multipart::Form::new();
+    // File names go as raw UTF-8, as browsers send them.
+    let mut f = multipart::Form::new().percent_encode_noop();
     if let Some(t) = title {
         f = f.text("title", t.to_owned());
     }
@@ -257,7 +258,7 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
     for (name, bytes) in [
         ("contract.docx", pdf(100)),
         ("notes.pdf", b"just words".to_vec()),
-        ("page.html", b"<p>hi</p>".to_vec()),
+        ("page.html", b"hello there".to_vec()),
     ] {
         let r = upload_raw(&app, &lead.access, &case, name, bytes, None).await;
         let b = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
