@@ -166,7 +166,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 r.data_keys, r.totp_secrets
             );
             match r.key_file {
-                Some(p) => println!("new key installed at {}; the old one was kept beside it", p.display()),
+                Some(p) => println!(
+                    "new key installed at {}; the old one was kept beside it",
+                    p.display()
+                ),
                 None => println!("now set LFP_MASTER_KEY to the new key and restart"),
             }
             Ok(ExitCode::SUCCESS)

@@ -87,9 +87,7 @@ impl Kind {
             Kind::Tiff => "image/tiff",
             Kind::Text => "text/plain",
             Kind::Csv => "text/csv",
-            Kind::Docx => {
-                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-            }
+            Kind::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
             Kind::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             Kind::Pptx => {
                 "application/vnd.openxmlformats-officedocument.presentationml.presentation"
@@ -134,7 +132,9 @@ pub enum Sniff {
     Known(Kind),
     /// UTF-8 text so far: plain text, CSV or e-mail (decided with the name and the headers).
     /// The rest of the upload must stay valid text.
-    Text { email: bool },
+    Text {
+        email: bool,
+    },
     /// Not accepted; the detected type (or a generic word) for the message.
     Refused(String),
 }
@@ -268,8 +268,8 @@ pub fn extension_fits(kind: Kind, name: &str) -> bool {
 
 /// Extensions a desktop would run or render as active content.
 const EXECUTABLE_EXT: &[&str] = &[
-    "exe", "dll", "com", "bat", "cmd", "scr", "msi", "ps1", "vbs", "js", "jar", "sh", "app",
-    "apk", "hta", "html", "htm", "xhtml", "svg", "lnk", "reg", "py", "pl",
+    "exe", "dll", "com", "bat", "cmd", "scr", "msi", "ps1", "vbs", "js", "jar", "sh", "app", "apk",
+    "hta", "html", "htm", "xhtml", "svg", "lnk", "reg", "py", "pl",
 ];
 
 /// Decide the final type of a text upload from the name and the headers.
@@ -314,7 +314,11 @@ pub fn sanitize_filename(raw: &str) -> String {
             .trim_matches(|c: char| c == '.' || c.is_whitespace())
             .to_string();
     }
-    let stem = name.split('.').next().unwrap_or_default().to_ascii_lowercase();
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if RESERVED.contains(&stem.trim()) {
         name = format!("_{name}");
     }
@@ -336,7 +340,13 @@ pub fn content_disposition(name: &str) -> String {
     let ascii: String = deunicode::deunicode(name)
         .chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .map(|c| if matches!(c, '"' | '\\' | ';') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '"' | '\\' | ';') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let ascii = if ascii.trim().is_empty() {
         "document".to_string()
@@ -368,7 +378,10 @@ mod tests {
         assert_eq!(sanitize_filename("lpt1"), "_lpt1");
         assert_eq!(sanitize_filename("..."), "document");
         assert_eq!(sanitize_filename(" .hidden "), "hidden");
-        assert_eq!(sanitize_filename("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(
+            sanitize_filename("invoice\u{202E}fdp.exe"),
+            "invoicefdp.exe"
+        );
         assert_eq!(sanitize_filename("what?.pdf"), "what_.pdf");
         let long = format!("{}.pdf", "x".repeat(300));
         let s = sanitize_filename(&long);
@@ -383,14 +396,23 @@ mod tests {
             sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", false),
             Sniff::Known(Kind::Png)
         );
-        assert_eq!(sniff(b"{\\rtf1\\ansi hello}", true), Sniff::Known(Kind::Rtf));
-        assert!(matches!(sniff(b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff\0\0", true), Sniff::Refused(_)));
+        assert_eq!(
+            sniff(b"{\\rtf1\\ansi hello}", true),
+            Sniff::Known(Kind::Rtf)
+        );
+        assert!(matches!(
+            sniff(b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff\0\0", true),
+            Sniff::Refused(_)
+        ));
         assert_eq!(sniff(b"hello, world\n", true), Sniff::Text { email: false });
         assert_eq!(
             sniff(b"From: a@b.c\r\nTo: d@e.f\r\nSubject: hi\r\n\r\nbody", true),
             Sniff::Text { email: true }
         );
-        assert!(matches!(sniff(&[0u8, 1, 2, 3, 0xff, 0xfe], true), Sniff::Refused(_)));
+        assert!(matches!(
+            sniff(&[0u8, 1, 2, 3, 0xff, 0xfe], true),
+            Sniff::Refused(_)
+        ));
         // A multi-byte character cut at the end of the head is still text.
         let mut head = b"caf".to_vec();
         head.push(0xC3);
@@ -428,8 +450,14 @@ mod tests {
     #[test]
     fn content_disposition_is_ascii_safe() {
         let h = content_disposition("Résumé \"final\".pdf");
-        assert!(h.starts_with("attachment; filename=\"Resume _final_.pdf\""), "{h}");
-        assert!(h.ends_with("filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf"), "{h}");
+        assert!(
+            h.starts_with("attachment; filename=\"Resume _final_.pdf\""),
+            "{h}"
+        );
+        assert!(
+            h.ends_with("filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf"),
+            "{h}"
+        );
     }
 
     proptest! {

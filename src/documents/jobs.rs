@@ -83,7 +83,11 @@ async fn purge_deleted(state: &AppState, before: DateTime<Utc>) -> Result<usize>
             .filter(document::Column::LegalHold.eq(false))
             .one(&*txn)
             .await?;
-        if still.is_none() || case_hold::Entity::find_by_id(d.case_id).one(&*txn).await?.is_some()
+        if still.is_none()
+            || case_hold::Entity::find_by_id(d.case_id)
+                .one(&*txn)
+                .await?
+                .is_some()
         {
             continue;
         }

@@ -47,7 +47,10 @@ pub async fn rewrap_data_keys<C: sea_orm::ConnectionTrait>(
             .open(&wrapped, &ctx)
             .ok_or_else(|| anyhow::anyhow!("data key of version {id} opens with neither key"))?;
         version::Entity::update_many()
-            .col_expr(version::Column::WrappedKey, Expr::value(new.seal(&raw, &ctx)))
+            .col_expr(
+                version::Column::WrappedKey,
+                Expr::value(new.seal(&raw, &ctx)),
+            )
             .filter(version::Column::Id.eq(id))
             .exec(conn)
             .await?;
@@ -93,9 +96,11 @@ pub async fn rotate_master_key(
     let totp_secrets = crate::users::service::reseal_totp_secrets(&*txn, old, &new).await?;
     crate::audit::service::append_in(
         &*txn,
-        vec![NewEntry::new("keys.rotate", "key").details(serde_json::json!({
-            "data_keys": data_keys, "totp_secrets": totp_secrets,
-        }))],
+        vec![
+            NewEntry::new("keys.rotate", "key").details(serde_json::json!({
+                "data_keys": data_keys, "totp_secrets": totp_secrets,
+            })),
+        ],
     )
     .await?;
     txn.commit().await?;
@@ -104,8 +109,8 @@ pub async fn rotate_master_key(
             "master.key.retired-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         ));
-        let old_text = std::fs::read(current)
-            .with_context(|| format!("reading {}", current.display()))?;
+        let old_text =
+            std::fs::read(current).with_context(|| format!("reading {}", current.display()))?;
         crate::crypto::write_private(&retired, &old_text)
             .with_context(|| format!("writing {}", retired.display()))?;
         std::fs::rename(&next_path, current)

@@ -163,7 +163,9 @@ async fn list_case_documents(
     ApiPath(case_id): ApiPath<Uuid>,
     ApiQuery(f): ApiQuery<DocumentFilter>,
 ) -> ApiResult<Page<DocumentView>> {
-    Ok(Json(service::list_case_documents(&s, &p, case_id, f).await?))
+    Ok(Json(
+        service::list_case_documents(&s, &p, case_id, f).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/documents/{id}/versions", tag = "documents", params(("id" = Uuid, Path)),

@@ -87,7 +87,10 @@ fn view(d: &document::Model, case_held: bool) -> DocumentView {
 }
 
 /// Views of many documents with their case holds in one query.
-async fn views<C: ConnectionTrait>(conn: &C, docs: &[document::Model]) -> Result<Vec<DocumentView>> {
+async fn views<C: ConnectionTrait>(
+    conn: &C,
+    docs: &[document::Model],
+) -> Result<Vec<DocumentView>> {
     let mut case_ids: Vec<Uuid> = docs.iter().map(|d| d.case_id).collect();
     case_ids.sort();
     case_ids.dedup();
@@ -237,7 +240,9 @@ pub async fn precheck_upload(
 
 /// Before reading a new version's body: the document must be visible.
 pub async fn precheck_version(state: &AppState, p: &Principal, id: Uuid) -> Result<()> {
-    load_visible(state, state.db.conn(), p, id).await.map(|_| ())
+    load_visible(state, state.db.conn(), p, id)
+        .await
+        .map(|_| ())
 }
 
 /// The form of an upload after its file has been stored.
@@ -430,8 +435,7 @@ pub async fn add_version(
 pub async fn get_document(state: &AppState, p: &Principal, id: Uuid) -> Result<DocumentView> {
     let conn = state.db.conn();
     let (d, a) = load_visible(state, conn, p, id).await?;
-    audit_read(state, p, &a, &d, "document.read", serde_json::json!({}))
-        .await?;
+    audit_read(state, p, &a, &d, "document.read", serde_json::json!({})).await?;
     Ok(view(&d, case_held(conn, d.case_id).await?))
 }
 
@@ -478,7 +482,15 @@ pub async fn versions(
         .limit(limit.get() + 1)
         .all(conn)
         .await?;
-    audit_read(state, p, &a, &d, "document.versions_read", serde_json::json!({})).await?;
+    audit_read(
+        state,
+        p,
+        &a,
+        &d,
+        "document.versions_read",
+        serde_json::json!({}),
+    )
+    .await?;
     let items = rows
         .into_iter()
         .map(|v| VersionView {
@@ -908,7 +920,11 @@ pub struct SearchParams {
 }
 
 /// `GET /documents/search?q=`: across every visible document.
-pub async fn search(state: &AppState, p: &Principal, s: SearchParams) -> Result<Page<DocumentView>> {
+pub async fn search(
+    state: &AppState,
+    p: &Principal,
+    s: SearchParams,
+) -> Result<Page<DocumentView>> {
     let limit = Limit::parse(s.limit)?;
     let mut v = Validator::default();
     let q_text = check_q(&mut v, s.q.as_deref());
@@ -917,7 +933,8 @@ pub async fn search(state: &AppState, p: &Principal, s: SearchParams) -> Result<
     }
     v.finish()?;
     let text = q_text.expect("checked");
-    let cond = visible(&sight(state.db.conn(), p).await?).add(text_match(state.db.backend(), &text));
+    let cond =
+        visible(&sight(state.db.conn(), p).await?).add(text_match(state.db.backend(), &text));
     let out = page(state, cond, limit, s.cursor.as_deref()).await?;
     state
         .audit

@@ -129,10 +129,7 @@ impl Pipeline {
             .map_err(|e| Error::TooLarge(e.to_string()))?;
         for c in sealed {
             // Backpressure: at most two parts in flight, so memory stays flat.
-            self.writer
-                .wait_for_capacity(2)
-                .await
-                .map_err(store_err)?;
+            self.writer.wait_for_capacity(2).await.map_err(store_err)?;
             self.writer.write(&c);
         }
         Ok(())
@@ -181,7 +178,10 @@ where
     }
     let (kind, text) = match domain::sniff(&head, ended) {
         Sniff::Known(k) => (k, None),
-        Sniff::Text { email } => (domain::text_kind(email, &filename), Some(TextCheck::default())),
+        Sniff::Text { email } => (
+            domain::text_kind(email, &filename),
+            Some(TextCheck::default()),
+        ),
         Sniff::Refused(what) => {
             return Err(Error::UnsupportedMediaType(format!(
                 "Files of this type ({what}) are not accepted."

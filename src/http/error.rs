@@ -92,7 +92,9 @@ impl From<Error> for ApiError {
             }
             Error::Conflict(d) => Self::new(StatusCode::CONFLICT, d).with_code("conflict"),
             Error::Validation(errors) => Self::validation(errors),
-            Error::TooLarge(d) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, d).with_code("too_large"),
+            Error::TooLarge(d) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, d).with_code("too_large")
+            }
             Error::UnsupportedMediaType(d) => {
                 Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, d).with_code("unsupported_media_type")
             }

@@ -142,7 +142,11 @@ pub struct TooManyChunks;
 
 /// Chunks of a plaintext of `size` bytes (an empty file still has one, empty, chunk).
 pub fn chunk_count(size: u64) -> u64 {
-    if size == 0 { 1 } else { size.div_ceil(CHUNK as u64) }
+    if size == 0 {
+        1
+    } else {
+        size.div_ceil(CHUNK as u64)
+    }
 }
 
 /// Stored bytes for a plaintext of `size` bytes.
@@ -231,7 +235,14 @@ mod tests {
 
     #[test]
     fn sizes_line_up_with_chunk_boundaries() {
-        for size in [0u64, 1, CHUNK as u64 - 1, CHUNK as u64, CHUNK as u64 + 1, 3 * CHUNK as u64] {
+        for size in [
+            0u64,
+            1,
+            CHUNK as u64 - 1,
+            CHUNK as u64,
+            CHUNK as u64 + 1,
+            3 * CHUNK as u64,
+        ] {
             let data = vec![7u8; size as usize];
             let stored = encrypt(&data, 1000);
             assert_eq!(stored.len() as u64, ciphertext_len(size), "size {size}");
@@ -250,10 +261,7 @@ mod tests {
         // Dropping the final chunk: the new last chunk was not sealed as last.
         let truncated = &stored[..2 * CT_CHUNK as usize];
         let c = cipher();
-        assert!(
-            c.open(1, true, &truncated[CT_CHUNK as usize..])
-                .is_none()
-        );
+        assert!(c.open(1, true, &truncated[CT_CHUNK as usize..]).is_none());
         // Swapping chunks 0 and 1.
         let mut swapped = stored[CT_CHUNK as usize..2 * CT_CHUNK as usize].to_vec();
         swapped.extend_from_slice(&stored[..CT_CHUNK as usize]);

@@ -107,7 +107,10 @@ pub async fn reseal_totp_secrets<C: ConnectionTrait>(
             .open(&sealed, &ctx)
             .ok_or_else(|| anyhow::anyhow!("TOTP secret of {id} opens with neither key"))?;
         user::Entity::update_many()
-            .col_expr(user::Column::TotpSecret, Expr::value(new.seal(&secret, &ctx)))
+            .col_expr(
+                user::Column::TotpSecret,
+                Expr::value(new.seal(&secret, &ctx)),
+            )
             .filter(user::Column::Id.eq(id))
             .exec(conn)
             .await?;

@@ -157,7 +157,15 @@ async fn streamed_upload_downloads_byte_exact_with_ranges_and_safe_headers() {
     let case = new_case(&app, &lead, &[&client], &[]).await;
     // Three chunks and a bit, so ranges cross chunk boundaries.
     let bytes = pdf(200_000);
-    let d = upload(&app, &lead.access, &case, "Brief – final.pdf", bytes.clone(), "shared").await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "Brief – final.pdf",
+        bytes.clone(),
+        "shared",
+    )
+    .await;
     let id = d["id"].as_str().unwrap().to_owned();
     let sha = hex::encode(Sha256::digest(&bytes));
     assert_eq!(d["content_type"], "application/pdf");
@@ -178,8 +186,14 @@ async fn streamed_upload_downloads_byte_exact_with_ranges_and_safe_headers() {
     assert_eq!(h["cache-control"], "private, no-store");
     assert_eq!(h["etag"], format!("\"{sha}\"").as_str());
     let cd = h["content-disposition"].to_str().unwrap();
-    assert!(cd.starts_with("attachment; filename=\"Brief - final.pdf\""), "{cd}");
-    assert!(cd.contains("filename*=UTF-8''Brief%20%E2%80%93%20final.pdf"), "{cd}");
+    assert!(
+        cd.starts_with("attachment; filename=\"Brief - final.pdf\""),
+        "{cd}"
+    );
+    assert!(
+        cd.contains("filename*=UTF-8''Brief%20%E2%80%93%20final.pdf"),
+        "{cd}"
+    );
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
 
     let r = content(&app, &client.access, &id, Some("bytes=65530-140000")).await;
@@ -189,11 +203,17 @@ async fn streamed_upload_downloads_byte_exact_with_ranges_and_safe_headers() {
         format!("bytes 65530-140000/{}", bytes.len()).as_str()
     );
     assert_eq!(r.headers()["content-length"], "74471");
-    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[65530..=140000].to_vec());
+    assert_eq!(
+        r.bytes().await.unwrap().to_vec(),
+        bytes[65530..=140000].to_vec()
+    );
 
     let r = content(&app, &client.access, &id, Some("bytes=-10")).await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[bytes.len() - 10..].to_vec());
+    assert_eq!(
+        r.bytes().await.unwrap().to_vec(),
+        bytes[bytes.len() - 10..].to_vec()
+    );
 
     let r = content(&app, &client.access, &id, Some("bytes=9999999-")).await;
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
@@ -225,7 +245,15 @@ async fn stored_objects_hold_only_ciphertext() {
     let case = new_case(&app, &lead, &[], &[]).await;
     let marker = "PRIVILEGED-SETTLEMENT-FIGURE-4711";
     let text = format!("{marker}\n").repeat(5000);
-    let d = upload(&app, &lead.access, &case, "notes.txt", text.clone().into_bytes(), "internal").await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "notes.txt",
+        text.clone().into_bytes(),
+        "internal",
+    )
+    .await;
     assert_eq!(d["content_type"], "text/plain");
     let files = stored_files(&app);
     assert_eq!(files.len(), 1, "{files:?}");
@@ -245,7 +273,11 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
     let case = new_case(&app, &lead, &[], &[]).await;
     let elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0".repeat(10);
     let exe = b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff\0\0\xb8\0\0\0".repeat(10);
-    for (name, bytes) in [("tool", elf.clone()), ("invoice.pdf", exe.clone()), ("x.exe", exe)] {
+    for (name, bytes) in [
+        ("tool", elf.clone()),
+        ("invoice.pdf", exe.clone()),
+        ("x.exe", exe),
+    ] {
         let r = upload_raw(&app, &lead.access, &case, name, bytes, None).await;
         problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     }
@@ -269,10 +301,26 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 0);
 
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01".to_vec();
-    let d = upload(&app, &lead.access, &case, "..\\..\\scan\u{202E}gnp.png", png, "shared").await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "..\\..\\scan\u{202E}gnp.png",
+        png,
+        "shared",
+    )
+    .await;
     assert_eq!(d["filename"], "scangnp.png");
     assert_eq!(d["content_type"], "image/png");
-    let d = upload(&app, &lead.access, &case, "CON.csv", b"a,b\n1,2\n".to_vec(), "shared").await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "CON.csv",
+        b"a,b\n1,2\n".to_vec(),
+        "shared",
+    )
+    .await;
     assert_eq!(d["filename"], "_CON.csv");
     assert_eq!(d["content_type"], "text/csv");
     let d = upload(
@@ -286,7 +334,15 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
     .await;
     assert_eq!(d["filename"], "mail.eml");
     assert_eq!(d["content_type"], "message/rfc822");
-    let d = upload(&app, &lead.access, &case, "memo.rtf", b"{\\rtf1\\ansi hello}".to_vec(), "shared").await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "memo.rtf",
+        b"{\\rtf1\\ansi hello}".to_vec(),
+        "shared",
+    )
+    .await;
     assert_eq!(d["content_type"], "application/rtf");
     // Bad form input.
     let r = app
@@ -308,7 +364,10 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
         .unwrap();
     let b = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(b["errors"][0]["field"], "confidentiality");
-    assert!(stored_files(&app).len() == 4, "refused form left an object behind");
+    assert!(
+        stored_files(&app).len() == 4,
+        "refused form left an object behind"
+    );
 }
 
 #[tokio::test]
@@ -316,13 +375,29 @@ async fn too_large_uploads_are_413_with_no_record_and_no_object() {
     let app = spawn_app_with(|c| c.max_upload_bytes = 1024 * 1024).await;
     let lead = app.user("attorney").await;
     let case = new_case(&app, &lead, &[], &[]).await;
-    let r = upload_raw(&app, &lead.access, &case, "big.pdf", pdf(3 * 1024 * 1024), None).await;
+    let r = upload_raw(
+        &app,
+        &lead.access,
+        &case,
+        "big.pdf",
+        pdf(3 * 1024 * 1024),
+        None,
+    )
+    .await;
     problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(count(&app, "SELECT COUNT(*) FROM document").await, 0);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 0);
     assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
     // Exactly at the limit is fine; the body limit of the route allows it.
-    let d = upload(&app, &lead.access, &case, "edge.pdf", pdf(1024 * 1024 - 9), "shared").await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "edge.pdf",
+        pdf(1024 * 1024 - 9),
+        "shared",
+    )
+    .await;
     assert_eq!(d["size"], 1024 * 1024);
 }
 
@@ -345,104 +420,260 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
         problem(r, StatusCode::FORBIDDEN).await;
     }
     // A paralegal may not file privileged material.
-    let r = upload_raw(&app, &para.access, &case, "x.pdf", pdf(10), Some("privileged")).await;
+    let r = upload_raw(
+        &app,
+        &para.access,
+        &case,
+        "x.pdf",
+        pdf(10),
+        Some("privileged"),
+    )
+    .await;
     problem(r, StatusCode::FORBIDDEN).await;
     assert!(stored_files(&app).is_empty());
 
     let shared = upload(&app, &client.access, &case, "id.pdf", pdf(10), "shared").await;
-    let internal = upload(&app, &para.access, &case, "memo zebra.txt", b"zebra notes".to_vec(), "internal").await;
-    let privileged = upload(&app, &lead.access, &case, "strategy zebra.txt", b"zebra plan".to_vec(), "privileged").await;
-    let [s, i, pr] = [&shared, &internal, &privileged].map(|d| d["id"].as_str().unwrap().to_owned());
+    let internal = upload(
+        &app,
+        &para.access,
+        &case,
+        "memo zebra.txt",
+        b"zebra notes".to_vec(),
+        "internal",
+    )
+    .await;
+    let privileged = upload(
+        &app,
+        &lead.access,
+        &case,
+        "strategy zebra.txt",
+        b"zebra plan".to_vec(),
+        "privileged",
+    )
+    .await;
+    let [s, i, pr] =
+        [&shared, &internal, &privileged].map(|d| d["id"].as_str().unwrap().to_owned());
 
     let list = format!("/api/v1/cases/{case}/documents?limit=100");
     let search = "/api/v1/documents/search?q=zebra&limit=100";
     let all: HashSet<String> = [s.clone(), i.clone(), pr.clone()].into();
     assert_eq!(ids_at(&app, &lead.access, &list).await, all);
     assert_eq!(ids_at(&app, &admin.access, &list).await, all);
-    assert_eq!(ids_at(&app, &para.access, &list).await, [s.clone(), i.clone()].into());
-    assert_eq!(ids_at(&app, &client.access, &list).await, [s.clone()].into());
-    assert_eq!(ids_at(&app, &lead.access, search).await, [i.clone(), pr.clone()].into());
+    assert_eq!(
+        ids_at(&app, &para.access, &list).await,
+        [s.clone(), i.clone()].into()
+    );
+    assert_eq!(
+        ids_at(&app, &client.access, &list).await,
+        [s.clone()].into()
+    );
+    assert_eq!(
+        ids_at(&app, &lead.access, search).await,
+        [i.clone(), pr.clone()].into()
+    );
     assert_eq!(ids_at(&app, &para.access, search).await, [i.clone()].into());
     assert!(ids_at(&app, &client.access, search).await.is_empty());
     // Filters.
     assert_eq!(
-        ids_at(&app, &lead.access, &format!("{list}&confidentiality=privileged")).await,
+        ids_at(
+            &app,
+            &lead.access,
+            &format!("{list}&confidentiality=privileged")
+        )
+        .await,
         [pr.clone()].into()
     );
     assert_eq!(
-        ids_at(&app, &lead.access, &format!("{list}&content_type=application/pdf")).await,
+        ids_at(
+            &app,
+            &lead.access,
+            &format!("{list}&content_type=application/pdf")
+        )
+        .await,
         [s.clone()].into()
     );
-    assert_eq!(ids_at(&app, &lead.access, &format!("{list}&q=plan")).await, [pr.clone()].into());
-    problem(app.get(&format!("{list}&limit=0"), Some(&lead.access)).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    problem(app.get(&format!("{list}&confidentiality=x"), Some(&lead.access)).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        ids_at(&app, &lead.access, &format!("{list}&q=plan")).await,
+        [pr.clone()].into()
+    );
+    problem(
+        app.get(&format!("{list}&limit=0"), Some(&lead.access))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        app.get(&format!("{list}&confidentiality=x"), Some(&lead.access))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 
     // Privileged: invisible to the paralegal and the client, as if it did not exist.
     for who in [&para, &client] {
-        for path in [format!("/api/v1/documents/{pr}"), format!("/api/v1/documents/{pr}/content"), format!("/api/v1/documents/{pr}/versions")] {
-            problem(app.get(&path, Some(&who.access)).await, StatusCode::NOT_FOUND).await;
+        for path in [
+            format!("/api/v1/documents/{pr}"),
+            format!("/api/v1/documents/{pr}/content"),
+            format!("/api/v1/documents/{pr}/versions"),
+        ] {
+            problem(
+                app.get(&path, Some(&who.access)).await,
+                StatusCode::NOT_FOUND,
+            )
+            .await;
         }
     }
-    problem(app.get(&format!("/api/v1/documents/{i}"), Some(&client.access)).await, StatusCode::NOT_FOUND).await;
+    problem(
+        app.get(&format!("/api/v1/documents/{i}"), Some(&client.access))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 
     // Remove a member: they lose everything at once.
     let r = app
-        .request(reqwest::Method::DELETE, &format!("/api/v1/cases/{case}/members/{}", removed.id), Some(&lead.access), None)
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{case}/members/{}", removed.id),
+            Some(&lead.access),
+            None,
+        )
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     for who in [&outsider, &other_client, &removed] {
         for id in [&s, &i, &pr] {
-            for path in [format!("/api/v1/documents/{id}"), format!("/api/v1/documents/{id}/content")] {
-                problem(app.get(&path, Some(&who.access)).await, StatusCode::NOT_FOUND).await;
+            for path in [
+                format!("/api/v1/documents/{id}"),
+                format!("/api/v1/documents/{id}/content"),
+            ] {
+                problem(
+                    app.get(&path, Some(&who.access)).await,
+                    StatusCode::NOT_FOUND,
+                )
+                .await;
             }
         }
-        problem(app.get(&list, Some(&who.access)).await, StatusCode::NOT_FOUND).await;
+        problem(
+            app.get(&list, Some(&who.access)).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
         assert!(ids_at(&app, &who.access, search).await.is_empty());
-        let st = expect(app.get("/api/v1/documents/stats", Some(&who.access)).await, StatusCode::OK, "stats").await;
+        let st = expect(
+            app.get("/api/v1/documents/stats", Some(&who.access)).await,
+            StatusCode::OK,
+            "stats",
+        )
+        .await;
         assert_eq!(st["total"]["count"], 0, "{st}");
         let r = upload_raw(&app, &who.access, &case, "x.pdf", pdf(10), None).await;
         problem(r, StatusCode::NOT_FOUND).await;
-        let r = app.patch(&format!("/api/v1/documents/{s}"), Some(&who.access), json!({"title": "mine"})).await;
+        let r = app
+            .patch(
+                &format!("/api/v1/documents/{s}"),
+                Some(&who.access),
+                json!({"title": "mine"}),
+            )
+            .await;
         problem(r, StatusCode::NOT_FOUND).await;
     }
 
     // Stats count only what the caller sees.
-    let st = expect(app.get("/api/v1/documents/stats", Some(&para.access)).await, StatusCode::OK, "stats").await;
+    let st = expect(
+        app.get("/api/v1/documents/stats", Some(&para.access)).await,
+        StatusCode::OK,
+        "stats",
+    )
+    .await;
     assert_eq!(st["total"]["count"], 2, "{st}");
     assert_eq!(st["by_type"]["text/plain"]["count"], 1, "{st}");
     assert_eq!(st["by_case"][&case]["count"], 2, "{st}");
-    let st = expect(app.get("/api/v1/documents/stats", Some(&lead.access)).await, StatusCode::OK, "stats").await;
+    let st = expect(
+        app.get("/api/v1/documents/stats", Some(&lead.access)).await,
+        StatusCode::OK,
+        "stats",
+    )
+    .await;
     assert_eq!(st["total"]["count"], 3);
     assert_eq!(st["total"]["bytes"], 19 + 11 + 10);
 
     // Only staff change documents; confidentiality changes are audited.
-    let r = app.patch(&format!("/api/v1/documents/{s}"), Some(&client.access), json!({"title": "x"})).await;
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&client.access),
+            json!({"title": "x"}),
+        )
+        .await;
     problem(r, StatusCode::FORBIDDEN).await;
-    let r = app.patch(&format!("/api/v1/documents/{s}"), Some(&lead.access), json!({"confidentiality": "nope"})).await;
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&lead.access),
+            json!({"confidentiality": "nope"}),
+        )
+        .await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let r = app.patch(&format!("/api/v1/documents/{s}"), Some(&lead.access), json!({"owner": "x"})).await;
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&lead.access),
+            json!({"owner": "x"}),
+        )
+        .await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     let d = expect(
-        app.patch(&format!("/api/v1/documents/{s}"), Some(&lead.access), json!({"confidentiality": "internal", "title": "ID card"})).await,
+        app.patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&lead.access),
+            json!({"confidentiality": "internal", "title": "ID card"}),
+        )
+        .await,
         StatusCode::OK,
         "patch",
     )
     .await;
     assert_eq!(d["confidentiality"], "internal");
     assert_eq!(d["title"], "ID card");
-    problem(app.get(&format!("/api/v1/documents/{s}"), Some(&client.access)).await, StatusCode::NOT_FOUND).await;
+    problem(
+        app.get(&format!("/api/v1/documents/{s}"), Some(&client.access))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     let b = expect(
-        app.get(&format!("/api/v1/audit?action=document.update&resource_id={s}"), Some(&admin.access)).await,
+        app.get(
+            &format!("/api/v1/audit?action=document.update&resource_id={s}"),
+            Some(&admin.access),
+        )
+        .await,
         StatusCode::OK,
         "audit",
     )
     .await;
-    assert_eq!(b["items"][0]["details"]["confidentiality"], json!(["shared", "internal"]), "{b}");
+    assert_eq!(
+        b["items"][0]["details"]["confidentiality"],
+        json!(["shared", "internal"]),
+        "{b}"
+    );
 
     // The client's dashboard shows the documents they may see; staff see the latest five.
-    let dash = expect(app.get("/api/v1/dashboard", Some(&client.access)).await, StatusCode::OK, "dash").await;
-    assert!(dash["recent_documents"].as_array().unwrap().is_empty(), "{dash}");
-    let dash = expect(app.get("/api/v1/dashboard", Some(&lead.access)).await, StatusCode::OK, "dash").await;
+    let dash = expect(
+        app.get("/api/v1/dashboard", Some(&client.access)).await,
+        StatusCode::OK,
+        "dash",
+    )
+    .await;
+    assert!(
+        dash["recent_documents"].as_array().unwrap().is_empty(),
+        "{dash}"
+    );
+    let dash = expect(
+        app.get("/api/v1/dashboard", Some(&lead.access)).await,
+        StatusCode::OK,
+        "dash",
+    )
+    .await;
     let recent = dash["recent_documents"].as_array().unwrap();
     assert_eq!(recent.len(), 3);
     assert_eq!(recent[0]["id"], pr.as_str());
@@ -471,10 +702,32 @@ async fn versions_legal_holds_and_soft_delete() {
     assert_eq!(d2["version"], 2);
     assert_eq!(d2["content_type"], "text/plain");
     assert_eq!(d2["id"], id.as_str());
-    let b = expect(app.get(&format!("/api/v1/documents/{id}/versions"), Some(&lead.access)).await, StatusCode::OK, "versions").await;
-    let versions: Vec<i64> = b["items"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    let b = expect(
+        app.get(
+            &format!("/api/v1/documents/{id}/versions"),
+            Some(&lead.access),
+        )
+        .await,
+        StatusCode::OK,
+        "versions",
+    )
+    .await;
+    let versions: Vec<i64> = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
     assert_eq!(versions, vec![2, 1]);
-    assert_eq!(content(&app, &lead.access, &id, None).await.bytes().await.unwrap().to_vec(), v2);
+    assert_eq!(
+        content(&app, &lead.access, &id, None)
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+        v2
+    );
     let r = app
         .client
         .get(app.url(&format!("/api/v1/documents/{id}/content?version=1")))
@@ -483,66 +736,161 @@ async fn versions_legal_holds_and_soft_delete() {
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap().to_vec(), pdf(100));
-    let r = app.get(&format!("/api/v1/documents/{id}/content?version=9"), Some(&lead.access)).await;
+    let r = app
+        .get(
+            &format!("/api/v1/documents/{id}/content?version=9"),
+            Some(&lead.access),
+        )
+        .await;
     problem(r, StatusCode::NOT_FOUND).await;
 
     // Legal hold: attorneys and admins only; while on, nobody deletes.
     for who in [&para, &client] {
-        let r = app.post(&format!("/api/v1/documents/{id}/legal-hold"), Some(&who.access), json!({"on": true})).await;
+        let r = app
+            .post(
+                &format!("/api/v1/documents/{id}/legal-hold"),
+                Some(&who.access),
+                json!({"on": true}),
+            )
+            .await;
         problem(r, StatusCode::FORBIDDEN).await;
     }
     let h = expect(
-        app.post(&format!("/api/v1/documents/{id}/legal-hold"), Some(&lead.access), json!({"on": true})).await,
+        app.post(
+            &format!("/api/v1/documents/{id}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": true}),
+        )
+        .await,
         StatusCode::OK,
         "hold",
     )
     .await;
     assert_eq!(h["legal_hold"], true);
     for who in [&lead, &para, &client] {
-        let r = app.request(reqwest::Method::DELETE, &format!("/api/v1/documents/{id}"), Some(&who.access), None).await;
+        let r = app
+            .request(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/documents/{id}"),
+                Some(&who.access),
+                None,
+            )
+            .await;
         problem(r, StatusCode::CONFLICT).await;
     }
     expect(
-        app.post(&format!("/api/v1/documents/{id}/legal-hold"), Some(&lead.access), json!({"on": false})).await,
+        app.post(
+            &format!("/api/v1/documents/{id}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": false}),
+        )
+        .await,
         StatusCode::OK,
         "release",
     )
     .await;
     // A hold on the case covers its documents.
     let h = expect(
-        app.post(&format!("/api/v1/cases/{case}/legal-hold"), Some(&lead.access), json!({"on": true})).await,
+        app.post(
+            &format!("/api/v1/cases/{case}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": true}),
+        )
+        .await,
         StatusCode::OK,
         "case hold",
     )
     .await;
     assert_eq!(h["on"], true);
-    let r = app.post(&format!("/api/v1/cases/{case}/legal-hold"), Some(&para.access), json!({"on": false})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/legal-hold"),
+            Some(&para.access),
+            json!({"on": false}),
+        )
+        .await;
     problem(r, StatusCode::FORBIDDEN).await;
-    let r = app.request(reqwest::Method::DELETE, &format!("/api/v1/documents/{id}"), Some(&lead.access), None).await;
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            Some(&lead.access),
+            None,
+        )
+        .await;
     problem(r, StatusCode::CONFLICT).await;
-    let got = expect(app.get(&format!("/api/v1/documents/{id}"), Some(&client.access)).await, StatusCode::OK, "get").await;
+    let got = expect(
+        app.get(&format!("/api/v1/documents/{id}"), Some(&client.access))
+            .await,
+        StatusCode::OK,
+        "get",
+    )
+    .await;
     assert_eq!(got["legal_hold"], true);
     expect(
-        app.post(&format!("/api/v1/cases/{case}/legal-hold"), Some(&lead.access), json!({"on": false})).await,
+        app.post(
+            &format!("/api/v1/cases/{case}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": false}),
+        )
+        .await,
         StatusCode::OK,
         "case release",
     )
     .await;
 
     // Delete: uploader or staff. A client may not delete the firm's upload.
-    let r = app.request(reqwest::Method::DELETE, &format!("/api/v1/documents/{id}"), Some(&client.access), None).await;
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            Some(&client.access),
+            None,
+        )
+        .await;
     problem(r, StatusCode::FORBIDDEN).await;
     let own = upload(&app, &client.access, &case, "mine.pdf", pdf(5), "shared").await;
     let own = own["id"].as_str().unwrap().to_owned();
-    let r = app.request(reqwest::Method::DELETE, &format!("/api/v1/documents/{own}"), Some(&client.access), None).await;
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{own}"),
+            Some(&client.access),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app.request(reqwest::Method::DELETE, &format!("/api/v1/documents/{id}"), Some(&para.access), None).await;
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            Some(&para.access),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     for d in [&id, &own] {
-        problem(app.get(&format!("/api/v1/documents/{d}"), Some(&lead.access)).await, StatusCode::NOT_FOUND).await;
-        problem(content(&app, &lead.access, d, None).await, StatusCode::NOT_FOUND).await;
+        problem(
+            app.get(&format!("/api/v1/documents/{d}"), Some(&lead.access))
+                .await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        problem(
+            content(&app, &lead.access, d, None).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
     }
-    assert!(ids_at(&app, &lead.access, &format!("/api/v1/cases/{case}/documents")).await.is_empty());
+    assert!(
+        ids_at(
+            &app,
+            &lead.access,
+            &format!("/api/v1/cases/{case}/documents")
+        )
+        .await
+        .is_empty()
+    );
 
     // Purge after retention removes rows and objects; the sweep leaves held documents alone.
     let kept = upload(&app, &lead.access, &case, "kept.pdf", pdf(5), "shared").await;
@@ -550,7 +898,9 @@ async fn versions_legal_holds_and_soft_delete() {
     let objects_before = stored_files(&app).len();
     assert_eq!(objects_before, 4, "v1, v2, mine, kept");
     let later = lawfirm_pro::db::now() + chrono::Duration::days(31);
-    let report = lawfirm_pro::documents::jobs::run_once(&app.state, later).await.unwrap();
+    let report = lawfirm_pro::documents::jobs::run_once(&app.state, later)
+        .await
+        .unwrap();
     assert_eq!(report.purged_documents, 2);
     assert_eq!(stored_files(&app).len(), 1);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM document").await, 1);
@@ -566,12 +916,17 @@ async fn abandoned_uploads_are_swept() {
     app.state
         .storage
         .store()
-        .put(&object_store::path::Path::from(key), b"partial".to_vec().into())
+        .put(
+            &object_store::path::Path::from(key),
+            b"partial".to_vec().into(),
+        )
         .await
         .unwrap();
     let backend = app.state.db.backend();
     let sql = match backend {
-        DbBackend::Postgres => "INSERT INTO document_upload (object_key, started_at) VALUES ($1, $2)",
+        DbBackend::Postgres => {
+            "INSERT INTO document_upload (object_key, started_at) VALUES ($1, $2)"
+        }
         _ => "INSERT INTO document_upload (object_key, started_at) VALUES (?, ?)",
     };
     app.state
@@ -580,12 +935,17 @@ async fn abandoned_uploads_are_swept() {
         .execute_raw(Statement::from_sql_and_values(
             backend,
             sql,
-            [key.into(), (lawfirm_pro::db::now() - chrono::Duration::days(2)).into()],
+            [
+                key.into(),
+                (lawfirm_pro::db::now() - chrono::Duration::days(2)).into(),
+            ],
         ))
         .await
         .unwrap();
     assert_eq!(stored_files(&app).len(), 1);
-    let r = lawfirm_pro::documents::jobs::run_once(&app.state, lawfirm_pro::db::now()).await.unwrap();
+    let r = lawfirm_pro::documents::jobs::run_once(&app.state, lawfirm_pro::db::now())
+        .await
+        .unwrap();
     assert_eq!(r.abandoned_objects, 1);
     assert!(stored_files(&app).is_empty());
     assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 0);
@@ -597,17 +957,33 @@ async fn key_rotation_rewraps_keys_and_documents_stay_readable() {
     let lead = app.user("attorney").await;
     let case = new_case(&app, &lead, &[], &[]).await;
     let bytes = pdf(150_000);
-    let d = upload(&app, &lead.access, &case, "a.pdf", bytes.clone(), "privileged").await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "a.pdf",
+        bytes.clone(),
+        "privileged",
+    )
+    .await;
     let id = d["id"].as_str().unwrap().to_owned();
-    let stored_before: Vec<Vec<u8>> = stored_files(&app).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let stored_before: Vec<Vec<u8>> = stored_files(&app)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
     let old_key = std::fs::read_to_string(app.data_dir.path().join("keys/master.key")).unwrap();
 
-    let report = lawfirm_pro::documents::keys::rotate_master_key(&app.state, None).await.unwrap();
+    let report = lawfirm_pro::documents::keys::rotate_master_key(&app.state, None)
+        .await
+        .unwrap();
     assert_eq!(report.data_keys, 1);
     let new_key = std::fs::read_to_string(app.data_dir.path().join("keys/master.key")).unwrap();
     assert_ne!(old_key, new_key);
     // Content is untouched: only the wrapped keys changed.
-    let stored_after: Vec<Vec<u8>> = stored_files(&app).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let stored_after: Vec<Vec<u8>> = stored_files(&app)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
     assert_eq!(stored_before, stored_after);
     // Running again is harmless (nothing left to re-wrap with the now-current key).
 
@@ -696,8 +1072,14 @@ async fn memory_does_not_grow_with_file_size() {
     }
     let after_download = rss();
     assert_eq!(n, SIZE);
-    assert_eq!(hex::encode(hasher.finalize()), d["sha256"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(hasher.finalize()),
+        d["sha256"].as_str().unwrap()
+    );
     let grew = after_upload.max(after_download).saturating_sub(before);
     println!("RSS before {before}, after upload {after_upload}, after download {after_download}");
-    assert!(grew < (SIZE as u64) / 4, "process grew by {grew} bytes for a {SIZE}-byte file");
+    assert!(
+        grew < (SIZE as u64) / 4,
+        "process grew by {grew} bytes for a {SIZE}-byte file"
+    );
 }
