@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `user create`, `audit verify`.
+//! The command line: `serve` (default), `migrate`, `user create`, `audit verify`, `keys rotate`.
 
 use std::{io::Read, path::PathBuf, process::ExitCode};
 

@@ -4,7 +4,7 @@
 use axum::{
     Json,
     body::Body,
-    extract::{DefaultBodyLimit, Multipart, State},
+    extract::{DefaultBodyLimit, Multipart, State, multipart::MultipartRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -74,6 +74,15 @@ async fn text_field(mut f: axum::extract::multipart::Field<'_>, name: &str) -> S
     String::from_utf8(buf).map_err(|_| Error::invalid(name, "must be UTF-8 text"))
 }
 
+/// A body that is not `multipart/form-data` at all.
+fn not_multipart(_: MultipartRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "Expected a multipart/form-data body with a `file` part.",
+    )
+    .with_code("unsupported_media_type")
+}
+
 fn malformed() -> Error {
     Error::invalid("body", "is not a readable multipart/form-data body")
 }
@@ -130,8 +139,9 @@ async fn upload_document(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
     ApiPath(case_id): ApiPath<Uuid>,
-    mut mp: Multipart,
+    mp: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<DocumentView>), ApiError> {
+    let mut mp = mp.map_err(not_multipart)?;
     // The case must be visible before a single byte of the body is read.
     service::precheck_upload(&s, &p, case_id, None).await?;
     let (title, confidentiality, file) = read_form(&s, &mut mp, |c| {
@@ -177,8 +187,9 @@ async fn add_version(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
     ApiPath(id): ApiPath<Uuid>,
-    mut mp: Multipart,
+    mp: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<DocumentView>), ApiError> {
+    let mut mp = mp.map_err(not_multipart)?;
     service::precheck_version(&s, &p, id).await?;
     let (_, _, file) = read_form(&s, &mut mp, |_| async { Ok(()) }).await?;
     let file = file.ok_or_else(|| Error::invalid("file", "is required"))?;

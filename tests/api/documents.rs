@@ -346,6 +346,14 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
     assert_eq!(d["content_type"], "application/rtf");
     // Bad form input.
     let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/documents"),
+            Some(&lead.access),
+            json!({"file": "x"}),
+        )
+        .await;
+    problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let r = app
         .client
         .post(app.url(&format!("/api/v1/cases/{case}/documents")))
         .bearer_auth(&lead.access)
