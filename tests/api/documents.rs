@@ -462,6 +462,31 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
     let [s, i, pr] =
         [&shared, &internal, &privileged].map(|d| d["id"].as_str().unwrap().to_owned());
 
+    // Live events reach only those who may see the document.
+    for (audience, n) in [("case", 1), ("case_staff", 1), ("users", 1)] {
+        let sql = format!(
+            "SELECT COUNT(*) FROM event WHERE kind = 'document.created' AND audience = '{audience}'"
+        );
+        assert_eq!(count(&app, &sql).await, n, "{audience}");
+    }
+    let row = app
+        .state
+        .db
+        .conn()
+        .query_one_raw(Statement::from_string(
+            app.state.db.backend(),
+            "SELECT user_ids FROM event WHERE kind = 'document.created' AND audience = 'users'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let users: String = row.try_get_by_index(0).unwrap();
+    assert_eq!(
+        users,
+        format!("[\"{}\"]", lead.id),
+        "privileged: attorneys on the case only"
+    );
+
     let list = format!("/api/v1/cases/{case}/documents?limit=100");
     let search = "/api/v1/documents/search?q=zebra&limit=100";
     let all: HashSet<String> = [s.clone(), i.clone(), pr.clone()].into();
