@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `user create`, `audit verify`.
+//! The command line: `serve` (default), `migrate`, `user create`, `audit verify`, `keys rotate`.
 
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
@@ -46,6 +46,22 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Manage the master key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every document data key and TOTP secret under a new master key (content is not
+    /// re-encrypted). Stop the server first. Generates the key unless `--new-key-stdin`.
+    Rotate {
+        /// Read the new base64 master key from standard input (required with LFP_MASTER_KEY).
+        #[arg(long)]
+        new_key_stdin: bool,
     },
 }
 
@@ -183,6 +199,33 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { new_key_stdin },
+        } => {
+            let new_key = if new_key_stdin {
+                let mut k = String::new();
+                std::io::stdin().read_to_string(&mut k)?;
+                Some(secrecy::SecretString::from(k.trim().to_string()))
+            } else {
+                None
+            };
+            let state = AppState::init(config).await?;
+            let result = crate::documents::keys::rotate_master_key(&state, new_key).await;
+            state.audit.shutdown().await;
+            let r = result?;
+            println!(
+                "master key rotated: {} document keys and {} TOTP secrets re-wrapped",
+                r.data_keys, r.totp_secrets
+            );
+            match r.key_file {
+                Some(p) => println!(
+                    "new key installed at {}; the old one was kept beside it",
+                    p.display()
+                ),
+                None => println!("now set LFP_MASTER_KEY to the new key and restart"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::Verify,

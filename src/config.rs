@@ -39,6 +39,10 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `s3://bucket/prefix` for documents in an S3-compatible store; `None`: `data_dir/objects`.
+    pub object_store: Option<String>,
+    /// Days a soft-deleted document is kept before its bytes are purged.
+    pub document_retention_days: i64,
     /// Outgoing mail server (`smtp://host:port`, `smtps://user:pass@host`,
     /// `smtp://host?tls=required`). Without it mail waits in the outbox.
     pub smtp_url: Option<SecretString>,
@@ -120,6 +124,8 @@ struct FileConfig {
     mail_from: Option<String>,
     reminder_minutes: Option<String>,
     booking_min_notice_minutes: Option<i64>,
+    object_store: Option<String>,
+    document_retention_days: Option<i64>,
 }
 
 /// A configuration problem, reported as one line before anything starts.
@@ -171,6 +177,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_PAYMENTS_API_BASE",
     "LFP_PAYMENTS_API_KEY",
     "LFP_PAYMENTS_WEBHOOK_SECRET",
+    "LFP_OBJECT_STORE",
+    "LFP_DOCUMENT_RETENTION_DAYS",
     // Read by the test command and the test harness, not by the server.
     "LFP_TEST_DB",
 ];
@@ -211,6 +219,8 @@ impl Config {
             mail_lease: std::time::Duration::from_secs(300),
             mail_max_attempts: 8,
             billing: BillingConfig::default(),
+            object_store: None,
+            document_retention_days: 30,
         }
     }
 
@@ -377,6 +387,17 @@ impl Config {
             get("LFP_HEADER_READ_TIMEOUT_SECS"),
             fc.header_read_timeout_secs,
             1,
+        )?;
+        if let Some(v) = pick(get("LFP_OBJECT_STORE"), fc.object_store) {
+            crate::storage::parse_store_url(&v).map_err(|m| invalid("LFP_OBJECT_STORE", m))?;
+            c.object_store = Some(v);
+        }
+        num(
+            &mut c.document_retention_days,
+            "LFP_DOCUMENT_RETENTION_DAYS",
+            get("LFP_DOCUMENT_RETENTION_DAYS"),
+            fc.document_retention_days,
+            0,
         )?;
         if let Some(v) = pick(
             get("LFP_OPEN_REGISTRATION"),

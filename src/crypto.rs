@@ -141,7 +141,13 @@ fn load_or_generate(data_dir: &Path, name: &str, warn: bool) -> anyhow::Result<S
     Ok(SecretString::from(s))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// A new random master key in the form the key file and `LFP_MASTER_KEY` hold.
+pub fn generate_master_key_base64() -> SecretString {
+    SecretString::from(B64.encode(random_bytes::<32>()))
+}
+
+/// Create `path` with owner-only permissions; refuses to overwrite.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

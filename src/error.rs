@@ -40,6 +40,12 @@ pub enum Error {
     Unauthorized(AuthFailure),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request body exceeds a configured limit (413).
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// Content of a type the server does not accept (415).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("rate limited for {retry_after_secs}s")]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod demo;
+pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod mail;
 pub mod messages;
 pub mod realtime;
+pub mod storage;
 pub mod telemetry;
 pub mod users;
 pub mod web;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<http::metrics::Metrics>,
     pub hub: realtime::hub::Hub,
     pub limits: Arc<limits::RateLimits>,
+    /// Document bytes (encrypted) in the configured object store.
+    pub storage: storage::Storage,
     /// Flipped once on shutdown: open WebSockets close with 1001.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -60,6 +64,7 @@ impl AppState {
             config.jwt_secret.as_ref(),
         )?;
         let tokens = auth::token::TokenKeys::new(&keys, &config);
+        let storage = storage::Storage::from_config(&config)?;
         let hasher = auth::password::Hasher::new(
             config.password_hash_concurrency,
             config.insecure_fast_password_hashing,
@@ -80,6 +85,7 @@ impl AppState {
             metrics: Arc::default(),
             hub,
             limits: Arc::default(),
+            storage,
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
@@ -135,6 +141,7 @@ impl Application {
             mail::worker::spawn(state.clone()),
             appointments::reminders::spawn(state.clone()),
         ];
+        documents::jobs::spawn(state.clone());
         let app = http::router(state.clone());
         let shutdown = state.shutdown.clone();
         let limits = http::serve::ServeLimits {

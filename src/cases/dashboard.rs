@@ -122,7 +122,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
         outstanding_balance_cents: crate::billing::summary::outstanding_cents(state.db.conn(), p)
             .await?,
         currency: state.config.billing.currency.code().into(),
-        recent_documents: Vec::new(),
+        recent_documents: crate::documents::service::recent_for_dashboard(state, p).await?,
         cases_by_status: None,
         deadlines_next_30_days: None,
         todays_appointments: None,

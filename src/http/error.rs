@@ -92,6 +92,12 @@ impl From<Error> for ApiError {
             }
             Error::Conflict(d) => Self::new(StatusCode::CONFLICT, d).with_code("conflict"),
             Error::Validation(errors) => Self::validation(errors),
+            Error::TooLarge(d) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, d).with_code("too_large")
+            }
+            Error::UnsupportedMediaType(d) => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, d).with_code("unsupported_media_type")
+            }
             Error::RateLimited { retry_after_secs } => {
                 let mut e = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

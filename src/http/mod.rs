@@ -59,6 +59,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::users::routes::router())
         .merge(crate::audit::routes::router())
         .merge(crate::cases::routes::router())
+        .merge(crate::documents::routes::router())
         .merge(crate::realtime::routes::router())
         .merge(crate::messages::routes::router())
         .merge(crate::appointments::routes::router())

@@ -242,20 +242,31 @@ pub(super) async fn views<C: ConnectionTrait>(
         .collect())
 }
 
-/// The one gate for attachments. Documents are their own capability (table `documents`);
-/// until it is merged, no document id can be checked, so any attachment is refused.
+/// The one gate for attachments: every attached id must be a live document of this case that
+/// the sender and every recipient may see (a client must never be handed a link to an
+/// internal or privileged file). Anything else is refused as a whole with 422.
 async fn check_attachments<C: ConnectionTrait>(
-    _conn: &C,
-    _case_id: Uuid,
-    _recipients: &[Uuid],
+    conn: &C,
+    case_id: Uuid,
+    sender: Uuid,
+    recipients: &[Uuid],
     attachment_ids: &[Uuid],
 ) -> Result<()> {
     if attachment_ids.is_empty() {
         return Ok(());
     }
-    // MERGE: call documents::service visibility check (documents of this case that every
-    // recipient and the sender may see; anything else → 422 attachment_ids: unknown document).
-    Err(Error::invalid("attachment_ids", "unknown document"))
+    let viewers: Vec<_> = crate::cases::access::members_of(conn, case_id)
+        .await?
+        .into_iter()
+        .filter(|(u, _)| *u == sender || recipients.contains(u))
+        .collect();
+    if !crate::documents::service::visible_to_all(conn, case_id, attachment_ids, &viewers).await? {
+        return Err(Error::invalid(
+            "attachment_ids",
+            "every attachment must be a document of this case that all recipients may see",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuse a send beyond [`SENDS_PER_MINUTE`], counting the sender's messages of the last
@@ -462,7 +473,7 @@ pub async fn send(
             return Err(unknown());
         }
     }
-    check_attachments(&*txn, case_id, &recipients, &attachment_ids).await?;
+    check_attachments(&*txn, case_id, p.user_id, &recipients, &attachment_ids).await?;
 
     let id = Uuid::now_v7();
     let m = message::ActiveModel {

@@ -81,6 +81,44 @@ pub fn totp_context(user_id: Uuid) -> Vec<u8> {
     format!("totp:{user_id}").into_bytes()
 }
 
+/// Master-key rotation: seal every TOTP secret under `new` (secrets already sealed under
+/// `new`, from an interrupted earlier run, are left alone). Returns how many were resealed.
+pub async fn reseal_totp_secrets<C: ConnectionTrait>(
+    conn: &C,
+    old: &crate::crypto::MasterKey,
+    new: &crate::crypto::MasterKey,
+) -> Result<usize> {
+    let rows: Vec<(Uuid, Option<Vec<u8>>)> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .column(user::Column::TotpSecret)
+        .filter(user::Column::TotpSecret.is_not_null())
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut n = 0;
+    for (id, sealed) in rows {
+        let Some(sealed) = sealed else { continue };
+        let ctx = totp_context(id);
+        if new.open(&sealed, &ctx).is_some() {
+            continue;
+        }
+        let secret = old
+            .open(&sealed, &ctx)
+            .ok_or_else(|| anyhow::anyhow!("TOTP secret of {id} opens with neither key"))?;
+        user::Entity::update_many()
+            .col_expr(
+                user::Column::TotpSecret,
+                Expr::value(new.seal(&secret, &ctx)),
+            )
+            .filter(user::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// The step of a valid code newer than the last one used, if the code is good.
 pub fn check_totp(
     state: &AppState,

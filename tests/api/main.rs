@@ -10,6 +10,7 @@ mod backup;
 mod billing;
 mod cases;
 mod cli;
+mod documents;
 mod health;
 mod helpers;
 mod live;

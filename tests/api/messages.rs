@@ -1161,3 +1161,72 @@ async fn openapi_describes_every_message_endpoint() {
         assert!(params.contains(&want), "{params:?}");
     }
 }
+
+/// Attachments: documents of the same case that every recipient may see; nothing else.
+#[tokio::test]
+async fn attachments_must_be_visible_to_every_recipient() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let paralegal = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &[&client], &[&paralegal]).await;
+    let other_case = new_case(&app, &lead, &[&client], &[]).await;
+    let upload = |case: String, conf: &'static str| {
+        let (app, token) = (&app, lead.access.clone());
+        async move {
+            let form = reqwest::multipart::Form::new()
+                .text("confidentiality", conf)
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(b"%PDF-1.7\n%%EOF\n".to_vec())
+                        .file_name("brief.pdf"),
+                );
+            let r = app
+                .client
+                .post(app.url(&format!("/api/v1/cases/{case}/documents")))
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            id(&expect(r, StatusCode::CREATED, "upload").await)
+        }
+    };
+    let shared = upload(case.clone(), "shared").await;
+    let internal = upload(case.clone(), "internal").await;
+    let elsewhere = upload(other_case.clone(), "shared").await;
+
+    // A shared document goes to everyone, client included.
+    let m = say(
+        &app,
+        &case,
+        &lead,
+        json!({"body": "The brief", "attachment_ids": [shared]}),
+    )
+    .await;
+    assert_eq!(m["attachment_ids"], json!([shared]));
+    let seen = get_ok(&app, &format!("/api/v1/messages/{}", id(&m)), &client).await;
+    assert_eq!(seen["attachment_ids"], json!([shared]));
+
+    // An internal document may go to staff only; with the client among the recipients (the
+    // default) it is refused, as is a document of another case.
+    for body in [
+        json!({"body": "Notes", "attachment_ids": [internal]}),
+        json!({"body": "Notes", "attachment_ids": [shared, elsewhere]}),
+    ] {
+        let b = problem(
+            post_message(&app, &case, &lead, body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(fields(&b).contains("attachment_ids"), "{b}");
+    }
+    let m = say(
+        &app,
+        &case,
+        &lead,
+        json!({"body": "Notes", "recipient_ids": [paralegal.id], "attachment_ids": [internal]}),
+    )
+    .await;
+    assert_eq!(m["attachment_ids"], json!([internal]));
+}

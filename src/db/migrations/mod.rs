@@ -7,6 +7,7 @@ mod m20261125_000001_identity;
 mod m20261125_000002_cases;
 mod m20261125_000003_realtime;
 mod m20261125_000004_mail_outbox;
+mod m20261125_000005_documents;
 mod m20261125_000006_messages;
 mod m20261125_000007_appointments;
 mod m20261125_000008_billing;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_messages::Migration),
             Box::new(m20261125_000007_appointments::Migration),
             Box::new(m20261125_000008_billing::Migration),
+            Box::new(m20261125_000005_documents::Migration),
         ]
     }
 }

@@ -1,0 +1,100 @@
+//! Rows of the document tables. Only the documents module touches these.
+
+pub mod document {
+    use sea_orm::entity::prelude::*;
+
+    /// A document and the facts of its latest version (copied, so lists need no join).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "document")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub case_id: Uuid,
+        pub title: String,
+        pub filename: String,
+        pub content_type: String,
+        pub size: i64,
+        pub sha256: String,
+        pub version: i32,
+        pub confidentiality: String,
+        pub uploaded_by: Uuid,
+        pub legal_hold: bool,
+        /// The first KiB of text-like content, for full-text search.
+        pub search_text: String,
+        pub deleted_at: Option<DateTimeUtc>,
+        pub deleted_by: Option<Uuid>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod version {
+    use sea_orm::entity::prelude::*;
+
+    /// One stored version: where its ciphertext is and the wrapped key that opens it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "document_version")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub document_id: Uuid,
+        pub version: i32,
+        pub object_key: String,
+        pub filename: String,
+        pub content_type: String,
+        pub size: i64,
+        pub sha256: String,
+        pub wrapped_key: Vec<u8>,
+        pub nonce_prefix: Vec<u8>,
+        pub uploaded_by: Uuid,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod upload {
+    use sea_orm::entity::prelude::*;
+
+    /// An object being written. Removed in the transaction that creates its version; what is
+    /// left after a crash is swept (object deleted) by the background job.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "document_upload")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub object_key: String,
+        pub started_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod case_hold {
+    use sea_orm::entity::prelude::*;
+
+    /// A legal hold on every document of a case.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "document_case_hold")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub case_id: Uuid,
+        pub set_by: Option<Uuid>,
+        pub set_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,1083 @@
+//! Documents on a case: upload, versions, reading, changing, holds, deletion, listing, search
+//! and statistics. Every function takes the acting principal and decides visibility itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    domain::Confidentiality,
+    entity::{case_hold, document, upload, version},
+    upload::Stored,
+};
+use crate::{
+    AppState,
+    audit::{NewEntry, Outcome, service::append_in},
+    auth::Principal,
+    cases::{
+        access::{self, CaseAccess},
+        domain::MemberRole,
+    },
+    error::{Error, Result, Validator},
+    http::pagination::{Limit, Page, decode_cursor, page_from},
+    realtime::{self, Audience, NewEvent},
+    users::domain::Role,
+};
+
+/// A document as the API shows it (the facts of its latest version).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct DocumentView {
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub title: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub version: i32,
+    pub confidentiality: Confidentiality,
+    pub uploaded_by: Uuid,
+    /// On hold by itself or through its case.
+    pub legal_hold: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionView {
+    pub version: i32,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub uploaded_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+fn conf_of(d: &document::Model) -> Confidentiality {
+    // Unknown stored values are treated as the most restrictive.
+    Confidentiality::parse(&d.confidentiality).unwrap_or(Confidentiality::Privileged)
+}
+
+fn view(d: &document::Model, case_held: bool) -> DocumentView {
+    DocumentView {
+        id: d.id,
+        case_id: d.case_id,
+        title: d.title.clone(),
+        filename: d.filename.clone(),
+        content_type: d.content_type.clone(),
+        size: d.size,
+        sha256: d.sha256.clone(),
+        version: d.version,
+        confidentiality: conf_of(d),
+        uploaded_by: d.uploaded_by,
+        legal_hold: d.legal_hold || case_held,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    }
+}
+
+/// Views of many documents with their case holds in one query.
+async fn views<C: ConnectionTrait>(
+    conn: &C,
+    docs: &[document::Model],
+) -> Result<Vec<DocumentView>> {
+    let mut case_ids: Vec<Uuid> = docs.iter().map(|d| d.case_id).collect();
+    case_ids.sort();
+    case_ids.dedup();
+    let held: std::collections::HashSet<Uuid> = if case_ids.is_empty() {
+        Default::default()
+    } else {
+        case_hold::Entity::find()
+            .select_only()
+            .column(case_hold::Column::CaseId)
+            .filter(case_hold::Column::CaseId.is_in(case_ids))
+            .into_tuple::<Uuid>()
+            .all(conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    Ok(docs
+        .iter()
+        .map(|d| view(d, held.contains(&d.case_id)))
+        .collect())
+}
+
+async fn case_held<C: ConnectionTrait>(conn: &C, case_id: Uuid) -> Result<bool> {
+    Ok(case_hold::Entity::find_by_id(case_id)
+        .one(conn)
+        .await?
+        .is_some())
+}
+
+/// A live document the caller may see, with their access to its case; otherwise `NotFound`
+/// (and a denial in the audit trail when it exists).
+pub(super) async fn load_visible<C: ConnectionTrait>(
+    state: &AppState,
+    conn: &C,
+    p: &Principal,
+    id: Uuid,
+) -> Result<(document::Model, CaseAccess)> {
+    let Some(d) = document::Entity::find_by_id(id)
+        .filter(document::Column::DeletedAt.is_null())
+        .one(conn)
+        .await?
+    else {
+        return Err(Error::NotFound);
+    };
+    let a = access::require(state, conn, p, d.case_id).await?;
+    if !conf_of(&d).visible_to(p.role, a.role) {
+        state.audit.record_detached(
+            NewEntry::new("document.access", "document")
+                .by(p)
+                .resource(id)
+                .case(d.case_id)
+                .outcome(Outcome::Denied),
+        );
+        return Err(Error::NotFound);
+    }
+    Ok((d, a))
+}
+
+/// Who receives live events about a document of this confidentiality.
+async fn audience<C: ConnectionTrait>(
+    conn: &C,
+    case_id: Uuid,
+    c: Confidentiality,
+) -> Result<Audience> {
+    Ok(match c {
+        Confidentiality::Shared => Audience::Case,
+        Confidentiality::Internal => Audience::CaseStaff,
+        Confidentiality::Privileged => Audience::Users(
+            access::members_of(conn, case_id)
+                .await?
+                .into_iter()
+                .filter(|(_, r)| r.is_attorney())
+                .map(|(u, _)| u)
+                .collect(),
+        ),
+    })
+}
+
+async fn emit<C: ConnectionTrait>(
+    conn: &C,
+    kind: &'static str,
+    d: &document::Model,
+    data: serde_json::Value,
+) -> Result<()> {
+    let audience = audience(conn, d.case_id, conf_of(d)).await?;
+    realtime::emit_in(
+        conn,
+        NewEvent {
+            kind,
+            case_id: Some(d.case_id),
+            audience,
+            data,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn check_title(v: &mut Validator, s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        v.push("title", "must not be empty");
+        None
+    } else if t.chars().count() > 300 || t.chars().any(char::is_control) {
+        v.push(
+            "title",
+            "must be at most 300 characters without control characters",
+        );
+        None
+    } else {
+        Some(t.to_string())
+    }
+}
+
+/// Whether a caller may put a document of this confidentiality on a case they can see.
+fn may_file(p: &Principal, a: &CaseAccess, c: Confidentiality) -> Result<()> {
+    if c == Confidentiality::Shared {
+        return Ok(());
+    }
+    if !a.is_staff(p) {
+        return Err(Error::Forbidden(
+            "Clients may only upload documents shared with the client.",
+        ));
+    }
+    if !c.visible_to(p.role, a.role) {
+        return Err(Error::Forbidden(
+            "Only attorneys on the case may file privileged documents.",
+        ));
+    }
+    Ok(())
+}
+
+/// Before reading an upload's body: the case must be visible (404 otherwise) and, when the
+/// form already named it, the confidentiality allowed (403). Nothing is stored yet.
+pub async fn precheck_upload(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    confidentiality: Option<&str>,
+) -> Result<()> {
+    let a = access::require(state, state.db.conn(), p, case_id).await?;
+    if let Some(c) = confidentiality.and_then(|c| Confidentiality::parse(c).ok()) {
+        may_file(p, &a, c)?;
+    }
+    Ok(())
+}
+
+/// Before reading a new version's body: the document must be visible.
+pub async fn precheck_version(state: &AppState, p: &Principal, id: Uuid) -> Result<()> {
+    load_visible(state, state.db.conn(), p, id)
+        .await
+        .map(|_| ())
+}
+
+/// The form of an upload after its file has been stored.
+pub struct NewDocument {
+    pub title: Option<String>,
+    pub confidentiality: Option<String>,
+    pub file: Stored,
+}
+
+async fn insert_version<C: ConnectionTrait>(
+    conn: &C,
+    document_id: Uuid,
+    number: i32,
+    s: &Stored,
+    p: &Principal,
+    t: DateTime<Utc>,
+) -> Result<()> {
+    version::ActiveModel {
+        id: Set(s.version_id),
+        document_id: Set(document_id),
+        version: Set(number),
+        object_key: Set(s.object_key.clone()),
+        filename: Set(s.filename.clone()),
+        content_type: Set(s.kind.mime().into()),
+        size: Set(s.size as i64),
+        sha256: Set(s.sha256.clone()),
+        wrapped_key: Set(s.wrapped_key.clone()),
+        nonce_prefix: Set(s.nonce_prefix.to_vec()),
+        uploaded_by: Set(p.user_id),
+        created_at: Set(t),
+    }
+    .insert(conn)
+    .await?;
+    // The object now belongs to a version: the sweeper must leave it alone.
+    upload::Entity::delete_by_id(s.object_key.clone())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// `POST /cases/{id}/documents`: the stored file becomes a visible document, or is discarded.
+pub async fn create_document(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    input: NewDocument,
+) -> Result<DocumentView> {
+    let key = input.file.object_key.clone();
+    let r = create_inner(state, p, case_id, input).await;
+    if r.is_err() {
+        super::upload::discard(state, &key).await;
+    }
+    r
+}
+
+async fn create_inner(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    input: NewDocument,
+) -> Result<DocumentView> {
+    let mut v = Validator::default();
+    let conf = v.check(
+        "confidentiality",
+        Confidentiality::parse(input.confidentiality.as_deref().unwrap_or("shared")),
+    );
+    let s = input.file;
+    let title = match input.title.as_deref() {
+        Some(t) => check_title(&mut v, t),
+        None => Some(s.filename.chars().take(300).collect()),
+    };
+    v.finish()?;
+    let (conf, title) = (conf.expect("checked"), title.expect("checked"));
+    let txn = state.db.begin_write().await?;
+    let a = access::require(state, &*txn, p, case_id).await?;
+    may_file(p, &a, conf)?;
+    let t = crate::db::now();
+    let id = Uuid::now_v7();
+    let d = document::ActiveModel {
+        id: Set(id),
+        case_id: Set(case_id),
+        title: Set(title),
+        filename: Set(s.filename.clone()),
+        content_type: Set(s.kind.mime().into()),
+        size: Set(s.size as i64),
+        sha256: Set(s.sha256.clone()),
+        version: Set(1),
+        confidentiality: Set(conf.as_str().into()),
+        uploaded_by: Set(p.user_id),
+        legal_hold: Set(false),
+        search_text: Set(if s.kind.is_text() {
+            s.search_text.clone()
+        } else {
+            String::new()
+        }),
+        deleted_at: Set(None),
+        deleted_by: Set(None),
+        created_at: Set(t),
+        updated_at: Set(t),
+    }
+    .insert(&*txn)
+    .await?;
+    insert_version(&*txn, id, 1, &s, p, t).await?;
+    emit(
+        &*txn,
+        "document.created",
+        &d,
+        serde_json::json!({"document_id": id, "title": d.title, "content_type": d.content_type}),
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("document.upload", "document")
+                .by(p)
+                .resource(id)
+                .case(case_id)
+                .details(serde_json::json!({
+                    "version": 1, "size": s.size, "sha256": s.sha256,
+                    "content_type": d.content_type, "confidentiality": conf,
+                })),
+        ],
+    )
+    .await?;
+    let held = case_held(&*txn, case_id).await?;
+    txn.commit().await?;
+    Ok(view(&d, held))
+}
+
+/// `POST /documents/{id}/versions`: a new latest version; history is kept.
+pub async fn add_version(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    s: Stored,
+) -> Result<DocumentView> {
+    let key = s.object_key.clone();
+    let r = async {
+        let txn = state.db.begin_write().await?;
+        let (d, _) = load_visible(state, &*txn, p, id).await?;
+        let t = crate::db::now();
+        let number = d.version + 1;
+        insert_version(&*txn, id, number, &s, p, t).await?;
+        let mut am: document::ActiveModel = d.clone().into();
+        am.filename = Set(s.filename.clone());
+        am.content_type = Set(s.kind.mime().into());
+        am.size = Set(s.size as i64);
+        am.sha256 = Set(s.sha256.clone());
+        am.version = Set(number);
+        am.search_text = Set(if s.kind.is_text() {
+            s.search_text.clone()
+        } else {
+            String::new()
+        });
+        am.updated_at = Set(t);
+        let d = am.update(&*txn).await?;
+        emit(
+            &*txn,
+            "document.updated",
+            &d,
+            serde_json::json!({"document_id": id, "change": "version", "version": number}),
+        )
+        .await?;
+        append_in(
+            &*txn,
+            vec![
+                NewEntry::new("document.version_add", "document")
+                    .by(p)
+                    .resource(id)
+                    .case(d.case_id)
+                    .details(serde_json::json!({
+                        "version": number, "size": s.size, "sha256": s.sha256,
+                        "content_type": d.content_type,
+                    })),
+            ],
+        )
+        .await?;
+        let held = case_held(&*txn, d.case_id).await?;
+        txn.commit().await?;
+        Ok(view(&d, held))
+    }
+    .await;
+    if r.is_err() {
+        super::upload::discard(state, &key).await;
+    }
+    r
+}
+
+/// `GET /documents/{id}`.
+pub async fn get_document(state: &AppState, p: &Principal, id: Uuid) -> Result<DocumentView> {
+    let conn = state.db.conn();
+    let (d, a) = load_visible(state, conn, p, id).await?;
+    audit_read(state, p, &a, &d, "document.read", serde_json::json!({})).await?;
+    Ok(view(&d, case_held(conn, d.case_id).await?))
+}
+
+pub(super) async fn audit_read(
+    state: &AppState,
+    p: &Principal,
+    a: &CaseAccess,
+    d: &document::Model,
+    action: &str,
+    mut details: serde_json::Value,
+) -> Result<()> {
+    if a.admin_access(p) {
+        details["admin_access"] = true.into();
+    }
+    state
+        .audit
+        .record(
+            NewEntry::new(action, "document")
+                .by(p)
+                .resource(d.id)
+                .case(d.case_id)
+                .details(details),
+        )
+        .await
+}
+
+/// `GET /documents/{id}/versions`, newest first.
+pub async fn versions(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<VersionView>> {
+    let conn = state.db.conn();
+    let (d, a) = load_visible(state, conn, p, id).await?;
+    let after: Option<i32> = decode_cursor(cursor)?;
+    let mut q = version::Entity::find().filter(version::Column::DocumentId.eq(id));
+    if let Some(n) = after {
+        q = q.filter(version::Column::Version.lt(n));
+    }
+    let rows = q
+        .order_by_desc(version::Column::Version)
+        .limit(limit.get() + 1)
+        .all(conn)
+        .await?;
+    audit_read(
+        state,
+        p,
+        &a,
+        &d,
+        "document.versions_read",
+        serde_json::json!({}),
+    )
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|v| VersionView {
+            version: v.version,
+            filename: v.filename,
+            content_type: v.content_type,
+            size: v.size,
+            sha256: v.sha256,
+            uploaded_by: v.uploaded_by,
+            created_at: v.created_at,
+        })
+        .collect();
+    Ok(page_from(items, limit, |v: &VersionView| v.version))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentPatch {
+    pub title: Option<String>,
+    pub confidentiality: Option<String>,
+}
+
+/// `PATCH /documents/{id}` (staff on the case). Confidentiality changes are audited with both values.
+pub async fn patch_document(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    patch: DocumentPatch,
+) -> Result<DocumentView> {
+    let mut v = Validator::default();
+    let title = patch.title.as_deref().and_then(|t| check_title(&mut v, t));
+    let conf = patch
+        .confidentiality
+        .as_deref()
+        .and_then(|c| v.check("confidentiality", Confidentiality::parse(c)));
+    v.finish()?;
+    let txn = state.db.begin_write().await?;
+    let (d, a) = load_visible(state, &*txn, p, id).await?;
+    if !a.is_staff(p) {
+        return Err(Error::Forbidden(
+            "Only the legal team of the case may change a document.",
+        ));
+    }
+    if let Some(c) = conf {
+        // Nobody files a document where they themselves could no longer see it.
+        may_file(p, &a, c)?;
+    }
+    let from = conf_of(&d);
+    let mut am: document::ActiveModel = d.clone().into();
+    let mut changed = Vec::new();
+    if let Some(t) = title.filter(|t| *t != d.title) {
+        am.title = Set(t);
+        changed.push("title");
+    }
+    if let Some(c) = conf.filter(|c| *c != from) {
+        am.confidentiality = Set(c.as_str().into());
+        changed.push("confidentiality");
+    }
+    if changed.is_empty() {
+        let held = case_held(&*txn, d.case_id).await?;
+        return Ok(view(&d, held));
+    }
+    am.updated_at = Set(crate::db::now());
+    let d = am.update(&*txn).await?;
+    emit(
+        &*txn,
+        "document.updated",
+        &d,
+        serde_json::json!({"document_id": id, "change": "details", "fields": changed}),
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("document.update", "document")
+                .by(p)
+                .resource(id)
+                .case(d.case_id)
+                .details(serde_json::json!({
+                    "fields": changed,
+                    "confidentiality": [from, conf_of(&d)],
+                })),
+        ],
+    )
+    .await?;
+    let held = case_held(&*txn, d.case_id).await?;
+    txn.commit().await?;
+    Ok(view(&d, held))
+}
+
+/// `DELETE /documents/{id}`: soft delete by the uploader or staff; 409 while on hold.
+pub async fn delete_document(state: &AppState, p: &Principal, id: Uuid) -> Result<()> {
+    let txn = state.db.begin_write().await?;
+    let (d, a) = load_visible(state, &*txn, p, id).await?;
+    if d.legal_hold || case_held(&*txn, d.case_id).await? {
+        return Err(Error::Conflict(
+            "The document is under legal hold and cannot be deleted.".into(),
+        ));
+    }
+    if !(a.is_staff(p) || d.uploaded_by == p.user_id) {
+        return Err(Error::Forbidden(
+            "Only the uploader or the legal team may delete a document.",
+        ));
+    }
+    let t = crate::db::now();
+    let mut am: document::ActiveModel = d.clone().into();
+    am.deleted_at = Set(Some(t));
+    am.deleted_by = Set(p.actor_id());
+    am.updated_at = Set(t);
+    let d = am.update(&*txn).await?;
+    emit(
+        &*txn,
+        "document.updated",
+        &d,
+        serde_json::json!({"document_id": id, "change": "deleted"}),
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("document.delete", "document")
+                .by(p)
+                .resource(id)
+                .case(d.case_id),
+        ],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegalHold {
+    pub on: bool,
+}
+
+fn may_hold(p: &Principal, a: &CaseAccess) -> Result<()> {
+    let attorney_on_case = p.role == Role::Attorney && a.role.is_some_and(MemberRole::is_attorney);
+    if p.is_admin() || attorney_on_case {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "Only attorneys on the case and admins may place or lift a legal hold.",
+        ))
+    }
+}
+
+/// `POST /documents/{id}/legal-hold` (attorneys on the case, admins).
+pub async fn set_legal_hold(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    h: LegalHold,
+) -> Result<DocumentView> {
+    let txn = state.db.begin_write().await?;
+    let (d, a) = load_visible(state, &*txn, p, id).await?;
+    may_hold(p, &a)?;
+    let mut am: document::ActiveModel = d.clone().into();
+    am.legal_hold = Set(h.on);
+    am.updated_at = Set(crate::db::now());
+    let d = am.update(&*txn).await?;
+    emit(
+        &*txn,
+        "document.updated",
+        &d,
+        serde_json::json!({"document_id": id, "change": "legal_hold", "on": h.on}),
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("document.legal_hold", "document")
+                .by(p)
+                .resource(id)
+                .case(d.case_id)
+                .details(serde_json::json!({"on": h.on})),
+        ],
+    )
+    .await?;
+    let held = case_held(&*txn, d.case_id).await?;
+    txn.commit().await?;
+    Ok(view(&d, held))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseHoldView {
+    pub case_id: Uuid,
+    pub on: bool,
+    pub set_by: Option<Uuid>,
+    pub set_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /cases/{id}/legal-hold` (extension): hold every document of a case, now and later.
+pub async fn set_case_hold(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    h: LegalHold,
+) -> Result<CaseHoldView> {
+    let txn = state.db.begin_write().await?;
+    let a = access::require(state, &*txn, p, case_id).await?;
+    may_hold(p, &a)?;
+    let existing = case_hold::Entity::find_by_id(case_id).one(&*txn).await?;
+    let out = match (h.on, existing) {
+        (true, Some(e)) => e,
+        (true, None) => {
+            case_hold::ActiveModel {
+                case_id: Set(case_id),
+                set_by: Set(p.actor_id()),
+                set_at: Set(crate::db::now()),
+            }
+            .insert(&*txn)
+            .await?
+        }
+        (false, existing) => {
+            if existing.is_some() {
+                case_hold::Entity::delete_by_id(case_id).exec(&*txn).await?;
+            }
+            append_in(
+                &*txn,
+                vec![
+                    NewEntry::new("case.legal_hold", "case")
+                        .by(p)
+                        .resource(case_id)
+                        .case(case_id)
+                        .details(serde_json::json!({"on": false})),
+                ],
+            )
+            .await?;
+            txn.commit().await?;
+            return Ok(CaseHoldView {
+                case_id,
+                on: false,
+                set_by: None,
+                set_at: None,
+            });
+        }
+    };
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.legal_hold", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .details(serde_json::json!({"on": true})),
+        ],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(CaseHoldView {
+        case_id,
+        on: true,
+        set_by: out.set_by,
+        set_at: Some(out.set_at),
+    })
+}
+
+/// The caller's memberships split by what each lets them see (`None`: an admin, sees all).
+struct Sight {
+    shared: Vec<Uuid>,
+    internal: Vec<Uuid>,
+    privileged: Vec<Uuid>,
+}
+
+async fn sight<C: ConnectionTrait>(conn: &C, p: &Principal) -> Result<Option<Sight>> {
+    if p.is_admin() {
+        return Ok(None);
+    }
+    let mut s = Sight {
+        shared: Vec::new(),
+        internal: Vec::new(),
+        privileged: Vec::new(),
+    };
+    for (case_id, role) in access::memberships_of(conn, p.user_id).await? {
+        s.shared.push(case_id);
+        if Confidentiality::Internal.visible_to(p.role, Some(role)) {
+            s.internal.push(case_id);
+        }
+        if Confidentiality::Privileged.visible_to(p.role, Some(role)) {
+            s.privileged.push(case_id);
+        }
+    }
+    Ok(Some(s))
+}
+
+/// Live documents the caller may see, as a condition on `document`.
+fn visible(s: &Option<Sight>) -> Condition {
+    let live = Condition::all().add(document::Column::DeletedAt.is_null());
+    let Some(s) = s else { return live };
+    let by = |ids: &Vec<Uuid>, c: Confidentiality| {
+        Condition::all()
+            .add(document::Column::Confidentiality.eq(c.as_str()))
+            .add(document::Column::CaseId.is_in(ids.clone()))
+    };
+    live.add(
+        Condition::any()
+            .add(by(&s.shared, Confidentiality::Shared))
+            .add(by(&s.internal, Confidentiality::Internal))
+            .add(by(&s.privileged, Confidentiality::Privileged)),
+    )
+}
+
+/// FTS5 query from user text: every word quoted (no operators reach the engine), prefix match.
+fn fts5_query(q: &str) -> String {
+    q.split_whitespace()
+        .take(12)
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn text_match(backend: DbBackend, text: &str) -> sea_orm::sea_query::SimpleExpr {
+    match backend {
+        DbBackend::Postgres => Expr::cust_with_values(
+            "document.search @@ plainto_tsquery('simple', $1)",
+            [text.to_owned()],
+        ),
+        _ => Expr::cust_with_values(
+            "document.rowid IN (SELECT rowid FROM document_fts WHERE document_fts MATCH ?)",
+            [fts5_query(text)],
+        ),
+    }
+}
+
+fn check_q(v: &mut Validator, q: Option<&str>) -> Option<String> {
+    let q = q.map(str::trim).filter(|s| !s.is_empty())?;
+    if q.chars().count() > 200 || q.chars().any(char::is_control) {
+        v.push(
+            "q",
+            "must be at most 200 characters, without control characters",
+        );
+        return None;
+    }
+    Some(q.to_string())
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct DocumentFilter {
+    /// Full text over title, file name and text content.
+    pub q: Option<String>,
+    /// Exact MIME type, e.g. `application/pdf`.
+    pub content_type: Option<String>,
+    pub confidentiality: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Newest first by id (UUIDv7, so creation order); the cursor is the last id.
+async fn page(
+    state: &AppState,
+    cond: Condition,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<DocumentView>> {
+    let after: Option<Uuid> = decode_cursor(cursor)?;
+    let mut q = document::Entity::find().filter(cond);
+    if let Some(a) = after {
+        q = q.filter(document::Column::Id.lt(a));
+    }
+    let rows = q
+        .order_by_desc(document::Column::Id)
+        .limit(limit.get() + 1)
+        .all(state.db.conn())
+        .await?;
+    let items = views(state.db.conn(), &rows).await?;
+    Ok(page_from(items, limit, |d: &DocumentView| d.id))
+}
+
+/// `GET /cases/{id}/documents`.
+pub async fn list_case_documents(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    f: DocumentFilter,
+) -> Result<Page<DocumentView>> {
+    let limit = Limit::parse(f.limit)?;
+    let mut v = Validator::default();
+    let q_text = check_q(&mut v, f.q.as_deref());
+    let conf = f
+        .confidentiality
+        .as_deref()
+        .and_then(|c| v.check("confidentiality", Confidentiality::parse(c)));
+    if f.content_type.as_deref().is_some_and(|c| c.len() > 100) {
+        v.push("content_type", "must be at most 100 characters");
+    }
+    v.finish()?;
+    let conn = state.db.conn();
+    let a = access::require(state, conn, p, case_id).await?;
+    let mut cond = visible(&sight(conn, p).await?).add(document::Column::CaseId.eq(case_id));
+    if let Some(c) = conf {
+        cond = cond.add(document::Column::Confidentiality.eq(c.as_str()));
+    }
+    if let Some(ct) = f.content_type.as_deref().filter(|s| !s.is_empty()) {
+        cond = cond.add(document::Column::ContentType.eq(ct.to_ascii_lowercase()));
+    }
+    if let Some(text) = &q_text {
+        cond = cond.add(text_match(state.db.backend(), text));
+    }
+    let out = page(state, cond, limit, f.cursor.as_deref()).await?;
+    let mut details = serde_json::json!({
+        "count": out.items.len(),
+        "document_ids": out.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+    });
+    if a.admin_access(p) {
+        details["admin_access"] = true.into();
+    }
+    state
+        .audit
+        .record(
+            NewEntry::new("document.list", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .details(details),
+        )
+        .await?;
+    Ok(out)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct SearchParams {
+    pub q: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /documents/search?q=`: across every visible document.
+pub async fn search(
+    state: &AppState,
+    p: &Principal,
+    s: SearchParams,
+) -> Result<Page<DocumentView>> {
+    let limit = Limit::parse(s.limit)?;
+    let mut v = Validator::default();
+    let q_text = check_q(&mut v, s.q.as_deref());
+    if q_text.is_none() && s.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
+        v.push("q", "is required");
+    }
+    v.finish()?;
+    let text = q_text.expect("checked");
+    let cond =
+        visible(&sight(state.db.conn(), p).await?).add(text_match(state.db.backend(), &text));
+    let out = page(state, cond, limit, s.cursor.as_deref()).await?;
+    state
+        .audit
+        .record(
+            NewEntry::new("document.search", "document")
+                .by(p)
+                .details(serde_json::json!({
+                    "count": out.items.len(),
+                    "document_ids": out.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+                    "admin_access": p.is_admin(),
+                })),
+        )
+        .await?;
+    Ok(out)
+}
+
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct CountBytes {
+    pub count: i64,
+    pub bytes: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DocumentStats {
+    pub total: CountBytes,
+    /// Keyed by MIME type.
+    pub by_type: BTreeMap<String, CountBytes>,
+    /// Keyed by case id.
+    pub by_case: BTreeMap<String, CountBytes>,
+}
+
+/// `GET /documents/stats`: counts and bytes of the documents the caller may see.
+pub async fn stats(state: &AppState, p: &Principal) -> Result<DocumentStats> {
+    let conn = state.db.conn();
+    let cond = visible(&sight(conn, p).await?);
+    let rows: Vec<(Uuid, String, i64, Option<i64>)> = document::Entity::find()
+        .select_only()
+        .column(document::Column::CaseId)
+        .column(document::Column::ContentType)
+        .column_as(Expr::col(document::Column::Id).count(), "n")
+        .column_as(
+            Expr::col(document::Column::Size)
+                .sum()
+                .cast_as(sea_orm::sea_query::Alias::new("bigint")),
+            "bytes",
+        )
+        .filter(cond)
+        .group_by(document::Column::CaseId)
+        .group_by(document::Column::ContentType)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut out = DocumentStats {
+        total: CountBytes::default(),
+        by_type: BTreeMap::new(),
+        by_case: BTreeMap::new(),
+    };
+    for (case_id, ct, n, bytes) in rows {
+        let bytes = bytes.unwrap_or(0);
+        for slot in [
+            &mut out.total,
+            out.by_type.entry(ct).or_default(),
+            out.by_case.entry(case_id.to_string()).or_default(),
+        ] {
+            slot.count += n;
+            slot.bytes += bytes;
+        }
+    }
+    state
+        .audit
+        .record(
+            NewEntry::new("document.stats", "document")
+                .by(p)
+                .details(serde_json::json!({"admin_access": p.is_admin()})),
+        )
+        .await?;
+    Ok(out)
+}
+
+/// The last five documents the caller may see, for the dashboard.
+pub async fn recent_for_dashboard(
+    state: &AppState,
+    p: &Principal,
+) -> Result<Vec<serde_json::Value>> {
+    let conn = state.db.conn();
+    let rows = document::Entity::find()
+        .filter(visible(&sight(conn, p).await?))
+        .order_by_desc(document::Column::Id)
+        .limit(5)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|d| {
+            serde_json::json!({
+                "id": d.id, "case_id": d.case_id, "title": d.title,
+                "content_type": d.content_type, "created_at": d.created_at,
+            })
+        })
+        .collect())
+}
+
+/// For messages with attachments: are all `document_ids` live documents of `case_id` that
+/// every one of `viewers` (case members with their role on the case) may see? An empty list
+/// of ids is trivially true; an unknown, deleted or foreign id makes it false.
+pub async fn visible_to_all<C: ConnectionTrait>(
+    conn: &C,
+    case_id: Uuid,
+    document_ids: &[Uuid],
+    viewers: &[(Uuid, MemberRole)],
+) -> Result<bool> {
+    if document_ids.is_empty() {
+        return Ok(true);
+    }
+    let mut wanted = document_ids.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    let found: HashMap<Uuid, String> = document::Entity::find()
+        .select_only()
+        .column(document::Column::Id)
+        .column(document::Column::Confidentiality)
+        .filter(document::Column::Id.is_in(wanted.clone()))
+        .filter(document::Column::CaseId.eq(case_id))
+        .filter(document::Column::DeletedAt.is_null())
+        .into_tuple::<(Uuid, String)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(wanted.iter().all(|id| {
+        found.get(id).is_some_and(|c| {
+            let c = Confidentiality::parse(c).unwrap_or(Confidentiality::Privileged);
+            viewers.iter().all(|(_, role)| c.visible_to_member(*role))
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fts5_query;
+
+    #[test]
+    fn fts_queries_cannot_inject_operators() {
+        assert_eq!(fts5_query("lease NEAR x"), "\"lease\"* \"NEAR\"* \"x\"*");
+    }
+}

@@ -1,0 +1,1118 @@
+//! Documents: streamed encrypted uploads, byte-exact and ranged downloads, type checks,
+//! confidentiality as each role and an attacker sees it, versions, legal holds, deletion,
+//! search, statistics, sweeps and master-key rotation.
+
+use std::collections::HashSet;
+
+use lawfirm_pro::{Application, Config};
+use reqwest::{StatusCode, multipart};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{Login, TestApp, problem, spawn_app, spawn_app_with};
+
+async fn expect(r: reqwest::Response, status: StatusCode, what: &str) -> Value {
+    let got = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(got, status, "{what}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Login]) -> String {
+    let b = expect(
+        app.post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({
+                "title": "Doe v. Roe",
+                "client_ids": clients.iter().map(|l| l.id).collect::<Vec<_>>(),
+                "staff_ids": staff.iter().map(|l| l.id).collect::<Vec<_>>(),
+            }),
+        )
+        .await,
+        StatusCode::CREATED,
+        "create case",
+    )
+    .await;
+    b["id"].as_str().unwrap().to_owned()
+}
+
+fn form(name: &str, bytes: Vec<u8>, conf: Option<&str>, title: Option<&str>) -> multipart::Form {
+    // File names go as raw UTF-8, as browsers send them.
+    let mut f = multipart::Form::new().percent_encode_noop();
+    if let Some(t) = title {
+        f = f.text("title", t.to_owned());
+    }
+    if let Some(c) = conf {
+        f = f.text("confidentiality", c.to_owned());
+    }
+    f.part(
+        "file",
+        multipart::Part::bytes(bytes)
+            .file_name(name.to_owned())
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    )
+}
+
+async fn upload_raw(
+    app: &TestApp,
+    token: &str,
+    case: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    conf: Option<&str>,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
+        .bearer_auth(token)
+        .multipart(form(name, bytes, conf, None))
+        .send()
+        .await
+        .expect("upload sent")
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    case: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    conf: &str,
+) -> Value {
+    expect(
+        upload_raw(app, token, case, name, bytes, Some(conf)).await,
+        StatusCode::CREATED,
+        &format!("upload {name}"),
+    )
+    .await
+}
+
+fn pdf(n: usize) -> Vec<u8> {
+    let mut v = b"%PDF-1.7\n".to_vec();
+    v.extend((0..n).map(|i| (i * 7 % 251) as u8));
+    v
+}
+
+async fn content(app: &TestApp, token: &str, id: &str, range: Option<&str>) -> reqwest::Response {
+    let mut r = app
+        .client
+        .get(app.url(&format!("/api/v1/documents/{id}/content")))
+        .bearer_auth(token);
+    if let Some(range) = range {
+        r = r.header("range", range);
+    }
+    r.send().await.unwrap()
+}
+
+async fn ids_at(app: &TestApp, token: &str, path: &str) -> HashSet<String> {
+    let b = expect(app.get(path, Some(token)).await, StatusCode::OK, path).await;
+    b["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: {b}"))
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&app.data_dir.path().join("objects"), &mut out);
+    out
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let row = app
+        .state
+        .db
+        .conn()
+        .query_one_raw(Statement::from_string(app.state.db.backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+#[tokio::test]
+async fn streamed_upload_downloads_byte_exact_with_ranges_and_safe_headers() {
+    let app = spawn_app().await;
+    let (lead, client, admin) = (
+        app.user("attorney").await,
+        app.user("client").await,
+        app.user("admin").await,
+    );
+    let case = new_case(&app, &lead, &[&client], &[]).await;
+    // Three chunks and a bit, so ranges cross chunk boundaries.
+    let bytes = pdf(200_000);
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "Brief – final.pdf",
+        bytes.clone(),
+        "shared",
+    )
+    .await;
+    let id = d["id"].as_str().unwrap().to_owned();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    assert_eq!(d["content_type"], "application/pdf");
+    assert_eq!(d["size"], bytes.len());
+    assert_eq!(d["sha256"], sha);
+    assert_eq!(d["version"], 1);
+    assert_eq!(d["confidentiality"], "shared");
+    assert_eq!(d["uploaded_by"], lead.id.to_string());
+    assert_eq!(d["title"], "Brief – final.pdf");
+    assert!(d["created_at"].is_string() && d["filename"].is_string());
+
+    let r = content(&app, &client.access, &id, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "application/pdf");
+    assert_eq!(h["content-length"], bytes.len().to_string().as_str());
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "private, no-store");
+    assert_eq!(h["etag"], format!("\"{sha}\"").as_str());
+    let cd = h["content-disposition"].to_str().unwrap();
+    assert!(
+        cd.starts_with("attachment; filename=\"Brief - final.pdf\""),
+        "{cd}"
+    );
+    assert!(
+        cd.contains("filename*=UTF-8''Brief%20%E2%80%93%20final.pdf"),
+        "{cd}"
+    );
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+
+    let r = content(&app, &client.access, &id, Some("bytes=65530-140000")).await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 65530-140000/{}", bytes.len()).as_str()
+    );
+    assert_eq!(r.headers()["content-length"], "74471");
+    assert_eq!(
+        r.bytes().await.unwrap().to_vec(),
+        bytes[65530..=140000].to_vec()
+    );
+
+    let r = content(&app, &client.access, &id, Some("bytes=-10")).await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.bytes().await.unwrap().to_vec(),
+        bytes[bytes.len() - 10..].to_vec()
+    );
+
+    let r = content(&app, &client.access, &id, Some("bytes=9999999-")).await;
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{}", bytes.len()).as_str()
+    );
+
+    // Every successful content read is in the audit trail, with the reader.
+    let b = expect(
+        app.get(
+            &format!("/api/v1/audit?action=document.download&resource_id={id}&limit=100"),
+            Some(&admin.access),
+        )
+        .await,
+        StatusCode::OK,
+        "audit",
+    )
+    .await;
+    let items = b["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{b}");
+    assert!(items.iter().all(|e| e["actor_id"] == client.id.to_string()));
+}
+
+#[tokio::test]
+async fn stored_objects_hold_only_ciphertext() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let marker = "PRIVILEGED-SETTLEMENT-FIGURE-4711";
+    let text = format!("{marker}\n").repeat(5000);
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "notes.txt",
+        text.clone().into_bytes(),
+        "internal",
+    )
+    .await;
+    assert_eq!(d["content_type"], "text/plain");
+    let files = stored_files(&app);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let raw = std::fs::read(&files[0]).unwrap();
+    assert!(raw.len() > text.len());
+    assert!(!raw.windows(marker.len()).any(|w| w == marker.as_bytes()));
+    // Object keys are random, never the user's file name.
+    assert!(!files[0].to_string_lossy().contains("notes"));
+    let r = content(&app, &lead.access, d["id"].as_str().unwrap(), None).await;
+    assert_eq!(r.text().await.unwrap(), text);
+}
+
+#[tokio::test]
+async fn types_are_decided_from_bytes_and_names_are_sanitised() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0".repeat(10);
+    let exe = b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff\0\0\xb8\0\0\0".repeat(10);
+    for (name, bytes) in [
+        ("tool", elf.clone()),
+        ("invoice.pdf", exe.clone()),
+        ("x.exe", exe),
+    ] {
+        let r = upload_raw(&app, &lead.access, &case, name, bytes, None).await;
+        problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    }
+    // Text that turns binary after the head.
+    let mut sneaky = b"plain text ".repeat(10_000);
+    sneaky.extend_from_slice(&[0, 0, 0xff]);
+    let r = upload_raw(&app, &lead.access, &case, "a.txt", sneaky, None).await;
+    problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    // Accepted bytes under a name claiming another type: 422.
+    for (name, bytes) in [
+        ("contract.docx", pdf(100)),
+        ("notes.pdf", b"just words".to_vec()),
+        ("page.html", b"hello there".to_vec()),
+    ] {
+        let r = upload_raw(&app, &lead.access, &case, name, bytes, None).await;
+        let b = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(b["errors"][0]["field"], "file", "{name}: {b}");
+    }
+    // Nothing of the refused uploads is left behind.
+    assert!(stored_files(&app).is_empty());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 0);
+
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01".to_vec();
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "..\\..\\scan\u{202E}gnp.png",
+        png,
+        "shared",
+    )
+    .await;
+    assert_eq!(d["filename"], "scangnp.png");
+    assert_eq!(d["content_type"], "image/png");
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "CON.csv",
+        b"a,b\n1,2\n".to_vec(),
+        "shared",
+    )
+    .await;
+    assert_eq!(d["filename"], "_CON.csv");
+    assert_eq!(d["content_type"], "text/csv");
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "/etc/mail.eml",
+        b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nbody".to_vec(),
+        "shared",
+    )
+    .await;
+    assert_eq!(d["filename"], "mail.eml");
+    assert_eq!(d["content_type"], "message/rfc822");
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "memo.rtf",
+        b"{\\rtf1\\ansi hello}".to_vec(),
+        "shared",
+    )
+    .await;
+    assert_eq!(d["content_type"], "application/rtf");
+    // Bad form input.
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/documents"),
+            Some(&lead.access),
+            json!({"file": "x"}),
+        )
+        .await;
+    problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
+        .bearer_auth(&lead.access)
+        .multipart(multipart::Form::new().text("title", "no file"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
+        .bearer_auth(&lead.access)
+        .multipart(form("a.pdf", pdf(10), Some("secret"), None))
+        .send()
+        .await
+        .unwrap();
+    let b = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(b["errors"][0]["field"], "confidentiality");
+    assert!(
+        stored_files(&app).len() == 4,
+        "refused form left an object behind"
+    );
+}
+
+#[tokio::test]
+async fn too_large_uploads_are_413_with_no_record_and_no_object() {
+    let app = spawn_app_with(|c| c.max_upload_bytes = 1024 * 1024).await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let r = upload_raw(
+        &app,
+        &lead.access,
+        &case,
+        "big.pdf",
+        pdf(3 * 1024 * 1024),
+        None,
+    )
+    .await;
+    problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 0);
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
+    // Exactly at the limit is fine; the body limit of the route allows it.
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "edge.pdf",
+        pdf(1024 * 1024 - 9),
+        "shared",
+    )
+    .await;
+    assert_eq!(d["size"], 1024 * 1024);
+}
+
+#[tokio::test]
+async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let para = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let other_client = app.user("client").await;
+    let outsider = app.user("attorney").await;
+    let removed = app.user("paralegal").await;
+    let admin = app.user("admin").await;
+    let case = new_case(&app, &lead, &[&client], &[&para, &removed]).await;
+    let _other = new_case(&app, &outsider, &[&other_client], &[]).await;
+
+    // Clients may only upload shared documents.
+    for conf in ["internal", "privileged"] {
+        let r = upload_raw(&app, &client.access, &case, "x.pdf", pdf(10), Some(conf)).await;
+        problem(r, StatusCode::FORBIDDEN).await;
+    }
+    // A paralegal may not file privileged material.
+    let r = upload_raw(
+        &app,
+        &para.access,
+        &case,
+        "x.pdf",
+        pdf(10),
+        Some("privileged"),
+    )
+    .await;
+    problem(r, StatusCode::FORBIDDEN).await;
+    assert!(stored_files(&app).is_empty());
+
+    let shared = upload(&app, &client.access, &case, "id.pdf", pdf(10), "shared").await;
+    let internal = upload(
+        &app,
+        &para.access,
+        &case,
+        "memo zebra.txt",
+        b"zebra notes".to_vec(),
+        "internal",
+    )
+    .await;
+    let privileged = upload(
+        &app,
+        &lead.access,
+        &case,
+        "strategy zebra.txt",
+        b"zebra plan".to_vec(),
+        "privileged",
+    )
+    .await;
+    let [s, i, pr] =
+        [&shared, &internal, &privileged].map(|d| d["id"].as_str().unwrap().to_owned());
+
+    // Live events reach only those who may see the document.
+    for (audience, n) in [("case", 1), ("case_staff", 1), ("users", 1)] {
+        let sql = format!(
+            "SELECT COUNT(*) FROM event WHERE kind = 'document.created' AND audience = '{audience}'"
+        );
+        assert_eq!(count(&app, &sql).await, n, "{audience}");
+    }
+    let row = app
+        .state
+        .db
+        .conn()
+        .query_one_raw(Statement::from_string(
+            app.state.db.backend(),
+            "SELECT user_ids FROM event WHERE kind = 'document.created' AND audience = 'users'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let users: String = row.try_get_by_index(0).unwrap();
+    assert_eq!(
+        users,
+        format!("[\"{}\"]", lead.id),
+        "privileged: attorneys on the case only"
+    );
+
+    let list = format!("/api/v1/cases/{case}/documents?limit=100");
+    let search = "/api/v1/documents/search?q=zebra&limit=100";
+    let all: HashSet<String> = [s.clone(), i.clone(), pr.clone()].into();
+    assert_eq!(ids_at(&app, &lead.access, &list).await, all);
+    assert_eq!(ids_at(&app, &admin.access, &list).await, all);
+    assert_eq!(
+        ids_at(&app, &para.access, &list).await,
+        [s.clone(), i.clone()].into()
+    );
+    assert_eq!(
+        ids_at(&app, &client.access, &list).await,
+        [s.clone()].into()
+    );
+    assert_eq!(
+        ids_at(&app, &lead.access, search).await,
+        [i.clone(), pr.clone()].into()
+    );
+    assert_eq!(ids_at(&app, &para.access, search).await, [i.clone()].into());
+    assert!(ids_at(&app, &client.access, search).await.is_empty());
+    // Filters.
+    assert_eq!(
+        ids_at(
+            &app,
+            &lead.access,
+            &format!("{list}&confidentiality=privileged")
+        )
+        .await,
+        [pr.clone()].into()
+    );
+    assert_eq!(
+        ids_at(
+            &app,
+            &lead.access,
+            &format!("{list}&content_type=application/pdf")
+        )
+        .await,
+        [s.clone()].into()
+    );
+    assert_eq!(
+        ids_at(&app, &lead.access, &format!("{list}&q=plan")).await,
+        [pr.clone()].into()
+    );
+    problem(
+        app.get(&format!("{list}&limit=0"), Some(&lead.access))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        app.get(&format!("{list}&confidentiality=x"), Some(&lead.access))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    // Privileged: invisible to the paralegal and the client, as if it did not exist.
+    for who in [&para, &client] {
+        for path in [
+            format!("/api/v1/documents/{pr}"),
+            format!("/api/v1/documents/{pr}/content"),
+            format!("/api/v1/documents/{pr}/versions"),
+        ] {
+            problem(
+                app.get(&path, Some(&who.access)).await,
+                StatusCode::NOT_FOUND,
+            )
+            .await;
+        }
+    }
+    problem(
+        app.get(&format!("/api/v1/documents/{i}"), Some(&client.access))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // Remove a member: they lose everything at once.
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{case}/members/{}", removed.id),
+            Some(&lead.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for who in [&outsider, &other_client, &removed] {
+        for id in [&s, &i, &pr] {
+            for path in [
+                format!("/api/v1/documents/{id}"),
+                format!("/api/v1/documents/{id}/content"),
+            ] {
+                problem(
+                    app.get(&path, Some(&who.access)).await,
+                    StatusCode::NOT_FOUND,
+                )
+                .await;
+            }
+        }
+        problem(
+            app.get(&list, Some(&who.access)).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        assert!(ids_at(&app, &who.access, search).await.is_empty());
+        let st = expect(
+            app.get("/api/v1/documents/stats", Some(&who.access)).await,
+            StatusCode::OK,
+            "stats",
+        )
+        .await;
+        assert_eq!(st["total"]["count"], 0, "{st}");
+        let r = upload_raw(&app, &who.access, &case, "x.pdf", pdf(10), None).await;
+        problem(r, StatusCode::NOT_FOUND).await;
+        let r = app
+            .patch(
+                &format!("/api/v1/documents/{s}"),
+                Some(&who.access),
+                json!({"title": "mine"}),
+            )
+            .await;
+        problem(r, StatusCode::NOT_FOUND).await;
+    }
+
+    // Stats count only what the caller sees.
+    let st = expect(
+        app.get("/api/v1/documents/stats", Some(&para.access)).await,
+        StatusCode::OK,
+        "stats",
+    )
+    .await;
+    assert_eq!(st["total"]["count"], 2, "{st}");
+    assert_eq!(st["by_type"]["text/plain"]["count"], 1, "{st}");
+    assert_eq!(st["by_case"][&case]["count"], 2, "{st}");
+    let st = expect(
+        app.get("/api/v1/documents/stats", Some(&lead.access)).await,
+        StatusCode::OK,
+        "stats",
+    )
+    .await;
+    assert_eq!(st["total"]["count"], 3);
+    assert_eq!(st["total"]["bytes"], 19 + 11 + 10);
+
+    // Only staff change documents; confidentiality changes are audited.
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&client.access),
+            json!({"title": "x"}),
+        )
+        .await;
+    problem(r, StatusCode::FORBIDDEN).await;
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&lead.access),
+            json!({"confidentiality": "nope"}),
+        )
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&lead.access),
+            json!({"owner": "x"}),
+        )
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let d = expect(
+        app.patch(
+            &format!("/api/v1/documents/{s}"),
+            Some(&lead.access),
+            json!({"confidentiality": "internal", "title": "ID card"}),
+        )
+        .await,
+        StatusCode::OK,
+        "patch",
+    )
+    .await;
+    assert_eq!(d["confidentiality"], "internal");
+    assert_eq!(d["title"], "ID card");
+    problem(
+        app.get(&format!("/api/v1/documents/{s}"), Some(&client.access))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let b = expect(
+        app.get(
+            &format!("/api/v1/audit?action=document.update&resource_id={s}"),
+            Some(&admin.access),
+        )
+        .await,
+        StatusCode::OK,
+        "audit",
+    )
+    .await;
+    assert_eq!(
+        b["items"][0]["details"]["confidentiality"],
+        json!(["shared", "internal"]),
+        "{b}"
+    );
+
+    // The client's dashboard shows the documents they may see; staff see the latest five.
+    let dash = expect(
+        app.get("/api/v1/dashboard", Some(&client.access)).await,
+        StatusCode::OK,
+        "dash",
+    )
+    .await;
+    assert!(
+        dash["recent_documents"].as_array().unwrap().is_empty(),
+        "{dash}"
+    );
+    let dash = expect(
+        app.get("/api/v1/dashboard", Some(&lead.access)).await,
+        StatusCode::OK,
+        "dash",
+    )
+    .await;
+    let recent = dash["recent_documents"].as_array().unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[0]["id"], pr.as_str());
+    assert_eq!(recent[0]["case_id"], case.as_str());
+}
+
+#[tokio::test]
+async fn versions_legal_holds_and_soft_delete() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let para = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &[&client], &[&para]).await;
+    let d = upload(&app, &lead.access, &case, "draft.pdf", pdf(100), "shared").await;
+    let id = d["id"].as_str().unwrap().to_owned();
+    let v2 = b"second version, as text".to_vec();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/documents/{id}/versions")))
+        .bearer_auth(&client.access)
+        .multipart(form("draft v2.txt", v2.clone(), None, None))
+        .send()
+        .await
+        .unwrap();
+    let d2 = expect(r, StatusCode::CREATED, "new version").await;
+    assert_eq!(d2["version"], 2);
+    assert_eq!(d2["content_type"], "text/plain");
+    assert_eq!(d2["id"], id.as_str());
+    let b = expect(
+        app.get(
+            &format!("/api/v1/documents/{id}/versions"),
+            Some(&lead.access),
+        )
+        .await,
+        StatusCode::OK,
+        "versions",
+    )
+    .await;
+    let versions: Vec<i64> = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![2, 1]);
+    assert_eq!(
+        content(&app, &lead.access, &id, None)
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+        v2
+    );
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/documents/{id}/content?version=1")))
+        .bearer_auth(&lead.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), pdf(100));
+    let r = app
+        .get(
+            &format!("/api/v1/documents/{id}/content?version=9"),
+            Some(&lead.access),
+        )
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+
+    // Legal hold: attorneys and admins only; while on, nobody deletes.
+    for who in [&para, &client] {
+        let r = app
+            .post(
+                &format!("/api/v1/documents/{id}/legal-hold"),
+                Some(&who.access),
+                json!({"on": true}),
+            )
+            .await;
+        problem(r, StatusCode::FORBIDDEN).await;
+    }
+    let h = expect(
+        app.post(
+            &format!("/api/v1/documents/{id}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": true}),
+        )
+        .await,
+        StatusCode::OK,
+        "hold",
+    )
+    .await;
+    assert_eq!(h["legal_hold"], true);
+    for who in [&lead, &para, &client] {
+        let r = app
+            .request(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/documents/{id}"),
+                Some(&who.access),
+                None,
+            )
+            .await;
+        problem(r, StatusCode::CONFLICT).await;
+    }
+    expect(
+        app.post(
+            &format!("/api/v1/documents/{id}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": false}),
+        )
+        .await,
+        StatusCode::OK,
+        "release",
+    )
+    .await;
+    // A hold on the case covers its documents.
+    let h = expect(
+        app.post(
+            &format!("/api/v1/cases/{case}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": true}),
+        )
+        .await,
+        StatusCode::OK,
+        "case hold",
+    )
+    .await;
+    assert_eq!(h["on"], true);
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/legal-hold"),
+            Some(&para.access),
+            json!({"on": false}),
+        )
+        .await;
+    problem(r, StatusCode::FORBIDDEN).await;
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            Some(&lead.access),
+            None,
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+    let got = expect(
+        app.get(&format!("/api/v1/documents/{id}"), Some(&client.access))
+            .await,
+        StatusCode::OK,
+        "get",
+    )
+    .await;
+    assert_eq!(got["legal_hold"], true);
+    expect(
+        app.post(
+            &format!("/api/v1/cases/{case}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": false}),
+        )
+        .await,
+        StatusCode::OK,
+        "case release",
+    )
+    .await;
+
+    // Delete: uploader or staff. A client may not delete the firm's upload.
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            Some(&client.access),
+            None,
+        )
+        .await;
+    problem(r, StatusCode::FORBIDDEN).await;
+    let own = upload(&app, &client.access, &case, "mine.pdf", pdf(5), "shared").await;
+    let own = own["id"].as_str().unwrap().to_owned();
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{own}"),
+            Some(&client.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{id}"),
+            Some(&para.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for d in [&id, &own] {
+        problem(
+            app.get(&format!("/api/v1/documents/{d}"), Some(&lead.access))
+                .await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        problem(
+            content(&app, &lead.access, d, None).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    assert!(
+        ids_at(
+            &app,
+            &lead.access,
+            &format!("/api/v1/cases/{case}/documents")
+        )
+        .await
+        .is_empty()
+    );
+
+    // Purge after retention removes rows and objects; the sweep leaves held documents alone.
+    let kept = upload(&app, &lead.access, &case, "kept.pdf", pdf(5), "shared").await;
+    let kept = kept["id"].as_str().unwrap().to_owned();
+    let objects_before = stored_files(&app).len();
+    assert_eq!(objects_before, 4, "v1, v2, mine, kept");
+    let later = lawfirm_pro::db::now() + chrono::Duration::days(31);
+    let report = lawfirm_pro::documents::jobs::run_once(&app.state, later)
+        .await
+        .unwrap();
+    assert_eq!(report.purged_documents, 2);
+    assert_eq!(stored_files(&app).len(), 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document").await, 1);
+    let r = content(&app, &lead.access, &kept, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn abandoned_uploads_are_swept() {
+    let app = spawn_app().await;
+    use object_store::ObjectStoreExt;
+    let key = "documents/abandoned0000000000000000000000";
+    app.state
+        .storage
+        .store()
+        .put(
+            &object_store::path::Path::from(key),
+            b"partial".to_vec().into(),
+        )
+        .await
+        .unwrap();
+    let backend = app.state.db.backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO document_upload (object_key, started_at) VALUES ($1, $2)"
+        }
+        _ => "INSERT INTO document_upload (object_key, started_at) VALUES (?, ?)",
+    };
+    app.state
+        .db
+        .conn()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                key.into(),
+                (lawfirm_pro::db::now() - chrono::Duration::days(2)).into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored_files(&app).len(), 1);
+    let r = lawfirm_pro::documents::jobs::run_once(&app.state, lawfirm_pro::db::now())
+        .await
+        .unwrap();
+    assert_eq!(r.abandoned_objects, 1);
+    assert!(stored_files(&app).is_empty());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 0);
+}
+
+#[tokio::test]
+async fn key_rotation_rewraps_keys_and_documents_stay_readable() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let bytes = pdf(150_000);
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "a.pdf",
+        bytes.clone(),
+        "privileged",
+    )
+    .await;
+    let id = d["id"].as_str().unwrap().to_owned();
+    let stored_before: Vec<Vec<u8>> = stored_files(&app)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let old_key = std::fs::read_to_string(app.data_dir.path().join("keys/master.key")).unwrap();
+
+    let report = lawfirm_pro::documents::keys::rotate_master_key(&app.state, None)
+        .await
+        .unwrap();
+    assert_eq!(report.data_keys, 1);
+    let new_key = std::fs::read_to_string(app.data_dir.path().join("keys/master.key")).unwrap();
+    assert_ne!(old_key, new_key);
+    // Content is untouched: only the wrapped keys changed.
+    let stored_after: Vec<Vec<u8>> = stored_files(&app)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(stored_before, stored_after);
+    // Running again is harmless (nothing left to re-wrap with the now-current key).
+
+    // A server started with the new key reads the document.
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = app.data_dir.path().to_path_buf();
+    config.database_url = app.database_url.clone();
+    config.insecure_fast_password_hashing = true;
+    config.db_max_connections = 3;
+    let second = Application::build(config).await.unwrap();
+    let addr = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until(std::future::pending()));
+    let login: Value = app
+        .client
+        .post(format!("{addr}/api/v1/auth/login"))
+        .json(&json!({"email": lead.email, "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .get(format!("{addr}/api/v1/documents/{id}/content"))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+    // The old server still holds the retired key in memory: it can no longer open the key.
+    let r = content(&app, &lead.access, &id, None).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+/// Streams 64 MiB through the server (generated on the fly, never held by the client) and
+/// checks the process does not grow by anything like the file size. Run alone, since other
+/// tests in the same process allocate too:
+/// `cargo test --test api documents::memory -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn memory_does_not_grow_with_file_size() {
+    const SIZE: usize = 64 * 1024 * 1024;
+    let app = spawn_app_with(|c| c.max_upload_bytes = 100 * 1024 * 1024).await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let rss = || {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    };
+    let piece: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    let mut head = b"%PDF-1.7\n".to_vec();
+    head.extend_from_slice(&piece[..65536 - 9]);
+    let chunks = std::iter::once(head)
+        .chain(std::iter::repeat_n(piece.clone(), SIZE / 65536 - 1))
+        .map(Ok::<_, std::io::Error>);
+    let mut hasher = Sha256::new();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let before = rss();
+    let part = multipart::Part::stream_with_length(body, SIZE as u64)
+        .file_name("big.pdf")
+        .mime_str("application/pdf")
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
+        .bearer_auth(&lead.access)
+        .multipart(multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let d = expect(r, StatusCode::CREATED, "big upload").await;
+    let after_upload = rss();
+    let mut r = content(&app, &lead.access, d["id"].as_str().unwrap(), None).await;
+    let mut n = 0usize;
+    while let Some(c) = r.chunk().await.unwrap() {
+        hasher.update(&c);
+        n += c.len();
+    }
+    let after_download = rss();
+    assert_eq!(n, SIZE);
+    assert_eq!(
+        hex::encode(hasher.finalize()),
+        d["sha256"].as_str().unwrap()
+    );
+    let grew = after_upload.max(after_download).saturating_sub(before);
+    println!("RSS before {before}, after upload {after_upload}, after download {after_download}");
+    assert!(
+        grew < (SIZE as u64) / 4,
+        "process grew by {grew} bytes for a {SIZE}-byte file"
+    );
+}
