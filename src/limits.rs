@@ -1,5 +1,6 @@
 //! Rate limits on actions that cost us (hashing, fuzzy matching, mail) or invite abuse
-//! (account creation, token guessing, flooding a case with messages). Answers 429 with
+//! (account creation, token guessing, booking floods); message sends are counted in
+//! the database by `messages`. Answers 429 with
 //! `Retry-After`. Counted in memory per instance: with several instances the effective limit
 //! is multiplied by their number, which still bounds abuse; failed logins are counted in the
 //! database instead (`auth::throttle`) because that limit protects an account, not a server.
@@ -25,8 +26,6 @@ pub enum Action {
     ConflictCheck,
     /// Invitations, per user (each sends a mail).
     Invitation,
-    /// Messages sent, per user.
-    MessageSend,
     /// Document uploads, per user.
     Upload,
     /// Appointment bookings and reschedules, per user.
@@ -34,12 +33,11 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 7] = [
+    const ALL: [Action; 6] = [
         Action::Register,
         Action::Refresh,
         Action::ConflictCheck,
         Action::Invitation,
-        Action::MessageSend,
         Action::Upload,
         Action::Booking,
     ];
@@ -51,7 +49,6 @@ impl Action {
             Action::Refresh => (60, 60),
             Action::ConflictCheck => (30, 30),
             Action::Invitation => (10, 30),
-            Action::MessageSend => (30, 30),
             Action::Upload => (30, 60),
             Action::Booking => (10, 20),
         }

@@ -801,6 +801,9 @@ pub struct NewAppointment {
 /// `POST /appointments`. Clients book free slots of attorneys on their cases, for themselves,
 /// as `requested`; staff book anything (no overlap) as `confirmed`.
 pub async fn create(state: &AppState, p: &Principal, n: NewAppointment) -> Result<AppointmentView> {
+    state
+        .limits
+        .check(crate::limits::Action::Booking, &p.user_id.to_string())?;
     let mut v = Validator::default();
     let s = parse_time(&mut v, "starts_at", &n.starts_at);
     let e = parse_time(&mut v, "ends_at", &n.ends_at);
@@ -1086,6 +1089,9 @@ pub async fn patch(
     id: Uuid,
     patch: AppointmentPatch,
 ) -> Result<AppointmentView> {
+    state
+        .limits
+        .check(crate::limits::Action::Booking, &p.user_id.to_string())?;
     let mut v = Validator::default();
     let s = patch
         .starts_at

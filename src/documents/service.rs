@@ -235,14 +235,17 @@ pub async fn precheck_upload(
     if let Some(c) = confidentiality.and_then(|c| Confidentiality::parse(c).ok()) {
         may_file(p, &a, c)?;
     }
-    Ok(())
+    state
+        .limits
+        .check(crate::limits::Action::Upload, &p.user_id.to_string())
 }
 
 /// Before reading a new version's body: the document must be visible.
 pub async fn precheck_version(state: &AppState, p: &Principal, id: Uuid) -> Result<()> {
-    load_visible(state, state.db.conn(), p, id)
-        .await
-        .map(|_| ())
+    load_visible(state, state.db.conn(), p, id).await?;
+    state
+        .limits
+        .check(crate::limits::Action::Upload, &p.user_id.to_string())
 }
 
 /// The form of an upload after its file has been stored.

@@ -17,8 +17,7 @@ use axum::{
     routing::get,
 };
 use tower_http::{
-    catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
-    trace::TraceLayer,
+    catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -121,12 +120,33 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"))
             }),
         )
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(60)))
+        .layer(axum::middleware::from_fn(request_timeout))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred.").into_response()
         }))
         .with_state(state);
     with_security_headers(router)
+}
+
+/// A request must be answered within a minute, except uploads: a 100 MiB document over a
+/// slow office line legitimately takes longer, and its size is bounded while streaming.
+async fn request_timeout(req: Request, next: axum::middleware::Next) -> Response {
+    let upload = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+    if upload {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(60), next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The request took too long; please try again.",
+        )
+        .into_response(),
+    }
 }
 
 /// The same headers on every response, error or not.

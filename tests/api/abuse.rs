@@ -140,3 +140,28 @@ async fn oversized_request_heads_are_refused() {
     }
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn booking_floods_are_limited_per_user() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let book = |hour: u32| {
+        let (app, attorney) = (&app, &attorney);
+        async move {
+            app.post(
+                "/api/v1/appointments",
+                Some(&attorney.access),
+                json!({"attorney_id": attorney.id, "title": "Block",
+                       "starts_at": format!("2027-04-{:02}T{:02}:00:00Z", 1 + hour / 10, 8 + hour % 10),
+                       "ends_at": format!("2027-04-{:02}T{:02}:30:00Z", 1 + hour / 10, 8 + hour % 10)}),
+            )
+            .await
+        }
+    };
+    for h in 0..20 {
+        assert_eq!(book(h).await.status(), StatusCode::CREATED, "booking {h}");
+    }
+    let r = book(20).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&r) >= 1);
+}
