@@ -60,14 +60,12 @@ enum Policy {
     CaseMember,
     /// Staff members of the case and admins; the case's client 403; outsiders 404.
     CaseStaff,
-    /// Attorneys of the case and admins; the case's paralegal and client 403; outsiders 404.
+    /// Attorneys of the case and admins; the case's paralegal and client 403; outsiders 404
+    /// (also for invoices: a paralegal off the case cannot see it, so 404 before the role's 403).
     CaseAttorney,
-    /// Members of the case who write in it; an admin not on the case sees it but may not
-    /// write there (403, messages contract); outsiders 404.
+    /// Members of the case who write messages in it; an admin not on the case sees it but may
+    /// not write there (403, messages contract; documents let admins upload); outsiders 404.
     CaseParticipant,
-    /// Attorneys and admins by role (invoice creation): an attorney off the case 404 (cannot
-    /// see it); paralegals and clients 403 whatever the case.
-    AttorneyRoleOnCase,
     /// The sender and the recipients of the message (attorney_on → paralegal_on, client_on);
     /// anyone else, admins included, 404 (admins see no messages of cases they are not on).
     MessageParticipants,
@@ -85,10 +83,6 @@ enum Policy {
     AttorneySlots,
     /// A sent invoice of case X: staff of the case and admins, its client; outsiders 404.
     InvoiceViewers,
-    /// Attorney actions on a sent invoice (send, void): lead and admin; the case's paralegal
-    /// and client 403 (role may never); paralegals off the case 403 too (role), the other
-    /// attorney and client 404.
-    InvoiceAttorney,
     /// Payments on a sent invoice: staff of the case and admins; its client 403; outsiders 404.
     InvoiceStaff,
     /// Checkout: only the invoice's client; staff of the case 403; outsiders 404.
@@ -154,11 +148,6 @@ fn expect(policy: Policy, who: Who) -> Expect {
             Admin => Status(403),
             _ => Status(404),
         },
-        Policy::AttorneyRoleOnCase => match who {
-            Admin | AttorneyOn => Allowed,
-            AttorneyOff => Status(404),
-            _ => Status(403),
-        },
         Policy::MessageParticipants => match who {
             AttorneyOn | ParalegalOn | ClientOn => Allowed,
             _ => Status(404),
@@ -183,11 +172,6 @@ fn expect(policy: Policy, who: Who) -> Expect {
         },
         Policy::InvoiceViewers => match who {
             Admin | AttorneyOn | ParalegalOn | ClientOn => Allowed,
-            _ => Status(404),
-        },
-        Policy::InvoiceAttorney => match who {
-            Admin | AttorneyOn => Allowed,
-            ParalegalOn | ClientOn | ParalegalOff => Status(403),
             _ => Status(404),
         },
         Policy::InvoiceStaff => match who {
@@ -296,11 +280,7 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/billing/summary", Policy::Authenticated),
     ("POST", "/api/v1/calendar/feed-token", Policy::Authenticated),
     ("GET", "/api/v1/cases/{id}/documents", Policy::CaseMember),
-    (
-        "POST",
-        "/api/v1/cases/{id}/documents",
-        Policy::CaseParticipant,
-    ),
+    ("POST", "/api/v1/cases/{id}/documents", Policy::CaseMember),
     ("GET", "/api/v1/cases/{id}/expenses", Policy::CaseStaff),
     ("POST", "/api/v1/cases/{id}/expenses", Policy::CaseStaff),
     (
@@ -340,7 +320,7 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ),
     ("DELETE", "/api/v1/expenses/{id}", Policy::CaseStaff),
     ("GET", "/api/v1/invoices", Policy::Authenticated),
-    ("POST", "/api/v1/invoices", Policy::AttorneyRoleOnCase),
+    ("POST", "/api/v1/invoices", Policy::CaseAttorney),
     ("GET", "/api/v1/invoices/{id}", Policy::InvoiceViewers),
     (
         "POST",
@@ -359,16 +339,8 @@ const POLICY: &[(&str, &str, Policy)] = &[
         Policy::InvoiceStaff,
     ),
     ("GET", "/api/v1/invoices/{id}/pdf", Policy::InvoiceViewers),
-    (
-        "POST",
-        "/api/v1/invoices/{id}/send",
-        Policy::InvoiceAttorney,
-    ),
-    (
-        "POST",
-        "/api/v1/invoices/{id}/void",
-        Policy::InvoiceAttorney,
-    ),
+    ("POST", "/api/v1/invoices/{id}/send", Policy::CaseAttorney),
+    ("POST", "/api/v1/invoices/{id}/void", Policy::CaseAttorney),
     ("GET", "/api/v1/messages", Policy::Authenticated),
     (
         "POST",
@@ -1004,6 +976,36 @@ async fn clients_cannot_mass_assign_privileged_fields() {
             "/api/v1/cases",
             Some(&client.access),
             json!({"title": "Own", "client_ids": [client.id], "staff_ids": []}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // A shared document's confidentiality and title are staff's to change.
+    let doc = format!("/api/v1/documents/{}", world.document);
+    let r = app
+        .patch(
+            &doc,
+            Some(&client.access),
+            json!({"confidentiality": "privileged", "title": "Mine"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let d: Value = app
+        .get(&doc, Some(&client.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["confidentiality"], "shared", "{d}");
+    assert_ne!(d["title"], "Mine", "{d}");
+
+    // Billing a case is staff work, whatever rate a client names.
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/time-entries"),
+            Some(&client.access),
+            json!({"work_date": Utc::now().date_naive(), "minutes": 600,
+                   "rate_cents": 1, "description": "Mine"}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
