@@ -407,7 +407,6 @@ struct World {
     document: String,
     appointment: String,
     invoice: String,
-    time_entry: String,
     /// Hands out distinct future times for fresh appointments and busy blocks.
     slot: AtomicI64,
 }
@@ -493,14 +492,12 @@ impl World {
             document: String::new(),
             appointment: String::new(),
             invoice: String::new(),
-            time_entry: String::new(),
             slot: AtomicI64::new(0),
         };
         w.message = w.new_message().await;
         w.document = w.new_document().await;
         w.appointment = w.new_appointment().await;
         w.invoice = w.new_invoice(true).await;
-        w.time_entry = w.new_time_entry().await;
         w.new_expense().await;
         let case = w.case_x.clone();
         let client = w.client_on.id;
@@ -571,14 +568,14 @@ impl World {
     async fn new_time_entry(&self) -> String {
         let path = format!("/api/v1/cases/{}/time-entries", self.case_x);
         let body = json!({"work_date": Utc::now().date_naive(), "minutes": 6,
-            "rate_cents": 10_000, "description": "Work"});
+            "rate_cents": 10_000, "description": "Work", "task_code": "L110", "activity_code": "A106"});
         id_of(&self.ok(Method::POST, &path, body).await)
     }
 
     async fn new_expense(&self) -> String {
         let path = format!("/api/v1/cases/{}/expenses", self.case_x);
         let body = json!({"incurred_on": Utc::now().date_naive(), "amount_cents": 100,
-            "description": "Copies"});
+            "description": "Copies", "expense_code": "E101"});
         id_of(&self.ok(Method::POST, &path, body).await)
     }
 
@@ -656,11 +653,8 @@ impl World {
                 self.invoice.clone()
             })
         } else if rest.starts_with("/time-entries/{id}") {
-            Some(if destructive {
-                self.new_time_entry().await
-            } else {
-                self.time_entry.clone()
-            })
+            // Fresh for PATCH too: invoices created meanwhile lock the earlier ones (409).
+            Some(self.new_time_entry().await)
         } else if rest.starts_with("/expenses/{id}") {
             Some(self.new_expense().await)
         } else {
@@ -751,7 +745,11 @@ impl World {
             ("PATCH", "/time-entries/{id}") => json!({"minutes": 12}),
             ("POST", "/cases/{id}/expenses") => json!({"incurred_on": Utc::now().date_naive(),
                 "amount_cents": 100, "description": "Copies"}),
-            ("POST", "/invoices") => json!({"case_id": case}),
+            ("POST", "/invoices") => {
+                // Something unbilled, so an allowed caller gets a draft, not 422.
+                self.new_time_entry().await;
+                json!({"case_id": case})
+            }
             ("POST", "/invoices/{id}/payments") => json!({"amount_cents": 1, "method": "check"}),
             ("POST", "/trust/deposits") => json!({"client_id": self.client_on.id,
                 "case_id": case, "amount_cents": 100}),
