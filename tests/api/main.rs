@@ -16,4 +16,5 @@ mod helpers;
 mod live;
 mod mail;
 mod messages;
+mod s3;
 mod users;
