@@ -17,3 +17,4 @@ mod live;
 mod mail;
 mod messages;
 mod users;
+mod web;
