@@ -1,19 +1,36 @@
-//! Pages served by the binary. For now: a landing page and the first-run setup page that
-//! turns the one-time link printed at start-up into the first admin account.
+//! Pages served by the binary: the web portal (sign-in, dashboard, matter pages; see
+//! [`pages`]), the first-run setup page, and the static assets (CSS and ES modules, compiled
+//! in: there is no separate front-end build).
+
+pub mod pages;
 
 use axum::{
     Router,
-    http::header,
+    http::{HeaderValue, header},
     response::{Html, IntoResponse},
-    routing::get,
+    routing::{get, post},
 };
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
+    let portal = Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/cases/{id}", get(pages::case_view))
+        .route("/cases/{id}/messages", post(pages::send_message))
+        .route("/cases/{id}/phase", post(pages::change_phase))
+        // Pages show client data: never in a shared or browser cache.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     Router::new()
+        .merge(portal)
         .route(
-            "/",
+            "/welcome",
             get(|| async { Html(include_str!("static/index.html")) }),
         )
         .route(
@@ -22,6 +39,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/static/setup.js", get(setup_js))
         .route("/static/style.css", get(style_css))
+        .route("/static/live.js", get(live_js))
+}
+
+async fn live_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("static/live.js"),
+    )
 }
 
 async fn setup_js() -> impl IntoResponse {

@@ -18,3 +18,4 @@ mod mail;
 mod messages;
 mod s3;
 mod users;
+mod web;

@@ -1,0 +1,746 @@
+//! Server-rendered pages. Handlers are thin: they resolve the principal from the session
+//! cookie, call the same service functions as the API, and turn the result into a template.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::{
+    body::Body,
+    extract::{FromRequestParts, Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use secrecy::SecretString;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    auth::{AuthUser, CSRF_COOKIE, CSRF_HEADER, Principal, SESSION_COOKIE, service as auth},
+    cases::domain::CasePhase,
+    error::{AuthFailure, Error},
+    http::{extract::RequestMeta, pagination::Limit},
+};
+
+/// Largest form body the pages accept (a message is at most 20,000 characters).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// Who is looking, and how errors look.
+
+/// The signed-in user as the layout shows them.
+pub struct Viewer {
+    pub id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub csrf: String,
+    tz: Tz,
+}
+
+impl Viewer {
+    async fn load(state: &AppState, p: &Principal) -> Result<Self, PageError> {
+        let user = crate::users::service::find_active(&state.db, p.user_id)
+            .await?
+            .ok_or(PageError::SignIn(None))?;
+        Ok(Self {
+            id: user.id,
+            name: user.name,
+            role: p.role.as_str().to_owned(),
+            csrf: p
+                .session_id
+                .map(|s| state.tokens.csrf_token(s))
+                .unwrap_or_default(),
+            // An unknown zone (should not happen: it is validated on write) falls back to UTC.
+            tz: user.timezone.parse().unwrap_or(Tz::UTC),
+        })
+    }
+
+    /// A timestamp in the viewer's own time zone.
+    fn at(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.tz)
+            .format("%a %-d %b %Y, %H:%M %Z")
+            .to_string()
+    }
+
+    fn at_str(&self, rfc3339: Option<&str>) -> String {
+        rfc3339
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| self.at(t.with_timezone(&Utc)))
+            .unwrap_or_default()
+    }
+}
+
+fn day(d: NaiveDate) -> String {
+    d.format("%a %-d %b %Y").to_string()
+}
+
+fn money(cents: i64, code: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02} {code}", c / 100, c % 100)
+}
+
+/// Why a page could not be shown.
+pub enum PageError {
+    /// Not signed in (or the session ended): go to the sign-in page, then come back.
+    SignIn(Option<String>),
+    Service(Error),
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Unauthorized(_) => Self::SignIn(None),
+            e => Self::Service(e),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    user: Option<Viewer>,
+    heading: &'a str,
+    detail: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let e = match self {
+            PageError::SignIn(next) => {
+                return Redirect::to(&login_url(next.as_deref())).into_response();
+            }
+            PageError::Service(e) => e,
+        };
+        let status = match &e {
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let (heading, detail) = match &e {
+            Error::NotFound => (
+                "Not found",
+                "This page does not exist, or you do not have access to it.".to_owned(),
+            ),
+            Error::Forbidden(why) => ("Not allowed", (*why).to_owned()),
+            Error::Validation(errs) => (
+                "Please check your input",
+                errs.iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Error::RateLimited { retry_after_secs } => (
+                "Too many attempts",
+                format!("Please wait {retry_after_secs} seconds and try again."),
+            ),
+            Error::Conflict(why) => ("Conflict", why.clone()),
+            other => {
+                tracing::error!(error = %other, "page failed");
+                (
+                    "Something went wrong",
+                    "An unexpected error occurred. Please try again in a moment.".to_owned(),
+                )
+            }
+        };
+        render_status(
+            status,
+            &ErrorPage {
+                user: None,
+                heading,
+                detail,
+            },
+        )
+    }
+}
+
+fn render_status(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
+        }
+    }
+}
+
+fn render(t: &impl Template) -> Response {
+    render_status(StatusCode::OK, t)
+}
+
+/// `next` must stay on this site: a path, never `//host` or a scheme.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+fn login_url(next: Option<&str>) -> String {
+    match next.filter(|n| *n != "/") {
+        Some(n) => format!(
+            "/login?next={}",
+            url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()
+        ),
+        None => "/login".to_owned(),
+    }
+}
+
+/// A signed-in page request (GET): the principal from the session cookie, or a redirect to
+/// the sign-in page that comes back here afterwards.
+pub struct PageUser(pub Principal);
+
+impl FromRequestParts<AppState> for PageUser {
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let next = parts.uri.path_and_query().map(|p| p.as_str().to_owned());
+        match AuthUser::from_request_parts(parts, state).await {
+            Ok(AuthUser(p)) => Ok(Self(p)),
+            Err(_) => Err(PageError::SignIn(next)),
+        }
+    }
+}
+
+/// A signed-in form post: the form's `csrf` field plays the role of the `X-CSRF-Token`
+/// header, so the auth module's own check (same Origin + the session's token) applies.
+async fn form_user(
+    state: &AppState,
+    req: Request,
+) -> Result<(Principal, HashMap<String, String>), PageError> {
+    let (mut parts, body) = req.into_parts();
+    let form = read_form(body).await?;
+    if let Some(v) = form.get("csrf").and_then(|c| HeaderValue::from_str(c).ok()) {
+        parts.headers.insert(CSRF_HEADER, v);
+    }
+    match AuthUser::from_request_parts(&mut parts, state).await {
+        Ok(AuthUser(p)) => Ok((p, form)),
+        Err(e) if e.status() == StatusCode::FORBIDDEN => Err(PageError::Service(Error::Forbidden(
+            "This form has expired. Reload the page and try again.",
+        ))),
+        Err(_) => Err(PageError::SignIn(None)),
+    }
+}
+
+async fn read_form(body: Body) -> Result<HashMap<String, String>, PageError> {
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| Error::TooLarge("The form is too large.".into()))?;
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// The sign-in form has no session yet: it must at least come from our own origin.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let expected = state.config.public_url.origin().ascii_serialization();
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| o == expected)
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign in and out.
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    user: Option<Viewer>,
+    error: Option<String>,
+    next: String,
+    email: String,
+    password: String,
+    totp_step: bool,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
+    render(&LoginPage {
+        user: None,
+        error: None,
+        next: safe_next(q.next.as_deref()).to_owned(),
+        email: String::new(),
+        password: String::new(),
+        totp_step: false,
+    })
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    req: Request,
+) -> Result<Response, PageError> {
+    let headers = req.headers().clone();
+    let form = read_form(req.into_body()).await?;
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let next = safe_next(form.get("next").map(String::as_str)).to_owned();
+    let mut page = LoginPage {
+        user: None,
+        error: None,
+        next: next.clone(),
+        email: field("email"),
+        password: String::new(),
+        totp_step: false,
+    };
+    if !same_origin(&state, &headers) {
+        page.error = Some("This form has expired. Please sign in again.".into());
+        return Ok(render_status(StatusCode::FORBIDDEN, &page));
+    }
+    let totp_code = form
+        .get("totp_code")
+        .filter(|c| !c.trim().is_empty())
+        .cloned();
+    let submitted_code = totp_code.is_some();
+    let result = auth::login(
+        &state,
+        &meta,
+        auth::LoginInput {
+            email: field("email"),
+            password: SecretString::from(field("password")),
+            totp_code,
+            cookie: true,
+        },
+    )
+    .await;
+    let issued = match result {
+        Ok(i) => i,
+        Err(Error::Unauthorized(why @ (AuthFailure::TotpRequired | AuthFailure::InvalidTotp))) => {
+            // Second step: the same form again with a code field. The password rides along in
+            // a hidden field of this no-store page because the login call takes both at once.
+            page.password = field("password");
+            page.totp_step = true;
+            if matches!(why, AuthFailure::InvalidTotp) || submitted_code {
+                page.error = Some("That code is not valid. Try the current one.".into());
+            }
+            return Ok(render_status(
+                if page.error.is_some() {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                },
+                &page,
+            ));
+        }
+        Err(Error::Unauthorized(_)) => {
+            page.error = Some("The email or password is not correct.".into());
+            return Ok(render_status(StatusCode::UNAUTHORIZED, &page));
+        }
+        Err(Error::RateLimited { retry_after_secs }) => {
+            page.error = Some(format!(
+                "Too many attempts. Please wait {retry_after_secs} seconds and try again."
+            ));
+            return Ok(render_status(StatusCode::TOO_MANY_REQUESTS, &page));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let secure = state.config.public_url.scheme() == "https";
+    let csrf = state.tokens.csrf_token(issued.session_id);
+    let session = Cookie::build((SESSION_COOKIE, issued.secret))
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .build();
+    let csrf_cookie = Cookie::build((CSRF_COOKIE, csrf))
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .build();
+    let mut res = Redirect::to(&next).into_response();
+    for c in [session, csrf_cookie] {
+        if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(res)
+}
+
+pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Response, PageError> {
+    let (p, _) = form_user(&state, req).await?;
+    auth::logout(&state, &p, None).await?;
+    let mut res = Redirect::to("/login").into_response();
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        let gone = Cookie::build((name, ""))
+            .path("/")
+            .max_age(time::Duration::ZERO)
+            .build();
+        if let Ok(v) = HeaderValue::from_str(&gone.to_string()) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(res)
+}
+
+// ---------------------------------------------------------------------------------------
+// Dashboard.
+
+pub struct CaseRow {
+    pub id: Uuid,
+    pub number: String,
+    pub title: String,
+    pub status: String,
+    pub phase: String,
+    pub phase_step: usize,
+    pub phase_max: usize,
+}
+
+pub struct DocRow {
+    pub id: String,
+    pub case_id: String,
+    pub title: String,
+    pub filename: String,
+    pub when: String,
+}
+
+pub struct DeadlineRow {
+    pub case_id: Uuid,
+    pub case_number: String,
+    pub title: String,
+    pub when: String,
+    pub kind: String,
+}
+
+fn phase_progress(phase: CasePhase) -> (usize, usize) {
+    let all = CasePhase::ALL;
+    let step = all.iter().position(|p| *p == phase).unwrap_or(0) + 1;
+    (step, all.len())
+}
+
+fn appointment_line(v: &Viewer, a: &serde_json::Value) -> String {
+    let title = a["title"].as_str().unwrap_or("Appointment");
+    format!("{} — {}", v.at_str(a["starts_at"].as_str()), title)
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    user: Option<Viewer>,
+    name: String,
+    staff: bool,
+    cases: Vec<CaseRow>,
+    unread: i64,
+    next_appointment: Option<String>,
+    balance: String,
+    documents: Vec<DocRow>,
+    deadlines: Vec<DeadlineRow>,
+    today: Vec<String>,
+}
+
+pub async fn dashboard(
+    State(state): State<AppState>,
+    PageUser(p): PageUser,
+) -> Result<Response, PageError> {
+    let v = Viewer::load(&state, &p).await?;
+    let d = crate::cases::dashboard::dashboard(&state, &p).await?;
+    let page = DashboardPage {
+        name: v.name.clone(),
+        staff: p.is_staff(),
+        cases: d
+            .cases
+            .iter()
+            .map(|c| {
+                let (phase_step, phase_max) = phase_progress(c.phase);
+                CaseRow {
+                    id: c.id,
+                    number: c.number.clone(),
+                    title: c.title.clone(),
+                    status: c.status.to_string(),
+                    phase: c.phase.to_string(),
+                    phase_step,
+                    phase_max,
+                }
+            })
+            .collect(),
+        unread: d.unread_messages,
+        next_appointment: d
+            .upcoming_appointments
+            .first()
+            .map(|a| appointment_line(&v, a)),
+        balance: money(d.outstanding_balance_cents, &d.currency),
+        documents: d
+            .recent_documents
+            .iter()
+            .map(|x| DocRow {
+                id: x["id"].as_str().unwrap_or_default().to_owned(),
+                case_id: x["case_id"].as_str().unwrap_or_default().to_owned(),
+                title: x["title"].as_str().unwrap_or_default().to_owned(),
+                filename: String::new(),
+                when: v.at_str(x["created_at"].as_str()),
+            })
+            .collect(),
+        deadlines: d
+            .deadlines_next_30_days
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| DeadlineRow {
+                case_id: x.case_id,
+                case_number: x.case_number,
+                title: x.title,
+                when: day(x.due_on),
+                kind: x.kind.to_string(),
+            })
+            .collect(),
+        today: d
+            .todays_appointments
+            .unwrap_or_default()
+            .iter()
+            .map(|a| appointment_line(&v, a))
+            .collect(),
+        user: Some(v),
+    };
+    Ok(render(&page))
+}
+
+// ---------------------------------------------------------------------------------------
+// One matter.
+
+pub struct CaseSummary {
+    pub id: Uuid,
+    pub number: String,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub phase: String,
+    pub phase_step: usize,
+    pub phase_max: usize,
+    pub opened: String,
+    pub next_deadline: Option<String>,
+    pub members: String,
+}
+
+pub struct MessageRow {
+    pub id: Uuid,
+    pub sender: String,
+    pub when: String,
+    pub body: String,
+}
+
+pub struct TimelineRow {
+    pub when: String,
+    pub text: String,
+}
+
+pub struct InvoiceRow {
+    pub number: String,
+    pub status: String,
+    pub due: String,
+    pub balance: String,
+}
+
+#[derive(Template)]
+#[template(path = "case.html")]
+struct CasePage {
+    user: Option<Viewer>,
+    csrf: String,
+    staff: bool,
+    c: CaseSummary,
+    phases: Vec<String>,
+    message_error: Option<String>,
+    messages: Vec<MessageRow>,
+    timeline: Vec<TimelineRow>,
+    documents: Vec<DocRow>,
+    invoices: Vec<InvoiceRow>,
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, PageError> {
+    // A malformed id is just a page that does not exist.
+    Uuid::parse_str(raw).map_err(|_| PageError::Service(Error::NotFound))
+}
+
+async fn case_page(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    message_error: Option<String>,
+) -> Result<Response, PageError> {
+    let v = Viewer::load(state, p).await?;
+    let case = crate::cases::service::get_case(state, p, id).await?;
+    let page_size = Limit::parse(Some(50))?;
+    let timeline = crate::cases::service::timeline(state, p, id, page_size, None).await?;
+    let messages = crate::messages::query::case_messages(
+        state,
+        p,
+        id,
+        crate::messages::query::CaseMessagesFilter {
+            limit: Some(50),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let documents = crate::documents::service::list_case_documents(
+        state,
+        p,
+        id,
+        crate::documents::service::DocumentFilter {
+            limit: Some(50),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let invoices = crate::billing::invoices::list_invoices(
+        state,
+        p,
+        crate::billing::invoices::InvoiceFilter {
+            case_id: Some(id),
+            limit: Some(50),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let sender_ids: Vec<Uuid> = messages.items.iter().map(|m| m.sender_id).collect();
+    let names = crate::users::service::names_of(state.db.conn(), &sender_ids).await?;
+    let (phase_step, phase_max) = phase_progress(case.phase);
+    let summary = CaseSummary {
+        id: case.id,
+        number: case.number.clone(),
+        title: case.title.clone(),
+        description: case.description.clone(),
+        status: case.status.to_string(),
+        phase: case.phase.to_string(),
+        phase_step,
+        phase_max,
+        opened: v.at(case.opened_at),
+        next_deadline: case
+            .next_deadline
+            .as_ref()
+            .map(|d| format!("{} — {}", day(d.due_on), d.title)),
+        members: case
+            .members
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.role))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let page = CasePage {
+        csrf: v.csrf.clone(),
+        staff: p.is_staff(),
+        c: summary,
+        phases: CasePhase::ALL.iter().map(|p| p.to_string()).collect(),
+        message_error,
+        // Oldest first reads like a conversation.
+        messages: messages
+            .items
+            .iter()
+            .rev()
+            .map(|m| MessageRow {
+                id: m.id,
+                sender: names
+                    .get(&m.sender_id)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_else(|| "Former member".into()),
+                when: v.at(m.created_at),
+                body: m.body.clone(),
+            })
+            .collect(),
+        timeline: timeline
+            .items
+            .iter()
+            .map(|t| {
+                let mut text = t.kind.to_string().replace('_', " ");
+                if let (Some(from), Some(to)) = (&t.from, &t.to) {
+                    text.push_str(&format!(": {from} → {to}"));
+                } else if let Some(to) = &t.to {
+                    text.push_str(&format!(": {to}"));
+                }
+                if let Some(n) = &t.note {
+                    text.push_str(&format!(" — {n}"));
+                }
+                TimelineRow {
+                    when: v.at(t.at),
+                    text,
+                }
+            })
+            .collect(),
+        documents: documents
+            .items
+            .iter()
+            .map(|d| DocRow {
+                id: d.id.to_string(),
+                case_id: d.case_id.to_string(),
+                title: d.title.clone(),
+                filename: d.filename.clone(),
+                when: v.at(d.created_at),
+            })
+            .collect(),
+        invoices: invoices
+            .items
+            .iter()
+            .map(|i| InvoiceRow {
+                number: i.number.clone(),
+                status: i.status.to_string(),
+                due: day(i.due_on),
+                balance: money(i.balance_cents, i.currency.code()),
+            })
+            .collect(),
+        user: Some(v),
+    };
+    Ok(render(&page))
+}
+
+pub async fn case_view(
+    State(state): State<AppState>,
+    PageUser(p): PageUser,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    case_page(&state, &p, id, None).await
+}
+
+pub async fn send_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let (p, form) = form_user(&state, req).await?;
+    let input = crate::messages::service::NewMessage {
+        body: form.get("body").cloned().unwrap_or_default(),
+        recipient_ids: None,
+        attachment_ids: None,
+        parent_id: None,
+    };
+    match crate::messages::service::send(&state, &p, id, input).await {
+        Ok(_) => Ok(Redirect::to(&format!("/cases/{id}#messages")).into_response()),
+        // A bad body: show the matter again with the reason next to the composer.
+        Err(Error::Validation(errs)) => {
+            let why = errs
+                .iter()
+                .map(|f| format!("Message {}.", f.message))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut res = case_page(&state, &p, id, Some(why)).await?;
+            *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(res)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn change_phase(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let (p, form) = form_user(&state, req).await?;
+    crate::cases::service::change_status(
+        &state,
+        &p,
+        id,
+        crate::cases::service::StatusChange {
+            phase: form.get("phase").cloned(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/cases/{id}")).into_response())
+}

@@ -1,0 +1,102 @@
+// Live updates for the portal pages: one WebSocket per page (ticket from POST /ws-ticket),
+// reconnected with back-off and resumed after the last event seen. On events for what the
+// page shows, the affected section is re-rendered from the server (same HTML as a reload)
+// and a short notice appears in the polite live region.
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+const me = document.querySelector('meta[name="user-id"]')?.content ?? "";
+const caseId = document.getElementById("case-page")?.dataset.caseId ?? null;
+const toasts = document.getElementById("toasts");
+
+let lastId = 0;
+let delay = 1000;
+
+function toast(text) {
+  if (!toasts) return;
+  const t = document.createElement("p");
+  t.className = "toast";
+  t.textContent = text;
+  toasts.append(t);
+  setTimeout(() => t.remove(), 6000);
+}
+
+// Fetch this page again and swap in the given elements (by id), leaving forms alone.
+async function refresh(ids) {
+  const res = await fetch(location.pathname, { credentials: "same-origin" });
+  if (!res.ok) return;
+  const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+  for (const id of ids) {
+    const now = document.getElementById(id);
+    const next = doc.getElementById(id);
+    if (now && next) now.replaceWith(next);
+  }
+}
+
+function handle(ev) {
+  const here = caseId !== null && ev.case_id === caseId;
+  switch (ev.type) {
+    case "message.created":
+      if (here) refresh(["thread-wrap"]);
+      else if (!caseId) refresh(["unread"]);
+      if (ev.data?.sender_id !== me) toast("New message received.");
+      break;
+    case "case.updated":
+      if (here) refresh(["summary-facts", "timeline-wrap"]);
+      else if (!caseId) refresh(["my-cases"]);
+      toast("A matter was updated.");
+      break;
+    case "document.created":
+    case "document.updated":
+      if (here) refresh(["documents-wrap"]);
+      toast("A document was shared.");
+      break;
+    default:
+      break;
+  }
+}
+
+async function connect() {
+  let ticket;
+  try {
+    const res = await fetch("/api/v1/ws-ticket", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "x-csrf-token": csrf },
+    });
+    if (res.status === 401) return; // signed out: nothing to follow
+    if (!res.ok) throw new Error("ticket " + res.status);
+    ({ ticket } = await res.json());
+  } catch {
+    return retry();
+  }
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${proto}//${location.host}/api/v1/ws?ticket=${encodeURIComponent(ticket)}`);
+  let ping;
+  ws.addEventListener("open", () => {
+    delay = 1000;
+    if (lastId > 0) ws.send(JSON.stringify({ type: "resume", after: lastId }));
+    ping = setInterval(() => ws.send(JSON.stringify({ type: "ping" })), 25000);
+    document.documentElement.dataset.live = "on";
+  });
+  ws.addEventListener("message", (m) => {
+    let ev;
+    try {
+      ev = JSON.parse(m.data);
+    } catch {
+      return;
+    }
+    if (typeof ev.id === "number") lastId = Math.max(lastId, ev.id);
+    handle(ev);
+  });
+  ws.addEventListener("close", () => {
+    clearInterval(ping);
+    document.documentElement.dataset.live = "off";
+    retry();
+  });
+}
+
+function retry() {
+  setTimeout(connect, delay);
+  delay = Math.min(delay * 2, 30000);
+}
+
+connect();

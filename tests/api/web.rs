@@ -1,0 +1,266 @@
+//! The web portal: sign-in form, dashboard and matter pages over the session cookie, form
+//! posts with the CSRF field, and what an outsider or a cross-site form gets.
+
+use reqwest::{Client, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{Login, ORIGIN, PASSWORD, TestApp, spawn_app};
+
+/// reqwest's `form` feature is not enabled here; encode the body ourselves.
+trait FormBody {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+    }
+}
+
+fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> Client {
+    let c = browser();
+    let r = c
+        .post(app.url("/login"))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("email", email), ("password", PASSWORD), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "sign in {email}");
+    assert_eq!(r.headers()[header::LOCATION], "/");
+    c
+}
+
+async fn page(app: &TestApp, c: &Client, path: &str) -> (StatusCode, String) {
+    let r = c.get(app.url(path)).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find(r#"name="csrf-token" content=""#)
+        .expect("csrf meta")
+        + 27;
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn new_case(app: &TestApp, lead: &Login, client: &Login) -> String {
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Estate of Doe", "client_ids": [client.id]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let b: Value = r.json().await.unwrap();
+    b["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_keep_a_strict_csp() {
+    let app = spawn_app().await;
+    let c = browser();
+    let r = c.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[header::LOCATION], "/login");
+    let r = c
+        .get(app.url(&format!("/cases/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/login?next=%2Fcases%2F")
+    );
+    let r = c.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"<label for="email">"#) && !html.contains("<script>"));
+    let js = c.get(app.url("/static/live.js")).send().await.unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js.text().await.unwrap().contains("/api/v1/ws-ticket"));
+}
+
+#[tokio::test]
+async fn wrong_password_and_cross_site_login_are_refused_readably() {
+    let app = spawn_app().await;
+    let (_, email) = app.create_user("client").await;
+    let c = browser();
+    let r = c
+        .post(app.url("/login"))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("email", email.as_str()), ("password", "nope nope nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("not correct"));
+    let r = c
+        .post(app.url("/login"))
+        .header(header::ORIGIN, "http://evil.test")
+        .form_body(&[("email", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get(header::SET_COOKIE).is_none());
+    // An open redirect through `next` is not possible.
+    let r = c
+        .post(app.url("/login"))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[
+            ("email", email.as_str()),
+            ("password", PASSWORD),
+            ("next", "//evil.test/x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[header::LOCATION], "/");
+}
+
+#[tokio::test]
+async fn client_sees_the_matter_and_writes_through_forms() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client).await;
+
+    let c = sign_in(&app, &client.email).await;
+    let (s, html) = page(&app, &c, "/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Estate of Doe") && html.contains(&format!("/cases/{case}")));
+    assert!(html.contains("<progress"));
+
+    let (s, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("No messages yet"));
+    // Staff-only controls are not shown to a client.
+    assert!(!html.contains("phase-form"));
+    let csrf = csrf_of(&html);
+
+    // Without the form's CSRF field (or from another origin) nothing is sent.
+    let r = c
+        .post(app.url(&format!("/cases/{case}/messages")))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("body", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(app.url(&format!("/cases/{case}/messages")))
+        .header(header::ORIGIN, "http://evil.test")
+        .form_body(&[("body", "forged"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let r = c
+        .post(app.url(&format!("/cases/{case}/messages")))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("body", "Hello <b>counsel</b>"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // An empty message comes back as a readable error next to the composer.
+    let r = c
+        .post(app.url(&format!("/cases/{case}/messages")))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("body", "   "), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("Message is required"));
+
+    let (_, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert!(
+        html.contains("Hello &#60;b&#62;counsel&#60;/b&#62;")
+            || html.contains("Hello &lt;b&gt;counsel"),
+        "escaped: {html}"
+    );
+    assert!(!html.contains("<b>counsel</b>"));
+
+    // A client may not move the phase.
+    let r = c
+        .post(app.url(&format!("/cases/{case}/phase")))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("phase", "trial"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The attorney sees the message and moves the phase.
+    let a = sign_in(&app, &lead.email).await;
+    let (_, html) = page(&app, &a, &format!("/cases/{case}")).await;
+    assert!(html.contains("counsel") && html.contains("phase-form"));
+    let r = a
+        .post(app.url(&format!("/cases/{case}/phase")))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("phase", "discovery"), ("csrf", csrf_of(&html).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert!(html.contains(r#"<span id="case-phase">discovery</span>"#));
+
+    // Sign out ends the session: the old cookie no longer opens pages.
+    let r = c
+        .post(app.url("/logout"))
+        .header(header::ORIGIN, ORIGIN)
+        .form_body(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = c.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_outsider_gets_a_not_found_page() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let other = app.user("client").await;
+    let case = new_case(&app, &lead, &client).await;
+    let c = sign_in(&app, &other.email).await;
+    let (s, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(html.contains("Not found") && !html.contains("Estate of Doe"));
+    let (s, _) = page(&app, &c, "/cases/not-a-uuid").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, html) = page(&app, &c, "/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("No matters yet") && !html.contains("Estate of Doe"));
+}
