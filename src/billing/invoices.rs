@@ -637,7 +637,7 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         .filter(|(_, r)| *r == MemberRole::Client)
         .map(|(u, _)| u)
         .collect();
-    let emails = users::service::emails_of(&*txn, &clients).await?;
+    let emails = users::service::active_emails_of(&*txn, &clients).await?;
     let link = state
         .config
         .public_url

@@ -857,11 +857,3 @@ pub async fn active_emails_of<C: ConnectionTrait>(
         .await?;
     Ok(rows.into_iter().collect())
 }
-
-/// Email addresses of active users among `ids` (for mail other capabilities send).
-pub async fn emails_of<C: ConnectionTrait>(
-    conn: &C,
-    ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, String>> {
-    active_emails_of(conn, ids).await
-}

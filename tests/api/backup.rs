@@ -16,15 +16,9 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, backend, fresh_database_url, spawn_app};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lawfirm-pro");
-
 fn command(data_dir: &std::path::Path, database_url: &str) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LFP_DATA_DIR", data_dir)
-        .env("DATABASE_URL", database_url)
-        .env("LFP_LOG", "warn");
+    let mut c = crate::helpers::bin_command(data_dir, database_url);
+    c.env("LFP_LOG", "warn");
     c
 }
 

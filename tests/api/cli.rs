@@ -7,16 +7,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lawfirm-pro");
-
 fn command(data_dir: &std::path::Path, database_url: &str) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LFP_DATA_DIR", data_dir)
-        .env("DATABASE_URL", database_url)
-        .env("LFP_LOG", "info");
-    c
+    crate::helpers::bin_command(data_dir, database_url)
 }
 
 #[tokio::test]

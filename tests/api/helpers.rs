@@ -201,3 +201,14 @@ pub async fn problem(r: Response, status: StatusCode) -> Value {
     );
     b
 }
+
+/// The built binary with a clean environment pointed at `data_dir` and `database_url`.
+pub fn bin_command(data_dir: &std::path::Path, database_url: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_lawfirm-pro"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LFP_DATA_DIR", data_dir)
+        .env("DATABASE_URL", database_url)
+        .env("LFP_LOG", "info");
+    c
+}
