@@ -313,57 +313,92 @@ async fn ledger_entry<C: ConnectionTrait>(
 
 /// `POST /trust/deposits` (staff of the case): money received into trust for a client.
 pub async fn deposit(state: &AppState, p: &Principal, input: NewDeposit) -> Result<TrustEntryView> {
+    let NewDeposit {
+        client_id,
+        case_id,
+        amount_cents,
+        reference,
+    } = input;
+    client_movement(
+        state,
+        p,
+        (client_id, case_id),
+        amount_cents,
+        reference,
+        TrustKind::Deposit,
+    )
+    .await
+}
+
+/// Money into (deposit) or back out to the client (refund) of one client/case trust account:
+/// staff of the case, for a client of the case; a refund the balance does not cover → 409.
+async fn client_movement(
+    state: &AppState,
+    p: &Principal,
+    (client_id, case_id): (Uuid, Uuid),
+    amount_cents: i64,
+    reference: Option<String>,
+    kind: TrustKind,
+) -> Result<TrustEntryView> {
     let mut v = Validator::default();
-    check_amount(&mut v, input.amount_cents);
-    let reference = check_reference(&mut v, input.reference.as_deref());
+    check_amount(&mut v, amount_cents);
+    let reference = check_reference(&mut v, reference.as_deref());
     v.finish()?;
     let txn = state.db.begin_write().await?;
-    access::require_staff(state, &*txn, p, input.case_id).await?;
-    if access::membership(&*txn, input.case_id, input.client_id).await? != Some(MemberRole::Client)
-    {
+    access::require_staff(state, &*txn, p, case_id).await?;
+    if access::membership(&*txn, case_id, client_id).await? != Some(MemberRole::Client) {
         return Err(Error::invalid("client_id", "is not a client on this case"));
     }
-    let t = crate::db::now();
-    let row = txn
-        .query_one_raw(stmt(
-            txn.get_database_backend(),
-            "INSERT INTO trust_account (client_id, case_id, balance_cents, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (client_id, case_id) DO UPDATE
-             SET balance_cents = trust_account.balance_cents + excluded.balance_cents, updated_at = excluded.updated_at
-             RETURNING balance_cents",
-            vec![input.client_id.into(), input.case_id.into(), input.amount_cents.into(), t.into()],
-        ))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("trust deposit returned nothing"))?;
-    let balance: i64 = row.try_get("", "balance_cents")?;
+    let (balance, signed) = match kind {
+        TrustKind::Deposit => (
+            credit_in(&*txn, client_id, case_id, amount_cents).await?,
+            amount_cents,
+        ),
+        _ => (
+            debit_in(&*txn, client_id, case_id, amount_cents).await?,
+            -amount_cents,
+        ),
+    };
     let e = ledger_entry(
-        &*txn,
-        p,
-        input.client_id,
-        input.case_id,
-        TrustKind::Deposit,
-        input.amount_cents,
-        balance,
-        None,
-        None,
-        reference,
+        &*txn, p, client_id, case_id, kind, signed, balance, None, None, reference,
     )
     .await?;
     append_in(
         &*txn,
         vec![
-            NewEntry::new("trust.deposit", "trust")
+            NewEntry::new(&format!("trust.{kind}"), "trust")
                 .by(p)
                 .resource(e.id)
-                .case(input.case_id)
+                .case(case_id)
                 .details(serde_json::json!({
-                    "client_id": input.client_id, "amount_cents": input.amount_cents, "balance_cents": balance,
+                    "client_id": client_id, "amount_cents": amount_cents, "balance_cents": balance,
                 })),
         ],
     )
     .await?;
     txn.commit().await?;
     Ok(trust_view(e, state.config.billing.currency))
+}
+
+/// Add `amount` to a client's trust balance on a case (opening the account on first use).
+async fn credit_in<C: ConnectionTrait>(
+    conn: &C,
+    client_id: Uuid,
+    case_id: Uuid,
+    amount: i64,
+) -> Result<i64> {
+    let row = conn
+        .query_one_raw(stmt(
+            conn.get_database_backend(),
+            "INSERT INTO trust_account (client_id, case_id, balance_cents, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (client_id, case_id) DO UPDATE
+             SET balance_cents = trust_account.balance_cents + excluded.balance_cents, updated_at = excluded.updated_at
+             RETURNING balance_cents",
+            vec![client_id.into(), case_id.into(), amount.into(), crate::db::now().into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("trust deposit returned nothing"))?;
+    Ok(row.try_get("", "balance_cents")?)
 }
 
 /// Take `amount` out of a client's trust balance on a case, or refuse (409) when the balance
@@ -495,45 +530,15 @@ pub struct NewRefund {
 
 /// `POST /trust/refunds` (staff of the case): return unused trust money to the client.
 pub async fn refund(state: &AppState, p: &Principal, input: NewRefund) -> Result<TrustEntryView> {
-    let mut v = Validator::default();
-    check_amount(&mut v, input.amount_cents);
-    let reference = check_reference(&mut v, input.reference.as_deref());
-    v.finish()?;
-    let txn = state.db.begin_write().await?;
-    access::require_staff(state, &*txn, p, input.case_id).await?;
-    if access::membership(&*txn, input.case_id, input.client_id).await? != Some(MemberRole::Client)
-    {
-        return Err(Error::invalid("client_id", "is not a client on this case"));
-    }
-    let balance = debit_in(&*txn, input.client_id, input.case_id, input.amount_cents).await?;
-    let e = ledger_entry(
-        &*txn,
+    client_movement(
+        state,
         p,
-        input.client_id,
-        input.case_id,
+        (input.client_id, input.case_id),
+        input.amount_cents,
+        input.reference,
         TrustKind::Refund,
-        -input.amount_cents,
-        balance,
-        None,
-        None,
-        reference,
     )
-    .await?;
-    append_in(
-        &*txn,
-        vec![
-            NewEntry::new("trust.refund", "trust")
-                .by(p)
-                .resource(e.id)
-                .case(input.case_id)
-                .details(serde_json::json!({
-                    "client_id": input.client_id, "amount_cents": input.amount_cents, "balance_cents": balance,
-                })),
-        ],
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(trust_view(e, state.config.billing.currency))
+    .await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
