@@ -1237,15 +1237,7 @@ async fn the_pdf_carries_the_invoice_as_extractable_text() {
     assert_eq!(r.headers()["content-type"], "application/pdf");
     let bytes = r.bytes().await.unwrap();
     assert!(bytes.starts_with(b"%PDF-"));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("invoice.pdf");
-    std::fs::write(&path, &bytes).unwrap();
-    let out = std::process::Command::new("pdftotext")
-        .args(["-layout", path.to_str().unwrap(), "-"])
-        .output()
-        .expect("pdftotext (poppler-utils) must be installed for the billing tests");
-    assert!(out.status.success(), "pdftotext failed");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = pdf_text(&bytes);
     for needle in [
         "Muller & Partners LLP",
         inv["number"].as_str().unwrap(),
@@ -1274,6 +1266,19 @@ async fn the_pdf_carries_the_invoice_as_extractable_text() {
         StatusCode::NOT_FOUND,
     )
     .await;
+}
+
+/// The text of a PDF as poppler's `pdftotext -layout` extracts it.
+pub(crate) fn pdf_text(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("invoice.pdf");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout", path.to_str().unwrap(), "-"])
+        .output()
+        .expect("pdftotext (poppler-utils) must be installed for the billing tests");
+    assert!(out.status.success(), "pdftotext failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 type Seen = Arc<

@@ -7,7 +7,9 @@ use reqwest::{Method, StatusCode};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
 use serde_json::{Value, json};
 
-use crate::billing::{Firm, firm, get_ok, post_as, send, send_invoice, simple_invoice, today};
+use crate::billing::{
+    Firm, firm, get_ok, pdf_text, post_as, send, send_invoice, simple_invoice, today,
+};
 use crate::helpers::{TestApp, problem, spawn_app, spawn_app_with};
 
 fn adjustments_path(id: &str) -> String {
@@ -308,14 +310,7 @@ async fn adjustments_export_as_ledes_invoice_lines_and_print_on_the_pdf() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("invoice.pdf");
-    std::fs::write(&path, r.bytes().await.unwrap()).unwrap();
-    let out = std::process::Command::new("pdftotext")
-        .args(["-layout", path.to_str().unwrap(), "-"])
-        .output()
-        .expect("pdftotext (poppler-utils) must be installed for the billing tests");
-    let pdf = String::from_utf8_lossy(&out.stdout);
+    let pdf = pdf_text(&r.bytes().await.unwrap());
     for needle in [
         "Discount 10.00% on fees: Courtesy",
         "-1.44",
