@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -25,7 +25,7 @@ use crate::{
     auth::Principal,
     cases::{access, domain::MemberRole},
     error::{Error, Result, Validator},
-    http::pagination::{Limit, decode_cursor, page_from},
+    http::pagination::{Limit, newest_by_id},
     realtime::{self, Audience, NewEvent},
 };
 
@@ -559,15 +559,9 @@ pub struct Ledger {
     pub currency: Currency,
 }
 
-#[derive(Serialize, Deserialize)]
-struct IdCursor {
-    id: Uuid,
-}
-
 /// `GET /trust/ledger`: staff see their cases' ledgers (admins all); clients only their own.
 pub async fn ledger(state: &AppState, p: &Principal, f: LedgerFilter) -> Result<Ledger> {
     let limit = Limit::parse(f.limit)?;
-    let cursor: Option<IdCursor> = decode_cursor(f.cursor.as_deref())?;
     let conn = state.db.conn();
     let mut entries = Condition::all();
     let mut accounts = Condition::all();
@@ -601,16 +595,15 @@ pub async fn ledger(state: &AppState, p: &Principal, f: LedgerFilter) -> Result<
         .into_tuple()
         .one(conn)
         .await?;
-    let mut q = trust_entry::Entity::find().filter(entries);
-    if let Some(c) = cursor {
-        q = q.filter(trust_entry::Column::Id.lt(c.id));
-    }
-    let rows = q
-        .order_by_desc(trust_entry::Column::Id)
-        .limit(limit.get() + 1)
-        .all(conn)
-        .await?;
-    let page = page_from(rows, limit, |r| IdCursor { id: r.id });
+    let page = newest_by_id(
+        conn,
+        trust_entry::Entity::find().filter(entries),
+        trust_entry::Column::Id,
+        |r| r.id,
+        limit,
+        f.cursor.as_deref(),
+    )
+    .await?;
     state
         .audit
         .record(

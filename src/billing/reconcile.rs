@@ -4,10 +4,7 @@
 //! so the firm keeps the monthly record bar rules ask for.
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,7 +14,7 @@ use crate::{
     audit::{NewEntry, service::append_in},
     auth::Principal,
     error::{Error, Result, Validator},
-    http::pagination::{Limit, Page, decode_cursor, page_from},
+    http::pagination::{Limit, Page, newest_by_id},
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -219,11 +216,6 @@ pub async fn reconcile(
     Ok(view(row, Some(ledgers)))
 }
 
-#[derive(Serialize, Deserialize)]
-struct IdCursor {
-    id: Uuid,
-}
-
 /// `GET /trust/reconciliations` (admins): stored reports, newest first.
 pub async fn list(
     state: &AppState,
@@ -232,17 +224,15 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> Result<Page<ReconciliationView>> {
     require_admin(p)?;
-    let cursor: Option<IdCursor> = decode_cursor(cursor)?;
-    let mut q = reconciliation::Entity::find();
-    if let Some(c) = cursor {
-        q = q.filter(reconciliation::Column::Id.lt(c.id));
-    }
-    let rows = q
-        .order_by_desc(reconciliation::Column::Id)
-        .limit(limit.get() + 1)
-        .all(state.db.conn())
-        .await?;
-    let page = page_from(rows, limit, |r| IdCursor { id: r.id });
+    let page = newest_by_id(
+        state.db.conn(),
+        reconciliation::Entity::find(),
+        reconciliation::Column::Id,
+        |r| r.id,
+        limit,
+        cursor,
+    )
+    .await?;
     Ok(Page {
         items: page.items.into_iter().map(|r| view(r, None)).collect(),
         next_cursor: page.next_cursor,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::OnConflict,
+    QuerySelect, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,7 +21,7 @@ use crate::{
     auth::Principal,
     cases::access,
     error::{Error, Result, Validator},
-    http::pagination::{Limit, Page, decode_cursor, page_from},
+    http::pagination::{Limit, Page, newest_by_id},
     users,
 };
 
@@ -208,12 +208,6 @@ pub async fn create_time_entry(
     Ok(entry_view(row, state.config.billing.currency))
 }
 
-/// Keyset position in a newest-first list of v7 ids.
-#[derive(Serialize, Deserialize)]
-struct IdCursor {
-    id: Uuid,
-}
-
 /// `GET /cases/{id}/time-entries` (staff members), newest first.
 pub async fn list_time_entries(
     state: &AppState,
@@ -223,18 +217,16 @@ pub async fn list_time_entries(
     cursor: Option<&str>,
 ) -> Result<Page<TimeEntryView>> {
     access::require_staff(state, state.db.conn(), p, case_id).await?;
-    let cursor: Option<IdCursor> = decode_cursor(cursor)?;
-    let mut q = time_entry::Entity::find().filter(time_entry::Column::CaseId.eq(case_id));
-    if let Some(c) = cursor {
-        q = q.filter(time_entry::Column::Id.lt(c.id));
-    }
-    let rows = q
-        .order_by_desc(time_entry::Column::Id)
-        .limit(limit.get() + 1)
-        .all(state.db.conn())
-        .await?;
+    let page = newest_by_id(
+        state.db.conn(),
+        time_entry::Entity::find().filter(time_entry::Column::CaseId.eq(case_id)),
+        time_entry::Column::Id,
+        |r| r.id,
+        limit,
+        cursor,
+    )
+    .await?;
     let currency = state.config.billing.currency;
-    let page = page_from(rows, limit, |r| IdCursor { id: r.id });
     state
         .audit
         .record(
@@ -480,18 +472,16 @@ pub async fn list_expenses(
     cursor: Option<&str>,
 ) -> Result<Page<ExpenseView>> {
     access::require_staff(state, state.db.conn(), p, case_id).await?;
-    let cursor: Option<IdCursor> = decode_cursor(cursor)?;
-    let mut q = expense::Entity::find().filter(expense::Column::CaseId.eq(case_id));
-    if let Some(c) = cursor {
-        q = q.filter(expense::Column::Id.lt(c.id));
-    }
-    let rows = q
-        .order_by_desc(expense::Column::Id)
-        .limit(limit.get() + 1)
-        .all(state.db.conn())
-        .await?;
+    let page = newest_by_id(
+        state.db.conn(),
+        expense::Entity::find().filter(expense::Column::CaseId.eq(case_id)),
+        expense::Column::Id,
+        |r| r.id,
+        limit,
+        cursor,
+    )
+    .await?;
     let currency = state.config.billing.currency;
-    let page = page_from(rows, limit, |r| IdCursor { id: r.id });
     state
         .audit
         .record(

@@ -2,7 +2,11 @@
 //! (base64 of the last row's sort key) and stable under inserts.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
 
 use crate::error::{Error, FieldError};
 
@@ -80,6 +84,30 @@ pub fn page_from<T, K: Serialize>(
         items: rows,
         next_cursor,
     }
+}
+
+/// Keyset position in a newest-first list of time-ordered (v7) ids.
+#[derive(Serialize, Deserialize)]
+struct IdCursor {
+    id: Uuid,
+}
+
+/// One page of `q`, newest first by its v7 `id` column (`key` reads it from a row).
+pub async fn newest_by_id<E: EntityTrait, C: ConnectionTrait>(
+    conn: &C,
+    q: Select<E>,
+    id: E::Column,
+    key: impl Fn(&E::Model) -> Uuid,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<E::Model>, Error> {
+    let cursor: Option<IdCursor> = decode_cursor(cursor)?;
+    let q = match cursor {
+        Some(c) => q.filter(id.lt(c.id)),
+        None => q,
+    };
+    let rows = q.order_by_desc(id).limit(limit.get() + 1).all(conn).await?;
+    Ok(page_from(rows, limit, |r| IdCursor { id: key(r) }))
 }
 
 #[cfg(test)]
