@@ -43,6 +43,17 @@ fn totals(v: &Value) -> (i64, i64, i64, i64) {
     )
 }
 
+/// `(kind, applies_to, amount_cents, percent_bps, stored signed amount, tax, total)`.
+type AdjustmentCase = (
+    &'static str,
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+);
+
 #[tokio::test]
 async fn adjustments_apply_before_tax_on_drafts_only() {
     // 8.25% tax. The draft: fee 7 min × $123.45 = 1440 (1440.25 rounded), expense 2500.
@@ -55,7 +66,7 @@ async fn adjustments_apply_before_tax_on_drafts_only() {
 
     // A table of cases, each added alone to the draft and then removed again:
     // (kind, applies_to, amount_cents, percent_bps, stored signed amount, tax, total).
-    let cases: [(&str, &str, Option<i64>, Option<i64>, i64, i64, i64); 6] = [
+    let cases: [AdjustmentCase; 6] = [
         // 10% of 1440 = 144; taxable 3796 → tax 313.17 → 313.
         ("discount", "fees", None, Some(1000), -144, 313, 4109),
         // 33.33% of 1440 = 479.952 → 480; taxable 3460 → 285.45 → 285.
