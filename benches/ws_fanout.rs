@@ -121,6 +121,7 @@ async fn run(n: usize) {
         .unwrap();
     let pid = server.id().unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    lawfirm_pro::install_tls_provider();
     let http = reqwest::Client::new();
     for _ in 0..100 {
         if http.get(format!("{base}/healthz")).send().await.is_ok() {

@@ -98,8 +98,16 @@ pub struct Application {
     state: AppState,
 }
 
+/// Make ring the process's TLS provider (reqwest, used by the S3 client, takes it from
+/// there). Idempotent; every entry point calls it before building a client.
+pub fn install_tls_provider() {
+    // Already installed (by an earlier call) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        install_tls_provider();
         let bind = config.bind;
         let state = AppState::init(config).await?;
         users::service::announce_first_run(&state).await?;

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    lawfirm_pro::install_tls_provider();
     let cli = lawfirm_pro::cli::Cli::parse();
     let config = match lawfirm_pro::Config::load(cli.config.clone()) {
         Ok(c) => c,

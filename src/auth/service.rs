@@ -254,22 +254,9 @@ async fn revoke<C: ConnectionTrait>(
         .col_expr(session::Column::RevokedReason, Expr::value(reason))
         .filter(filter)
         .filter(session::Column::UserId.eq(user_id))
-        .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
-    if r.rows_affected > 0 {
-        crate::realtime::emit_in(
-            conn,
-            crate::realtime::NewEvent {
-                kind: "session.revoked",
-                case_id: None,
-                audience: crate::realtime::Audience::Users(vec![user_id]),
-                data: serde_json::json!({}),
-            },
-        )
-        .await?;
-    }
     if r.rows_affected > 0 {
         crate::realtime::emit_in(
             conn,

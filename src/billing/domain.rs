@@ -30,6 +30,20 @@ text_enum!(LineKind {
 text_enum!(TrustKind {
     Deposit => "deposit",
     Transfer => "transfer",
+    Refund => "refund",
+});
+
+text_enum!(
+    /// Which lines an invoice adjustment applies to (LEDES `IF` / `IE`).
+    AdjustmentTarget {
+        Fees => "fees",
+        Expenses => "expenses",
+    }
+);
+
+text_enum!(AdjustmentKind {
+    Discount => "discount",
+    Surcharge => "surcharge",
 });
 
 impl InvoiceStatus {

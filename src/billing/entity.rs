@@ -87,6 +87,10 @@ entity!(invoice, "invoice", {
     pub updated_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
     pub voided_at: Option<DateTimeUtc>,
+    /// Sum of the invoice's adjustments (negative: discounts).
+    pub adjustment_cents: i64,
+    /// The tax rate the invoice was drafted at.
+    pub tax_rate_bps: i32,
 });
 
 entity!(invoice_line, "invoice_line", {
@@ -105,6 +109,18 @@ entity!(invoice_line, "invoice_line", {
     pub activity_code: Option<String>,
     pub expense_code: Option<String>,
     pub timekeeper_id: Option<Uuid>,
+});
+
+entity!(adjustment, "invoice_adjustment", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub invoice_id: Uuid,
+    pub applies_to: String,
+    pub description: String,
+    pub percent_bps: Option<i32>,
+    pub amount_cents: i64,
+    pub created_by: Uuid,
+    pub created_at: DateTimeUtc,
 });
 
 entity!(payment, "payment", {
@@ -148,4 +164,19 @@ entity!(webhook_event, "payment_webhook_event", {
     pub id: String,
     pub kind: String,
     pub received_at: DateTimeUtc,
+});
+
+entity!(reconciliation, "trust_reconciliation", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub month: String,
+    pub period_end: Date,
+    pub bank_balance_cents: i64,
+    pub journal_balance_cents: i64,
+    pub ledgers_total_cents: i64,
+    pub balanced: bool,
+    pub currency: String,
+    pub note: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTimeUtc,
 });

@@ -3,8 +3,8 @@
 use uuid::Uuid;
 
 use super::{
-    domain::LineKind,
-    invoices::{self, InvoiceAccess, currency_of, effective_status, lines_of},
+    domain::{AdjustmentTarget, LineKind},
+    invoices::{self, InvoiceAccess, currency_of, effective_status, parts_of},
     ledes::{self, LedesInvoice, LedesLine, LedesProblem},
     money::Money,
     pdf::{self, PdfInvoice},
@@ -32,13 +32,14 @@ fn classification(role: Role) -> &'static str {
 
 async fn ledes_of(state: &AppState, a: &InvoiceAccess) -> Result<LedesInvoice> {
     let conn = state.db.conn();
-    let lines = lines_of(conn, a.invoice.id).await?;
+    let parts = parts_of(conn, a.invoice.id).await?;
+    let lines = parts.lines;
     let mut people: Vec<Uuid> = lines.iter().filter_map(|l| l.timekeeper_id).collect();
     people.extend(a.invoice.client_id);
     let names = users::service::names_of(conn, &people).await?;
     let inv = &a.invoice;
     let case = &a.case.case;
-    let ledes_lines = lines
+    let mut ledes_lines: Vec<LedesLine> = lines
         .into_iter()
         .enumerate()
         .map(|(i, l)| {
@@ -79,6 +80,15 @@ async fn ledes_of(state: &AppState, a: &InvoiceAccess) -> Result<LedesInvoice> {
             }
         })
         .collect();
+    for adj in parts.adjustments {
+        ledes_lines.push(LedesLine::invoice_adjustment(
+            ledes_lines.len() as u32 + 1,
+            inv.issued_on,
+            AdjustmentTarget::parse(&adj.applies_to) != Ok(AdjustmentTarget::Expenses),
+            adj.amount_cents,
+            adj.description,
+        ));
+    }
     Ok(LedesInvoice {
         invoice_date: inv.issued_on,
         invoice_number: inv.number.clone(),
@@ -138,7 +148,8 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
     let a = invoices::require(state, state.db.conn(), p, id).await?;
     let conn = state.db.conn();
     let inv = &a.invoice;
-    let lines = lines_of(conn, inv.id).await?;
+    let parts = parts_of(conn, inv.id).await?;
+    let lines = parts.lines;
     let names =
         users::service::names_of(conn, &inv.client_id.into_iter().collect::<Vec<_>>()).await?;
     let currency = currency_of(inv);
@@ -151,9 +162,15 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
         .map(|u| u.to_string())
         .unwrap_or_default();
     let mut totals = vec![("Subtotal".to_string(), m(inv.subtotal_cents))];
+    if inv.adjustment_cents != 0 {
+        totals.push(("Adjustments".into(), m(inv.adjustment_cents)));
+    }
     if inv.tax_cents != 0 {
         totals.push((
-            format!("Tax ({} bps)", state.config.billing.tax_rate_bps),
+            format!(
+                "Tax ({}%)",
+                super::money::format_minor(inv.tax_rate_bps as i64, 2)
+            ),
             m(inv.tax_cents),
         ));
     }
@@ -196,6 +213,25 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
                     currency.format(l.amount_cents),
                 ]
             })
+            .chain(parts.adjustments.iter().map(|adj| {
+                let what = if adj.amount_cents < 0 {
+                    "Discount"
+                } else {
+                    "Surcharge"
+                };
+                let pct = adj
+                    .percent_bps
+                    .map(|b| format!(" {}%", super::money::format_minor(b as i64, 2)))
+                    .unwrap_or_default();
+                [
+                    inv.issued_on.to_string(),
+                    String::new(),
+                    format!("{what}{pct} on {}: {}", adj.applies_to, adj.description),
+                    String::new(),
+                    String::new(),
+                    currency.format(adj.amount_cents),
+                ]
+            }))
             .collect(),
         totals,
         payment_instructions: vec![

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    domain::{InvoiceStatus, LineKind, invoice_number},
-    entity::{expense, invoice, invoice_line, time_entry},
+    domain::{AdjustmentKind, AdjustmentTarget, InvoiceStatus, LineKind, invoice_number},
+    entity::{adjustment, expense, invoice, invoice_line, time_entry},
     money::{Currency, Money, apply_bps, fee_cents},
     stmt,
 };
@@ -49,6 +49,20 @@ pub struct LineView {
     pub timekeeper_id: Option<Uuid>,
 }
 
+/// A discount or surcharge on an invoice's fees or expenses, before tax.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AdjustmentView {
+    pub id: Uuid,
+    pub kind: AdjustmentKind,
+    pub applies_to: AdjustmentTarget,
+    pub description: String,
+    /// The percentage it was given as, in basis points (1000 = 10%); absent for a fixed amount.
+    pub percent_bps: Option<i32>,
+    /// Signed: negative for a discount.
+    pub amount_cents: i64,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InvoiceView {
     pub id: Uuid,
@@ -60,8 +74,12 @@ pub struct InvoiceView {
     pub due_on: NaiveDate,
     #[schema(value_type = String, example = "USD")]
     pub currency: Currency,
+    /// Sum of the lines.
     pub subtotal_cents: i64,
+    /// Sum of the adjustments (negative: discounts); tax is computed after them.
+    pub adjustment_cents: i64,
     pub tax_cents: i64,
+    /// `subtotal_cents + adjustment_cents + tax_cents`.
     pub total_cents: i64,
     pub paid_cents: i64,
     pub balance_cents: i64,
@@ -70,6 +88,7 @@ pub struct InvoiceView {
     pub sent_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub lines: Vec<LineView>,
+    pub adjustments: Vec<AdjustmentView>,
 }
 
 pub fn today() -> NaiveDate {
@@ -107,7 +126,30 @@ fn line_view(l: invoice_line::Model) -> LineView {
     }
 }
 
-pub fn view(i: invoice::Model, lines: Vec<invoice_line::Model>) -> InvoiceView {
+fn adjustment_view(a: adjustment::Model) -> AdjustmentView {
+    AdjustmentView {
+        kind: if a.amount_cents < 0 {
+            AdjustmentKind::Discount
+        } else {
+            AdjustmentKind::Surcharge
+        },
+        applies_to: AdjustmentTarget::parse(&a.applies_to).unwrap_or(AdjustmentTarget::Fees),
+        id: a.id,
+        description: a.description,
+        percent_bps: a.percent_bps,
+        amount_cents: a.amount_cents,
+        created_at: a.created_at,
+    }
+}
+
+/// An invoice's lines and adjustments, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Parts {
+    pub lines: Vec<invoice_line::Model>,
+    pub adjustments: Vec<adjustment::Model>,
+}
+
+pub fn view(i: invoice::Model, parts: Parts) -> InvoiceView {
     InvoiceView {
         status: effective_status(&i, today()),
         currency: currency_of(&i),
@@ -119,6 +161,7 @@ pub fn view(i: invoice::Model, lines: Vec<invoice_line::Model>) -> InvoiceView {
         issued_on: i.issued_on,
         due_on: i.due_on,
         subtotal_cents: i.subtotal_cents,
+        adjustment_cents: i.adjustment_cents,
         tax_cents: i.tax_cents,
         total_cents: i.total_cents,
         paid_cents: i.paid_cents,
@@ -126,7 +169,8 @@ pub fn view(i: invoice::Model, lines: Vec<invoice_line::Model>) -> InvoiceView {
         period_end: i.period_end,
         sent_at: i.sent_at,
         created_at: i.created_at,
-        lines: lines.into_iter().map(line_view).collect(),
+        lines: parts.lines.into_iter().map(line_view).collect(),
+        adjustments: parts.adjustments.into_iter().map(adjustment_view).collect(),
     }
 }
 
@@ -141,7 +185,25 @@ pub async fn lines_of<C: ConnectionTrait>(
         .await?)
 }
 
-/// Views of many invoices with their lines in one extra query.
+pub async fn adjustments_of<C: ConnectionTrait>(
+    conn: &C,
+    invoice_id: Uuid,
+) -> Result<Vec<adjustment::Model>> {
+    Ok(adjustment::Entity::find()
+        .filter(adjustment::Column::InvoiceId.eq(invoice_id))
+        .order_by_asc(adjustment::Column::Id)
+        .all(conn)
+        .await?)
+}
+
+pub async fn parts_of<C: ConnectionTrait>(conn: &C, invoice_id: Uuid) -> Result<Parts> {
+    Ok(Parts {
+        lines: lines_of(conn, invoice_id).await?,
+        adjustments: adjustments_of(conn, invoice_id).await?,
+    })
+}
+
+/// Views of many invoices with their lines and adjustments in two extra queries.
 async fn views<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<invoice::Model>,
@@ -150,20 +212,32 @@ async fn views<C: ConnectionTrait>(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = rows.iter().map(|i| i.id).collect();
-    let mut by_invoice: HashMap<Uuid, Vec<invoice_line::Model>> = HashMap::new();
+    let mut by_invoice: HashMap<Uuid, Parts> = HashMap::new();
     for l in invoice_line::Entity::find()
-        .filter(invoice_line::Column::InvoiceId.is_in(ids))
+        .filter(invoice_line::Column::InvoiceId.is_in(ids.clone()))
         .order_by_asc(invoice_line::Column::Position)
         .all(conn)
         .await?
     {
-        by_invoice.entry(l.invoice_id).or_default().push(l);
+        by_invoice.entry(l.invoice_id).or_default().lines.push(l);
+    }
+    for a in adjustment::Entity::find()
+        .filter(adjustment::Column::InvoiceId.is_in(ids))
+        .order_by_asc(adjustment::Column::Id)
+        .all(conn)
+        .await?
+    {
+        by_invoice
+            .entry(a.invoice_id)
+            .or_default()
+            .adjustments
+            .push(a);
     }
     Ok(rows
         .into_iter()
         .map(|i| {
-            let lines = by_invoice.remove(&i.id).unwrap_or_default();
-            view(i, lines)
+            let parts = by_invoice.remove(&i.id).unwrap_or_default();
+            view(i, parts)
         })
         .collect())
 }
@@ -389,6 +463,8 @@ pub async fn create_invoice(
         updated_at: Set(t),
         sent_at: Set(None),
         voided_at: Set(None),
+        adjustment_cents: Set(0),
+        tax_rate_bps: Set(state.config.billing.tax_rate_bps as i32),
     }
     .insert(&*txn)
     .await?;
@@ -415,15 +491,21 @@ pub async fn create_invoice(
     )
     .await?;
     txn.commit().await?;
-    Ok(view(inv, draft.lines))
+    Ok(view(
+        inv,
+        Parts {
+            lines: draft.lines,
+            adjustments: vec![],
+        },
+    ))
 }
 
 /// `GET /invoices/{id}`.
 pub async fn get_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<InvoiceView> {
     let a = require(state, state.db.conn(), p, id).await?;
     audit_read(state, p, &a, "invoice.read").await?;
-    let lines = lines_of(state.db.conn(), id).await?;
-    Ok(view(a.invoice, lines))
+    let parts = parts_of(state.db.conn(), id).await?;
+    Ok(view(a.invoice, parts))
 }
 
 pub async fn audit_read(
@@ -569,7 +651,7 @@ pub async fn list_invoices(
 }
 
 /// Load for an attorney/admin action (404 if invisible, 403 for other roles).
-async fn require_issuer<C: ConnectionTrait>(
+pub(super) async fn require_issuer<C: ConnectionTrait>(
     state: &AppState,
     conn: &C,
     p: &Principal,
@@ -682,9 +764,9 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         ],
     )
     .await?;
-    let lines = lines_of(&*txn, id).await?;
+    let parts = parts_of(&*txn, id).await?;
     txn.commit().await?;
-    Ok(view(inv, lines))
+    Ok(view(inv, parts))
 }
 
 /// `POST /invoices/{id}/void`: unpaid invoices only; the entries become unbilled again.
@@ -743,9 +825,9 @@ pub async fn void_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         .one(&*txn)
         .await?
         .ok_or(Error::NotFound)?;
-    let lines = lines_of(&*txn, id).await?;
+    let parts = parts_of(&*txn, id).await?;
     txn.commit().await?;
-    Ok(view(inv, lines))
+    Ok(view(inv, parts))
 }
 
 #[cfg(test)]

@@ -57,10 +57,34 @@ pub struct LedesInvoice {
     pub lines: Vec<LedesLine>,
 }
 
+/// `EXP/FEE/INV_ADJ_TYPE`: a fee, an expense, or an invoice-level adjustment of the fees
+/// (`IF`) or of the expenses (`IE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineType {
+    Fee,
+    Expense,
+    FeeAdjustment,
+    ExpenseAdjustment,
+}
+
+impl LineType {
+    pub fn code(self) -> &'static str {
+        match self {
+            LineType::Fee => "F",
+            LineType::Expense => "E",
+            LineType::FeeAdjustment => "IF",
+            LineType::ExpenseAdjustment => "IE",
+        }
+    }
+    fn is_adjustment(self) -> bool {
+        matches!(self, LineType::FeeAdjustment | LineType::ExpenseAdjustment)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LedesLine {
     pub number: u32,
-    pub fee: bool,
+    pub kind: LineType,
     /// Hundredths of an hour for fees; hundredths of a unit (100 = 1) for expenses.
     pub units_hundredths: i64,
     pub unit_cost: i64,
@@ -94,7 +118,7 @@ impl LedesLine {
         let extended = div_round_half_up(units as i128 * rate_cents as i128, 100).unwrap_or(0);
         Self {
             number,
-            fee: true,
+            kind: LineType::Fee,
             units_hundredths: units,
             unit_cost: rate_cents,
             adjustment: amount - extended,
@@ -119,7 +143,7 @@ impl LedesLine {
     ) -> Self {
         Self {
             number,
-            fee: false,
+            kind: LineType::Expense,
             units_hundredths: 100,
             unit_cost: amount,
             adjustment: 0,
@@ -127,6 +151,39 @@ impl LedesLine {
             date,
             task_code: None,
             expense_code: code,
+            activity_code: None,
+            timekeeper_id: String::new(),
+            description,
+            timekeeper_name: String::new(),
+            timekeeper_classification: String::new(),
+        }
+    }
+}
+
+impl LedesLine {
+    /// An invoice-level discount (negative) or surcharge on the fees or the expenses: no units,
+    /// the whole amount in LINE_ITEM_ADJUSTMENT_AMOUNT, so total = 0 × 0 + adjustment.
+    pub fn invoice_adjustment(
+        number: u32,
+        date: NaiveDate,
+        on_fees: bool,
+        amount: i64,
+        description: String,
+    ) -> Self {
+        Self {
+            number,
+            kind: if on_fees {
+                LineType::FeeAdjustment
+            } else {
+                LineType::ExpenseAdjustment
+            },
+            units_hundredths: 0,
+            unit_cost: 0,
+            adjustment: amount,
+            total: amount,
+            date,
+            task_code: None,
+            expense_code: None,
             activity_code: None,
             timekeeper_id: String::new(),
             description,
@@ -245,7 +302,7 @@ pub fn validate(inv: &LedesInvoice) -> Vec<LedesProblem> {
                 ),
             );
         }
-        if l.units_hundredths <= 0 {
+        if l.units_hundredths <= 0 && !l.kind.is_adjustment() {
             push(
                 n,
                 "LINE_ITEM_NUMBER_OF_UNITS",
@@ -259,7 +316,7 @@ pub fn validate(inv: &LedesInvoice) -> Vec<LedesProblem> {
                 "the line has no description".into(),
             );
         }
-        if l.fee {
+        if l.kind == LineType::Fee {
             if l.task_code.is_none() {
                 push(
                     n,
@@ -284,7 +341,7 @@ pub fn validate(inv: &LedesInvoice) -> Vec<LedesProblem> {
                     "fee line has no timekeeper classification".into(),
                 );
             }
-        } else if l.expense_code.is_none() {
+        } else if l.kind == LineType::Expense && l.expense_code.is_none() {
             push(
                 n,
                 "LINE_ITEM_EXPENSE_CODE",
@@ -313,7 +370,7 @@ pub fn render(inv: &LedesInvoice) -> String {
             opt_date(inv.billing_end),
             clean(&inv.description, 2000),
             l.number.to_string(),
-            if l.fee { "F" } else { "E" }.into(),
+            l.kind.code().into(),
             super::money::format_minor(l.units_hundredths, 2),
             money(l.adjustment),
             money(l.total),
@@ -392,6 +449,38 @@ INVOICE_DATE|INVOICE_NUMBER|CLIENT_ID|LAW_FIRM_MATTER_ID|INVOICE_TOTAL|BILLING_S
 20261125|INV-2026-0001|C1|2026-0001|39.40|20261102|20261103|Legal services: Muller / Sons (draft)|2|E|1.00|0.00|25.00|20261103||E101|||Copies|Law Firm Pro|25.00|||[]\r\n";
         assert_eq!(text, expected);
         assert!(validate(&sample()).is_empty(), "{:?}", validate(&sample()));
+    }
+
+    #[test]
+    fn invoice_adjustments_are_if_and_ie_lines() {
+        let mut inv = sample();
+        inv.lines.push(LedesLine::invoice_adjustment(
+            3,
+            d(25),
+            true,
+            -144,
+            "Courtesy discount 10%".into(),
+        ));
+        inv.invoice_total -= 144;
+        assert!(validate(&inv).is_empty(), "{:?}", validate(&inv));
+        let text = render(&inv);
+        let last = text.lines().last().unwrap();
+        let f: Vec<&str> = last.trim_end_matches("[]").split('|').collect();
+        assert_eq!(f.len(), 24);
+        assert_eq!(f[4], "37.96");
+        assert_eq!(
+            (f[8], f[9], f[10], f[11], f[12]),
+            ("3", "IF", "0.00", "-1.44", "-1.44")
+        );
+        assert_eq!(f[18], "Courtesy discount 10%");
+        assert_eq!(f[20], "0.00");
+        // An adjustment whose total does not match is still caught.
+        inv.lines[2].total = -100;
+        assert!(
+            validate(&inv)
+                .iter()
+                .any(|p| p.line == Some(3) && p.field == "LINE_ITEM_TOTAL")
+        );
     }
 
     #[test]

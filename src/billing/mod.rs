@@ -1,6 +1,7 @@
 //! Billing: time and expenses, invoices with exact integer arithmetic, payments, trust
 //! accounting, LEDES 1998B export, PDF invoices, online card payments and their webhook.
 
+pub mod adjustments;
 pub mod checkout;
 pub mod domain;
 pub mod entity;
@@ -10,6 +11,7 @@ pub mod ledes;
 pub mod money;
 pub mod payments;
 pub mod pdf;
+pub mod reconcile;
 pub mod routes;
 pub mod summary;
 pub mod time;

@@ -158,11 +158,7 @@ pub async fn apply_payment_in<C: ConnectionTrait>(
     Ok(Ok((pay, inv)))
 }
 
-fn payment_view(
-    pay: payment::Model,
-    inv: invoice::Model,
-    lines: Vec<super::entity::invoice_line::Model>,
-) -> PaymentView {
+fn payment_view(pay: payment::Model, inv: invoice::Model, parts: invoices::Parts) -> PaymentView {
     PaymentView {
         id: pay.id,
         invoice_id: pay.invoice_id,
@@ -171,7 +167,7 @@ fn payment_view(
         method: PaymentMethod::parse(&pay.method).unwrap_or(PaymentMethod::Check),
         reference: pay.reference,
         created_at: pay.created_at,
-        invoice: invoices::view(inv, lines),
+        invoice: invoices::view(inv, parts),
     }
 }
 
@@ -228,9 +224,9 @@ pub async fn record_payment(
         )
         .await??
     };
-    let lines = invoices::lines_of(&*txn, invoice_id).await?;
+    let parts = invoices::parts_of(&*txn, invoice_id).await?;
     txn.commit().await?;
-    Ok(payment_view(pay, inv, lines))
+    Ok(payment_view(pay, inv, parts))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -370,19 +366,16 @@ pub async fn deposit(state: &AppState, p: &Principal, input: NewDeposit) -> Resu
     Ok(trust_view(e, state.config.billing.currency))
 }
 
-/// Move money from a client's trust balance on a case to an invoice, atomically.
-#[allow(clippy::too_many_arguments)]
-async fn transfer_in<C: ConnectionTrait>(
+/// Take `amount` out of a client's trust balance on a case, or refuse (409) when the balance
+/// does not cover it. Returns the balance after.
+async fn debit_in<C: ConnectionTrait>(
     conn: &C,
-    p: &Principal,
     client_id: Uuid,
     case_id: Uuid,
-    invoice_id: Uuid,
     amount: i64,
-    reference: Option<String>,
-) -> Result<(payment::Model, invoice::Model, trust_entry::Model)> {
+) -> Result<i64> {
     // Conditional decrement: the row lock (PostgreSQL) or the single writer (SQLite) makes the
-    // check and the change one step, so concurrent transfers never overdraw.
+    // check and the change one step, so concurrent debits never overdraw.
     let row = conn
         .query_one_raw(stmt(
             conn.get_database_backend(),
@@ -400,10 +393,24 @@ async fn transfer_in<C: ConnectionTrait>(
         .await?;
     let Some(row) = row else {
         return Err(Error::Conflict(
-            "The client's trust balance on this case does not cover the transfer.".into(),
+            "The client's trust balance on this case does not cover this amount.".into(),
         ));
     };
-    let balance: i64 = row.try_get("", "balance_cents")?;
+    Ok(row.try_get("", "balance_cents")?)
+}
+
+/// Move money from a client's trust balance on a case to an invoice, atomically.
+#[allow(clippy::too_many_arguments)]
+async fn transfer_in<C: ConnectionTrait>(
+    conn: &C,
+    p: &Principal,
+    client_id: Uuid,
+    case_id: Uuid,
+    invoice_id: Uuid,
+    amount: i64,
+    reference: Option<String>,
+) -> Result<(payment::Model, invoice::Model, trust_entry::Model)> {
+    let balance = debit_in(conn, client_id, case_id, amount).await?;
     let (pay, inv) = apply_payment_in(
         conn,
         invoice_id,
@@ -470,6 +477,59 @@ pub async fn transfer(
         input.invoice_id,
         input.amount_cents,
         reference,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(trust_view(e, state.config.billing.currency))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRefund {
+    pub client_id: Uuid,
+    pub case_id: Uuid,
+    pub amount_cents: i64,
+    /// Check number or wire reference of the money returned.
+    pub reference: Option<String>,
+}
+
+/// `POST /trust/refunds` (staff of the case): return unused trust money to the client.
+pub async fn refund(state: &AppState, p: &Principal, input: NewRefund) -> Result<TrustEntryView> {
+    let mut v = Validator::default();
+    check_amount(&mut v, input.amount_cents);
+    let reference = check_reference(&mut v, input.reference.as_deref());
+    v.finish()?;
+    let txn = state.db.begin_write().await?;
+    access::require_staff(state, &*txn, p, input.case_id).await?;
+    if access::membership(&*txn, input.case_id, input.client_id).await? != Some(MemberRole::Client)
+    {
+        return Err(Error::invalid("client_id", "is not a client on this case"));
+    }
+    let balance = debit_in(&*txn, input.client_id, input.case_id, input.amount_cents).await?;
+    let e = ledger_entry(
+        &*txn,
+        p,
+        input.client_id,
+        input.case_id,
+        TrustKind::Refund,
+        -input.amount_cents,
+        balance,
+        None,
+        None,
+        reference,
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("trust.refund", "trust")
+                .by(p)
+                .resource(e.id)
+                .case(input.case_id)
+                .details(serde_json::json!({
+                    "client_id": input.client_id, "amount_cents": input.amount_cents, "balance_cents": balance,
+                })),
+        ],
     )
     .await?;
     txn.commit().await?;

@@ -11,14 +11,16 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
+    adjustments::{self, NewAdjustment},
     checkout::{self, CheckoutSession, WebhookAck, WebhookError},
     export::{self, LedesError},
     invoices::{self, InvoiceFilter, InvoiceView, NewInvoice},
     ledes::LedesProblem,
     payments::{
-        self, Ledger, LedgerFilter, NewDeposit, NewPayment, NewTransfer, PaymentView,
+        self, Ledger, LedgerFilter, NewDeposit, NewPayment, NewRefund, NewTransfer, PaymentView,
         TrustEntryView,
     },
+    reconcile::{self, NewReconciliation, ReconciliationView},
     summary::{self, BillingSummary},
     time::{
         self, ExpenseView, NewExpense, NewTimeEntry, RateInput, RateView, TimeEntryPatch,
@@ -48,6 +50,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_invoice))
         .routes(routes!(send_invoice))
         .routes(routes!(void_invoice))
+        .routes(routes!(add_adjustment))
+        .routes(routes!(delete_adjustment))
         .routes(routes!(invoice_pdf))
         .routes(routes!(invoice_ledes))
         .routes(routes!(validate_ledes))
@@ -56,6 +60,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(payments_webhook))
         .routes(routes!(trust_deposit))
         .routes(routes!(trust_transfer))
+        .routes(routes!(trust_refund))
+        .routes(routes!(list_reconciliations, create_reconciliation))
         .routes(routes!(trust_ledger))
         .routes(routes!(billing_summary))
 }
@@ -225,6 +231,32 @@ async fn void_invoice(
     Ok(Json(invoices::void_invoice(&s, &p, id).await?))
 }
 
+#[utoipa::path(post, path = "/invoices/{id}/adjustments", tag = "billing", params(("id" = Uuid, Path)), request_body = NewAdjustment,
+    responses((status = 201, description = "The invoice with the new adjustment and recomputed totals", body = InvoiceView),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn add_adjustment(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(b): ApiJson<NewAdjustment>,
+) -> Created<InvoiceView> {
+    Ok((
+        StatusCode::CREATED,
+        Json(adjustments::add(&s, &p, id, b).await?),
+    ))
+}
+
+#[utoipa::path(delete, path = "/invoices/{id}/adjustments/{adjustment_id}", tag = "billing", params(("id" = Uuid, Path), ("adjustment_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+async fn delete_adjustment(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiPath((id, adjustment_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    adjustments::remove(&s, &p, id, adjustment_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn attachment(content_type: &'static str, filename: &str, body: impl IntoResponse) -> Response {
     (
         [
@@ -352,6 +384,44 @@ async fn trust_deposit(
     Ok((
         StatusCode::CREATED,
         Json(payments::deposit(&s, &p, b).await?),
+    ))
+}
+
+#[utoipa::path(post, path = "/trust/refunds", tag = "billing", request_body = NewRefund,
+    responses((status = 201, body = TrustEntryView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn trust_refund(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiJson(b): ApiJson<NewRefund>,
+) -> Created<TrustEntryView> {
+    Ok((
+        StatusCode::CREATED,
+        Json(payments::refund(&s, &p, b).await?),
+    ))
+}
+
+#[utoipa::path(post, path = "/trust/reconciliations", tag = "billing", request_body = NewReconciliation,
+    responses((status = 201, body = ReconciliationView), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn create_reconciliation(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiJson(b): ApiJson<NewReconciliation>,
+) -> Created<ReconciliationView> {
+    Ok((
+        StatusCode::CREATED,
+        Json(reconcile::reconcile(&s, &p, b).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/trust/reconciliations", tag = "billing", params(PageParams),
+    responses((status = 200, body = Page<ReconciliationView>), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn list_reconciliations(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> ApiResult<Page<ReconciliationView>> {
+    Ok(Json(
+        reconcile::list(&s, &p, Limit::parse(q.limit)?, q.cursor.as_deref()).await?,
     ))
 }
 

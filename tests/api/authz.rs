@@ -341,6 +341,16 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/invoices/{id}/pdf", Policy::InvoiceViewers),
     ("POST", "/api/v1/invoices/{id}/send", Policy::CaseAttorney),
     ("POST", "/api/v1/invoices/{id}/void", Policy::CaseAttorney),
+    (
+        "POST",
+        "/api/v1/invoices/{id}/adjustments",
+        Policy::CaseAttorney,
+    ),
+    (
+        "DELETE",
+        "/api/v1/invoices/{id}/adjustments/{adjustment_id}",
+        Policy::CaseAttorney,
+    ),
     ("GET", "/api/v1/messages", Policy::Authenticated),
     (
         "POST",
@@ -370,6 +380,9 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/trust/ledger", Policy::InvoiceViewers),
     ("POST", "/api/v1/trust/deposits", Policy::InvoiceStaff),
     ("POST", "/api/v1/trust/transfers", Policy::InvoiceStaff),
+    ("POST", "/api/v1/trust/refunds", Policy::InvoiceStaff),
+    ("GET", "/api/v1/trust/reconciliations", Policy::Admin),
+    ("POST", "/api/v1/trust/reconciliations", Policy::Admin),
     (
         "GET",
         "/api/v1/users/{id}/availability",
@@ -672,6 +685,8 @@ impl World {
         if let Some(t) = &target {
             path = path.replace("{id}", t);
         }
+        // No adjustment exists: allowed callers reach the draft check (409) or 404 after it.
+        path = path.replace("{adjustment_id}", &Uuid::new_v4().to_string());
         if path.contains("{busy_id}") {
             path = path.replace("{busy_id}", &self.new_busy().await);
         }
@@ -755,6 +770,12 @@ impl World {
                 "case_id": case, "amount_cents": 100}),
             ("POST", "/trust/transfers") => json!({"case_id": case, "invoice_id": self.invoice,
                 "amount_cents": 1}),
+            ("POST", "/trust/refunds") => json!({"client_id": self.client_on.id,
+                "case_id": case, "amount_cents": 1}),
+            ("POST", "/trust/reconciliations") => json!({"month": "2026-01",
+                "bank_balance_cents": 0}),
+            ("POST", "/invoices/{id}/adjustments") => json!({"kind": "discount",
+                "applies_to": "fees", "amount_cents": 1, "description": "Courtesy"}),
             _ => json!({}),
         };
         let path = path

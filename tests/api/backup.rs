@@ -223,7 +223,7 @@ async fn a_backup_taken_while_serving_restores_every_row_and_object() {
             client.id,
         );
         tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = crate::helpers::http();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 let r = http

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Login, TestApp, problem, spawn_app, spawn_app_with};
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     method: Method,
     path: &str,
@@ -29,14 +29,14 @@ async fn send(
     .unwrap_or_else(|_| panic!("{what} did not answer (server stuck?)"))
 }
 
-async fn expect(r: reqwest::Response, status: StatusCode, what: &str) -> Value {
+pub(crate) async fn expect(r: reqwest::Response, status: StatusCode, what: &str) -> Value {
     let got = r.status();
     let text = r.text().await.unwrap_or_default();
     assert_eq!(got, status, "{what}: {text}");
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
-async fn get_ok(app: &TestApp, path: &str, token: &str) -> Value {
+pub(crate) async fn get_ok(app: &TestApp, path: &str, token: &str) -> Value {
     expect(
         send(app, Method::GET, path, token, None).await,
         StatusCode::OK,
@@ -45,7 +45,13 @@ async fn get_ok(app: &TestApp, path: &str, token: &str) -> Value {
     .await
 }
 
-async fn post_as(app: &TestApp, path: &str, token: &str, body: Value, status: StatusCode) -> Value {
+pub(crate) async fn post_as(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: Value,
+    status: StatusCode,
+) -> Value {
     let what = format!("POST {path} {body}");
     expect(
         send(app, Method::POST, path, token, Some(body)).await,
@@ -55,7 +61,7 @@ async fn post_as(app: &TestApp, path: &str, token: &str, body: Value, status: St
     .await
 }
 
-async fn named(app: &TestApp, role: &str, name: &str) -> Login {
+pub(crate) async fn named(app: &TestApp, role: &str, name: &str) -> Login {
     let email = format!(
         "{role}-{}@example.com",
         &Uuid::new_v4().simple().to_string()[..10]
@@ -78,18 +84,18 @@ async fn named(app: &TestApp, role: &str, name: &str) -> Login {
 }
 
 /// A firm: admin, lead attorney, paralegal, a client on one case, another client elsewhere.
-struct Firm {
-    admin: Login,
-    lead: Login,
-    paralegal: Login,
-    client: Login,
-    other_client: Login,
-    outsider: Login,
-    case_id: String,
-    other_case_id: String,
+pub(crate) struct Firm {
+    pub(crate) admin: Login,
+    pub(crate) lead: Login,
+    pub(crate) paralegal: Login,
+    pub(crate) client: Login,
+    pub(crate) other_client: Login,
+    pub(crate) outsider: Login,
+    pub(crate) case_id: String,
+    pub(crate) other_case_id: String,
 }
 
-async fn firm(app: &TestApp) -> Firm {
+pub(crate) async fn firm(app: &TestApp) -> Firm {
     let admin = named(app, "admin", "Ada Admin").await;
     let lead = named(app, "attorney", "Jane Smith").await;
     let paralegal = named(app, "paralegal", "Paul Para").await;
@@ -124,11 +130,11 @@ async fn firm(app: &TestApp) -> Firm {
     }
 }
 
-fn today() -> chrono::NaiveDate {
+pub(crate) fn today() -> chrono::NaiveDate {
     Utc::now().date_naive()
 }
 
-async fn entry(app: &TestApp, token: &str, case: &str, body: Value) -> Value {
+pub(crate) async fn entry(app: &TestApp, token: &str, case: &str, body: Value) -> Value {
     post_as(
         app,
         &format!("/api/v1/cases/{case}/time-entries"),
@@ -140,7 +146,7 @@ async fn entry(app: &TestApp, token: &str, case: &str, body: Value) -> Value {
 }
 
 /// One 7-minute entry at $123.45/h with codes, one expense; returns the draft invoice.
-async fn simple_invoice(app: &TestApp, f: &Firm) -> Value {
+pub(crate) async fn simple_invoice(app: &TestApp, f: &Firm) -> Value {
     entry(
         app,
         &f.lead.access,
@@ -167,7 +173,7 @@ async fn simple_invoice(app: &TestApp, f: &Firm) -> Value {
     .await
 }
 
-async fn send_invoice(app: &TestApp, f: &Firm, id: &str) -> Value {
+pub(crate) async fn send_invoice(app: &TestApp, f: &Firm, id: &str) -> Value {
     post_as(
         app,
         &format!("/api/v1/invoices/{id}/send"),

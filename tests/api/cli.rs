@@ -43,7 +43,7 @@ async fn first_start_prints_a_setup_link_that_creates_the_first_admin() {
         listening |= line.contains("listening");
     }
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
     let accept = |body: serde_json::Value| {
         client
             .post(format!("{base}/api/v1/auth/accept-invitation"))
@@ -208,7 +208,7 @@ async fn demo_seeds_a_firm_whose_printed_logins_work() {
     let app = lawfirm_pro::Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
     let login: serde_json::Value = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"email": "john.smith@demo.lawfirm.example", "password": password}))

@@ -52,7 +52,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// An HTTP client for tests (ring as the TLS provider, like the server).
+pub fn http() -> reqwest::Client {
+    lawfirm_pro::install_tls_provider();
+    reqwest::Client::new()
+}
+
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    lawfirm_pro::install_tls_provider();
     // `TEST_LOG=1 cargo test …` shows the server's logs (e.g. the cause of a 500).
     if std::env::var_os("TEST_LOG").is_some() {
         lawfirm_pro::telemetry::init(lawfirm_pro::config::LogFormat::Pretty);

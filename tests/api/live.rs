@@ -362,7 +362,7 @@ async fn two_instances_on_one_postgresql_deliver_across() {
     let b_app = lawfirm_pro::Application::build(config).await.unwrap();
     let b = TestApp {
         address: format!("http://127.0.0.1:{}", b_app.port()),
-        client: reqwest::Client::new(),
+        client: crate::helpers::http(),
         state: b_app.state().clone(),
         database_url: a.database_url.clone(),
         data_dir: tempfile::tempdir().unwrap(),

@@ -8,6 +8,7 @@ mod auth;
 mod authz;
 mod backup;
 mod billing;
+mod billing_adjustments;
 mod cases;
 mod cli;
 mod documents;

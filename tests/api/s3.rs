@@ -76,7 +76,7 @@ async fn documents_round_trip_through_an_s3_compatible_store() {
         .kill_on_drop(true)
         .spawn()
         .expect("moto_server (pip install 'moto[server]'; the test command installs it)");
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     wait_until_up(&http, &s3).await;
     let r = http.put(format!("{s3}/lfp-docs")).send().await.unwrap();
     assert!(r.status().is_success(), "create bucket: {}", r.status());
