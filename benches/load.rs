@@ -318,7 +318,7 @@ fn read_paths(ids: &Ids) -> Vec<(&'static str, &'static str, String)> {
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    lawfirm_pro::install_tls_provider();
     let a = args();
     let (dir, url, password) = prepare(&a).await;
     let attorney = "attorney0@scale.lawfirm.example";

@@ -110,6 +110,8 @@ pub struct Generated {
     pub clients: Vec<String>,
     pub sizes: Sizes,
     pub seconds: f64,
+    /// Seconds per phase, in order.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 pub const DOMAIN: &str = "scale.lawfirm.example";
@@ -240,6 +242,12 @@ where
     Ok(())
 }
 
+/// Finish a phase's bar; how long the phase took.
+fn done(pb: &ProgressBar) -> f64 {
+    pb.finish();
+    pb.elapsed().as_secs_f64()
+}
+
 fn bar(label: &'static str, len: usize) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(
@@ -263,7 +271,7 @@ async fn fill<E, A, F>(
     label: &'static str,
     total: usize,
     mut make: F,
-) -> anyhow::Result<()>
+) -> anyhow::Result<(&'static str, f64)>
 where
     E: EntityTrait,
     A: ActiveModelTrait<Entity = E> + Clone + Send,
@@ -280,8 +288,7 @@ where
         pb.set_position(end as u64);
         start = end;
     }
-    pb.finish();
-    Ok(())
+    Ok((label, done(&pb)))
 }
 
 struct CaseInfo {
@@ -302,6 +309,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         .hasher
         .hash(&secrecy::SecretString::from(password.clone()))
         .await?;
+    let mut phases = Vec::new();
     let now = crate::db::now();
     let year = now.year();
     let today = now.date_naive();
@@ -361,10 +369,10 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
     }
     let total_people = people.len();
     let mut people = Some(people);
-    fill(state, "people", total_people, |_| {
+    phases.push(fill(state, "people", total_people, |_| {
         people.take().unwrap_or_default()
     })
-    .await?;
+    .await?);
 
     // Cases: lead attorney round-robin, each client on cases/clients cases, some paralegals.
     let cases: Vec<CaseInfo> = (0..sizes.cases)
@@ -377,7 +385,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         .collect();
     let year_ago = now - Duration::days(365);
     let mut case_rng = StdRng::seed_from_u64(seed ^ 1);
-    fill(state, "cases", sizes.cases, |r| {
+    phases.push(fill(state, "cases", sizes.cases, |r| {
         r.map(|i| {
             let c = &cases[i];
             let opened = year_ago + Duration::minutes(case_rng.random_range(0..525_600));
@@ -408,7 +416,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         })
         .collect()
     })
-    .await?;
+    .await?);
     let sql = match state.db.backend() {
         DbBackend::Postgres => "INSERT INTO case_number_seq (year, last) VALUES ($1, $2)",
         _ => "INSERT INTO case_number_seq (year, last) VALUES (?, ?)",
@@ -432,7 +440,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
             memberships.push((i, paralegal_ids[p], "paralegal"));
         }
     }
-    fill(state, "members", memberships.len(), |r| {
+    phases.push(fill(state, "members", memberships.len(), |r| {
         memberships[r]
             .iter()
             .map(|(i, uid, role)| {
@@ -445,9 +453,9 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
             })
             .collect()
     })
-    .await?;
+    .await?);
     drop(memberships);
-    fill(state, "timeline", sizes.cases, |r| {
+    phases.push(fill(state, "timeline", sizes.cases, |r| {
         r.map(|i| {
             timeline::ActiveModel::from(timeline::Model {
                 id: Uuid::now_v7(),
@@ -463,8 +471,8 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         })
         .collect()
     })
-    .await?;
-    fill(state, "deadlines", sizes.cases, |r| {
+    .await?);
+    phases.push(fill(state, "deadlines", sizes.cases, |r| {
         r.map(|i| {
             deadline::ActiveModel::from(deadline::Model {
                 id: Uuid::now_v7(),
@@ -478,7 +486,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         })
         .collect()
     })
-    .await?;
+    .await?);
 
     // Messages, each with a recipient row for every other member of its case.
     let mut msg_rng = StdRng::seed_from_u64(seed ^ 2);
@@ -529,7 +537,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         pb.set_position(end as u64);
         start = end;
     }
-    pb.finish();
+    phases.push(("messages", done(&pb)));
 
     // Documents: small text files, encrypted and stored like uploads.
     let mut doc_rng = StdRng::seed_from_u64(seed ^ 3);
@@ -621,10 +629,10 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         pb.set_position(end as u64);
         start = end;
     }
-    pb.finish();
+    phases.push(("documents", done(&pb)));
 
     let mut time_rng = StdRng::seed_from_u64(seed ^ 4);
-    fill(state, "time", sizes.time_entries, |r| {
+    phases.push(fill(state, "time", sizes.time_entries, |r| {
         r.map(|i| {
             let c = &cases[i % sizes.cases];
             let at = now - Duration::days(time_rng.random_range(0..365));
@@ -646,7 +654,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         })
         .collect()
     })
-    .await?;
+    .await?);
 
     // The audit trail, through the chain's own append (hashes and head kept right).
     const ACTIONS: &[(&str, &str)] = &[
@@ -689,7 +697,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         pb.set_position(end as u64);
         start = end;
     }
-    pb.finish();
+    phases.push(("audit", done(&pb)));
 
     // Fresh planner statistics for the tables just filled, as autovacuum would gather them
     // soon after a bulk load on PostgreSQL. SQLite is left as the application leaves it in
@@ -706,6 +714,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         clients: (0..sizes.clients).map(client_email).collect(),
         sizes,
         seconds: started.elapsed().as_secs_f64(),
+        phases,
     })
 }
 
@@ -725,6 +734,12 @@ pub fn print_logins(n: u32, g: &Generated) {
         s.time_entries,
         s.audit
     );
+    let phases: Vec<String> = g
+        .phases
+        .iter()
+        .map(|(l, s)| format!("{l} {s:.1} s"))
+        .collect();
+    println!("phases: {}", phases.join(", "));
     println!("password: {}", g.password);
     println!("admin: {}", g.admin);
     println!("attorney: {}", g.attorneys[0]);

@@ -31,8 +31,6 @@ async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
 
 /// A firm of `sizes`, generated into a fresh app.
 async fn firm(sizes: Sizes) -> (TestApp, Generated) {
-    // reqwest is built without a TLS provider of its own (`rustls-no-provider`).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let app = spawn_app().await;
     let g = generate(&app.state, sizes, 42)
         .await
