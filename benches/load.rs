@@ -419,7 +419,7 @@ end"#
             format!(
                 r#"wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{{"work_date":"{today}","minutes":30,"description":"benchmark work","billable":true}}'"#
+wrk.body = '{{"work_date":"{today}","minutes":30,"rate_cents":25000,"description":"benchmark work","billable":true}}'"#
             ),
         ),
     ];

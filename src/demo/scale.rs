@@ -369,10 +369,12 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
     }
     let total_people = people.len();
     let mut people = Some(people);
-    phases.push(fill(state, "people", total_people, |_| {
-        people.take().unwrap_or_default()
-    })
-    .await?);
+    phases.push(
+        fill(state, "people", total_people, |_| {
+            people.take().unwrap_or_default()
+        })
+        .await?,
+    );
 
     // Cases: lead attorney round-robin, each client on cases/clients cases, some paralegals.
     let cases: Vec<CaseInfo> = (0..sizes.cases)
@@ -385,38 +387,40 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         .collect();
     let year_ago = now - Duration::days(365);
     let mut case_rng = StdRng::seed_from_u64(seed ^ 1);
-    phases.push(fill(state, "cases", sizes.cases, |r| {
-        r.map(|i| {
-            let c = &cases[i];
-            let opened = year_ago + Duration::minutes(case_rng.random_range(0..525_600));
-            let status = *STATUSES.choose(&mut case_rng).expect("non-empty");
-            legal_case::ActiveModel::from(legal_case::Model {
-                id: c.id,
-                number: format_number(year, i as i32 + 1),
-                year,
-                seq: i as i32 + 1,
-                title: format!(
-                    "{} v. {} — {}",
-                    SURNAMES[c.client % SURNAMES.len()],
-                    SURNAMES[(i / 3) % SURNAMES.len()],
-                    words(&mut case_rng, 2)
-                ),
-                description: words(&mut case_rng, 12),
-                practice_area: Some((*AREAS.choose(&mut case_rng).expect("non-empty")).into()),
-                priority: (*PRIORITIES.choose(&mut case_rng).expect("non-empty")).into(),
-                status: status.into(),
-                phase: (*PHASES.choose(&mut case_rng).expect("non-empty")).into(),
-                opened_at: opened,
-                closed_at: (status == "closed").then_some(now),
-                statute_of_limitations: None,
-                created_by: attorney_ids[c.lead],
-                created_at: opened,
-                updated_at: opened,
+    phases.push(
+        fill(state, "cases", sizes.cases, |r| {
+            r.map(|i| {
+                let c = &cases[i];
+                let opened = year_ago + Duration::minutes(case_rng.random_range(0..525_600));
+                let status = *STATUSES.choose(&mut case_rng).expect("non-empty");
+                legal_case::ActiveModel::from(legal_case::Model {
+                    id: c.id,
+                    number: format_number(year, i as i32 + 1),
+                    year,
+                    seq: i as i32 + 1,
+                    title: format!(
+                        "{} v. {} — {}",
+                        SURNAMES[c.client % SURNAMES.len()],
+                        SURNAMES[(i / 3) % SURNAMES.len()],
+                        words(&mut case_rng, 2)
+                    ),
+                    description: words(&mut case_rng, 12),
+                    practice_area: Some((*AREAS.choose(&mut case_rng).expect("non-empty")).into()),
+                    priority: (*PRIORITIES.choose(&mut case_rng).expect("non-empty")).into(),
+                    status: status.into(),
+                    phase: (*PHASES.choose(&mut case_rng).expect("non-empty")).into(),
+                    opened_at: opened,
+                    closed_at: (status == "closed").then_some(now),
+                    statute_of_limitations: None,
+                    created_by: attorney_ids[c.lead],
+                    created_at: opened,
+                    updated_at: opened,
+                })
             })
+            .collect()
         })
-        .collect()
-    })
-    .await?);
+        .await?,
+    );
     let sql = match state.db.backend() {
         DbBackend::Postgres => "INSERT INTO case_number_seq (year, last) VALUES ($1, $2)",
         _ => "INSERT INTO case_number_seq (year, last) VALUES (?, ?)",
@@ -440,53 +444,59 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
             memberships.push((i, paralegal_ids[p], "paralegal"));
         }
     }
-    phases.push(fill(state, "members", memberships.len(), |r| {
-        memberships[r]
-            .iter()
-            .map(|(i, uid, role)| {
-                member::ActiveModel::from(member::Model {
-                    case_id: cases[*i].id,
-                    user_id: *uid,
-                    role: (*role).into(),
-                    added_at: now,
+    phases.push(
+        fill(state, "members", memberships.len(), |r| {
+            memberships[r]
+                .iter()
+                .map(|(i, uid, role)| {
+                    member::ActiveModel::from(member::Model {
+                        case_id: cases[*i].id,
+                        user_id: *uid,
+                        role: (*role).into(),
+                        added_at: now,
+                    })
+                })
+                .collect()
+        })
+        .await?,
+    );
+    drop(memberships);
+    phases.push(
+        fill(state, "timeline", sizes.cases, |r| {
+            r.map(|i| {
+                timeline::ActiveModel::from(timeline::Model {
+                    id: Uuid::now_v7(),
+                    case_id: cases[i].id,
+                    kind: "created".into(),
+                    from_value: None,
+                    to_value: Some("open".into()),
+                    note: None,
+                    actor_id: Some(attorney_ids[cases[i].lead]),
+                    at: now,
+                    client_visible: true,
                 })
             })
             .collect()
-    })
-    .await?);
-    drop(memberships);
-    phases.push(fill(state, "timeline", sizes.cases, |r| {
-        r.map(|i| {
-            timeline::ActiveModel::from(timeline::Model {
-                id: Uuid::now_v7(),
-                case_id: cases[i].id,
-                kind: "created".into(),
-                from_value: None,
-                to_value: Some("open".into()),
-                note: None,
-                actor_id: Some(attorney_ids[cases[i].lead]),
-                at: now,
-                client_visible: true,
-            })
         })
-        .collect()
-    })
-    .await?);
-    phases.push(fill(state, "deadlines", sizes.cases, |r| {
-        r.map(|i| {
-            deadline::ActiveModel::from(deadline::Model {
-                id: Uuid::now_v7(),
-                case_id: cases[i].id,
-                title: format!("File {}", WORDS[i % WORDS.len()]),
-                due_on: today + Duration::days((i % 120) as i64 - 20),
-                kind: "filing".into(),
-                created_by: Some(attorney_ids[cases[i].lead]),
-                created_at: now,
+        .await?,
+    );
+    phases.push(
+        fill(state, "deadlines", sizes.cases, |r| {
+            r.map(|i| {
+                deadline::ActiveModel::from(deadline::Model {
+                    id: Uuid::now_v7(),
+                    case_id: cases[i].id,
+                    title: format!("File {}", WORDS[i % WORDS.len()]),
+                    due_on: today + Duration::days((i % 120) as i64 - 20),
+                    kind: "filing".into(),
+                    created_by: Some(attorney_ids[cases[i].lead]),
+                    created_at: now,
+                })
             })
+            .collect()
         })
-        .collect()
-    })
-    .await?);
+        .await?,
+    );
 
     // Messages, each with a recipient row for every other member of its case.
     let mut msg_rng = StdRng::seed_from_u64(seed ^ 2);
@@ -632,29 +642,31 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
     phases.push(("documents", done(&pb)));
 
     let mut time_rng = StdRng::seed_from_u64(seed ^ 4);
-    phases.push(fill(state, "time", sizes.time_entries, |r| {
-        r.map(|i| {
-            let c = &cases[i % sizes.cases];
-            let at = now - Duration::days(time_rng.random_range(0..365));
-            time_entry::ActiveModel::from(time_entry::Model {
-                id: Uuid::now_v7(),
-                case_id: c.id,
-                timekeeper_id: attorney_ids[c.lead],
-                work_date: at.date_naive(),
-                minutes: 6 * time_rng.random_range(1..40),
-                rate_cents: 25_000 + 1_000 * (c.lead as i64 % 10),
-                description: words(&mut time_rng, 6),
-                task_code: None,
-                activity_code: None,
-                billable: i % 10 != 0,
-                invoice_id: None,
-                created_at: at,
-                updated_at: at,
+    phases.push(
+        fill(state, "time", sizes.time_entries, |r| {
+            r.map(|i| {
+                let c = &cases[i % sizes.cases];
+                let at = now - Duration::days(time_rng.random_range(0..365));
+                time_entry::ActiveModel::from(time_entry::Model {
+                    id: Uuid::now_v7(),
+                    case_id: c.id,
+                    timekeeper_id: attorney_ids[c.lead],
+                    work_date: at.date_naive(),
+                    minutes: 6 * time_rng.random_range(1..40),
+                    rate_cents: 25_000 + 1_000 * (c.lead as i64 % 10),
+                    description: words(&mut time_rng, 6),
+                    task_code: None,
+                    activity_code: None,
+                    billable: i % 10 != 0,
+                    invoice_id: None,
+                    created_at: at,
+                    updated_at: at,
+                })
             })
+            .collect()
         })
-        .collect()
-    })
-    .await?);
+        .await?,
+    );
 
     // The audit trail, through the chain's own append (hashes and head kept right).
     const ACTIONS: &[(&str, &str)] = &[
