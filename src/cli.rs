@@ -27,7 +27,13 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Seed a demo firm (people, cases, deadlines) and print its logins.
-    Demo,
+    Demo {
+        /// Instead of the small firm, generate a large synthetic one for load benchmarks:
+        /// N = 1 (1,000 cases, 10,000 messages) up to N = 100 (100,000 cases, 1M messages,
+        /// 10M audit entries). Needs an empty database. See docs/benchmarks.md.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        scale: Option<u32>,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -102,7 +108,19 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             state.audit.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo => {
+        Command::Demo { scale: Some(n) } => {
+            let state = AppState::init(config).await?;
+            let result = crate::demo::scale::generate(
+                &state,
+                crate::demo::scale::Sizes::for_scale(n),
+                n as u64,
+            )
+            .await;
+            state.audit.shutdown().await;
+            crate::demo::scale::print_logins(n, &result?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { scale: None } => {
             let state = AppState::init(config).await?;
             let result = crate::demo::seed(&state).await;
             state.audit.shutdown().await;

@@ -1,6 +1,8 @@
 //! `lawfirm-pro demo`: a small, believable firm to click through, created through the same
 //! services as real data (so it is audited and valid), with its logins printed once.
 
+pub mod scale;
+
 use chrono::{Duration, Utc};
 
 use crate::{

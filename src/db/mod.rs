@@ -57,6 +57,42 @@ pub struct Db {
     /// Woken after every committed write, so in-process listeners (the live-event hub on
     /// SQLite) look for new rows without polling.
     committed: Arc<tokio::sync::Notify>,
+    statements: StatementLog,
+}
+
+/// The statements executed through this handle (and its transactions), recorded only while
+/// switched on: tests count the queries a request makes with it (N+1 checks) and the load
+/// benchmark replays a request's own SQL. Off, it costs one atomic load per statement.
+#[derive(Clone, Default)]
+pub struct StatementLog {
+    on: Arc<std::sync::atomic::AtomicBool>,
+    taken: Arc<std::sync::Mutex<Vec<sea_orm::Statement>>>,
+}
+
+impl StatementLog {
+    /// Forget what was recorded and start recording.
+    pub fn start(&self) {
+        self.taken.lock().expect("statement log").clear();
+        self.on.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stop recording and hand over what was recorded since `start`.
+    pub fn stop(&self) -> Vec<sea_orm::Statement> {
+        self.on.store(false, std::sync::atomic::Ordering::SeqCst);
+        std::mem::take(&mut *self.taken.lock().expect("statement log"))
+    }
+
+    fn attach(&self, conn: &mut DatabaseConnection) {
+        let log = self.clone();
+        conn.set_metric_callback(move |info| {
+            if log.on.load(std::sync::atomic::Ordering::Relaxed) {
+                log.taken
+                    .lock()
+                    .expect("statement log")
+                    .push(info.statement.clone());
+            }
+        });
+    }
 }
 
 /// A transaction that may write. On SQLite it holds the process-wide writer slot until the
@@ -135,10 +171,14 @@ impl Db {
                     let abs = std::fs::canonicalize(&path).unwrap_or(path);
                     tracing::info!(path = %abs.display(), "created a new SQLite database");
                 }
+                let mut conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+                let statements = StatementLog::default();
+                statements.attach(&mut conn);
                 Ok(Self {
-                    conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                    conn,
                     writer: Some(Arc::new(Mutex::new(()))),
                     committed: Arc::default(),
+                    statements,
                 })
             }
             DbKind::Postgres => {
@@ -150,10 +190,14 @@ impl Db {
                     .connect_with(opts)
                     .await
                     .context("connecting to PostgreSQL")?;
+                let mut conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+                let statements = StatementLog::default();
+                statements.attach(&mut conn);
                 Ok(Self {
-                    conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                    conn,
                     writer: None,
                     committed: Arc::default(),
+                    statements,
                 })
             }
         }
@@ -161,6 +205,11 @@ impl Db {
 
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
+    }
+
+    /// The statement log of this handle (off unless started).
+    pub fn statements(&self) -> &StatementLog {
+        &self.statements
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -17,6 +17,7 @@ mod helpers;
 mod live;
 mod mail;
 mod messages;
+mod perf;
 mod s3;
 mod users;
 mod web;

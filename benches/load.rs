@@ -1,0 +1,535 @@
+//! Load benchmark (not a test): the main read and write paths under `wrk` on loopback, against
+//! a firm made by `lawfirm-pro demo --scale N`, plus the same read paths' own SQL replayed
+//! directly against the same database at the same concurrency (the ≥ 50 % target's baseline).
+//!
+//! Run (needs `wrk` on PATH; see docs/benchmarks.md and scripts/bench):
+//!   cargo bench --bench load -- [--db sqlite|postgres://…/dbname] [--scale N] [-c 16] [-d 10]
+//!
+//! The database and data directory live under `bench-data/` and are reused between runs of
+//! the same backend and scale (generation happens once). Results print as Markdown.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use lawfirm_pro::{Application, Config};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lawfirm-pro");
+
+struct Args {
+    db: String,
+    scale: u32,
+    conns: usize,
+    secs: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        db: "sqlite".into(),
+        scale: 1,
+        conns: 16,
+        secs: 10,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < v.len() {
+        let next = v.get(i + 1).cloned().unwrap_or_default();
+        match v[i].as_str() {
+            "--db" => a.db = next,
+            "--scale" => a.scale = next.parse().expect("--scale N"),
+            "-c" => a.conns = next.parse().expect("-c N"),
+            "-d" => a.secs = next.parse().expect("-d SECONDS"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// The firm's directory and database URL; generates the firm the first time.
+async fn prepare(a: &Args) -> (PathBuf, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-data");
+    let kind = if a.db == "sqlite" { "sqlite" } else { "pg" };
+    let dir = root.join(format!("{kind}-scale{}", a.scale));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = if a.db == "sqlite" {
+        format!("sqlite://{}/lawfirm.db", dir.display())
+    } else {
+        a.db.clone()
+    };
+    let logins = dir.join("logins.txt");
+    if !logins.exists() {
+        eprintln!("generating scale {} into {} …", a.scale, dir.display());
+        let started = Instant::now();
+        let out = tokio::process::Command::new(BIN)
+            .args(["demo", "--scale", &a.scale.to_string()])
+            .env("LFP_DATA_DIR", &dir)
+            .env("DATABASE_URL", &url)
+            .env("LFP_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "demo --scale failed");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        eprintln!("{text}(wall {:.1} s)", started.elapsed().as_secs_f64());
+        std::fs::write(&logins, text).unwrap();
+    }
+    let text = std::fs::read_to_string(&logins).unwrap();
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("password line")
+        .to_string();
+    (dir, url, password)
+}
+
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    startup: Duration,
+}
+
+async fn start_server(dir: &Path, url: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let child = tokio::process::Command::new(BIN)
+        .env("LFP_DATA_DIR", dir)
+        .env("DATABASE_URL", url)
+        .env("LFP_BIND", format!("127.0.0.1:{port}"))
+        .env("LFP_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Server {
+        child,
+        base,
+        startup: started.elapsed(),
+    }
+}
+
+async fn login(http: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let b: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    b["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login {email}: {b}"))
+        .to_owned()
+}
+
+#[derive(Clone, Debug, Default)]
+struct Stat {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn ms(s: &str) -> f64 {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().unwrap_or(f64::NAN) * mult
+}
+
+/// One `wrk` run; `lua` (optional) sets method, body and headers.
+async fn wrk(url: &str, token: &str, conns: usize, secs: u64, lua: Option<&str>) -> Stat {
+    let mut cmd = tokio::process::Command::new("wrk");
+    cmd.args([
+        "-t",
+        &conns.clamp(1, 2).to_string(),
+        "-c",
+        &conns.to_string(),
+        "-d",
+        &format!("{secs}s"),
+        "--latency",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+    ]);
+    let script;
+    if let Some(body) = lua {
+        script = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(script.path(), body).unwrap();
+        cmd.args(["-s", script.path().to_str().unwrap()]);
+    }
+    cmd.arg(url);
+    let out = cmd
+        .output()
+        .await
+        .expect("wrk on PATH (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut s = Stat::default();
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            s.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("50%") {
+            s.p50_ms = ms(v);
+        } else if let Some(v) = t.strip_prefix("99%") {
+            s.p99_ms = ms(v);
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            s.errors += v.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    s
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Replay `stmts` (one request's SELECTs, in order) from `conns` tasks for `secs` seconds.
+async fn replay(
+    conn: &sea_orm::DatabaseConnection,
+    stmts: Arc<Vec<Statement>>,
+    conns: usize,
+    secs: u64,
+) -> Stat {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (conn, stmts) = (conn.clone(), stmts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < until {
+                let t = Instant::now();
+                for s in stmts.iter() {
+                    conn.query_all_raw(s.clone()).await.expect("replayed SQL");
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_by(f64::total_cmp);
+    Stat {
+        rps: all.len() as f64 / secs as f64,
+        p50_ms: percentile(&all, 0.5),
+        p99_ms: percentile(&all, 0.99),
+        errors: 0,
+    }
+}
+
+struct Ids {
+    client_case: String,
+    attorney_case: String,
+}
+
+fn read_paths(ids: &Ids) -> Vec<(&'static str, &'static str, String)> {
+    let (cc, ac) = (&ids.client_case, &ids.attorney_case);
+    vec![
+        ("dashboard", "client", "/api/v1/dashboard".into()),
+        ("dashboard", "attorney", "/api/v1/dashboard".into()),
+        ("case list", "client", "/api/v1/cases".into()),
+        ("case list", "attorney", "/api/v1/cases".into()),
+        (
+            "case list, filtered",
+            "attorney",
+            "/api/v1/cases?status=open&priority=high&sort=-opened_at".into(),
+        ),
+        ("case search", "attorney", "/api/v1/cases?q=contract".into()),
+        ("case detail", "client", format!("/api/v1/cases/{cc}")),
+        ("case detail", "attorney", format!("/api/v1/cases/{ac}")),
+        ("inbox", "client", "/api/v1/messages".into()),
+        ("inbox", "attorney", "/api/v1/messages".into()),
+        (
+            "inbox unread",
+            "attorney",
+            "/api/v1/messages?unread=true".into(),
+        ),
+        (
+            "message search",
+            "attorney",
+            "/api/v1/messages?q=settlement".into(),
+        ),
+        (
+            "documents",
+            "client",
+            format!("/api/v1/cases/{cc}/documents"),
+        ),
+        (
+            "document search",
+            "attorney",
+            "/api/v1/documents/search?q=memorandum".into(),
+        ),
+    ]
+}
+
+#[tokio::main]
+async fn main() {
+    lawfirm_pro::install_tls_provider();
+    let a = args();
+    let (dir, url, password) = prepare(&a).await;
+    let attorney = "attorney0@scale.lawfirm.example";
+    let client = "client0@scale.lawfirm.example";
+    let backend = if a.db == "sqlite" {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!(
+        "\n### {backend}, scale {}, {} connections, {} s per run\n",
+        a.scale, a.conns, a.secs
+    );
+
+    // Start-up on the existing database, and idle memory.
+    let mut server = start_server(&dir, &url).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = server.child.id().unwrap();
+    let idle_rss = rss_kib(pid);
+    println!(
+        "start-up to /healthz: {:.0} ms; idle RSS: {:.1} MiB\n",
+        server.startup.as_secs_f64() * 1000.0,
+        idle_rss as f64 / 1024.0
+    );
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let tokens: BTreeMap<&str, String> = [
+        ("client", login(&http, &base, client, &password).await),
+        ("attorney", login(&http, &base, attorney, &password).await),
+    ]
+    .into_iter()
+    .collect();
+    let first_case = |v: Value| v["items"][0]["id"].as_str().unwrap().to_owned();
+    let get = |path: String, who: &'static str| {
+        let (http, base, token) = (http.clone(), base.clone(), tokens[who].clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let ids = Ids {
+        client_case: first_case(get("/api/v1/cases".into(), "client").await),
+        attorney_case: first_case(get("/api/v1/cases".into(), "attorney").await),
+    };
+
+    // Reads over HTTP, at fixed concurrency and at concurrency 1 (latency).
+    let mut http_stats = Vec::new();
+    println!("| path | as | req/s | p50 ms | p99 ms | non-2xx | p50 ms at c=1 |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, who, path) in read_paths(&ids) {
+        let full = format!("{base}{path}");
+        let s = wrk(&full, &tokens[who], a.conns, a.secs, None).await;
+        let one = wrk(&full, &tokens[who], 1, a.secs.min(5), None).await;
+        println!(
+            "| {name} | {who} | {:.0} | {:.2} | {:.2} | {} | {:.2} |",
+            s.rps, s.p50_ms, s.p99_ms, s.errors, one.p50_ms
+        );
+        http_stats.push((name, who, path, s));
+    }
+
+    // Writes.
+    let ac = &ids.attorney_case;
+    let today = chrono::Utc::now().date_naive();
+    let writes = [
+        (
+            "send message",
+            "attorney",
+            format!("/api/v1/cases/{ac}/messages"),
+            r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"body":"benchmark message about the settlement"}'"#
+                .to_string(),
+        ),
+        (
+            "status change",
+            "attorney",
+            format!("/api/v1/cases/{ac}/status"),
+            r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local phases = {"discovery", "negotiation"}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, '{"phase":"' .. phases[i % 2 + 1] .. '"}')
+end"#
+                .to_string(),
+        ),
+        (
+            "time entry",
+            "attorney",
+            format!("/api/v1/cases/{ac}/time-entries"),
+            format!(
+                r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{{"work_date":"{today}","minutes":30,"rate_cents":25000,"description":"benchmark work","billable":true}}'"#
+            ),
+        ),
+    ];
+    for (name, who, path, lua) in &writes {
+        let s = wrk(
+            &format!("{base}{path}"),
+            &tokens[who],
+            a.conns,
+            a.secs,
+            Some(lua),
+        )
+        .await;
+        println!(
+            "| {name} (write) | {who} | {:.0} | {:.2} | {:.2} | {} | |",
+            s.rps, s.p50_ms, s.p99_ms, s.errors
+        );
+    }
+
+    // A login flood beside a read path: p99 of the read alone, then with the flood.
+    let victim = format!("{base}/api/v1/cases");
+    let alone = wrk(&victim, &tokens["client"], a.conns / 2, a.secs, None).await;
+    let flood_lua = format!(
+        r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{{"email":"client1@scale.lawfirm.example","password":"{password}"}}'"#
+    );
+    let flood_url = format!("{base}/api/v1/auth/login");
+    let flood = {
+        let (u, t, c, d, l) = (
+            flood_url.clone(),
+            tokens["client"].clone(),
+            a.conns / 2,
+            a.secs,
+            flood_lua.clone(),
+        );
+        tokio::spawn(async move { wrk(&u, &t, c, d, Some(&l)).await })
+    };
+    let during = wrk(&victim, &tokens["client"], a.conns / 2, a.secs, None).await;
+    let flood = flood.await.unwrap();
+    println!(
+        "\nlogin flood ({} logins/s, {} non-2xx): client case list p99 {:.2} ms alone → {:.2} ms \
+         during the flood ({:.1}×); req/s {:.0} → {:.0}",
+        flood.rps as u64,
+        flood.errors,
+        alone.p99_ms,
+        during.p99_ms,
+        during.p99_ms / alone.p99_ms,
+        alone.rps,
+        during.rps
+    );
+    println!(
+        "RSS after the runs: {:.1} MiB",
+        rss_kib(pid) as f64 / 1024.0
+    );
+    server.child.kill().await.ok();
+
+    // Baseline: each read path's own SELECTs, captured from one in-process request, replayed
+    // directly against the same database with the same number of connections.
+    let mut config = Config::defaults();
+    config.data_dir = dir.clone();
+    config.database_url = url.clone();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    let app = Application::build(config).await.unwrap();
+    let state = app.state().clone();
+    let ibase = format!("http://127.0.0.1:{}", app.port());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stop_rx.await;
+    }));
+    let itokens: BTreeMap<&str, String> = [
+        ("client", login(&http, &ibase, client, &password).await),
+        ("attorney", login(&http, &ibase, attorney, &password).await),
+    ]
+    .into_iter()
+    .collect();
+    let mut captured = Vec::new();
+    for (name, who, path, _) in &http_stats {
+        let go = || {
+            http.get(format!("{ibase}{path}"))
+                .bearer_auth(&itokens[who])
+                .send()
+        };
+        go().await.unwrap();
+        state.db.statements().start();
+        go().await.unwrap();
+        let stmts: Vec<Statement> = state
+            .db
+            .statements()
+            .stop()
+            .into_iter()
+            .filter(|s| {
+                let l = s.sql.trim_start().to_lowercase();
+                (l.starts_with("select") || l.starts_with("with")) && !l.contains("audit_head")
+            })
+            .collect();
+        captured.push((*name, *who, Arc::new(stmts)));
+    }
+    let _ = stop_tx.send(());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!("\n| path | as | SELECTs | SQL req/s | SQL p50 ms | SQL p99 ms | HTTP / SQL |");
+    println!("|---|---|---|---|---|---|---|");
+    for ((name, who, stmts), (_, _, _, h)) in captured.into_iter().zip(&http_stats) {
+        let n = stmts.len();
+        let s = replay(state.db.conn(), stmts, a.conns, a.secs).await;
+        println!(
+            "| {name} | {who} | {n} | {:.0} | {:.2} | {:.2} | {:.0} % |",
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            100.0 * h.rps / s.rps
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! Performance guards that are behaviour, not timing: the scale generator makes valid data,
+//! the main read requests make a fixed number of queries however much data there is (no N+1),
+//! and their queries are served by indexes (query plans checked on both backends).
+//! Speed itself is measured by the benchmarks (docs/benchmarks.md), never asserted here.
+
+use lawfirm_pro::demo::scale::{Generated, Sizes, generate};
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, bin_command, spawn_app};
+
+async fn login(app: &TestApp, email: &str, password: &str) -> String {
+    let r = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "login {email}");
+    let b: Value = r.json().await.unwrap();
+    b["access_token"].as_str().unwrap().to_string()
+}
+
+async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
+    let r = app.get(path, Some(token)).await;
+    assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+    r.json().await.unwrap()
+}
+
+/// A firm of `sizes`, generated into a fresh app.
+async fn firm(sizes: Sizes) -> (TestApp, Generated) {
+    let app = spawn_app().await;
+    let g = generate(&app.state, sizes, 42)
+        .await
+        .expect("generator runs");
+    (app, g)
+}
+
+#[tokio::test]
+async fn scale_generator_fills_a_valid_firm() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let s = g.sizes;
+
+    // The audit chain the generator appended verifies.
+    let report = lawfirm_pro::audit::service::verify_chain(&app.state.db)
+        .await
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(report.entries_checked >= s.audit as u64);
+
+    // A generated client signs in and sees exactly their cases (every clients-th case).
+    let client = login(&app, &g.clients[0], &g.password).await;
+    let cases = get_json(&app, "/api/v1/cases?limit=100", &client).await;
+    let items = cases["items"].as_array().unwrap();
+    assert_eq!(items.len(), s.cases.div_ceil(s.clients), "{cases}");
+    let case_id = items[0]["id"].as_str().unwrap().to_string();
+    let detail = get_json(&app, &format!("/api/v1/cases/{case_id}"), &client).await;
+    assert!(detail["members"].as_array().unwrap().len() >= 2, "{detail}");
+
+    // Their inbox has messages, full text finds them, documents decrypt to their checksum.
+    let inbox = get_json(&app, "/api/v1/messages?limit=100", &client).await;
+    let first = inbox["items"][0]["body"].as_str().unwrap().to_string();
+    assert!(!first.is_empty(), "{inbox}");
+    let word = first.split_whitespace().next().unwrap();
+    let found = get_json(&app, &format!("/api/v1/messages?q={word}"), &client).await;
+    assert!(!found["items"].as_array().unwrap().is_empty(), "{found}");
+    let by_text = get_json(&app, "/api/v1/documents/search?q=memorandum", &client).await;
+    let doc = &by_text["items"][0];
+    let r = app
+        .get(
+            &format!("/api/v1/documents/{}/content", doc["id"].as_str().unwrap()),
+            Some(&client),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{doc}");
+    let bytes = r.bytes().await.unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        doc["sha256"].as_str().unwrap()
+    );
+
+    // An attorney can work on a generated case: the next case number follows the generated ones.
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&attorney),
+            json!({"title": "After the generator", "client_ids": []}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["number"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("-{:04}", s.cases + 1)),
+        "{b}"
+    );
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case_id}/messages"),
+            Some(&attorney),
+            json!({"body": "hello from the benchmark firm"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // And a second run refuses to mix a firm into existing data.
+    assert!(generate(&app.state, Sizes::tiny(), 1).await.is_err());
+}
+
+#[tokio::test]
+async fn demo_scale_is_checked_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin_command(dir.path(), "sqlite://unused.db")
+        .args(["demo", "--scale", "101"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scale"));
+}
+
+/// Statements of the request itself: background work (the live-event poller, job sweepers,
+/// the mail outbox, the appointment reminder scan) shares the pool and is left out; the
+/// request's own audit append is kept.
+fn own(stmts: &[Statement]) -> Vec<String> {
+    stmts
+        .iter()
+        .map(|s| s.sql.clone())
+        .filter(|sql| {
+            let l = sql.to_lowercase();
+            !(l.contains("\"event\"")
+                || l.contains(" event ")
+                || l.contains("mail_outbox")
+                || l.contains("document_upload")
+                || l.contains("pg_notify")
+                || l.contains("\"appointment\".\"starts_at\" > "))
+        })
+        .collect()
+}
+
+/// The main read paths of a client and an attorney, with the statements each one made.
+async fn read_paths(app: &TestApp, g: &Generated) -> Vec<(String, Vec<Statement>)> {
+    let mut out = Vec::new();
+    let log = app.state.db.statements();
+    for email in [&g.clients[0], &g.attorneys[0]] {
+        let token = login(app, email, &g.password).await;
+        let cases = get_json(app, "/api/v1/cases?limit=100", &token).await;
+        let case_id = cases["items"][0]["id"].as_str().unwrap().to_string();
+        let paths = [
+            "/api/v1/dashboard".to_string(),
+            "/api/v1/cases?limit=100".into(),
+            "/api/v1/cases?status=open&priority=normal&sort=-opened_at".into(),
+            "/api/v1/cases?q=contract".into(),
+            format!("/api/v1/cases/{case_id}"),
+            "/api/v1/messages?limit=100".into(),
+            "/api/v1/messages?unread=true".into(),
+            "/api/v1/messages?q=contract".into(),
+            "/api/v1/messages/unread-count".into(),
+            format!("/api/v1/cases/{case_id}/messages"),
+            format!("/api/v1/cases/{case_id}/documents"),
+            "/api/v1/documents/search?q=memorandum".into(),
+        ];
+        for path in paths {
+            // Once to warm up (session caches, prepared statements), once counted.
+            get_json(app, &path, &token).await;
+            log.start();
+            get_json(app, &path, &token).await;
+            let stmts = log.stop();
+            let who = if email.starts_with("client") {
+                "client"
+            } else {
+                "attorney"
+            };
+            out.push((format!("{who} {}", path.replace(&case_id, "{id}")), stmts));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn main_reads_make_the_same_number_of_queries_for_ten_times_the_rows() {
+    // Same people, ten times the cases, messages and documents per person: a per-row query
+    // anywhere (N+1) makes the second count larger.
+    let small = Sizes {
+        cases: 4,
+        messages: 40,
+        documents: 8,
+        time_entries: 8,
+        audit: 20,
+        ..Sizes::tiny()
+    };
+    let large = Sizes {
+        cases: 40,
+        messages: 400,
+        documents: 80,
+        time_entries: 80,
+        audit: 200,
+        ..small
+    };
+    let (a, ga) = firm(small).await;
+    let (b, gb) = firm(large).await;
+    let counts_small = read_paths(&a, &ga).await;
+    let counts_large = read_paths(&b, &gb).await;
+    let mut report = Vec::new();
+    for ((path, s), (_, l)) in counts_small.iter().zip(&counts_large) {
+        let (s, l) = (own(s), own(l));
+        report.push(format!("{path}: {} vs {}", s.len(), l.len()));
+        assert_eq!(
+            s.len(),
+            l.len(),
+            "{path}: {} statements with little data, {} with ten times more:\n{}",
+            s.len(),
+            l.len(),
+            l.join("\n")
+        );
+        // And none of them is chatty to begin with (the dashboard, the largest, gathers seven
+        // widgets and appends its audit entry).
+        assert!(
+            s.len() <= 20,
+            "{path} makes {} statements:\n{}",
+            s.len(),
+            s.join("\n")
+        );
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+/// Tables that grow with the firm: a main query must reach their rows through an index.
+const BIG: &[&str] = &[
+    "legal_case",
+    "case_member",
+    "case_timeline",
+    "case_deadline",
+    "message",
+    "message_recipient",
+    "document",
+    "document_version",
+    "time_entry",
+    "audit_log",
+];
+
+/// Every SELECT the main read paths run is planned with an index on each big table.
+///
+/// PostgreSQL: the plan is taken with `enable_seqscan = off`, so with a small test database
+/// the planner still prefers an index wherever one can serve the query, and a `Seq Scan` on a
+/// big table means no index fits (what it would do at 100,000 cases). SQLite: `EXPLAIN QUERY
+/// PLAN` without `ANALYZE` statistics (the application never gathers them, and statistics of
+/// twenty cases would make a full scan look cheapest; without them SQLite assumes large
+/// tables); a bare `SCAN big_table` (no index) fails. Statements whose whole condition
+/// is a constant (`WHERE ? = ?`, how an empty `IN ()` list is written) never read a row and are
+/// skipped.
+#[tokio::test]
+async fn main_queries_use_indexes() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let backend = app.state.db.backend();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (path, stmts) in read_paths(&app, &g).await {
+        for st in stmts {
+            let lower = st.sql.trim_start().to_lowercase();
+            if !(lower.starts_with("select") || lower.starts_with("with"))
+                || lower.ends_with("where ? = ?")
+                || lower.ends_with("where $1 = $2")
+            {
+                continue;
+            }
+            let plan = plan(&app, backend, &st).await;
+            checked += 1;
+            for line in &plan {
+                let bad = BIG.iter().any(|t| match backend {
+                    DbBackend::Postgres => {
+                        line.contains(&format!("Seq Scan on {t} "))
+                            || line.ends_with(&format!("Seq Scan on {t}"))
+                    }
+                    _ => {
+                        let l = line.trim();
+                        (l == format!("SCAN {t}") || l.starts_with(&format!("SCAN {t} ")))
+                            && !l.contains("INDEX")
+                    }
+                });
+                if bad {
+                    failures.push(format!("{path}\n  {}\n  {}", st.sql, plan.join("\n  ")));
+                    break;
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} queries checked");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+async fn plan(app: &TestApp, backend: DbBackend, st: &Statement) -> Vec<String> {
+    let conn = app.state.db.conn();
+    let txn = conn.begin().await.unwrap();
+    let (prefix, column) = match backend {
+        DbBackend::Postgres => {
+            txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+                .await
+                .unwrap();
+            ("EXPLAIN ", "QUERY PLAN")
+        }
+        _ => ("EXPLAIN QUERY PLAN ", "detail"),
+    };
+    let explain = Statement {
+        sql: format!("{prefix}{}", st.sql),
+        ..st.clone()
+    };
+    let rows = txn.query_all_raw(explain).await.expect("explain");
+    let lines = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", column).unwrap())
+        .collect();
+    txn.rollback().await.unwrap();
+    lines
+}
