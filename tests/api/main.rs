@@ -8,6 +8,7 @@ mod auth;
 mod authz;
 mod backup;
 mod billing;
+mod browser;
 mod cases;
 mod cli;
 mod documents;

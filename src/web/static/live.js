@@ -4,7 +4,7 @@
 // and a short notice appears in the polite live region.
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 const me = document.querySelector('meta[name="user-id"]')?.content ?? "";
-const caseId = document.getElementById("case-page")?.dataset.caseId ?? null;
+const caseId = document.querySelector("[data-case-id]")?.dataset.caseId ?? null;
 const toasts = document.getElementById("toasts");
 
 let lastId = 0;
@@ -39,8 +39,17 @@ function handle(ev) {
       else if (!caseId) refresh(["unread"]);
       if (ev.data?.sender_id !== me) toast("New message received.");
       break;
+    case "message.read":
+      if (here) refresh(["thread-wrap"]);
+      break;
+    case "invoice.sent":
+    case "payment.received":
+      if (here) refresh(["invoices-wrap", "invoice-facts"]);
+      else if (!caseId) refresh(["balance"]);
+      toast(ev.type === "invoice.sent" ? "A new invoice is ready." : "Payment received. Thank you.");
+      break;
     case "case.updated":
-      if (here) refresh(["summary-facts", "timeline-wrap"]);
+      if (here) refresh(["summary-facts", "timeline-wrap", "invoice-facts"]);
       else if (!caseId) refresh(["my-cases"]);
       toast("A matter was updated.");
       break;
