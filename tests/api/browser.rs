@@ -55,6 +55,7 @@ struct Driver {
 
 impl Driver {
     async fn start() -> Self {
+        crate::helpers::install_tls();
         for bin in [CHROMEDRIVER, CHROMIUM] {
             assert!(
                 std::path::Path::new(bin).exists(),
@@ -162,12 +163,24 @@ impl Browser {
     }
 
     async fn find(&self, css: &str) -> Element {
-        self.c
+        match self
+            .c
             .wait()
             .at_most(WAIT)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css} on {}: {e}", self.here().await))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let src = self.c.source().await.unwrap_or_default();
+                let why = src
+                    .split("role=\"alert\"")
+                    .nth(1)
+                    .map(|t| t.chars().take(200).collect::<String>())
+                    .unwrap_or_default();
+                panic!("no {css} on {}: {e} {why}", self.here().await)
+            }
+        }
     }
 
     async fn here(&self) -> String {
@@ -264,15 +277,7 @@ impl Browser {
 
     /// The browser console (errors from scripts, CSP violations).
     async fn console(&self) -> String {
-        match self
-            .c
-            .issue_cmd(fantoccini::wd::WebDriverCompatibleCommand::from_parts(
-                "POST",
-                "log",
-                json!({"type": "browser"}),
-            ))
-            .await
-        {
+        match self.c.issue_cmd(BrowserLog).await {
             Ok(v) => v.to_string(),
             Err(e) => format!("(no console log: {e})"),
         }
@@ -614,6 +619,7 @@ struct Processor {
 }
 
 async fn processor(app_url: String) -> (String, Processor) {
+    crate::helpers::install_tls();
     let p = Processor {
         app_url,
         sessions: Arc::default(),
@@ -859,4 +865,25 @@ async fn an_attorney_opens_a_matter_moves_its_phase_bills_time_and_sends_the_inv
     cb.assert_clean_console().await;
     ab.close().await;
     cb.close().await;
+}
+
+/// chromedriver's `POST /session/{id}/log` (`{"type": "browser"}`): the console entries.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/log", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
 }

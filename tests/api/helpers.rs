@@ -52,7 +52,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// reqwest is built without a crypto provider of its own: install ring for the process.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    install_tls();
     // `TEST_LOG=1 cargo test …` shows the server's logs (e.g. the cause of a 500).
     if std::env::var_os("TEST_LOG").is_some() {
         lawfirm_pro::telemetry::init(lawfirm_pro::config::LogFormat::Pretty);
