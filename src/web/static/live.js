@@ -9,6 +9,10 @@ const toasts = document.getElementById("toasts");
 
 let lastId = 0;
 let delay = 1000;
+// Everything a page may show live: on the first connection these are fetched once more, so
+// what happened between rendering the page and opening the socket is not missed.
+const LIVE = ["thread-wrap", "summary-facts", "timeline-wrap", "documents-wrap", "invoices-wrap",
+  "invoice-facts", "unread", "my-cases", "balance"];
 
 function toast(text) {
   if (!toasts) return;
@@ -83,6 +87,7 @@ async function connect() {
   ws.addEventListener("open", () => {
     delay = 1000;
     if (lastId > 0) ws.send(JSON.stringify({ type: "resume", after: lastId }));
+    else refresh(LIVE);
     ping = setInterval(() => ws.send(JSON.stringify({ type: "ping" })), 25000);
     document.documentElement.dataset.live = "on";
   });

@@ -91,28 +91,29 @@ function enhanceUpload(form) {
 }
 
 // --- Invoices: pay online. The JSON API gives the processor's page; go there. ---------------
-function enhancePay(form) {
+// Delegated: live updates may replace the form with a fresh copy from the server.
+document.addEventListener("submit", async (e) => {
+  const form = e.target.closest?.('form[data-enhance="pay"]');
+  if (!form) return;
+  e.preventDefault();
   const err = form.querySelector(".error");
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const button = form.querySelector("button");
-    button.disabled = true;
-    try {
-      const res = await fetch(`/api/v1/invoices/${form.dataset.invoiceId}/checkout`, {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "x-csrf-token": csrf },
-      });
-      if (!res.ok) throw new Error(await reason(res));
-      const { checkout_url } = await res.json();
-      location.assign(checkout_url);
-    } catch (x) {
-      err.textContent = x.message;
-      err.hidden = false;
-      button.disabled = false;
-    }
-  });
-}
+  const button = form.querySelector("button");
+  button.disabled = true;
+  try {
+    const res = await fetch(`/api/v1/invoices/${form.dataset.invoiceId}/checkout`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "x-csrf-token": csrf },
+    });
+    if (!res.ok) throw new Error(await reason(res));
+    const { checkout_url } = await res.json();
+    location.assign(checkout_url);
+  } catch (x) {
+    err.textContent = x.message;
+    err.hidden = false;
+    button.disabled = false;
+  }
+});
 
 // --- Time entry: a running timer that fills in the hours. ----------------------------------
 function enhanceTimer(button) {
@@ -142,5 +143,5 @@ function enhanceTimer(button) {
 }
 
 for (const el of document.querySelectorAll("[data-enhance]")) {
-  ({ upload: enhanceUpload, pay: enhancePay, timer: enhanceTimer })[el.dataset.enhance]?.(el);
+  ({ upload: enhanceUpload, timer: enhanceTimer })[el.dataset.enhance]?.(el);
 }
