@@ -72,23 +72,70 @@ fn login_entry(
         .details(serde_json::json!({ "reason": reason }))
 }
 
+/// The throttle keys of one login attempt: the account (by email) and the client's address.
+struct Attempt<'a> {
+    meta: &'a RequestMeta,
+    acct_key: String,
+    ip_key: Option<String>,
+    /// The account being signed in to, once known (the resource of failure entries).
+    target: Option<Uuid>,
+    t: DateTime<Utc>,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(meta: &'a RequestMeta, email: &str) -> Self {
+        Self {
+            meta,
+            acct_key: throttle::account_key(email),
+            ip_key: meta.ip.as_deref().map(throttle::ip_key),
+            target: None,
+            t: now(),
+        }
+    }
+
+    /// Seconds to wait when the account or the address is locked out (audited as throttled).
+    async fn throttled(&self, state: &AppState, at: DateTime<Utc>) -> Result<()> {
+        let mut wait = throttle::locked_for(&state.db, &self.acct_key, at).await?;
+        if let Some(k) = &self.ip_key {
+            wait = wait.max(throttle::locked_for(&state.db, k, at).await?);
+        }
+        if let Some(secs) = wait {
+            state
+                .audit
+                .record(login_entry(self.meta, None, Outcome::Denied, "throttled"))
+                .await?;
+            return Err(Error::RateLimited {
+                retry_after_secs: secs,
+            });
+        }
+        Ok(())
+    }
+
+    /// A failed attempt counts against the account and the address.
+    async fn fail(&self, state: &AppState, reason: &str, actor: Option<Uuid>) -> Result<()> {
+        throttle::record_failure(
+            &state.db,
+            &self.acct_key,
+            throttle::ACCOUNT_MAX_FAILURES,
+            self.t,
+        )
+        .await?;
+        if let Some(k) = &self.ip_key {
+            throttle::record_failure(&state.db, k, throttle::IP_MAX_FAILURES, self.t).await?;
+        }
+        // The attacked account is the resource, so the trail shows who was targeted.
+        let mut entry = login_entry(self.meta, actor, Outcome::Failure, reason);
+        if let Some(id) = self.target {
+            entry = entry.resource(id);
+        }
+        state.audit.record(entry).await?;
+        Ok(())
+    }
+}
+
 pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> Result<Issued> {
-    let t = now();
-    let acct_key = throttle::account_key(&input.email);
-    let ip_key = meta.ip.as_deref().map(throttle::ip_key);
-    let mut wait = throttle::locked_for(&state.db, &acct_key, t).await?;
-    if let Some(k) = &ip_key {
-        wait = wait.max(throttle::locked_for(&state.db, k, t).await?);
-    }
-    if let Some(secs) = wait {
-        state
-            .audit
-            .record(login_entry(meta, None, Outcome::Denied, "throttled"))
-            .await?;
-        return Err(Error::RateLimited {
-            retry_after_secs: secs,
-        });
-    }
+    let mut attempt = Attempt::new(meta, &input.email);
+    attempt.throttled(state, attempt.t).await?;
 
     let user = find_by_email(&state.db, &input.email).await?;
     // Unknown emails are verified against a dummy hash: same work, same answer.
@@ -99,13 +146,17 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
             user.as_ref().and_then(|u| u.password_hash.as_deref()),
         )
         .await?;
-    let (acct_ref, ip_ref) = (&acct_key, &ip_key);
-    let target = user.as_ref().map(|u| u.id);
+    attempt.target = user.as_ref().map(|u| u.id);
     // Guesses queued behind the hasher while the account got locked learn nothing.
-    if let Some(secs) = throttle::locked_for(&state.db, &acct_key, now()).await? {
+    if let Some(secs) = throttle::locked_for(&state.db, &attempt.acct_key, now()).await? {
         if !ok {
-            throttle::record_failure(&state.db, &acct_key, throttle::ACCOUNT_MAX_FAILURES, now())
-                .await?;
+            throttle::record_failure(
+                &state.db,
+                &attempt.acct_key,
+                throttle::ACCOUNT_MAX_FAILURES,
+                now(),
+            )
+            .await?;
         }
         state
             .audit
@@ -115,23 +166,56 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
             retry_after_secs: secs,
         });
     }
-    let fail = |reason: &'static str, actor: Option<Uuid>| async move {
-        throttle::record_failure(&state.db, acct_ref, throttle::ACCOUNT_MAX_FAILURES, t).await?;
-        if let Some(k) = ip_ref {
-            throttle::record_failure(&state.db, k, throttle::IP_MAX_FAILURES, t).await?;
-        }
-        // The attacked account is the resource, so the trail shows who was targeted.
-        let mut entry = login_entry(meta, actor, Outcome::Failure, reason);
-        if let Some(id) = target {
-            entry = entry.resource(id);
-        }
-        state.audit.record(entry).await?;
-        Ok::<_, Error>(())
-    };
     let Some(user) = user.filter(|_| ok) else {
-        fail("bad_credentials", None).await?;
+        attempt.fail(state, "bad_credentials", None).await?;
         return Err(Error::Unauthorized(AuthFailure::InvalidCredentials));
     };
+    second_factor(
+        state,
+        &attempt,
+        user,
+        input.totp_code.as_deref(),
+        input.cookie,
+    )
+    .await
+}
+
+/// The second step of a web sign-in, after the password was accepted: the user id comes from
+/// the signed pending-login ticket the first step handed out (so the password never travels
+/// back through the page), the code from the form. Throttled and audited like a login.
+pub async fn login_with_ticket(
+    state: &AppState,
+    meta: &RequestMeta,
+    ticket: &str,
+    totp_code: &str,
+) -> Result<Issued> {
+    let Some(user_id) = state.tokens.verify_pending_login(ticket) else {
+        return Err(Error::Unauthorized(AuthFailure::InvalidCredentials));
+    };
+    let Some(user) = users::service::find_active(&state.db, user_id).await? else {
+        return Err(Error::Unauthorized(AuthFailure::InvalidCredentials));
+    };
+    let mut attempt = Attempt::new(meta, &user.email);
+    attempt.target = Some(user.id);
+    attempt.throttled(state, attempt.t).await?;
+    second_factor(state, &attempt, user, Some(totp_code), true).await
+}
+
+/// A short-lived signed ticket for the TOTP step of a web sign-in whose password was right.
+pub fn pending_login_ticket(state: &AppState, user_id: Uuid) -> Result<String> {
+    Ok(state.tokens.issue_pending_login(user_id)?)
+}
+
+/// After the password: the account must be active, the TOTP code right and unused; then a
+/// session opens.
+async fn second_factor(
+    state: &AppState,
+    attempt: &Attempt<'_>,
+    user: users::entity::user::Model,
+    totp_code: Option<&str>,
+    cookie: bool,
+) -> Result<Issued> {
+    let (meta, t) = (attempt.meta, attempt.t);
     if user.status != "active" {
         state
             .audit
@@ -146,7 +230,7 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
     }
     let mut totp_step = None;
     if user.totp_enabled {
-        let Some(code) = input.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+        let Some(code) = totp_code.filter(|c| !c.trim().is_empty()) else {
             state
                 .audit
                 .record(login_entry(
@@ -161,23 +245,23 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
         match users::service::check_totp(state, &user, code, t)? {
             Some(step) => totp_step = Some(step),
             None => {
-                fail("bad_totp", Some(user.id)).await?;
+                attempt.fail(state, "bad_totp", Some(user.id)).await?;
                 return Err(Error::Unauthorized(AuthFailure::InvalidTotp));
             }
         }
     }
-    throttle::clear(&state.db, &acct_key).await?;
+    throttle::clear(&state.db, &attempt.acct_key).await?;
 
     let txn = state.db.begin_write().await?;
     if let Some(step) = totp_step {
         // Conditional update: a code's step can be used once, even by two racing logins.
         if !users::service::consume_totp_step(&*txn, user.id, step).await? {
             drop(txn);
-            fail("totp_reused", Some(user.id)).await?;
+            attempt.fail(state, "totp_reused", Some(user.id)).await?;
             return Err(Error::Unauthorized(AuthFailure::InvalidTotp));
         }
     }
-    let issued = open_session(state, &*txn, &user, meta, input.cookie, t).await?;
+    let issued = open_session(state, &*txn, &user, meta, cookie, t).await?;
     append_in(
         &*txn,
         vec![login_entry(meta, Some(user.id), Outcome::Success, "ok").resource(user.id)],

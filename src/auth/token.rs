@@ -10,6 +10,19 @@ use crate::{config::Config, crypto::Keys};
 
 const ISSUER: &str = "lawfirm-pro";
 const AUDIENCE: &str = "lawfirm-pro-api";
+/// Pending web sign-ins (password accepted, TOTP code still due): never an access token.
+const PENDING_AUDIENCE: &str = "lawfirm-pro-pending-login";
+/// How long the TOTP step of a web sign-in may take.
+pub const PENDING_LOGIN_TTL_SECS: i64 = 300;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingClaims {
+    sub: Uuid,
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -27,6 +40,7 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    pending_validation: Validation,
     pub ttl_secs: i64,
     /// For binding CSRF tokens to cookie sessions.
     csrf_key: Vec<u8>,
@@ -40,10 +54,13 @@ impl TokenKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 0;
+        let mut pending_validation = validation.clone();
+        pending_validation.set_audience(&[PENDING_AUDIENCE]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            pending_validation,
             ttl_secs: config.access_token_ttl_secs,
             csrf_key: {
                 use sha2::{Digest, Sha256};
@@ -81,6 +98,30 @@ impl TokenKeys {
             .map(|d| d.claims)
     }
 
+    /// A signed pending-login ticket: the user whose password was accepted, for a few minutes.
+    pub fn issue_pending_login(&self, user_id: Uuid) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = PendingClaims {
+            sub: user_id,
+            iss: ISSUER.into(),
+            aud: PENDING_AUDIENCE.into(),
+            iat: now,
+            exp: now + PENDING_LOGIN_TTL_SECS,
+        };
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The user of a valid, unexpired pending-login ticket (an access token is not one).
+    pub fn verify_pending_login(&self, token: &str) -> Option<Uuid> {
+        decode::<PendingClaims>(token, &self.decoding, &self.pending_validation)
+            .ok()
+            .map(|d| d.claims.sub)
+    }
+
     /// The CSRF token of a cookie session: HMAC-like digest of its id, so it needs no storage.
     pub fn csrf_token(&self, session_id: Uuid) -> String {
         use hmac::{Hmac, Mac};
@@ -99,6 +140,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = Keys::load_or_create(dir.path(), None, None).unwrap();
         TokenKeys::new(&k, &Config::defaults())
+    }
+
+    #[test]
+    fn pending_login_tickets_are_not_access_tokens() {
+        let k = keys();
+        let u = Uuid::new_v4();
+        let t = k.issue_pending_login(u).unwrap();
+        assert_eq!(k.verify_pending_login(&t), Some(u));
+        assert!(
+            k.verify(&t).is_none(),
+            "a pending ticket is no access token"
+        );
+        let access = k.issue(u, Uuid::new_v4()).unwrap();
+        assert_eq!(k.verify_pending_login(&access), None);
+        assert_eq!(k.verify_pending_login(&format!("{t}x")), None);
     }
 
     #[test]

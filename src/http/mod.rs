@@ -154,7 +154,7 @@ fn with_security_headers(router: Router) -> Router {
     const HEADERS: &[(&str, &str)] = &[
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         (
             "content-security-policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -3,6 +3,7 @@
 //! in: there is no separate front-end build).
 
 pub mod pages;
+pub mod work;
 
 use axum::{
     Router,
@@ -22,6 +23,19 @@ pub fn router() -> Router<AppState> {
         .route("/cases/{id}", get(pages::case_view))
         .route("/cases/{id}/messages", post(pages::send_message))
         .route("/cases/{id}/phase", post(pages::change_phase))
+        .route(
+            "/cases/new",
+            get(work::new_case_form).post(work::new_case_submit),
+        )
+        .route("/cases/{id}/time", post(work::record_time))
+        .route("/cases/{id}/invoices", post(work::generate_invoice))
+        .route(
+            "/cases/{id}/book",
+            get(work::book_form).post(work::book_submit),
+        )
+        .route("/invoices/{id}", get(work::invoice_view))
+        .route("/invoices/{id}/send", post(work::send_invoice))
+        .route("/invoices/{id}/pay", post(work::pay_invoice))
         // Pages show client data: never in a shared or browser cache.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -40,12 +54,20 @@ pub fn router() -> Router<AppState> {
         .route("/static/setup.js", get(setup_js))
         .route("/static/style.css", get(style_css))
         .route("/static/live.js", get(live_js))
+        .route("/static/portal.js", get(portal_js))
 }
 
 async fn live_js() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("static/live.js"),
+    )
+}
+
+async fn portal_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("static/portal.js"),
     )
 }
 

@@ -37,11 +37,11 @@ pub struct Viewer {
     pub name: String,
     pub role: String,
     pub csrf: String,
-    tz: Tz,
+    pub(super) tz: Tz,
 }
 
 impl Viewer {
-    async fn load(state: &AppState, p: &Principal) -> Result<Self, PageError> {
+    pub(super) async fn load(state: &AppState, p: &Principal) -> Result<Self, PageError> {
         let user = crate::users::service::find_active(&state.db, p.user_id)
             .await?
             .ok_or(PageError::SignIn(None))?;
@@ -59,7 +59,7 @@ impl Viewer {
     }
 
     /// A timestamp in the viewer's own time zone.
-    fn at(&self, t: DateTime<Utc>) -> String {
+    pub(super) fn at(&self, t: DateTime<Utc>) -> String {
         t.with_timezone(&self.tz)
             .format("%a %-d %b %Y, %H:%M %Z")
             .to_string()
@@ -73,11 +73,11 @@ impl Viewer {
     }
 }
 
-fn day(d: NaiveDate) -> String {
+pub(super) fn day(d: NaiveDate) -> String {
     d.format("%a %-d %b %Y").to_string()
 }
 
-fn money(cents: i64, code: &str) -> String {
+pub(super) fn money(cents: i64, code: &str) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let c = cents.unsigned_abs();
     format!("{sign}{}.{:02} {code}", c / 100, c % 100)
@@ -161,7 +161,7 @@ impl IntoResponse for PageError {
     }
 }
 
-fn render_status(status: StatusCode, t: &impl Template) -> Response {
+pub(super) fn render_status(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -171,7 +171,7 @@ fn render_status(status: StatusCode, t: &impl Template) -> Response {
     }
 }
 
-fn render(t: &impl Template) -> Response {
+pub(super) fn render(t: &impl Template) -> Response {
     render_status(StatusCode::OK, t)
 }
 
@@ -210,7 +210,7 @@ impl FromRequestParts<AppState> for PageUser {
 
 /// A signed-in form post: the form's `csrf` field plays the role of the `X-CSRF-Token`
 /// header, so the auth module's own check (same Origin + the session's token) applies.
-async fn form_user(
+pub(super) async fn form_user(
     state: &AppState,
     req: Request,
 ) -> Result<(Principal, HashMap<String, String>), PageError> {
@@ -254,7 +254,8 @@ struct LoginPage {
     error: Option<String>,
     next: String,
     email: String,
-    password: String,
+    /// The TOTP step: the signed pending-login ticket (the password is not sent back).
+    ticket: String,
     totp_step: bool,
 }
 
@@ -269,7 +270,7 @@ pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
         error: None,
         next: safe_next(q.next.as_deref()).to_owned(),
         email: String::new(),
-        password: String::new(),
+        ticket: String::new(),
         totp_step: false,
     })
 }
@@ -288,7 +289,7 @@ pub async fn login_submit(
         error: None,
         next: next.clone(),
         email: field("email"),
-        password: String::new(),
+        ticket: String::new(),
         totp_step: false,
     };
     if !same_origin(&state, &headers) {
@@ -299,26 +300,42 @@ pub async fn login_submit(
         .get("totp_code")
         .filter(|c| !c.trim().is_empty())
         .cloned();
-    let submitted_code = totp_code.is_some();
-    let result = auth::login(
-        &state,
-        &meta,
-        auth::LoginInput {
-            email: field("email"),
-            password: SecretString::from(field("password")),
-            totp_code,
-            cookie: true,
-        },
-    )
-    .await;
+    let ticket = form.get("ticket").filter(|t| !t.is_empty()).cloned();
+    let result = match (&ticket, &totp_code) {
+        // Second step: the signed pending-login ticket stands for the accepted password.
+        (Some(t), Some(code)) => auth::login_with_ticket(&state, &meta, t, code).await,
+        (Some(_), None) => Err(Error::Unauthorized(AuthFailure::TotpRequired)),
+        (None, _) => {
+            auth::login(
+                &state,
+                &meta,
+                auth::LoginInput {
+                    email: field("email"),
+                    password: SecretString::from(field("password")),
+                    totp_code: totp_code.clone(),
+                    cookie: true,
+                },
+            )
+            .await
+        }
+    };
     let issued = match result {
         Ok(i) => i,
         Err(Error::Unauthorized(why @ (AuthFailure::TotpRequired | AuthFailure::InvalidTotp))) => {
-            // Second step: the same form again with a code field. The password rides along in
-            // a hidden field of this no-store page because the login call takes both at once.
-            page.password = field("password");
+            // The TOTP step: the page carries a short-lived signed ticket, never the password.
+            page.ticket = match ticket {
+                Some(t) => t,
+                None => {
+                    let Some(user) =
+                        crate::users::service::find_by_email(&state.db, &field("email")).await?
+                    else {
+                        return Err(Error::Unauthorized(AuthFailure::InvalidCredentials).into());
+                    };
+                    auth::pending_login_ticket(&state, user.id)?
+                }
+            };
             page.totp_step = true;
-            if matches!(why, AuthFailure::InvalidTotp) || submitted_code {
+            if matches!(why, AuthFailure::InvalidTotp) || totp_code.is_some() {
                 page.error = Some("That code is not valid. Try the current one.".into());
             }
             return Ok(render_status(
@@ -329,6 +346,12 @@ pub async fn login_submit(
                 },
                 &page,
             ));
+        }
+        Err(Error::Unauthorized(_)) if ticket.is_some() => {
+            page.error = Some(
+                "The sign-in took too long. Please enter your email and password again.".into(),
+            );
+            return Ok(render_status(StatusCode::UNAUTHORIZED, &page));
         }
         Err(Error::Unauthorized(_)) => {
             page.error = Some("The email or password is not correct.".into());
@@ -522,6 +545,8 @@ pub struct MessageRow {
     pub sender: String,
     pub when: String,
     pub body: String,
+    /// On the viewer's own messages: who has read it ("Sent" until someone has).
+    pub receipt: Option<String>,
 }
 
 pub struct TimelineRow {
@@ -530,10 +555,28 @@ pub struct TimelineRow {
 }
 
 pub struct InvoiceRow {
+    pub id: Uuid,
     pub number: String,
     pub status: String,
     pub due: String,
     pub balance: String,
+}
+
+/// A one-off line at the top of the matter page (after a form), or next to the composer.
+#[derive(Default)]
+pub struct Notice {
+    pub message_error: Option<String>,
+    pub error: Option<String>,
+    pub done: Option<String>,
+}
+
+impl Notice {
+    pub fn error(why: impl Into<String>) -> Self {
+        Self {
+            error: Some(why.into()),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Template)]
@@ -544,23 +587,39 @@ struct CasePage {
     staff: bool,
     c: CaseSummary,
     phases: Vec<String>,
-    message_error: Option<String>,
+    notice: Notice,
+    today: String,
     messages: Vec<MessageRow>,
     timeline: Vec<TimelineRow>,
     documents: Vec<DocRow>,
     invoices: Vec<InvoiceRow>,
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, PageError> {
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, PageError> {
     // A malformed id is just a page that does not exist.
     Uuid::parse_str(raw).map_err(|_| PageError::Service(Error::NotFound))
+}
+
+/// The matter page after a form that failed: the reason on top, status 422.
+pub(super) async fn case_page_with(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    notice: Notice,
+) -> Result<Response, PageError> {
+    let failed = notice.error.is_some() || notice.message_error.is_some();
+    let mut res = case_page(state, p, id, notice).await?;
+    if failed {
+        *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(res)
 }
 
 async fn case_page(
     state: &AppState,
     p: &Principal,
     id: Uuid,
-    message_error: Option<String>,
+    notice: Notice,
 ) -> Result<Response, PageError> {
     let v = Viewer::load(state, p).await?;
     let case = crate::cases::service::get_case(state, p, id).await?;
@@ -596,8 +655,29 @@ async fn case_page(
         },
     )
     .await?;
-    let sender_ids: Vec<Uuid> = messages.items.iter().map(|m| m.sender_id).collect();
-    let names = crate::users::service::names_of(state.db.conn(), &sender_ids).await?;
+    // Showing the thread is reading it: what others sent and the viewer had not read yet is
+    // marked read (the senders see the receipt live).
+    let unread: Vec<Uuid> = messages
+        .items
+        .iter()
+        .filter(|m| m.sender_id != p.user_id && m.read_at.is_none())
+        .map(|m| m.id)
+        .collect();
+    if !unread.is_empty() {
+        crate::messages::service::mark_read(state, p, &unread).await?;
+    }
+    let people: Vec<Uuid> = messages
+        .items
+        .iter()
+        .flat_map(|m| std::iter::once(m.sender_id).chain(m.read_by.iter().map(|r| r.user_id)))
+        .collect();
+    let names = crate::users::service::names_of(state.db.conn(), &people).await?;
+    let name_of = |id: &Uuid| {
+        names
+            .get(id)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| "Former member".into())
+    };
     let (phase_step, phase_max) = phase_progress(case.phase);
     let summary = CaseSummary {
         id: case.id,
@@ -625,7 +705,8 @@ async fn case_page(
         staff: p.is_staff(),
         c: summary,
         phases: CasePhase::ALL.iter().map(|p| p.to_string()).collect(),
-        message_error,
+        notice,
+        today: Utc::now().with_timezone(&v.tz).date_naive().to_string(),
         // Oldest first reads like a conversation.
         messages: messages
             .items
@@ -633,12 +714,18 @@ async fn case_page(
             .rev()
             .map(|m| MessageRow {
                 id: m.id,
-                sender: names
-                    .get(&m.sender_id)
-                    .map(|(n, _)| n.clone())
-                    .unwrap_or_else(|| "Former member".into()),
+                sender: name_of(&m.sender_id),
                 when: v.at(m.created_at),
                 body: m.body.clone(),
+                receipt: (m.sender_id == p.user_id).then(|| {
+                    if m.read_by.is_empty() {
+                        "Sent".to_owned()
+                    } else {
+                        let who: Vec<String> =
+                            m.read_by.iter().map(|r| name_of(&r.user_id)).collect();
+                        format!("Read by {}", who.join(", "))
+                    }
+                }),
             })
             .collect(),
         timeline: timeline
@@ -675,8 +762,9 @@ async fn case_page(
             .items
             .iter()
             .map(|i| InvoiceRow {
+                id: i.id,
                 number: i.number.clone(),
-                status: i.status.to_string(),
+                status: i.status.to_string().replace('_', " "),
                 due: day(i.due_on),
                 balance: money(i.balance_cents, i.currency.code()),
             })
@@ -686,13 +774,33 @@ async fn case_page(
     Ok(render(&page))
 }
 
+#[derive(Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
 pub async fn case_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
+    Query(q): Query<DoneQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
-    case_page(&state, &p, id, None).await
+    // Only known confirmations: the query string is never echoed into the page.
+    let done = match q.done.as_deref() {
+        Some("time") => Some("Time recorded. It goes on the next invoice.".to_owned()),
+        _ => None,
+    };
+    case_page(
+        &state,
+        &p,
+        id,
+        Notice {
+            done,
+            ..Notice::default()
+        },
+    )
+    .await
 }
 
 pub async fn send_message(
@@ -717,9 +825,16 @@ pub async fn send_message(
                 .map(|f| format!("Message {}.", f.message))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let mut res = case_page(&state, &p, id, Some(why)).await?;
-            *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(res)
+            case_page_with(
+                &state,
+                &p,
+                id,
+                Notice {
+                    message_error: Some(why),
+                    ..Notice::default()
+                },
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }

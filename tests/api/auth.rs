@@ -382,7 +382,7 @@ async fn totp_enrolment_login_and_replay() {
     assert_eq!(b["code"], "invalid_totp");
 }
 
-fn base32_decode(s: &str) -> Vec<u8> {
+pub fn base32_decode(s: &str) -> Vec<u8> {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut bits = 0u64;
     let mut n = 0;

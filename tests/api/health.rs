@@ -143,7 +143,7 @@ async fn security_headers_on_every_response_and_no_server_header() {
         let h = r.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(
             csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),

@@ -9,6 +9,7 @@ mod authz;
 mod backup;
 mod billing;
 mod billing_adjustments;
+mod browser;
 mod cases;
 mod cli;
 mod documents;

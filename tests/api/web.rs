@@ -264,3 +264,100 @@ async fn an_outsider_gets_a_not_found_page() {
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("No matters yet") && !html.contains("Estate of Doe"));
 }
+
+/// The value of a hidden input in a page.
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html.find(&marker)? + marker.len();
+    Some(html[start..].split('"').next()?.to_owned())
+}
+
+#[tokio::test]
+async fn the_totp_step_carries_a_signed_ticket_not_the_password() {
+    use lawfirm_pro::auth::totp::current_code;
+    let app = spawn_app().await;
+    let u = app.user("client").await;
+    let setup: Value = app
+        .post("/api/v1/me/totp/setup", Some(&u.access), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = crate::auth::base32_decode(setup["secret"].as_str().unwrap());
+    let now = chrono::Utc::now().timestamp() as u64;
+    let r = app
+        .post(
+            "/api/v1/me/totp/enable",
+            Some(&u.access),
+            json!({"code": current_code(&secret, now)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let c = browser();
+    let step = |pairs: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        let url = app.url("/login");
+        async move {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.post(url)
+                .header(header::ORIGIN, ORIGIN)
+                .form_body(&pairs)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = step(vec![
+        ("email", u.email.clone()),
+        ("password", PASSWORD.into()),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"id="totp_code""#));
+    assert!(
+        !html.contains(PASSWORD),
+        "the password came back in the page"
+    );
+    assert!(hidden(&html, "password").is_none());
+    let ticket = hidden(&html, "ticket").expect("a pending-login ticket");
+
+    // A wrong code keeps the step (same ticket); a forged or access-token ticket does not sign in.
+    let r = step(vec![
+        ("ticket", ticket.clone()),
+        ("totp_code", "000000".into()),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("not valid"));
+    for forged in [format!("{ticket}x"), u.access.clone()] {
+        let r = step(vec![
+            ("ticket", forged),
+            ("totp_code", current_code(&secret, now + 30)),
+        ])
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().get(header::SET_COOKIE).is_none());
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("Please enter your email and password again")
+        );
+    }
+    // The right code with the ticket opens a cookie session.
+    let r = step(vec![
+        ("ticket", ticket),
+        ("totp_code", current_code(&secret, now + 30)),
+    ])
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "signed in with the ticket"
+    );
+    assert!(r.headers().get(header::SET_COOKIE).is_some());
+    let (status, _) = page(&app, &c, "/").await;
+    assert_eq!(status, StatusCode::OK);
+}

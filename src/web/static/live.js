@@ -4,11 +4,15 @@
 // and a short notice appears in the polite live region.
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 const me = document.querySelector('meta[name="user-id"]')?.content ?? "";
-const caseId = document.getElementById("case-page")?.dataset.caseId ?? null;
+const caseId = document.querySelector("[data-case-id]")?.dataset.caseId ?? null;
 const toasts = document.getElementById("toasts");
 
 let lastId = 0;
 let delay = 1000;
+// Everything a page may show live: on the first connection these are fetched once more, so
+// what happened between rendering the page and opening the socket is not missed.
+const LIVE = ["thread-wrap", "summary-facts", "timeline-wrap", "documents-wrap", "invoices-wrap",
+  "invoice-facts", "unread", "my-cases", "balance"];
 
 function toast(text) {
   if (!toasts) return;
@@ -39,8 +43,17 @@ function handle(ev) {
       else if (!caseId) refresh(["unread"]);
       if (ev.data?.sender_id !== me) toast("New message received.");
       break;
+    case "message.read":
+      if (here) refresh(["thread-wrap"]);
+      break;
+    case "invoice.sent":
+    case "payment.received":
+      if (here) refresh(["invoices-wrap", "invoice-facts"]);
+      else if (!caseId) refresh(["balance"]);
+      toast(ev.type === "invoice.sent" ? "A new invoice is ready." : "Payment received. Thank you.");
+      break;
     case "case.updated":
-      if (here) refresh(["summary-facts", "timeline-wrap"]);
+      if (here) refresh(["summary-facts", "timeline-wrap", "invoice-facts"]);
       else if (!caseId) refresh(["my-cases"]);
       toast("A matter was updated.");
       break;
@@ -74,6 +87,7 @@ async function connect() {
   ws.addEventListener("open", () => {
     delay = 1000;
     if (lastId > 0) ws.send(JSON.stringify({ type: "resume", after: lastId }));
+    else refresh(LIVE);
     ping = setInterval(() => ws.send(JSON.stringify({ type: "ping" })), 25000);
     document.documentElement.dataset.live = "on";
   });

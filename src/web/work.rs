@@ -1,0 +1,678 @@
+//! Staff and billing pages: opening a matter with a conflict check at intake, recording
+//! time, generating and sending invoices, the invoice page with online payment, and booking
+//! an appointment. Same rule as the other pages: the service functions decide, the handlers
+//! only translate forms and results.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, Request, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use chrono::{Days, NaiveDate, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::pages::{
+    PageError, PageUser, Viewer, day, form_user, money, parse_id, render, render_status,
+};
+use crate::{
+    AppState,
+    auth::Principal,
+    billing::{domain::InvoiceStatus, invoices},
+    cases::{conflicts, members},
+    error::Error,
+};
+
+/// What a form field error looks like on a page: one readable sentence per field.
+fn readable(e: &Error) -> Option<String> {
+    match e {
+        Error::Validation(errs) => Some(
+            errs.iter()
+                .map(|f| format!("{}: {}.", f.field.replace('_', " "), f.message))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        Error::Conflict(why) => Some(why.clone()),
+        _ => None,
+    }
+}
+
+fn field(form: &HashMap<String, String>, k: &str) -> String {
+    form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default()
+}
+
+fn see_other(path: &str) -> Response {
+    Redirect::to(path).into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// A new matter, with the conflict check at intake.
+
+pub struct ClientOption {
+    pub id: Uuid,
+    pub name: String,
+    pub selected: bool,
+}
+
+pub struct ConflictRow {
+    pub query: String,
+    pub name: String,
+    pub role: String,
+    pub case_number: String,
+    pub similarity: String,
+}
+
+#[derive(Template)]
+#[template(path = "new_case.html")]
+struct NewCasePage {
+    user: Option<Viewer>,
+    csrf: String,
+    clients: Vec<ClientOption>,
+    title: String,
+    description: String,
+    parties: String,
+    error: Option<String>,
+    /// Set once the check ran: the matches (possibly none) the attorney must review.
+    conflicts: Option<Vec<ConflictRow>>,
+}
+
+async fn new_case_page(
+    state: &AppState,
+    p: &Principal,
+    form: &HashMap<String, String>,
+    error: Option<String>,
+    conflicts: Option<Vec<ConflictRow>>,
+) -> Result<NewCasePage, PageError> {
+    if !p.is_staff() {
+        return Err(Error::NotFound.into());
+    }
+    let v = Viewer::load(state, p).await?;
+    let chosen = field(form, "client_id");
+    let mut clients: Vec<ClientOption> = crate::users::service::all_clients(&state.db)
+        .await?
+        .into_iter()
+        .map(|(id, name)| ClientOption {
+            selected: id.to_string() == chosen,
+            id,
+            name,
+        })
+        .collect();
+    clients.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(NewCasePage {
+        csrf: v.csrf.clone(),
+        user: Some(v),
+        clients,
+        title: field(form, "title"),
+        description: field(form, "description"),
+        parties: field(form, "parties"),
+        error,
+        conflicts,
+    })
+}
+
+pub async fn new_case_form(
+    State(state): State<AppState>,
+    PageUser(p): PageUser,
+) -> Result<Response, PageError> {
+    Ok(render(
+        &new_case_page(&state, &p, &HashMap::new(), None, None).await?,
+    ))
+}
+
+fn party_names(raw: &str) -> Vec<String> {
+    raw.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// First submit: run the conflict check over the client and the other parties and show the
+/// result. Second submit (the attorney confirmed the review): open the matter and record the
+/// parties, so later checks find them.
+pub async fn new_case_submit(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let (p, form) = form_user(&state, req).await?;
+    if !p.is_staff() {
+        return Err(Error::NotFound.into());
+    }
+    let client_id = Uuid::parse_str(&field(&form, "client_id")).ok();
+    let parties = party_names(&field(&form, "parties"));
+    if field(&form, "reviewed") != "yes" {
+        let mut names = parties.clone();
+        if let Some(id) = client_id {
+            let known = crate::users::service::names_of(state.db.conn(), &[id]).await?;
+            names.extend(known.into_values().map(|(n, _)| n));
+        }
+        let matches = if names.is_empty() {
+            Vec::new()
+        } else {
+            conflicts::check(&state, &p, conflicts::ConflictCheck { names })
+                .await?
+                .matches
+        };
+        let rows = matches
+            .into_iter()
+            .map(|m| ConflictRow {
+                query: m.query,
+                name: m.name,
+                role: m.role.replace('_', " "),
+                case_number: m.case_number.unwrap_or_else(|| "—".into()),
+                similarity: format!("{:.0}%", m.similarity * 100.0),
+            })
+            .collect();
+        return Ok(render(
+            &new_case_page(&state, &p, &form, None, Some(rows)).await?,
+        ));
+    }
+    let description = Some(field(&form, "description")).filter(|d| !d.is_empty());
+    let created = crate::cases::service::create_case(
+        &state,
+        &p,
+        crate::cases::service::NewCase {
+            title: field(&form, "title"),
+            description,
+            practice_area: None,
+            client_ids: client_id.into_iter().collect(),
+            staff_ids: Vec::new(),
+            priority: None,
+            statute_of_limitations: None,
+        },
+    )
+    .await;
+    let case = match created {
+        Ok(c) => c,
+        Err(e) => {
+            let Some(why) = readable(&e) else {
+                return Err(e.into());
+            };
+            let page = new_case_page(&state, &p, &form, Some(why), None).await?;
+            return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    for name in parties {
+        members::add_party(
+            &state,
+            &p,
+            case.id,
+            members::NewParty {
+                name,
+                kind: "opposing_party".into(),
+            },
+        )
+        .await?;
+    }
+    Ok(see_other(&format!("/cases/{}", case.id)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Time and invoices from the matter page.
+
+/// `hours` like `1.5` or `1:30`, or `minutes`: whole minutes.
+fn minutes_of(form: &HashMap<String, String>) -> Option<i64> {
+    let m = field(form, "minutes");
+    if !m.is_empty() {
+        return m.parse().ok();
+    }
+    let h = field(form, "hours");
+    if let Some((hh, mm)) = h.split_once(':') {
+        return Some(hh.parse::<i64>().ok()? * 60 + mm.parse::<i64>().ok()?);
+    }
+    h.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .map(|x| (x * 60.0).round() as i64)
+}
+
+pub async fn record_time(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let (p, form) = form_user(&state, req).await?;
+    let Some(minutes) = minutes_of(&form) else {
+        return super::pages::case_page_with(
+            &state,
+            &p,
+            id,
+            super::pages::Notice::error("Time: enter the time worked, like 1.5 or 1:30."),
+        )
+        .await;
+    };
+    // An hourly rate like `250` or `250.50` (empty: the matter's or the timekeeper's rate).
+    let rate = field(&form, "rate");
+    let rate_cents = if rate.is_empty() {
+        None
+    } else {
+        match rate.parse::<f64>() {
+            Ok(r) if r.is_finite() && r >= 0.0 => Some((r * 100.0).round() as i64),
+            _ => {
+                return super::pages::case_page_with(
+                    &state,
+                    &p,
+                    id,
+                    super::pages::Notice::error("Time: the hourly rate is a number, like 250."),
+                )
+                .await;
+            }
+        }
+    };
+    let work_date = NaiveDate::parse_from_str(&field(&form, "work_date"), "%Y-%m-%d")
+        .unwrap_or_else(|_| Utc::now().date_naive());
+    let r = crate::billing::time::create_time_entry(
+        &state,
+        &p,
+        id,
+        crate::billing::time::NewTimeEntry {
+            work_date,
+            minutes,
+            rate_cents,
+            description: field(&form, "description"),
+            task_code: None,
+            activity_code: None,
+            billable: Some(form.contains_key("billable")),
+        },
+    )
+    .await;
+    match r {
+        Ok(_) => Ok(see_other(&format!("/cases/{id}?done=time#billing"))),
+        Err(e) => match readable(&e) {
+            Some(why) => {
+                super::pages::case_page_with(
+                    &state,
+                    &p,
+                    id,
+                    super::pages::Notice::error(format!("Time not recorded. {why}")),
+                )
+                .await
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+pub async fn generate_invoice(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let (p, _) = form_user(&state, req).await?;
+    match invoices::create_invoice(
+        &state,
+        &p,
+        invoices::NewInvoice {
+            case_id: id,
+            through: None,
+        },
+    )
+    .await
+    {
+        Ok(inv) => Ok(see_other(&format!("/invoices/{}", inv.id))),
+        Err(e) => match readable(&e) {
+            Some(why) => {
+                super::pages::case_page_with(
+                    &state,
+                    &p,
+                    id,
+                    super::pages::Notice::error(format!("No invoice generated. {why}")),
+                )
+                .await
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One invoice: lines, totals, PDF, send (staff), pay online (client).
+
+pub struct LineRow {
+    pub date: String,
+    pub description: String,
+    pub quantity: String,
+    pub amount: String,
+}
+
+#[derive(Template)]
+#[template(path = "invoice.html")]
+struct InvoicePage {
+    user: Option<Viewer>,
+    csrf: String,
+    id: Uuid,
+    case_id: Uuid,
+    number: String,
+    status: String,
+    issued: String,
+    due: String,
+    subtotal: String,
+    tax: String,
+    total: String,
+    paid: String,
+    balance: String,
+    lines: Vec<LineRow>,
+    can_send: bool,
+    can_pay: bool,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct InvoiceQuery {
+    checkout: Option<String>,
+}
+
+async fn invoice_page(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Result<InvoicePage, PageError> {
+    let v = Viewer::load(state, p).await?;
+    let inv = invoices::get_invoice(state, p, id).await?;
+    let code = inv.currency.code();
+    let open = inv.status.is_open() && inv.balance_cents > 0;
+    Ok(InvoicePage {
+        csrf: v.csrf.clone(),
+        id: inv.id,
+        case_id: inv.case_id,
+        number: inv.number.clone(),
+        status: inv.status.to_string().replace('_', " "),
+        issued: day(inv.issued_on),
+        due: day(inv.due_on),
+        subtotal: money(inv.subtotal_cents, code),
+        tax: money(inv.tax_cents, code),
+        total: money(inv.total_cents, code),
+        paid: money(inv.paid_cents, code),
+        balance: money(inv.balance_cents, code),
+        lines: inv
+            .lines
+            .iter()
+            .map(|l| LineRow {
+                date: day(l.work_date),
+                description: l.description.clone(),
+                quantity: l
+                    .minutes
+                    .map(|m| format!("{}:{:02} h", m / 60, m % 60))
+                    .unwrap_or_default(),
+                amount: money(l.amount_cents, code),
+            })
+            .collect(),
+        can_send: p.is_staff() && inv.status == InvoiceStatus::Draft,
+        can_pay: !p.is_staff() && open,
+        notice,
+        error,
+        user: Some(v),
+    })
+}
+
+pub async fn invoice_view(
+    State(state): State<AppState>,
+    PageUser(p): PageUser,
+    Path(id): Path<String>,
+    Query(q): Query<InvoiceQuery>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let notice = match q.checkout.as_deref() {
+        Some("success") => Some(
+            "Thank you. Your payment is being confirmed; this page updates by itself.".to_owned(),
+        ),
+        Some("cancel") => Some("The payment was cancelled. Nothing was charged.".to_owned()),
+        _ => None,
+    };
+    Ok(render(&invoice_page(&state, &p, id, notice, None).await?))
+}
+
+pub async fn send_invoice(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let (p, _) = form_user(&state, req).await?;
+    match invoices::send_invoice(&state, &p, id).await {
+        Ok(_) => Ok(see_other(&format!("/invoices/{id}"))),
+        Err(e) => match readable(&e) {
+            Some(why) => {
+                let page = invoice_page(&state, &p, id, None, Some(why)).await?;
+                Ok(render_status(StatusCode::CONFLICT, &page))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+#[derive(Template)]
+#[template(path = "continue.html")]
+struct ContinuePage {
+    user: Option<Viewer>,
+    url: String,
+}
+
+/// Without JavaScript: the processor's hosted page as a link (the strict CSP's `form-action
+/// 'self'` would block a form redirect to another origin). With JavaScript, `portal.js` calls
+/// `POST /api/v1/invoices/{id}/checkout` and navigates itself.
+pub async fn pay_invoice(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let (p, _) = form_user(&state, req).await?;
+    match crate::billing::checkout::checkout(&state, &p, id).await {
+        Ok(s) => {
+            let v = Viewer::load(&state, &p).await?;
+            Ok(render(&ContinuePage {
+                user: Some(v),
+                url: s.checkout_url,
+            }))
+        }
+        Err(e) => match readable(&e) {
+            Some(why) => {
+                let page = invoice_page(&state, &p, id, None, Some(why)).await?;
+                Ok(render_status(StatusCode::CONFLICT, &page))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Booking an appointment from free slots, shown in the client's own time zone.
+
+pub struct SlotDay {
+    pub day: String,
+    pub slots: Vec<SlotButton>,
+}
+
+pub struct SlotButton {
+    pub starts_at: String,
+    pub ends_at: String,
+    pub label: String,
+}
+
+pub struct AttorneyOption {
+    pub id: Uuid,
+    pub name: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "book.html")]
+struct BookPage {
+    user: Option<Viewer>,
+    csrf: String,
+    case_id: Uuid,
+    case_number: String,
+    attorneys: Vec<AttorneyOption>,
+    attorney_id: Option<Uuid>,
+    tz: String,
+    days: Vec<SlotDay>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct BookQuery {
+    attorney: Option<String>,
+}
+
+async fn book_page(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    attorney: Option<Uuid>,
+    error: Option<String>,
+) -> Result<BookPage, PageError> {
+    let v = Viewer::load(state, p).await?;
+    let case = crate::cases::service::get_case(state, p, case_id).await?;
+    let staff: Vec<_> = case
+        .members
+        .iter()
+        .filter(|m| {
+            use crate::cases::domain::MemberRole;
+            matches!(m.role, MemberRole::LeadAttorney | MemberRole::Attorney)
+        })
+        .collect();
+    let chosen = attorney
+        .filter(|a| staff.iter().any(|m| m.user_id == *a))
+        .or_else(|| staff.first().map(|m| m.user_id));
+    let mut days: Vec<SlotDay> = Vec::new();
+    if let Some(a) = chosen {
+        let today = Utc::now().date_naive();
+        let slots = crate::appointments::service::slots(
+            state,
+            p,
+            a,
+            crate::appointments::service::SlotParams {
+                from: Some(today.to_string()),
+                to: Some((today + Days::new(15)).to_string()),
+                duration_minutes: Some(30),
+            },
+        )
+        .await?;
+        for s in slots.items {
+            let local = s.starts_at.with_timezone(&v.tz);
+            let label_day = local.format("%A %-d %B %Y").to_string();
+            let button = SlotButton {
+                starts_at: s.starts_at.to_rfc3339(),
+                ends_at: s.ends_at.to_rfc3339(),
+                label: format!(
+                    "{}–{}",
+                    local.format("%H:%M"),
+                    s.ends_at.with_timezone(&v.tz).format("%H:%M")
+                ),
+            };
+            match days.last_mut() {
+                Some(d) if d.day == label_day => d.slots.push(button),
+                _ => days.push(SlotDay {
+                    day: label_day,
+                    slots: vec![button],
+                }),
+            }
+        }
+    }
+    Ok(BookPage {
+        csrf: v.csrf.clone(),
+        case_id,
+        case_number: case.number.clone(),
+        attorneys: staff
+            .iter()
+            .map(|m| AttorneyOption {
+                id: m.user_id,
+                name: m.name.clone(),
+                selected: Some(m.user_id) == chosen,
+            })
+            .collect(),
+        attorney_id: chosen,
+        tz: v.tz.name().to_owned(),
+        days,
+        error,
+        user: Some(v),
+    })
+}
+
+pub async fn book_form(
+    State(state): State<AppState>,
+    PageUser(p): PageUser,
+    Path(id): Path<String>,
+    Query(q): Query<BookQuery>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let attorney = q.attorney.as_deref().and_then(|a| Uuid::parse_str(a).ok());
+    Ok(render(&book_page(&state, &p, id, attorney, None).await?))
+}
+
+#[derive(Template)]
+#[template(path = "booked.html")]
+struct BookedPage {
+    user: Option<Viewer>,
+    id: Uuid,
+    case_id: Uuid,
+    title: String,
+    when: String,
+    status: String,
+}
+
+pub async fn book_submit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let case_id = parse_id(&id)?;
+    let (p, form) = form_user(&state, req).await?;
+    let attorney = Uuid::parse_str(&field(&form, "attorney_id")).ok();
+    let Some(attorney_id) = attorney else {
+        return Err(Error::NotFound.into());
+    };
+    let r = crate::appointments::service::create(
+        &state,
+        &p,
+        crate::appointments::service::NewAppointment {
+            attorney_id,
+            case_id: Some(case_id),
+            client_id: (!p.is_staff()).then_some(p.user_id),
+            starts_at: field(&form, "starts_at"),
+            ends_at: field(&form, "ends_at"),
+            title: "Consultation".into(),
+            location: None,
+            notes: None,
+        },
+    )
+    .await;
+    match r {
+        Ok(a) => {
+            let v = Viewer::load(&state, &p).await?;
+            Ok(render(&BookedPage {
+                id: a.id,
+                case_id,
+                title: a.title.clone(),
+                when: v.at(a.starts_at),
+                status: a.status.to_string(),
+                user: Some(v),
+            }))
+        }
+        Err(e) => match readable(&e) {
+            Some(why) => {
+                let page = book_page(
+                    &state,
+                    &p,
+                    case_id,
+                    Some(attorney_id),
+                    Some(format!(
+                        "That time could not be booked. {why} Please pick another."
+                    )),
+                )
+                .await?;
+                Ok(render_status(StatusCode::CONFLICT, &page))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
