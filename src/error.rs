@@ -52,6 +52,9 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("database unavailable")]
     Unavailable(#[source] sea_orm::DbErr),
+    /// The object store has no room left (507): nothing was recorded, the client may retry later.
+    #[error("storage full")]
+    StorageFull(#[source] anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -70,8 +73,30 @@ impl From<sea_orm::DbErr> for Error {
         // A pool that cannot hand out a connection means the database is away: 503, retry.
         match &e {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::Unavailable(e),
+            DbErr::Exec(r) | DbErr::Query(r) if connection_lost(r) => Self::Unavailable(e),
             _ => Self::Internal(anyhow::Error::new(e)),
         }
+    }
+}
+
+/// A query that failed because the database went away under it (server restarted, network
+/// gone, server shutting down or still starting): the request may be retried, so 503.
+fn connection_lost(e: &sea_orm::RuntimeErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    let sea_orm::RuntimeErr::SqlxError(e) = e else {
+        return false;
+    };
+    match &**e {
+        SqlxError::Io(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P (operator intervention:
+        // admin shutdown, crash shutdown, cannot connect now).
+        SqlxError::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 

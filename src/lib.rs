@@ -32,6 +32,12 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
+/// Make ring the process's rustls provider (reqwest is built without one, so the object
+/// store's and any other HTTP client would panic on first use). Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Everything a request handler may need. Passed by axum `State`, never global, so tests
 /// can run several differently configured applications in one process.
 #[derive(Clone)]
@@ -54,6 +60,7 @@ pub struct AppState {
 impl AppState {
     /// Connect, migrate and load keys: what every command that touches data needs.
     pub async fn init(config: Config) -> anyhow::Result<Self> {
+        install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let db = db::Db::connect(&config.database_url, config.db_max_connections).await?;
@@ -98,16 +105,8 @@ pub struct Application {
     state: AppState,
 }
 
-/// Make ring the process's TLS provider (reqwest, used by the S3 client, takes it from
-/// there). Idempotent; every entry point calls it before building a client.
-pub fn install_tls_provider() {
-    // Already installed (by an earlier call) is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        install_tls_provider();
         let bind = config.bind;
         let state = AppState::init(config).await?;
         users::service::announce_first_run(&state).await?;

@@ -70,22 +70,27 @@ pub fn similarity(a: &str, b: &str) -> f64 {
     if ta.is_empty() || tb.is_empty() {
         return 0.0;
     }
-    let (short, longer) = if ta.len() <= tb.len() {
-        (&ta, &tb)
-    } else {
-        (&tb, &ta)
+    // Each word of the shorter name against its best match in the longer one; with as many
+    // words on both sides, the better direction, so the score does not depend on which name
+    // is the query.
+    let directed = |short: &[String], longer: &[String]| -> f64 {
+        short
+            .iter()
+            .map(|t| {
+                longer
+                    .iter()
+                    .map(|u| strsim::normalized_damerau_levenshtein(t, u))
+                    .fold(0.0, f64::max)
+            })
+            .sum::<f64>()
+            / short.len() as f64
     };
-    let avg: f64 = short
-        .iter()
-        .map(|t| {
-            longer
-                .iter()
-                .map(|u| strsim::normalized_damerau_levenshtein(t, u))
-                .fold(0.0, f64::max)
-        })
-        .sum::<f64>()
-        / short.len() as f64;
-    let coverage = short.len() as f64 / longer.len() as f64;
+    let avg = match ta.len().cmp(&tb.len()) {
+        std::cmp::Ordering::Less => directed(&ta, &tb),
+        std::cmp::Ordering::Greater => directed(&tb, &ta),
+        std::cmp::Ordering::Equal => directed(&ta, &tb).max(directed(&tb, &ta)),
+    };
+    let coverage = ta.len().min(tb.len()) as f64 / ta.len().max(tb.len()) as f64;
     let token_score = avg * (0.85 + 0.15 * coverage);
     let joined = strsim::normalized_damerau_levenshtein(&ta.concat(), &tb.concat());
     token_score.max(joined)

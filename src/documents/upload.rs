@@ -137,7 +137,21 @@ impl Pipeline {
 }
 
 fn store_err(e: object_store::Error) -> Error {
-    Error::Internal(anyhow::Error::new(e).context("writing to the object store"))
+    let e = anyhow::Error::new(e).context("writing to the object store");
+    // A full disk (or quota) under a file-system store: 507, not a bug.
+    let full = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        })
+    });
+    if full {
+        Error::StorageFull(e)
+    } else {
+        Error::Internal(e)
+    }
 }
 
 async fn write<S, E>(

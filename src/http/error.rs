@@ -117,6 +117,16 @@ impl From<Error> for ApiError {
                 e.retry_after = Some(5);
                 e
             }
+            Error::StorageFull(cause) => {
+                tracing::error!(error = ?cause, "object store full");
+                let mut e = Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "The document store is full; nothing was saved. Try again later.",
+                )
+                .with_code("storage_full");
+                e.retry_after = Some(60);
+                e
+            }
             Error::Internal(cause) => {
                 // The cause chain goes to the log, never to the client.
                 tracing::error!(error = ?cause, "internal error");

@@ -23,6 +23,11 @@ use crate::{AppState, cases::access, users::domain::Role};
 
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Client frames a connection may send: a sustained rate per second and a burst. A client
+/// over it is cut off with 1008 (each frame may cost a database query); frames over the
+/// size limit (`routes`) end the connection with 1009.
+pub const CLIENT_FRAMES_PER_SEC: u32 = 10;
+pub const CLIENT_FRAME_BURST: u32 = 50;
 
 /// What a client may send.
 #[derive(Debug, Deserialize)]
@@ -65,6 +70,12 @@ where
     let mut last_seen = tokio::time::Instant::now();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let flood = governor::RateLimiter::direct(
+        governor::Quota::per_second(
+            std::num::NonZeroU32::new(CLIENT_FRAMES_PER_SEC).expect("non-zero rate"),
+        )
+        .allow_burst(std::num::NonZeroU32::new(CLIENT_FRAME_BURST).expect("non-zero burst")),
+    );
     let current = super::hub::latest_id(&c.state.db).await.unwrap_or(0);
     if sink
         .send(text(
@@ -114,6 +125,10 @@ where
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
                 last_seen = tokio::time::Instant::now();
+                if flood.check().is_err() {
+                    let _ = sink.send(close(1008, "too many messages")).await;
+                    break;
+                }
                 let reply = match msg {
                     Message::Text(t) => handle_frame(&c, t.as_str(), &mut last_sent).await,
                     Message::Binary(_) => vec![text(serde_json::json!({"type": "error", "message": "binary frames are not supported"}))],

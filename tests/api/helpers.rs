@@ -60,12 +60,26 @@ pub fn http() -> reqwest::Client {
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     lawfirm_pro::install_tls_provider();
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(data_dir.path()).await;
+    spawn_app_at(data_dir, &database_url, tweak).await
+}
+
+/// An application on a database the caller provides (e.g. a dedicated PostgreSQL cluster).
+pub async fn spawn_app_on(data_dir: tempfile::TempDir, database_url: &str) -> TestApp {
+    spawn_app_at(data_dir, database_url, |_| {}).await
+}
+
+async fn spawn_app_at(
+    data_dir: tempfile::TempDir,
+    database_url: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     // `TEST_LOG=1 cargo test …` shows the server's logs (e.g. the cause of a 500).
     if std::env::var_os("TEST_LOG").is_some() {
         lawfirm_pro::telemetry::init(lawfirm_pro::config::LogFormat::Pretty);
     }
-    let data_dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(data_dir.path()).await;
+    let database_url = database_url.to_owned();
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.path().to_path_buf();

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{Login, TestApp, spawn_app, spawn_app_with};
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ticket(app: &TestApp, token: &str) -> String {
@@ -30,7 +30,7 @@ fn ws_url(app: &TestApp, query: &str) -> String {
 }
 
 /// Connect with a fresh ticket; returns the socket and the `last_event_id` it was ready at.
-async fn connect(app: &TestApp, token: &str) -> (Ws, i64) {
+pub(crate) async fn connect(app: &TestApp, token: &str) -> (Ws, i64) {
     let t = ticket(app, token).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(app, &format!("?ticket={t}")))
         .await
@@ -43,7 +43,7 @@ async fn connect(app: &TestApp, token: &str) -> (Ws, i64) {
 }
 
 /// The next text frame, skipping pings; `None` on timeout.
-async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
+pub(crate) async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
