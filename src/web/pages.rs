@@ -122,6 +122,8 @@ impl IntoResponse for PageError {
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let (heading, detail) = match &e {
@@ -142,6 +144,19 @@ impl IntoResponse for PageError {
                 format!("Please wait {retry_after_secs} seconds and try again."),
             ),
             Error::Conflict(why) => ("Conflict", why.clone()),
+            Error::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "page: database unavailable");
+                (
+                    "Temporarily unavailable",
+                    "The portal cannot reach its database right now. Please try again in a minute."
+                        .to_owned(),
+                )
+            }
+            Error::StorageFull(_) => (
+                "Storage is full",
+                "The firm's document storage is full. Nothing was saved; please tell the firm."
+                    .to_owned(),
+            ),
             other => {
                 tracing::error!(error = %other, "page failed");
                 (

@@ -10,7 +10,7 @@ use lawfirm_pro::{
     billing::{
         checkout::verify_signature,
         domain::{CodeKind, UtbmsCode},
-        ledes::{self, LedesInvoice, LedesLine},
+        ledes::{self, LedesInvoice, LedesLine, LineType},
         money::{Currency, Money, format_minor},
     },
     cases::conflicts::{normalize_name, similarity},
@@ -278,7 +278,17 @@ fn date() -> impl Strategy<Value = NaiveDate> {
 
 fn ledes_line() -> impl Strategy<Value = LedesLine> {
     (
-        (any::<bool>(), 0i64..1_000_000, 0i64..1_000_000_000, date()),
+        (
+            prop_oneof![
+                Just(LineType::Fee),
+                Just(LineType::Expense),
+                Just(LineType::FeeAdjustment),
+                Just(LineType::ExpenseAdjustment),
+            ],
+            0i64..1_000_000,
+            0i64..1_000_000_000,
+            date(),
+        ),
         (
             proptest::option::of(nasty()),
             proptest::option::of(nasty()),
@@ -289,9 +299,9 @@ fn ledes_line() -> impl Strategy<Value = LedesLine> {
         ),
     )
         .prop_map(
-            |((fee, units, cost, date), (task, act, tk, desc, name, class))| LedesLine {
+            |((kind, units, cost, date), (task, act, tk, desc, name, class))| LedesLine {
                 number: 1,
-                fee,
+                kind,
                 units_hundredths: units,
                 unit_cost: cost,
                 adjustment: 0,
