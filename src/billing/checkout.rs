@@ -236,7 +236,8 @@ pub fn verify_signature(
     {
         return Err("signature does not match");
     }
-    if (now - t).abs() > TOLERANCE_SECS {
+    // abs_diff: no overflow whatever `t` the header carries.
+    if now.abs_diff(t) > TOLERANCE_SECS.unsigned_abs() {
         return Err("signature timestamp outside the tolerance");
     }
     Ok(())

@@ -161,7 +161,8 @@ pub async fn reconcile(
     require_admin(p)?;
     let mut v = Validator::default();
     let month = v.check("month", parse_month(input.month.trim()));
-    if input.bank_balance_cents.abs() > super::MAX_AMOUNT_CENTS {
+    // A range check, not abs(): i64::MIN has no absolute value.
+    if !(-super::MAX_AMOUNT_CENTS..=super::MAX_AMOUNT_CENTS).contains(&input.bank_balance_cents) {
         v.push("bank_balance_cents", "is out of range");
     }
     let note = input

@@ -518,6 +518,21 @@ async fn trust_refunds_never_overdraw_and_the_month_reconciles_three_ways() {
     );
     assert_eq!(empty["ledgers"], json!([]));
 
+    // Out-of-range balances are named, including the one with no absolute value.
+    for bank in [i64::MIN, i64::MAX, -100_000_000_001] {
+        let err = post_as(
+            &app,
+            "/api/v1/trust/reconciliations",
+            &f.admin.access,
+            rec(&last_month, bank),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(
+            err["errors"][0]["field"], "bank_balance_cents",
+            "{bank}: {err}"
+        );
+    }
     // The current month has not ended; bad months are named; only admins reconcile.
     let this_month = today().format("%Y-%m").to_string();
     for month in [this_month.as_str(), "2026-13", "last month"] {
