@@ -2,9 +2,7 @@
 //! expense lines, applied before tax. Totals are recomputed from the stored lines and
 //! adjustments in the same transaction, so they always add up.
 
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -12,7 +10,7 @@ use super::{
     MAX_AMOUNT_CENTS, check_description,
     domain::{AdjustmentKind, AdjustmentTarget, InvoiceStatus, LineKind},
     entity::{adjustment, invoice},
-    invoices::{InvoiceView, parts_of, require_issuer, view},
+    invoices::{InvoiceView, Parts, parts_of, require_issuer, totals, view},
     money::apply_bps,
 };
 use crate::{
@@ -95,28 +93,56 @@ fn line_kind(t: AdjustmentTarget) -> LineKind {
     }
 }
 
-/// Recompute tax and total from the stored lines and adjustments, and store them.
-async fn recompute<C: ConnectionTrait>(conn: &C, inv: &invoice::Model) -> Result<invoice::Model> {
-    let parts = parts_of(conn, inv.id).await?;
-    let overflow = || Error::invalid("amount_cents", "the invoice total is too large");
-    let subtotal = parts
+/// What a group (the fee or the expense lines) comes to after its adjustments.
+fn group_total(parts: &Parts, target: AdjustmentTarget) -> i64 {
+    let kind = line_kind(target);
+    let lines: i64 = parts
         .lines
         .iter()
-        .try_fold(0i64, |s, l| s.checked_add(l.amount_cents))
-        .ok_or_else(overflow)?;
-    let adjustments = parts
+        .filter(|l| LineKind::parse(&l.kind).ok() == Some(kind))
+        .map(|l| l.amount_cents)
+        .sum();
+    let adjusted: i64 = parts
         .adjustments
         .iter()
-        .try_fold(0i64, |s, a| s.checked_add(a.amount_cents))
-        .ok_or_else(overflow)?;
-    let taxable = subtotal.checked_add(adjustments).ok_or_else(overflow)?;
-    let tax = apply_bps(taxable, inv.tax_rate_bps.max(0) as u32).ok_or_else(overflow)?;
-    let total = taxable.checked_add(tax).ok_or_else(overflow)?;
+        .filter(|x| AdjustmentTarget::parse(&x.applies_to).ok() == Some(target))
+        .map(|x| x.amount_cents)
+        .sum();
+    lines + adjusted
+}
+
+/// Discounts never take a group below zero: LEDES and the client both read them as
+/// reductions of what was billed. Checked on every change, removals included.
+fn require_non_negative(parts: &Parts, target: AdjustmentTarget) -> Result<()> {
+    if group_total(parts, target) < 0 {
+        return Err(Error::invalid(
+            "amount_cents",
+            format!(
+                "the discounts would exceed the {} billed on this invoice",
+                target.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Store the totals `parts` come to (the same arithmetic as a new draft).
+async fn recompute<C: ConnectionTrait>(
+    conn: &C,
+    inv: &invoice::Model,
+    parts: &Parts,
+) -> Result<invoice::Model> {
+    let t = totals(
+        parts.lines.iter().map(|l| l.amount_cents),
+        parts.adjustments.iter().map(|a| a.amount_cents),
+        inv.tax_rate_bps.max(0) as u32,
+    )
+    .ok_or_else(|| Error::invalid("amount_cents", "the invoice total is too large"))?;
     let mut am: invoice::ActiveModel = inv.clone().into();
-    am.subtotal_cents = Set(subtotal);
-    am.adjustment_cents = Set(adjustments);
-    am.tax_cents = Set(tax);
-    am.total_cents = Set(total);
+    am.subtotal_cents = Set(t.subtotal_cents);
+    am.adjustment_cents = Set(t.adjustment_cents);
+    am.tax_cents = Set(t.tax_cents);
+    am.total_cents = Set(t.total_cents);
     am.updated_at = Set(crate::db::now());
     Ok(am.update(conn).await?)
 }
@@ -142,21 +168,13 @@ pub async fn add(
     let a = require_issuer(state, &*txn, p, invoice_id).await?;
     let c = check(&input)?;
     require_draft(&a.invoice)?;
-    let parts = parts_of(&*txn, invoice_id).await?;
+    let mut parts = parts_of(&*txn, invoice_id).await?;
     let kind = line_kind(c.target);
     let base: i64 = parts
         .lines
         .iter()
         .filter(|l| LineKind::parse(&l.kind).ok() == Some(kind))
         .map(|l| l.amount_cents)
-        .sum();
-    // Discounts never take a kind of line below zero: LEDES and the client both read them
-    // as reductions of what was billed.
-    let already: i64 = parts
-        .adjustments
-        .iter()
-        .filter(|x| AdjustmentTarget::parse(&x.applies_to).ok() == Some(c.target))
-        .map(|x| x.amount_cents)
         .sum();
     if base == 0 {
         return Err(Error::invalid(
@@ -176,28 +194,22 @@ pub async fn add(
         AdjustmentKind::Discount => -magnitude,
         AdjustmentKind::Surcharge => magnitude,
     };
-    if base + already + signed < 0 {
-        return Err(Error::invalid(
-            "amount_cents",
-            format!(
-                "the discounts would exceed the {} billed on this invoice",
-                c.target.as_str()
-            ),
-        ));
-    }
-    let row = adjustment::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        invoice_id: Set(invoice_id),
-        applies_to: Set(c.target.as_str().into()),
-        description: Set(c.description),
-        percent_bps: Set(percent_bps),
-        amount_cents: Set(signed),
-        created_by: Set(p.user_id),
-        created_at: Set(crate::db::now()),
-    }
-    .insert(&*txn)
-    .await?;
-    let inv = recompute(&*txn, &a.invoice).await?;
+    let row = adjustment::Model {
+        id: Uuid::now_v7(),
+        invoice_id,
+        applies_to: c.target.as_str().into(),
+        description: c.description,
+        percent_bps,
+        amount_cents: signed,
+        created_by: p.user_id,
+        created_at: crate::db::now(),
+    };
+    parts.adjustments.push(row.clone());
+    require_non_negative(&parts, c.target)?;
+    adjustment::ActiveModel::from(row.clone())
+        .insert(&*txn)
+        .await?;
+    let inv = recompute(&*txn, &a.invoice, &parts).await?;
     append_in(
         &*txn,
         vec![
@@ -212,7 +224,6 @@ pub async fn add(
         ],
     )
     .await?;
-    let parts = parts_of(&*txn, invoice_id).await?;
     txn.commit().await?;
     Ok(view(inv, parts))
 }
@@ -227,15 +238,22 @@ pub async fn remove(
     let txn = state.db.begin_write().await?;
     let a = require_issuer(state, &*txn, p, invoice_id).await?;
     require_draft(&a.invoice)?;
-    let res = adjustment::Entity::delete_many()
-        .filter(adjustment::Column::Id.eq(adjustment_id))
-        .filter(adjustment::Column::InvoiceId.eq(invoice_id))
+    let mut parts = parts_of(&*txn, invoice_id).await?;
+    let at = parts
+        .adjustments
+        .iter()
+        .position(|x| x.id == adjustment_id)
+        .ok_or(Error::NotFound)?;
+    let gone = parts.adjustments.remove(at);
+    // Removing a surcharge may leave an earlier discount larger than the lines.
+    require_non_negative(
+        &parts,
+        AdjustmentTarget::parse(&gone.applies_to).unwrap_or(AdjustmentTarget::Fees),
+    )?;
+    adjustment::Entity::delete_by_id(adjustment_id)
         .exec(&*txn)
         .await?;
-    if res.rows_affected == 0 {
-        return Err(Error::NotFound);
-    }
-    let inv = recompute(&*txn, &a.invoice).await?;
+    let inv = recompute(&*txn, &a.invoice, &parts).await?;
     append_in(
         &*txn,
         vec![

@@ -174,7 +174,6 @@ entity!(reconciliation, "trust_reconciliation", {
     pub bank_balance_cents: i64,
     pub journal_balance_cents: i64,
     pub ledgers_total_cents: i64,
-    pub balanced: bool,
     pub currency: String,
     pub note: Option<String>,
     pub created_by: Uuid,

@@ -376,12 +376,43 @@ pub fn draft_lines(
             timekeeper_id: None,
         });
     }
-    let tax = apply_bps(subtotal, tax_rate_bps).ok_or_else(overflow)?;
+    let t = totals([subtotal], [], tax_rate_bps).ok_or_else(overflow)?;
     Ok(Draft {
         lines,
-        subtotal_cents: subtotal,
-        tax_cents: tax,
-        total_cents: subtotal.checked_add(tax).ok_or_else(overflow)?,
+        subtotal_cents: t.subtotal_cents,
+        tax_cents: t.tax_cents,
+        total_cents: t.total_cents,
+    })
+}
+
+/// An invoice's totals from its line and adjustment amounts.
+pub struct Totals {
+    pub subtotal_cents: i64,
+    pub adjustment_cents: i64,
+    pub tax_cents: i64,
+    pub total_cents: i64,
+}
+
+fn checked_sum(amounts: impl IntoIterator<Item = i64>) -> Option<i64> {
+    amounts.into_iter().try_fold(0i64, |s, v| s.checked_add(v))
+}
+
+/// Subtotal = sum of lines; tax on (subtotal + adjustments), rounded half up; total = all
+/// three. `None` on overflow.
+pub fn totals(
+    lines: impl IntoIterator<Item = i64>,
+    adjustments: impl IntoIterator<Item = i64>,
+    tax_rate_bps: u32,
+) -> Option<Totals> {
+    let subtotal_cents = checked_sum(lines)?;
+    let adjustment_cents = checked_sum(adjustments)?;
+    let taxable = subtotal_cents.checked_add(adjustment_cents)?;
+    let tax_cents = apply_bps(taxable, tax_rate_bps)?;
+    Some(Totals {
+        subtotal_cents,
+        adjustment_cents,
+        tax_cents,
+        total_cents: taxable.checked_add(tax_cents)?,
     })
 }
 

@@ -354,7 +354,8 @@ async fn client_movement(
             credit_in(&*txn, client_id, case_id, amount_cents).await?,
             amount_cents,
         ),
-        _ => (
+        // Money out of the account; refused (409) when the balance does not cover it.
+        TrustKind::Refund | TrustKind::Transfer => (
             debit_in(&*txn, client_id, case_id, amount_cents).await?,
             -amount_cents,
         ),

@@ -64,15 +64,18 @@ pub struct ReconciliationView {
 fn view(r: reconciliation::Model, ledgers: Option<Vec<LedgerBalance>>) -> ReconciliationView {
     ReconciliationView {
         currency: Currency::parse(&r.currency).unwrap_or(Currency::USD),
-        bank_difference_cents: r.bank_balance_cents - r.journal_balance_cents,
-        ledger_difference_cents: r.journal_balance_cents - r.ledgers_total_cents,
+        bank_difference_cents: r.bank_balance_cents.saturating_sub(r.journal_balance_cents),
+        ledger_difference_cents: r
+            .journal_balance_cents
+            .saturating_sub(r.ledgers_total_cents),
         id: r.id,
         month: r.month,
         period_end: r.period_end,
         bank_balance_cents: r.bank_balance_cents,
         journal_balance_cents: r.journal_balance_cents,
         ledgers_total_cents: r.ledgers_total_cents,
-        balanced: r.balanced,
+        balanced: r.bank_balance_cents == r.journal_balance_cents
+            && r.journal_balance_cents == r.ledgers_total_cents,
         note: r.note,
         created_by: r.created_by,
         created_at: r.created_at,
@@ -178,8 +181,9 @@ pub async fn reconcile(
             "the month has not ended yet; reconcile it once the bank statement is in",
         ));
     }
-    let txn = state.db.begin_write().await?;
-    let (journal, ledgers) = balances_at(&*txn, period_end).await?;
+    // The month has ended, so its entries no longer change: read them before taking the
+    // write slot (SQLite has one) for the two inserts.
+    let (journal, ledgers) = balances_at(state.db.conn(), period_end).await?;
     let ledgers_total = ledgers
         .iter()
         .try_fold(0i64, |s, l| s.checked_add(l.balance_cents))
@@ -191,14 +195,13 @@ pub async fn reconcile(
         bank_balance_cents: Set(input.bank_balance_cents),
         journal_balance_cents: Set(journal),
         ledgers_total_cents: Set(ledgers_total),
-        balanced: Set(input.bank_balance_cents == journal && journal == ledgers_total),
         currency: Set(state.config.billing.currency.code().into()),
         note: Set(note),
         created_by: Set(p.user_id),
         created_at: Set(crate::db::now()),
-    }
-    .insert(&*txn)
-    .await?;
+    };
+    let txn = state.db.begin_write().await?;
+    let row = row.insert(&*txn).await?;
     append_in(
         &*txn,
         vec![
@@ -208,7 +211,7 @@ pub async fn reconcile(
                 .details(serde_json::json!({
                     "month": row.month, "bank_balance_cents": row.bank_balance_cents,
                     "journal_balance_cents": journal, "ledgers_total_cents": ledgers_total,
-                    "balanced": row.balanced,
+                    "bank_difference_cents": row.bank_balance_cents.saturating_sub(journal),
                 })),
         ],
     )

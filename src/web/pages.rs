@@ -675,7 +675,9 @@ async fn case_page(
     let unread: Vec<Uuid> = messages
         .items
         .iter()
-        .filter(|m| m.sender_id != p.user_id && m.read_at.is_none())
+        // Only messages addressed to the viewer: `read_at` is the viewer's own receipt, and is
+        // empty for staff who merely see the thread, which would write on every page view.
+        .filter(|m| m.recipient_ids.contains(&p.user_id) && m.read_at.is_none())
         .map(|m| m.id)
         .collect();
     if !unread.is_empty() {

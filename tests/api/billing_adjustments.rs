@@ -109,6 +109,22 @@ async fn adjustments_apply_before_tax_on_drafts_only() {
         assert_eq!(totals(&back), (3940, 0, 325, 4265), "after removing {body}");
     }
 
+    // Removing a surcharge that a larger discount leans on would take the fees below zero.
+    let up = adjust(&app, &f, &id, json!({"kind": "surcharge", "applies_to": "fees", "amount_cents": 100, "description": "Rush"}), StatusCode::CREATED).await;
+    let down = adjust(&app, &f, &id, json!({"kind": "discount", "applies_to": "fees", "amount_cents": 1540, "description": "All of it"}), StatusCode::CREATED).await;
+    assert_eq!(totals(&down), (3940, -1440, 206, 2706));
+    let surcharge = up["adjustments"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        delete_adjustment(&app, &f, &id, &surcharge).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    for adj in down["adjustments"].as_array().unwrap().iter().rev() {
+        assert_eq!(
+            delete_adjustment(&app, &f, &id, adj["id"].as_str().unwrap()).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+
     // Adjustments add up; discounts can never take fees below zero.
     adjust(&app, &f, &id, json!({"kind": "discount", "applies_to": "fees", "percent_bps": 5000, "description": "Half off"}), StatusCode::CREATED).await;
     let err = adjust(&app, &f, &id, json!({"kind": "discount", "applies_to": "fees", "amount_cents": 721, "description": "Too much"}), StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -240,16 +256,16 @@ async fn adjustments_apply_before_tax_on_drafts_only() {
         StatusCode::CONFLICT
     );
 
-    // Audited, with the amounts.
+    // Audited, with the amounts (the two extra adds and deletes are the surcharge case).
     let audit = get_ok(&app, "/api/v1/audit?action=invoice.adjust", &f.admin.access).await;
-    assert_eq!(audit["items"].as_array().unwrap().len(), 8, "{audit}");
+    assert_eq!(audit["items"].as_array().unwrap().len(), 10, "{audit}");
     let audit = get_ok(
         &app,
         "/api/v1/audit?action=invoice.adjustment_delete",
         &f.admin.access,
     )
     .await;
-    assert_eq!(audit["items"].as_array().unwrap().len(), 6);
+    assert_eq!(audit["items"].as_array().unwrap().len(), 8);
 }
 
 #[tokio::test]

@@ -59,6 +59,14 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // Invoices drafted before this column: the rate their stored tax implies (tax was
+        // round_half_up(subtotal × rate / 10000), so this gives back the whole-bps rate).
+        m.get_connection()
+            .execute_unprepared(
+                "UPDATE invoice SET tax_rate_bps = CAST(ROUND(tax_cents * 10000.0 / subtotal_cents) AS INTEGER)
+                 WHERE subtotal_cents > 0 AND tax_cents <> 0",
+            )
+            .await?;
 
         m.create_table(
             Table::create()
@@ -69,7 +77,6 @@ impl MigrationTrait for Migration {
                 .col(big_integer(a("bank_balance_cents")))
                 .col(big_integer(a("journal_balance_cents")))
                 .col(big_integer(a("ledgers_total_cents")))
-                .col(boolean(a("balanced")))
                 .col(string_len(a("currency"), 3))
                 .col(string_len_null(a("note"), 500))
                 .col(uuid(a("created_by")))
