@@ -838,6 +838,24 @@ pub async fn all_clients(db: &Db) -> Result<Vec<(Uuid, String)>> {
     Ok(rows)
 }
 
+/// Active clients, by name, for whoever may open a matter for one (attorneys and admins,
+/// the same rule as `POST /cases`).
+pub async fn client_choices(state: &AppState, p: &Principal) -> Result<Vec<(Uuid, String)>> {
+    if !matches!(p.role, Role::Admin | Role::Attorney) {
+        return Err(Error::Forbidden("Only attorneys and admins open matters."));
+    }
+    Ok(user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .column(user::Column::Name)
+        .filter(user::Column::Role.eq(Role::Client.as_str()))
+        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
+        .order_by_asc(user::Column::Name)
+        .into_tuple()
+        .all(state.db.conn())
+        .await?)
+}
+
 /// Email addresses of the active users among `ids`, in one query (for mail notices).
 pub async fn active_emails_of<C: ConnectionTrait>(
     conn: &C,

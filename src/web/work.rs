@@ -86,13 +86,11 @@ async fn new_case_page(
     error: Option<String>,
     conflicts: Option<Vec<ConflictRow>>,
 ) -> Result<NewCasePage, PageError> {
-    if !p.is_staff() {
-        return Err(Error::NotFound.into());
-    }
+    // The service decides who may open a matter (attorneys and admins; others 403).
+    let choices = crate::users::service::client_choices(state, p).await?;
     let v = Viewer::load(state, p).await?;
     let chosen = field(form, "client_id");
-    let mut clients: Vec<ClientOption> = crate::users::service::all_clients(&state.db)
-        .await?
+    let clients: Vec<ClientOption> = choices
         .into_iter()
         .map(|(id, name)| ClientOption {
             selected: id.to_string() == chosen,
@@ -100,7 +98,6 @@ async fn new_case_page(
             name,
         })
         .collect();
-    clients.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(NewCasePage {
         csrf: v.csrf.clone(),
         user: Some(v),

@@ -4,11 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use hmac::{Hmac, Mac};
 use lawfirm_pro::{Config, auth::Principal, users::service::NewUser};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::helpers::{Login, TestApp, problem, spawn_app, spawn_app_with};
@@ -1340,9 +1338,7 @@ async fn fake_processor() -> (String, Seen) {
 const WHSEC: &str = "whsec_test_secret";
 
 fn sign(body: &str, t: i64, secret: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    crate::helpers::stripe_signature(secret, t, body)
 }
 
 async fn webhook(app: &TestApp, body: &str, sig: Option<String>) -> reqwest::Response {

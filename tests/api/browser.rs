@@ -315,8 +315,6 @@ async fn fake_processor(portal: String) -> String {
         response::{Html, Json, Redirect},
         routing::{get, post},
     };
-    use hmac::{Hmac, Mac};
-    use sha2::Sha256;
     use std::{
         collections::HashMap,
         sync::{Arc, Mutex},
@@ -353,10 +351,7 @@ async fn fake_processor(portal: String) -> String {
                 "currency": form["line_items[0][price_data][currency]"],
                 "metadata": {"invoice_id": form["metadata[invoice_id]"]}}}})
         .to_string();
-        let t = chrono::Utc::now().timestamp();
-        let mut mac = Hmac::<Sha256>::new_from_slice(WHSEC.as_bytes()).unwrap();
-        mac.update(format!("{t}.{event}").as_bytes());
-        let sig = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
+        let sig = crate::helpers::stripe_signature(WHSEC, chrono::Utc::now().timestamp(), &event);
         let r = http()
             .post(format!("{}/api/v1/webhooks/payments", s.portal))
             .header("content-type", "application/json")

@@ -11,12 +11,10 @@ use std::{
 };
 
 use futures::{SinkExt, StreamExt};
-use hmac::{Hmac, Mac};
 use lawfirm_pro::db::Db;
 use reqwest::{StatusCode, multipart};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -246,10 +244,7 @@ async fn assert_consistent(p: &Portal) {
 }
 
 fn sign(body: &str) -> String {
-    let t = chrono::Utc::now().timestamp();
-    let mut mac = Hmac::<Sha256>::new_from_slice(WHSEC.as_bytes()).unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    crate::helpers::stripe_signature(WHSEC, chrono::Utc::now().timestamp(), body)
 }
 
 async fn post_webhook(

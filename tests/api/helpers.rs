@@ -52,6 +52,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// A `Stripe-Signature` header value for `body` at unix time `t`, signed the way Stripe
+/// signs webhooks: `t=<t>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+pub fn stripe_signature(secret: &str, t: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// An HTTP client for tests (ring as the TLS provider, like the server).
 pub fn http() -> reqwest::Client {
     lawfirm_pro::install_tls_provider();
