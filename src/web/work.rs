@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// What a form field error looks like on a page: one readable sentence per field.
-fn readable(e: &Error) -> Option<String> {
+pub(super) fn readable(e: &Error) -> Option<String> {
     match e {
         Error::Validation(errs) => Some(
             errs.iter()
