@@ -1108,7 +1108,7 @@ const WEEKDAYS: [&str; 7] = [
 
 /// Only attorneys (and admins) keep a calendar others book from.
 fn require_attorney(p: &Principal) -> Result<(), PageError> {
-    if p.is_staff() && !matches!(p.role, Role::Attorney | Role::Admin) {
+    if !matches!(p.role, Role::Attorney | Role::Admin) {
         return Err(forbidden(
             "Only attorneys have availability. Ask the attorney or an admin.",
         ));
