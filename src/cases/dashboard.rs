@@ -143,7 +143,6 @@ pub async fn upcoming_deadlines(
         .collect())
 }
 
-
 pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     let cases = visible()(p)
         .order_by_desc(legal_case::Column::UpdatedAt)

@@ -295,7 +295,9 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
         .parties
         .iter()
         .enumerate()
-        .filter_map(|(i, party)| super::members::check_party(&mut v, &format!("parties[{i}]."), party))
+        .filter_map(|(i, party)| {
+            super::members::check_party(&mut v, &format!("parties[{i}]."), party)
+        })
         .collect();
     v.finish()?;
     let (title, description, priority) = (

@@ -67,7 +67,10 @@ pub fn routes() -> Router<AppState> {
             get(availability_view).post(availability_submit),
         )
         .route("/staff/availability/busy", post(busy_add))
-        .route("/staff/availability/busy/{busy_id}/remove", post(busy_remove))
+        .route(
+            "/staff/availability/busy/{busy_id}/remove",
+            post(busy_remove),
+        )
         .route("/staff/users", get(users_view))
         .route("/staff/users/{id}/status", post(user_status))
         .route("/staff/invitations", post(invite))
@@ -123,8 +126,7 @@ fn amount_of(raw: &str, cur: Currency) -> Option<i64> {
     let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
     let exp = usize::from(cur.exponent());
     let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > exp || whole.len() > 15
-    {
+    if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > exp || whole.len() > 15 {
         return None;
     }
     let scale = 10i64.pow(u32::from(cur.exponent()));
@@ -133,7 +135,11 @@ fn amount_of(raw: &str, cur: Currency) -> Option<i64> {
         f.push('0');
     }
     let frac_v: i64 = if f.is_empty() { 0 } else { f.parse().ok()? };
-    whole.parse::<i64>().ok()?.checked_mul(scale)?.checked_add(frac_v)
+    whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(scale)?
+        .checked_add(frac_v)
 }
 
 fn money_of(cents: i64, cur: Currency) -> String {
@@ -567,7 +573,13 @@ pub async fn add_member(
     let Ok(user_id) = Uuid::parse_str(&field(&form, "user_id")) else {
         // Access first (404/403 as the service would answer), then the readable complaint.
         staff_case(&state, &p, id).await?;
-        return manage_page(&state, &p, id, Flash::error("Member not added. Choose a person.")).await;
+        return manage_page(
+            &state,
+            &p,
+            id,
+            Flash::error("Member not added. Choose a person."),
+        )
+        .await;
     };
     let r = members::add_member(
         &state,
@@ -624,8 +636,13 @@ pub async fn add_party(
             Ok(r) => Some(r.matches),
             Err(e) => match readable(&e) {
                 Some(why) => {
-                    return manage_page(&state, &p, id, Flash::error(format!("Party not added. {why}")))
-                        .await;
+                    return manage_page(
+                        &state,
+                        &p,
+                        id,
+                        Flash::error(format!("Party not added. {why}")),
+                    )
+                    .await;
                 }
                 None => return Err(e.into()),
             },
@@ -656,7 +673,13 @@ pub async fn add_party(
         }
         Err(e) => match readable(&e) {
             Some(why) => {
-                manage_page(&state, &p, id, Flash::error(format!("Party not added. {why}"))).await
+                manage_page(
+                    &state,
+                    &p,
+                    id,
+                    Flash::error(format!("Party not added. {why}")),
+                )
+                .await
             }
             None => Err(e.into()),
         },
@@ -843,7 +866,11 @@ async fn trust_page(
             .filter(|i| i.status.is_open() && i.balance_cents > 0 && i.client_id == chosen)
             .map(|i| Choice {
                 id: i.id,
-                label: format!("{} — {} due", i.number, money_of(i.balance_cents, i.currency)),
+                label: format!(
+                    "{} — {} due",
+                    i.number,
+                    money_of(i.balance_cents, i.currency)
+                ),
             })
             .collect(),
         can_refund: p.is_admin()
@@ -953,8 +980,15 @@ pub async fn trust_submit(
         ))),
         Err(e) => match readable(&e) {
             Some(why) => {
-                trust_page(&state, &p, id, client, None, Some(format!("Nothing recorded. {why}")))
-                    .await
+                trust_page(
+                    &state,
+                    &p,
+                    id,
+                    client,
+                    None,
+                    Some(format!("Nothing recorded. {why}")),
+                )
+                .await
             }
             None => Err(e.into()),
         },
@@ -1056,11 +1090,19 @@ pub async fn payment_submit(
     )
     .await;
     match r {
-        Ok(_) => Ok(see_other(&format!("/staff/invoices/{id}/payment?done=payment"))),
+        Ok(_) => Ok(see_other(&format!(
+            "/staff/invoices/{id}/payment?done=payment"
+        ))),
         Err(e) => match readable(&e) {
             Some(why) => {
-                payment_page(&state, &p, id, None, Some(format!("Payment not recorded. {why}")))
-                    .await
+                payment_page(
+                    &state,
+                    &p,
+                    id,
+                    None,
+                    Some(format!("Payment not recorded. {why}")),
+                )
+                .await
             }
             None => Err(e.into()),
         },
@@ -1225,8 +1267,13 @@ pub async fn availability_submit(
             Some(why) => {
                 // `rules[3]` means little on a page: name the day instead.
                 let why = why.replace("rules[", "window [");
-                availability_page(&state, &p, None, Some(format!("Availability not saved. {why}")))
-                    .await
+                availability_page(
+                    &state,
+                    &p,
+                    None,
+                    Some(format!("Availability not saved. {why}")),
+                )
+                .await
             }
             None => Err(e.into()),
         },
@@ -1546,7 +1593,12 @@ async fn audit_filter(
     v: &Viewer,
     q: &AuditQuery,
 ) -> Result<crate::audit::service::AuditFilter, String> {
-    let text = |o: &Option<String>| o.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let text = |o: &Option<String>| {
+        o.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     let mut f = crate::audit::service::AuditFilter {
         action: text(&q.action),
         ..Default::default()
@@ -1563,15 +1615,19 @@ async fn audit_filter(
         });
     }
     if let Some(c) = text(&q.case_id) {
-        f.case_id = Some(Uuid::parse_str(&c).map_err(|_| "The matter is its id (a UUID).".to_owned())?);
+        f.case_id =
+            Some(Uuid::parse_str(&c).map_err(|_| "The matter is its id (a UUID).".to_owned())?);
     }
     let date = |s: Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, String> {
         let Some(s) = s else { return Ok(None) };
         let d = NaiveDate::parse_from_str(&s, "%Y-%m-%d")
             .map_err(|_| format!("The {what} date is YYYY-MM-DD."))?;
-        let d = if what == "to" { d.succ_opt().unwrap_or(d) } else { d };
-        Ok(d
-            .and_hms_opt(0, 0, 0)
+        let d = if what == "to" {
+            d.succ_opt().unwrap_or(d)
+        } else {
+            d
+        };
+        Ok(d.and_hms_opt(0, 0, 0)
             .and_then(|t| v.tz.from_local_datetime(&t).earliest())
             .map(|t| t.with_timezone(&Utc)))
     };
@@ -1593,22 +1649,36 @@ async fn audit_page(
         Ok(f) => (f, None),
         Err(why) => (crate::audit::service::AuditFilter::default(), Some(why)),
     };
-    let cursor = if error.is_none() { q.cursor.as_deref() } else { None };
+    let cursor = if error.is_none() {
+        q.cursor.as_deref()
+    } else {
+        None
+    };
     let page = crate::audit::service::list(&state.db, p, filter, limit, cursor).await?;
     let actors: Vec<Uuid> = page.items.iter().filter_map(|e| e.actor_id).collect();
     let names = crate::users::service::names_of(state.db.conn(), &actors).await?;
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
-    let (actor, action, case_id, from, to) = (s(&q.actor), s(&q.action), s(&q.case_id), s(&q.from), s(&q.to));
-    let next = page.next_cursor.as_ref().filter(|_| error.is_none()).map(|c| {
-        query_string(&[
-            ("actor", &actor),
-            ("action", &action),
-            ("case_id", &case_id),
-            ("from", &from),
-            ("to", &to),
-            ("cursor", c),
-        ])
-    });
+    let (actor, action, case_id, from, to) = (
+        s(&q.actor),
+        s(&q.action),
+        s(&q.case_id),
+        s(&q.from),
+        s(&q.to),
+    );
+    let next = page
+        .next_cursor
+        .as_ref()
+        .filter(|_| error.is_none())
+        .map(|c| {
+            query_string(&[
+                ("actor", &actor),
+                ("action", &action),
+                ("case_id", &case_id),
+                ("from", &from),
+                ("to", &to),
+                ("cursor", c),
+            ])
+        });
     let failed = error.is_some();
     let out = AuditPage {
         csrf: v.csrf.clone(),
@@ -1629,11 +1699,7 @@ async fn audit_page(
                     })
                     .unwrap_or_else(|| "system".into()),
                 action: e.action,
-                resource: format!(
-                    "{} {}",
-                    e.resource_type,
-                    e.resource_id.unwrap_or_default()
-                ),
+                resource: format!("{} {}", e.resource_type, e.resource_id.unwrap_or_default()),
                 case_id: e.case_id.map(|c| c.to_string()).unwrap_or_default(),
                 outcome: e.outcome,
                 ip: e.ip.unwrap_or_default(),

@@ -282,11 +282,19 @@ pub(super) fn minutes_of(form: &HashMap<String, String>) -> Result<i64, &'static
         if !digits(hh) || !digits(mm) || mm.len() > 2 {
             return Err(HOW);
         }
-        let (hh, mm) = (hh.parse::<i64>().map_err(|_| HOW)?, mm.parse::<i64>().map_err(|_| HOW)?);
+        let (hh, mm) = (
+            hh.parse::<i64>().map_err(|_| HOW)?,
+            mm.parse::<i64>().map_err(|_| HOW)?,
+        );
         if mm >= 60 {
-            return Err("Time: the minutes after the colon must be below 60 (1:30 is an hour and a half).");
+            return Err(
+                "Time: the minutes after the colon must be below 60 (1:30 is an hour and a half).",
+            );
         }
-        return hh.checked_mul(60).and_then(|x| x.checked_add(mm)).ok_or(HOW);
+        return hh
+            .checked_mul(60)
+            .and_then(|x| x.checked_add(mm))
+            .ok_or(HOW);
     }
     h.parse::<f64>()
         .ok()
@@ -765,14 +773,19 @@ mod tests {
     fn minutes_of_refuses_minutes_of_sixty_and_more() {
         for bad in ["1:75", "1:60", "0:99", "1:600"] {
             let e = hours(bad).expect_err(bad);
-            assert!(e.contains("below 60") || e.contains("like 1.5"), "{bad}: {e}");
+            assert!(
+                e.contains("below 60") || e.contains("like 1.5"),
+                "{bad}: {e}"
+            );
         }
         assert!(hours("1:75").unwrap_err().contains("below 60"));
     }
 
     #[test]
     fn minutes_of_refuses_garbage() {
-        for bad in ["", "abc", "-1:30", "1:-5", ":30", "1:", "1:3x", "-2", "NaN", "inf", "1e300"] {
+        for bad in [
+            "", "abc", "-1:30", "1:-5", ":30", "1:", "1:3x", "-2", "NaN", "inf", "1e300",
+        ] {
             assert!(hours(bad).is_err(), "{bad}");
         }
         assert!(minutes_of(&HashMap::from([("minutes".to_owned(), "-5".to_owned())])).is_err());

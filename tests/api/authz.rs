@@ -210,7 +210,11 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ),
     ("GET", "/api/v1/cases/{id}/parties", Policy::CaseStaff),
     ("POST", "/api/v1/cases/{id}/parties", Policy::CaseStaff),
-    ("DELETE", "/api/v1/cases/{id}/parties/{party_id}", Policy::CaseStaff),
+    (
+        "DELETE",
+        "/api/v1/cases/{id}/parties/{party_id}",
+        Policy::CaseStaff,
+    ),
     ("POST", "/api/v1/cases/{id}/status", Policy::CaseStaff),
     ("GET", "/api/v1/cases/{id}/timeline", Policy::CaseMember),
     ("POST", "/api/v1/cases/{id}/timeline", Policy::CaseStaff),

@@ -44,8 +44,18 @@ async fn sign_in(app: &TestApp, who: &Login) -> Session {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "sign in {}", who.email);
-    let html = c.get(app.url("/")).send().await.unwrap().text().await.unwrap();
-    let start = html.find(r#"name="csrf-token" content=""#).expect("csrf meta") + 27;
+    let html = c
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = html
+        .find(r#"name="csrf-token" content=""#)
+        .expect("csrf meta")
+        + 27;
     let csrf = html[start..].split('"').next().unwrap().to_owned();
     Session { c, csrf }
 }
@@ -57,7 +67,12 @@ impl Session {
     }
 
     /// A form post with the CSRF field, from our own origin.
-    async fn post(&self, app: &TestApp, path: &str, pairs: &[(&str, &str)]) -> (StatusCode, String) {
+    async fn post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        pairs: &[(&str, &str)],
+    ) -> (StatusCode, String) {
         let mut all = pairs.to_vec();
         all.push(("csrf", self.csrf.as_str()));
         self.post_raw(app, path, &all).await
@@ -144,7 +159,12 @@ async fn staff_pages_answer_403_or_404_to_the_wrong_people() {
     // Not signed in: the sign-in page, then back here.
     let r = browser().get(app.url("/staff/users")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(r.headers()[header::LOCATION].to_str().unwrap().starts_with("/login?next="));
+    assert!(
+        r.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/login?next=")
+    );
 
     let manage = format!("/cases/{case}/manage");
     let trust = format!("/cases/{case}/manage/trust");
@@ -181,14 +201,24 @@ async fn staff_pages_answer_403_or_404_to_the_wrong_people() {
         assert_eq!(s, StatusCode::FORBIDDEN, "attorney on {path}");
     }
     // Attorneys have availability and see their own matters' audit entries.
-    for path in ["/staff", "/staff/availability", "/staff/audit", "/staff/deadlines"] {
+    for path in [
+        "/staff",
+        "/staff/availability",
+        "/staff/audit",
+        "/staff/deadlines",
+    ] {
         let (s, _) = o.get(&app, path).await;
         assert_eq!(s, StatusCode::OK, "attorney on {path}");
     }
 
     // A paralegal: staff pages yes, admin pages and attorney-only pages no.
     let p = sign_in(&app, &paralegal).await;
-    for path in ["/staff/users", "/staff/reconciliations", "/staff/audit", "/staff/availability"] {
+    for path in [
+        "/staff/users",
+        "/staff/reconciliations",
+        "/staff/audit",
+        "/staff/availability",
+    ] {
         let (s, _) = p.get(&app, path).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "paralegal on {path}");
     }
@@ -222,7 +252,10 @@ async fn staff_pages_answer_403_or_404_to_the_wrong_people() {
         assert_eq!(r.status(), StatusCode::OK, "admin on {path}");
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store", "{path}");
         let html = r.text().await.unwrap();
-        assert!(!html.contains("<script>") && !html.contains(" style="), "{path}");
+        assert!(
+            !html.contains("<script>") && !html.contains(" style="),
+            "{path}"
+        );
     }
 }
 
@@ -277,15 +310,14 @@ async fn every_staff_form_refuses_a_post_without_the_csrf_field() {
         with_bad.push(("csrf", "0000"));
         let (s, _) = a.post_raw(&app, path, &with_bad).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{path} with a wrong token");
-        let r = a
-            .c
-            .post(app.url(path))
-            .header(header::ORIGIN, "http://evil.test")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form(&[("csrf", a.csrf.as_str()), ("title", "Forged")]))
-            .send()
-            .await
-            .unwrap();
+        let r =
+            a.c.post(app.url(path))
+                .header(header::ORIGIN, "http://evil.test")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form(&[("csrf", a.csrf.as_str()), ("title", "Forged")]))
+                .send()
+                .await
+                .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} cross-site");
     }
     // Nothing changed.
@@ -419,30 +451,76 @@ async fn matter_forms_change_what_the_api_answers() {
     let m = |rest: &str| format!("/cases/{case}/manage{rest}");
 
     let (st, loc) = s
-        .post(&app, &m("/details"), &[("title", "Estate of Doe (probate)"), ("description", "Will contest")])
+        .post(
+            &app,
+            &m("/details"),
+            &[
+                ("title", "Estate of Doe (probate)"),
+                ("description", "Will contest"),
+            ],
+        )
         .await;
-    assert_eq!((st, loc.as_str()), (StatusCode::SEE_OTHER, m("?done=details").as_str()));
+    assert_eq!(
+        (st, loc.as_str()),
+        (StatusCode::SEE_OTHER, m("?done=details").as_str())
+    );
     let (st, loc) = s
-        .post(&app, &m("/status"), &[("status", "pending"), ("phase", "discovery"), ("note", "Waiting for the court")])
+        .post(
+            &app,
+            &m("/status"),
+            &[
+                ("status", "pending"),
+                ("phase", "discovery"),
+                ("note", "Waiting for the court"),
+            ],
+        )
         .await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{loc}");
     let c = api_json(&app, &format!("/api/v1/cases/{case}"), &lead).await;
     assert_eq!(
-        (c["title"].as_str(), c["description"].as_str(), c["status"].as_str(), c["phase"].as_str()),
-        (Some("Estate of Doe (probate)"), Some("Will contest"), Some("pending"), Some("discovery"))
+        (
+            c["title"].as_str(),
+            c["description"].as_str(),
+            c["status"].as_str(),
+            c["phase"].as_str()
+        ),
+        (
+            Some("Estate of Doe (probate)"),
+            Some("Will contest"),
+            Some("pending"),
+            Some("discovery")
+        )
     );
     // Nothing to change: a readable error, not a 500.
-    let (st, html) = s.post(&app, &m("/status"), &[("status", "pending"), ("phase", "discovery")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &m("/status"),
+            &[("status", "pending"), ("phase", "discovery")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Choose a different status"));
 
     // Members.
     let pid = paralegal.id.to_string();
-    let (st, _) = s.post(&app, &m("/members"), &[("user_id", &pid), ("role", "paralegal")]).await;
+    let (st, _) = s
+        .post(
+            &app,
+            &m("/members"),
+            &[("user_id", &pid), ("role", "paralegal")],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     let c = api_json(&app, &format!("/api/v1/cases/{case}"), &lead).await;
     assert!(c["members"].to_string().contains(&pid));
-    let (st, html) = s.post(&app, &m("/members"), &[("user_id", &pid), ("role", "paralegal")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &m("/members"),
+            &[("user_id", &pid), ("role", "paralegal")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("already a member"));
     // The paralegal sees the page but may not change the team (the service says 403).
@@ -450,48 +528,97 @@ async fn matter_forms_change_what_the_api_answers() {
     let (st, html) = p.get(&app, &m("")).await;
     assert_eq!(st, StatusCode::OK);
     assert!(!html.contains(r#"id="member-form""#));
-    let (st, _) = p.post(&app, &m(&format!("/members/{}/remove", client.id)), &[]).await;
+    let (st, _) = p
+        .post(&app, &m(&format!("/members/{}/remove", client.id)), &[])
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = s.post(&app, &m(&format!("/members/{pid}/remove")), &[]).await;
+    let (st, _) = s
+        .post(&app, &m(&format!("/members/{pid}/remove")), &[])
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     let c = api_json(&app, &format!("/api/v1/cases/{case}"), &lead).await;
     assert!(!c["members"].to_string().contains(&pid));
 
     // A party: the conflict check runs and its matches are shown (every test client is
     // called "Test client").
-    let (st, html) = s.post(&app, &m("/parties"), &[("name", "Test Client"), ("kind", "opposing_party")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &m("/parties"),
+            &[("name", "Test Client"), ("kind", "opposing_party")],
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
-    assert!(html.contains(r#"id="party-conflicts""#) && html.contains("Possible conflicts found"), "{html}");
-    let (st, html) = s.post(&app, &m("/parties"), &[("name", "Zebulon Quartermaine"), ("kind", "witness")]).await;
+    assert!(
+        html.contains(r#"id="party-conflicts""#) && html.contains("Possible conflicts found"),
+        "{html}"
+    );
+    let (st, html) = s
+        .post(
+            &app,
+            &m("/parties"),
+            &[("name", "Zebulon Quartermaine"), ("kind", "witness")],
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert!(html.contains(r#"id="no-party-conflicts""#));
-    let (st, html) = s.post(&app, &m("/parties"), &[("name", "  "), ("kind", "witness")]).await;
+    let (st, html) = s
+        .post(&app, &m("/parties"), &[("name", "  "), ("kind", "witness")])
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Party not added"));
     let parties = api_json(&app, &format!("/api/v1/cases/{case}/parties"), &lead).await;
     let items = parties["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     let first = items[0]["id"].as_str().unwrap();
-    let (st, _) = s.post(&app, &m(&format!("/parties/{first}/remove")), &[]).await;
+    let (st, _) = s
+        .post(&app, &m(&format!("/parties/{first}/remove")), &[])
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     let parties = api_json(&app, &format!("/api/v1/cases/{case}/parties"), &lead).await;
     assert_eq!(parties["items"].as_array().unwrap().len(), 1);
     // The API removes parties too (extension), with the same rules.
     let second = parties["items"][0]["id"].as_str().unwrap();
     let r = app
-        .request(reqwest::Method::DELETE, &format!("/api/v1/cases/{case}/parties/{second}"), Some(&client.access), None)
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{case}/parties/{second}"),
+            Some(&client.access),
+            None,
+        )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = app
-        .request(reqwest::Method::DELETE, &format!("/api/v1/cases/{case}/parties/{second}"), Some(&lead.access), None)
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{case}/parties/{second}"),
+            Some(&lead.access),
+            None,
+        )
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // Deadlines, also on the upcoming list.
     let due = (chrono::Utc::now().date_naive() + chrono::Days::new(10)).to_string();
-    let (st, _) = s.post(&app, &m("/deadlines"), &[("title", "File the answer"), ("due_on", &due), ("kind", "filing")]).await;
+    let (st, _) = s
+        .post(
+            &app,
+            &m("/deadlines"),
+            &[
+                ("title", "File the answer"),
+                ("due_on", &due),
+                ("kind", "filing"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
-    let (st, html) = s.post(&app, &m("/deadlines"), &[("title", "No date"), ("due_on", "soon"), ("kind", "filing")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &m("/deadlines"),
+            &[("title", "No date"), ("due_on", "soon"), ("kind", "filing")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Enter the due date"));
     let d = api_json(&app, &format!("/api/v1/cases/{case}/deadlines"), &lead).await;
@@ -502,9 +629,30 @@ async fn matter_forms_change_what_the_api_answers() {
 
     // Expenses.
     let today = chrono::Utc::now().date_naive().to_string();
-    let (st, _) = s.post(&app, &m("/expenses"), &[("incurred_on", &today), ("amount", "25.50"), ("description", "Court fee"), ("expense_code", "E112")]).await;
+    let (st, _) = s
+        .post(
+            &app,
+            &m("/expenses"),
+            &[
+                ("incurred_on", &today),
+                ("amount", "25.50"),
+                ("description", "Court fee"),
+                ("expense_code", "E112"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
-    let (st, html) = s.post(&app, &m("/expenses"), &[("incurred_on", &today), ("amount", "25.505"), ("description", "Too precise")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &m("/expenses"),
+            &[
+                ("incurred_on", &today),
+                ("amount", "25.505"),
+                ("description", "Too precise"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("an amount like 25.00"));
     let e = api_json(&app, &format!("/api/v1/cases/{case}/expenses"), &lead).await;
@@ -514,16 +662,44 @@ async fn matter_forms_change_what_the_api_answers() {
     assert!(html.contains("Court fee") && html.contains("25.50"));
 
     // Time: "1:75" is not a time (review leftover), and nothing is recorded.
-    let (st, html) = s.post(&app, &format!("/cases/{case}/time"), &[("hours", "1:75"), ("description", "Research"), ("rate", "200"), ("billable", "yes")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &format!("/cases/{case}/time"),
+            &[
+                ("hours", "1:75"),
+                ("description", "Research"),
+                ("rate", "200"),
+                ("billable", "yes"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("below 60"), "{html}");
     for bad in ["-1:30", "1:3x", "abc"] {
-        let (st, _) = s.post(&app, &format!("/cases/{case}/time"), &[("hours", bad), ("description", "Research"), ("rate", "200")]).await;
+        let (st, _) = s
+            .post(
+                &app,
+                &format!("/cases/{case}/time"),
+                &[("hours", bad), ("description", "Research"), ("rate", "200")],
+            )
+            .await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
     let t = api_json(&app, &format!("/api/v1/cases/{case}/time-entries"), &lead).await;
     assert_eq!(t["items"].as_array().unwrap().len(), 0);
-    let (st, _) = s.post(&app, &format!("/cases/{case}/time"), &[("hours", "1:45"), ("description", "Research"), ("rate", "200"), ("billable", "yes")]).await;
+    let (st, _) = s
+        .post(
+            &app,
+            &format!("/cases/{case}/time"),
+            &[
+                ("hours", "1:45"),
+                ("description", "Research"),
+                ("rate", "200"),
+                ("billable", "yes"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     let t = api_json(&app, &format!("/api/v1/cases/{case}/time-entries"), &lead).await;
     assert_eq!(t["items"][0]["minutes"], 105);
@@ -537,17 +713,39 @@ async fn trust_payment_and_reconciliation_forms_move_money_the_api_sees() {
     let paralegal = app.user("paralegal").await;
     let client = app.user("client").await;
     let case = new_case(&app, &lead, &client, "Estate of Doe").await;
-    api_post(&app, &format!("/api/v1/cases/{case}/members"), &lead, json!({"user_id": paralegal.id, "role": "paralegal"})).await;
+    api_post(
+        &app,
+        &format!("/api/v1/cases/{case}/members"),
+        &lead,
+        json!({"user_id": paralegal.id, "role": "paralegal"}),
+    )
+    .await;
     let s = sign_in(&app, &lead).await;
     let t = |rest: &str| format!("/cases/{case}/manage/trust{rest}");
     let cid = client.id.to_string();
 
     let (_, html) = s.get(&app, &t("")).await;
     assert!(html.contains("No trust money for this client"));
-    let (st, loc) = s.post(&app, &t("/deposit"), &[("client_id", &cid), ("amount", "500.00"), ("reference", "cheque 1001")]).await;
+    let (st, loc) = s
+        .post(
+            &app,
+            &t("/deposit"),
+            &[
+                ("client_id", &cid),
+                ("amount", "500.00"),
+                ("reference", "cheque 1001"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{loc}");
     assert_eq!(trust_balance(&app, &lead, &case).await, 50_000);
-    let (st, html) = s.post(&app, &t("/deposit"), &[("client_id", &cid), ("amount", "lots")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &t("/deposit"),
+            &[("client_id", &cid), ("amount", "lots")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Enter an amount"));
     let (_, html) = s.get(&app, &t("")).await;
@@ -560,25 +758,62 @@ async fn trust_payment_and_reconciliation_forms_move_money_the_api_sees() {
     let inv = inv["id"].as_str().unwrap().to_owned();
     let (_, html) = s.get(&app, &format!("/staff/invoices/{inv}/payment")).await;
     assert!(html.contains("send it first"));
-    api_post(&app, &format!("/api/v1/invoices/{inv}/send"), &lead, json!({})).await;
+    api_post(
+        &app,
+        &format!("/api/v1/invoices/{inv}/send"),
+        &lead,
+        json!({}),
+    )
+    .await;
 
     // 30.00 from trust, 20.00 by cheque.
-    let (st, loc) = s.post(&app, &t("/transfer"), &[("client_id", &cid), ("invoice_id", &inv), ("amount", "30")]).await;
+    let (st, loc) = s
+        .post(
+            &app,
+            &t("/transfer"),
+            &[("client_id", &cid), ("invoice_id", &inv), ("amount", "30")],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{loc}");
     assert_eq!(trust_balance(&app, &lead, &case).await, 47_000);
-    let (st, loc) = s.post(&app, &format!("/staff/invoices/{inv}/payment"), &[("amount", "20.00"), ("method", "check"), ("reference", "cheque 42")]).await;
+    let (st, loc) = s
+        .post(
+            &app,
+            &format!("/staff/invoices/{inv}/payment"),
+            &[
+                ("amount", "20.00"),
+                ("method", "check"),
+                ("reference", "cheque 42"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{loc}");
     let i = api_json(&app, &format!("/api/v1/invoices/{inv}"), &lead).await;
-    assert_eq!((i["paid_cents"].as_i64(), i["balance_cents"].as_i64()), (Some(5000), Some(5000)));
+    assert_eq!(
+        (i["paid_cents"].as_i64(), i["balance_cents"].as_i64()),
+        (Some(5000), Some(5000))
+    );
     // Overpaying is refused readably.
-    let (st, html) = s.post(&app, &format!("/staff/invoices/{inv}/payment"), &[("amount", "60.00"), ("method", "wire")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &format!("/staff/invoices/{inv}/payment"),
+            &[("amount", "60.00"), ("method", "wire")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Payment not recorded"));
     // The client may see the invoice but not record payments; an outsider cannot see it.
     let c = sign_in(&app, &client).await;
     let (st, _) = c.get(&app, &format!("/staff/invoices/{inv}/payment")).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = c.post(&app, &format!("/staff/invoices/{inv}/payment"), &[("amount", "1.00"), ("method", "check")]).await;
+    let (st, _) = c
+        .post(
+            &app,
+            &format!("/staff/invoices/{inv}/payment"),
+            &[("amount", "1.00"), ("method", "check")],
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // Refunds: the paralegal is refused (and not offered the form); the attorney refunds.
@@ -586,12 +821,34 @@ async fn trust_payment_and_reconciliation_forms_move_money_the_api_sees() {
     let (st, html) = p.get(&app, &t("")).await;
     assert_eq!(st, StatusCode::OK);
     assert!(!html.contains(r#"id="refund-form""#) && html.contains(r#"id="deposit-form""#));
-    let (st, _) = p.post(&app, &t("/refund"), &[("client_id", &cid), ("amount", "10.00")]).await;
+    let (st, _) = p
+        .post(
+            &app,
+            &t("/refund"),
+            &[("client_id", &cid), ("amount", "10.00")],
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = s.post(&app, &t("/refund"), &[("client_id", &cid), ("amount", "10.00"), ("reference", "cheque 7")]).await;
+    let (st, _) = s
+        .post(
+            &app,
+            &t("/refund"),
+            &[
+                ("client_id", &cid),
+                ("amount", "10.00"),
+                ("reference", "cheque 7"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     assert_eq!(trust_balance(&app, &lead, &case).await, 46_000);
-    let (st, html) = s.post(&app, &t("/refund"), &[("client_id", &cid), ("amount", "1000.00")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            &t("/refund"),
+            &[("client_id", &cid), ("amount", "1000.00")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Nothing recorded"));
     assert_eq!(trust_balance(&app, &lead, &case).await, 46_000);
@@ -599,16 +856,38 @@ async fn trust_payment_and_reconciliation_forms_move_money_the_api_sees() {
     // Reconciliation (admins): last month had no trust money, so a zero bank balance agrees.
     let (st, _) = p.get(&app, "/staff/reconciliations").await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = s.post(&app, "/staff/reconciliations", &[("month", "2026-01"), ("bank_balance", "0")]).await;
+    let (st, _) = s
+        .post(
+            &app,
+            "/staff/reconciliations",
+            &[("month", "2026-01"), ("bank_balance", "0")],
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let a = sign_in(&app, &admin).await;
     let (_, html) = a.get(&app, "/staff/reconciliations").await;
     assert!(html.contains("No month reconciled yet"));
     let last = hidden_month(&html);
-    let (st, html) = a.post(&app, "/staff/reconciliations", &[("month", &last), ("bank_balance", "0.00"), ("note", "statement 12")]).await;
+    let (st, html) = a
+        .post(
+            &app,
+            "/staff/reconciliations",
+            &[
+                ("month", &last),
+                ("bank_balance", "0.00"),
+                ("note", "statement 12"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(html.contains(&format!("{last}: balanced")));
-    let (st, html) = a.post(&app, "/staff/reconciliations", &[("month", "2999-01"), ("bank_balance", "0")]).await;
+    let (st, html) = a
+        .post(
+            &app,
+            "/staff/reconciliations",
+            &[("month", "2999-01"), ("bank_balance", "0")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("has not ended"));
     let list = api_json(&app, "/api/v1/trust/reconciliations", &admin).await;
@@ -631,7 +910,13 @@ async fn admins_invite_and_deactivate_through_the_pages() {
     let client = app.user("client").await;
     let a = sign_in(&app, &admin).await;
 
-    let (st, html) = a.post(&app, "/staff/invitations", &[("email", "new.person@example.com"), ("role", "paralegal")]).await;
+    let (st, html) = a
+        .post(
+            &app,
+            "/staff/invitations",
+            &[("email", "new.person@example.com"), ("role", "paralegal")],
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert!(html.contains("Invitation mailed to new.person@example.com"));
     // The link is in the mail, not on the page.
@@ -643,15 +928,33 @@ async fn admins_invite_and_deactivate_through_the_pages() {
         .iter()
         .any(|m| m["to_address"] == "new.person@example.com" && m["kind"] == "invitation");
     assert!(sent, "{mail}");
-    let (st, html) = a.post(&app, "/staff/invitations", &[("email", "not an email"), ("role", "client")]).await;
+    let (st, html) = a
+        .post(
+            &app,
+            "/staff/invitations",
+            &[("email", "not an email"), ("role", "client")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("No invitation sent"));
-    let (st, html) = a.post(&app, "/staff/invitations", &[("email", client.email.as_str()), ("role", "client")]).await;
+    let (st, html) = a
+        .post(
+            &app,
+            "/staff/invitations",
+            &[("email", client.email.as_str()), ("role", "client")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("already exists"));
     // Attorneys invite clients through the API, but this admin page is not theirs.
     let t = sign_in(&app, &attorney).await;
-    let (st, _) = t.post(&app, "/staff/invitations", &[("email", "x@example.com"), ("role", "client")]).await;
+    let (st, _) = t
+        .post(
+            &app,
+            "/staff/invitations",
+            &[("email", "x@example.com"), ("role", "client")],
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // Deactivate and reactivate.
@@ -685,8 +988,10 @@ async fn the_audit_viewer_filters_pages_and_verifies_the_chain() {
     let other = new_case(&app, &lead, &client, "Second matter").await;
     // Enough entries for more than one page (50 a page).
     for _ in 0..30 {
-        app.get(&format!("/api/v1/cases/{case}"), Some(&lead.access)).await;
-        app.get(&format!("/api/v1/cases/{other}"), Some(&lead.access)).await;
+        app.get(&format!("/api/v1/cases/{case}"), Some(&lead.access))
+            .await;
+        app.get(&format!("/api/v1/cases/{other}"), Some(&lead.access))
+            .await;
     }
     let a = sign_in(&app, &admin).await;
 
@@ -694,18 +999,54 @@ async fn the_audit_viewer_filters_pages_and_verifies_the_chain() {
     assert_eq!(st, StatusCode::OK);
     let actions = html.matches(r#"<td class="action">"#).count();
     assert_eq!(actions, 2, "{html}");
-    assert_eq!(html.matches(r#"<td class="action">case.create</td>"#).count(), 2);
+    assert_eq!(
+        html.matches(r#"<td class="action">case.create</td>"#)
+            .count(),
+        2
+    );
 
-    let (_, html) = a.get(&app, &format!("/staff/audit?case_id={other}&action=case.create")).await;
+    let (_, html) = a
+        .get(
+            &app,
+            &format!("/staff/audit?case_id={other}&action=case.create"),
+        )
+        .await;
     assert_eq!(html.matches(r#"<td class="action">"#).count(), 1);
-    let (_, html) = a.get(&app, &format!("/staff/audit?actor={}&action=case.create", lead.email)).await;
+    let (_, html) = a
+        .get(
+            &app,
+            &format!("/staff/audit?actor={}&action=case.create", lead.email),
+        )
+        .await;
     assert_eq!(html.matches(r#"<td class="action">"#).count(), 2);
-    let (_, html) = a.get(&app, &format!("/staff/audit?actor={}&action=case.create", client.email)).await;
+    let (_, html) = a
+        .get(
+            &app,
+            &format!("/staff/audit?actor={}&action=case.create", client.email),
+        )
+        .await;
     assert!(html.contains(r#"id="no-entries""#));
     let today = chrono::Utc::now().date_naive();
-    let (_, html) = a.get(&app, &format!("/staff/audit?action=case.create&from={}&to={}", today - chrono::Days::new(1), today + chrono::Days::new(1))).await;
+    let (_, html) = a
+        .get(
+            &app,
+            &format!(
+                "/staff/audit?action=case.create&from={}&to={}",
+                today - chrono::Days::new(1),
+                today + chrono::Days::new(1)
+            ),
+        )
+        .await;
     assert_eq!(html.matches(r#"<td class="action">"#).count(), 2);
-    let (_, html) = a.get(&app, &format!("/staff/audit?action=case.create&to={}", today - chrono::Days::new(2))).await;
+    let (_, html) = a
+        .get(
+            &app,
+            &format!(
+                "/staff/audit?action=case.create&to={}",
+                today - chrono::Days::new(2)
+            ),
+        )
+        .await;
     assert!(html.contains(r#"id="no-entries""#));
     let (st, html) = a.get(&app, "/staff/audit?from=2026-13-40").await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
@@ -724,13 +1065,16 @@ async fn the_audit_viewer_filters_pages_and_verifies_the_chain() {
     };
     let page1 = ids(&first);
     assert_eq!(page1.len(), 50);
-    let marker = r#"<a href="/staff/audit?"#;
-    let start = first.find(marker).expect("older link") + marker.len() - 1;
-    let next = first[start..].split('"').next().unwrap().replace("&amp;", "&");
+    let older = first.find(r#"" id="older""#).expect("older link");
+    let start = first[..older].rfind("/staff/audit?").unwrap() + "/staff/audit".len();
+    let next = first[start..older].replace("&amp;", "&");
     let (st, second) = a.get(&app, &format!("/staff/audit{next}")).await;
     assert_eq!(st, StatusCode::OK);
     let page2 = ids(&second);
-    assert!(!page2.is_empty() && page2[0] < *page1.last().unwrap(), "{page1:?} {page2:?}");
+    assert!(
+        !page2.is_empty() && page2[0] < *page1.last().unwrap(),
+        "{page1:?} {page2:?}"
+    );
 
     // Attorneys see their matters' entries but get no verify button; a paralegal gets 403.
     let l = sign_in(&app, &lead).await;
@@ -743,10 +1087,24 @@ async fn the_audit_viewer_filters_pages_and_verifies_the_chain() {
     // The verify button.
     let (st, html) = a.post(&app, "/staff/audit/verify", &[]).await;
     assert_eq!(st, StatusCode::OK);
-    assert!(html.contains(r#"id="verify-ok""#) && html.contains("The chain is intact"), "{html}");
-    app.sql("UPDATE audit_log SET action = 'auth.logout' WHERE id = 2").await;
+    assert!(
+        html.contains(r#"id="verify-ok""#) && html.contains("The chain is intact"),
+        "{html}"
+    );
+    // An attacker with database access lifts the append-only guard and edits a row.
+    if app.state.db.backend() == sea_orm::DbBackend::Postgres {
+        app.sql("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+            .await;
+    } else {
+        app.sql("DROP TRIGGER audit_log_no_update").await;
+    }
+    app.sql("UPDATE audit_log SET action = 'auth.logout' WHERE id = 2")
+        .await;
     let (_, html) = a.post(&app, "/staff/audit/verify", &[]).await;
-    assert!(html.contains(r#"id="verify-bad""#) && html.contains("broken at entry 2"), "{html}");
+    assert!(
+        html.contains(r#"id="verify-bad""#) && html.contains("broken at entry 2"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -759,38 +1117,115 @@ async fn an_attorney_sets_weekly_hours_and_time_off() {
     assert!(html.contains("No time off planned") && html.contains(r#"value="Europe/Berlin""#));
 
     let (st, loc) = s
-        .post(&app, "/staff/availability", &[("timezone", "Europe/Berlin"), ("start_1_0", "09:00"), ("end_1_0", "12:00"), ("start_1_1", "13:00"), ("end_1_1", "17:00"), ("start_3_0", "10:00"), ("end_3_0", "15:00")])
+        .post(
+            &app,
+            "/staff/availability",
+            &[
+                ("timezone", "Europe/Berlin"),
+                ("start_1_0", "09:00"),
+                ("end_1_0", "12:00"),
+                ("start_1_1", "13:00"),
+                ("end_1_1", "17:00"),
+                ("start_3_0", "10:00"),
+                ("end_3_0", "15:00"),
+            ],
+        )
         .await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{loc}");
-    let doc = api_json(&app, &format!("/api/v1/users/{}/availability", attorney.id), &attorney).await;
+    let doc = api_json(
+        &app,
+        &format!("/api/v1/users/{}/availability", attorney.id),
+        &attorney,
+    )
+    .await;
     assert_eq!(doc["rules"].as_array().unwrap().len(), 3, "{doc}");
-    assert_eq!(doc["rules"][0], json!({"weekday": 1, "start": "09:00", "end": "12:00"}));
+    assert_eq!(
+        doc["rules"][0],
+        json!({"weekday": 1, "start": "09:00", "end": "12:00"})
+    );
     let (_, html) = s.get(&app, "/staff/availability").await;
     assert!(html.contains(r#"name="start_1_1" value="13:00""#));
 
-    let (st, html) = s.post(&app, "/staff/availability", &[("timezone", "Mars/Olympus"), ("start_2_0", "09:00"), ("end_2_0", "08:00")]).await;
+    let (st, html) = s
+        .post(
+            &app,
+            "/staff/availability",
+            &[
+                ("timezone", "Mars/Olympus"),
+                ("start_2_0", "09:00"),
+                ("end_2_0", "08:00"),
+            ],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(html.contains("Availability not saved") && html.contains("IANA"), "{html}");
-    let doc = api_json(&app, &format!("/api/v1/users/{}/availability", attorney.id), &attorney).await;
+    assert!(
+        html.contains("Availability not saved") && html.contains("IANA"),
+        "{html}"
+    );
+    let doc = api_json(
+        &app,
+        &format!("/api/v1/users/{}/availability", attorney.id),
+        &attorney,
+    )
+    .await;
     assert_eq!(doc["rules"].as_array().unwrap().len(), 3);
 
     let day = chrono::Utc::now().date_naive() + chrono::Days::new(20);
     let (st, loc) = s
-        .post(&app, "/staff/availability/busy", &[("starts_at", &format!("{day}T09:00")), ("ends_at", &format!("{day}T17:00")), ("reason", "court")])
+        .post(
+            &app,
+            "/staff/availability/busy",
+            &[
+                ("starts_at", &format!("{day}T09:00")),
+                ("ends_at", &format!("{day}T17:00")),
+                ("reason", "court"),
+            ],
+        )
         .await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{loc}");
-    let busy = api_json(&app, &format!("/api/v1/users/{}/busy?from={}&to={}", attorney.id, day, day + chrono::Days::new(1)), &attorney).await;
+    let busy = api_json(
+        &app,
+        &format!(
+            "/api/v1/users/{}/busy?from={}&to={}",
+            attorney.id,
+            day,
+            day + chrono::Days::new(1)
+        ),
+        &attorney,
+    )
+    .await;
     let items = busy["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     // 09:00 in Berlin is 07:00 or 08:00 UTC.
     let starts = items[0]["starts_at"].as_str().unwrap();
-    assert!(starts.contains("T07:00:00") || starts.contains("T08:00:00"), "{starts}");
-    let (st, html) = s.post(&app, "/staff/availability/busy", &[("starts_at", "tomorrow"), ("ends_at", "")]).await;
+    assert!(
+        starts.contains("T07:00:00") || starts.contains("T08:00:00"),
+        "{starts}"
+    );
+    let (st, html) = s
+        .post(
+            &app,
+            "/staff/availability/busy",
+            &[("starts_at", "tomorrow"), ("ends_at", "")],
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("Time off not added"));
     let id = items[0]["id"].as_str().unwrap();
-    let (st, _) = s.post(&app, &format!("/staff/availability/busy/{id}/remove"), &[]).await;
+    let (st, _) = s
+        .post(&app, &format!("/staff/availability/busy/{id}/remove"), &[])
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
-    let busy = api_json(&app, &format!("/api/v1/users/{}/busy?from={}&to={}", attorney.id, day, day + chrono::Days::new(1)), &attorney).await;
+    let busy = api_json(
+        &app,
+        &format!(
+            "/api/v1/users/{}/busy?from={}&to={}",
+            attorney.id,
+            day,
+            day + chrono::Days::new(1)
+        ),
+        &attorney,
+    )
+    .await;
     assert_eq!(busy["items"].as_array().unwrap().len(), 0);
 }
