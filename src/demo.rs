@@ -106,6 +106,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<(String, Vec<UserView>)> {
             staff_ids: vec![pat.id],
             priority: Some("high".into()),
             statute_of_limitations: Some(today + Duration::days(200)),
+            parties: Vec::new(),
         },
     )
     .await
@@ -157,6 +158,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<(String, Vec<UserView>)> {
             staff_ids: vec![],
             priority: None,
             statute_of_limitations: None,
+            parties: Vec::new(),
         },
     )
     .await
@@ -185,6 +187,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<(String, Vec<UserView>)> {
             staff_ids: vec![ben.user_id],
             priority: Some("normal".into()),
             statute_of_limitations: None,
+            parties: Vec::new(),
         },
     )
     .await

@@ -30,6 +30,8 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
+    /// Only entries about this case.
+    pub case_id: Option<Uuid>,
     pub outcome: Option<String>,
     /// RFC 3339, inclusive.
     pub from: Option<DateTime<Utc>>,
@@ -52,6 +54,7 @@ async fn list(
         action: q.action,
         resource_type: q.resource_type,
         resource_id: q.resource_id,
+        case_id: q.case_id,
         outcome: q.outcome,
         from: q.from,
         to: q.to,

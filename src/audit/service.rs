@@ -161,6 +161,14 @@ pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
     })
 }
 
+/// `GET /audit/verify` and the audit page's button: admins only.
+pub async fn verify(db: &Db, p: &Principal) -> Result<VerifyReport> {
+    if !p.is_admin() {
+        return Err(Error::Forbidden("Only admins may verify the audit chain."));
+    }
+    verify_chain(db).await
+}
+
 /// An audit entry as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
@@ -202,6 +210,8 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
+    /// Entries about one case.
+    pub case_id: Option<Uuid>,
     pub outcome: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -263,6 +273,9 @@ async fn query(
     }
     if let Some(v) = f.resource_id {
         q = q.filter(entry::Column::ResourceId.eq(v));
+    }
+    if let Some(v) = f.case_id {
+        q = q.filter(entry::Column::CaseId.eq(v));
     }
     if let Some(v) = f.outcome {
         q = q.filter(entry::Column::Outcome.eq(v));

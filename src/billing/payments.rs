@@ -345,7 +345,16 @@ async fn client_movement(
     let reference = check_reference(&mut v, reference.as_deref());
     v.finish()?;
     let txn = state.db.begin_write().await?;
-    access::require_staff(state, &*txn, p, case_id).await?;
+    let a = access::require_staff(state, &*txn, p, case_id).await?;
+    // Money leaving trust for the client is an attorney's decision: paralegals may record
+    // deposits, but only an attorney of the case (or an admin) returns money.
+    let attorney_on_case = p.role == crate::users::domain::Role::Attorney
+        && a.role.is_some_and(MemberRole::is_attorney);
+    if kind == TrustKind::Refund && !(p.is_admin() || attorney_on_case) {
+        return Err(Error::Forbidden(
+            "Only an attorney of the case or an admin may refund trust money.",
+        ));
+    }
     if access::membership(&*txn, case_id, client_id).await? != Some(MemberRole::Client) {
         return Err(Error::invalid("client_id", "is not a client on this case"));
     }
@@ -529,7 +538,8 @@ pub struct NewRefund {
     pub reference: Option<String>,
 }
 
-/// `POST /trust/refunds` (staff of the case): return unused trust money to the client.
+/// `POST /trust/refunds` (attorneys of the case, admins): return unused trust money to the
+/// client. Paralegals of the case get 403.
 pub async fn refund(state: &AppState, p: &Principal, input: NewRefund) -> Result<TrustEntryView> {
     client_movement(
         state,

@@ -90,6 +90,59 @@ async fn count_by(
         .collect())
 }
 
+/// Deadlines of the caller's cases (admins: every case) due from today through `days` ahead,
+/// soonest first (at most 200). Staff only.
+pub async fn upcoming_deadlines(
+    state: &AppState,
+    p: &Principal,
+    days: i64,
+) -> Result<Vec<UpcomingDeadline>> {
+    if !p.is_staff() {
+        return Err(crate::error::Error::Forbidden(
+            "Only the firm's staff have a deadline list.",
+        ));
+    }
+    let today = Utc::now().date_naive();
+    let mut q = deadline::Entity::find()
+        .filter(deadline::Column::DueOn.gte(today))
+        .filter(deadline::Column::DueOn.lte(today + Duration::days(days.clamp(0, 3660))));
+    if !p.is_admin() {
+        let mut sub = access::member_cases(p.user_id);
+        sub.and_where(
+            super::entity::member::Column::Role.ne(super::domain::MemberRole::Client.as_str()),
+        );
+        q = q.filter(deadline::Column::CaseId.in_subquery(sub));
+    }
+    let rows = q
+        .order_by_asc(deadline::Column::DueOn)
+        .order_by_asc(deadline::Column::Id)
+        .limit(200)
+        .all(state.db.conn())
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.case_id).collect();
+    let numbers: std::collections::HashMap<Uuid, String> = legal_case::Entity::find()
+        .select_only()
+        .column(legal_case::Column::Id)
+        .column(legal_case::Column::Number)
+        .filter(legal_case::Column::Id.is_in(ids))
+        .into_tuple::<(Uuid, String)>()
+        .all(state.db.conn())
+        .await?
+        .into_iter()
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|r| UpcomingDeadline {
+            case_number: numbers.get(&r.case_id).cloned().unwrap_or_default(),
+            id: r.id,
+            case_id: r.case_id,
+            title: r.title,
+            due_on: r.due_on,
+            kind: DeadlineKind::parse(&r.kind).unwrap_or(DeadlineKind::Internal),
+        })
+        .collect())
+}
+
 pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     let cases = visible()(p)
         .order_by_desc(legal_case::Column::UpdatedAt)
@@ -131,41 +184,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     if p.is_staff() {
         d.cases_by_status = Some(count_by(state, p, legal_case::Column::Status).await?);
         let today = Utc::now().date_naive();
-        let mut q = deadline::Entity::find()
-            .filter(deadline::Column::DueOn.gte(today))
-            .filter(deadline::Column::DueOn.lte(today + Duration::days(30)));
-        if !p.is_admin() {
-            q = q.filter(deadline::Column::CaseId.in_subquery(access::member_cases(p.user_id)));
-        }
-        let rows = q
-            .order_by_asc(deadline::Column::DueOn)
-            .order_by_asc(deadline::Column::Id)
-            .limit(100)
-            .all(state.db.conn())
-            .await?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.case_id).collect();
-        let numbers: std::collections::HashMap<Uuid, String> = legal_case::Entity::find()
-            .select_only()
-            .column(legal_case::Column::Id)
-            .column(legal_case::Column::Number)
-            .filter(legal_case::Column::Id.is_in(ids))
-            .into_tuple::<(Uuid, String)>()
-            .all(state.db.conn())
-            .await?
-            .into_iter()
-            .collect();
-        d.deadlines_next_30_days = Some(
-            rows.into_iter()
-                .map(|r| UpcomingDeadline {
-                    case_number: numbers.get(&r.case_id).cloned().unwrap_or_default(),
-                    id: r.id,
-                    case_id: r.case_id,
-                    title: r.title,
-                    due_on: r.due_on,
-                    kind: DeadlineKind::parse(&r.kind).unwrap_or(DeadlineKind::Internal),
-                })
-                .collect(),
-        );
+        d.deadlines_next_30_days = Some(upcoming_deadlines(state, p, 30).await?);
         // Today in UTC (the principal carries no time zone).
         let start = today.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
         d.todays_appointments = Some(

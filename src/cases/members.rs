@@ -277,11 +277,30 @@ impl From<party::Model> for PartyView {
     }
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewParty {
     pub name: String,
     pub kind: String,
+}
+
+/// A party's name and kind, checked (errors under `field.name` / `field.kind`).
+pub(super) fn check_party(
+    v: &mut Validator,
+    field: &str,
+    input: &NewParty,
+) -> Option<(String, PartyKind)> {
+    let name = input.name.trim();
+    let mut ok = true;
+    if name.is_empty() || name.chars().count() > 300 || name.chars().any(char::is_control) {
+        v.push(
+            &format!("{field}name"),
+            "is required (at most 300 characters)",
+        );
+        ok = false;
+    }
+    let kind = v.check(&format!("{field}kind"), PartyKind::parse(&input.kind));
+    Some((name.to_owned(), kind?)).filter(|_| ok)
 }
 
 /// `POST /cases/{id}/parties` (staff members).
@@ -292,20 +311,17 @@ pub async fn add_party(
     input: NewParty,
 ) -> Result<PartyView> {
     let mut v = Validator::default();
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 300 || name.chars().any(char::is_control) {
-        v.push("name", "is required (at most 300 characters)");
-    }
-    let kind = v.check("kind", PartyKind::parse(&input.kind));
+    let checked = check_party(&mut v, "", &input);
     v.finish()?;
+    let (name, kind) = checked.expect("checked");
     let txn = state.db.begin_write().await?;
     access::require_staff(state, &*txn, p, case_id).await?;
     let row = party::ActiveModel {
         id: Set(Uuid::now_v7()),
         case_id: Set(case_id),
-        name: Set(name.into()),
-        normalized_name: Set(normalize_name(name)),
-        kind: Set(kind.expect("checked").as_str().into()),
+        normalized_name: Set(normalize_name(&name)),
+        name: Set(name),
+        kind: Set(kind.as_str().into()),
         created_at: Set(crate::db::now()),
     }
     .insert(&*txn)
@@ -324,6 +340,40 @@ pub async fn add_party(
     touch(&*txn, case_id).await?;
     txn.commit().await?;
     Ok(row.into())
+}
+
+/// `DELETE /cases/{id}/parties/{party_id}` (staff members): a party recorded by mistake.
+/// The audit trail keeps its name, so a past conflict check can still be explained.
+pub async fn remove_party(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    party_id: Uuid,
+) -> Result<()> {
+    let txn = state.db.begin_write().await?;
+    access::require_staff(state, &*txn, p, case_id).await?;
+    let row = party::Entity::find_by_id(party_id)
+        .one(&*txn)
+        .await?
+        .filter(|r| r.case_id == case_id)
+        .ok_or(Error::NotFound)?;
+    party::Entity::delete_by_id(party_id).exec(&*txn).await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new("case.party_remove", "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .details(serde_json::json!({
+                    "party_id": party_id, "name": row.name, "kind": row.kind,
+                })),
+        ],
+    )
+    .await?;
+    touch(&*txn, case_id).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// `GET /cases/{id}/parties` (staff members).

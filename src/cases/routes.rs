@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_member))
         .routes(routes!(list_deadlines, add_deadline))
         .routes(routes!(list_parties, add_party))
+        .routes(routes!(remove_party))
         .routes(routes!(conflict_check))
         .routes(routes!(get_dashboard))
         .routes(routes!(case_stats))
@@ -200,6 +201,17 @@ async fn add_party(
         StatusCode::CREATED,
         Json(members::add_party(&s, &p, id, b).await?),
     ))
+}
+
+#[utoipa::path(delete, path = "/cases/{id}/parties/{party_id}", tag = "cases", params(("id" = Uuid, Path), ("party_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn remove_party(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiPath((id, party_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    members::remove_party(&s, &p, id, party_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/conflict-checks", tag = "cases", request_body = ConflictCheck,

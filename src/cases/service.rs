@@ -16,9 +16,10 @@ use uuid::Uuid;
 use super::{
     access::{self, CaseAccess},
     domain::{
-        CasePhase, CaseStatus, DeadlineKind, MemberRole, Priority, TimelineKind, format_number,
+        CasePhase, CaseStatus, DeadlineKind, MemberRole, PartyKind, Priority, TimelineKind,
+        format_number,
     },
-    entity::{deadline, legal_case, member, timeline},
+    entity::{deadline, legal_case, member, party, timeline},
 };
 use crate::{
     AppState,
@@ -168,6 +169,10 @@ pub struct NewCase {
     pub staff_ids: Vec<Uuid>,
     pub priority: Option<String>,
     pub statute_of_limitations: Option<NaiveDate>,
+    /// Parties recorded with the case, in the same transaction (so a later conflict check
+    /// finds them from the moment the case exists). At most 50.
+    #[serde(default)]
+    pub parties: Vec<super::members::NewParty>,
 }
 
 fn check_title(v: &mut Validator, field: &str, s: &str) -> Option<String> {
@@ -283,6 +288,17 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
             }
         }
     }
+    if input.parties.len() > 50 {
+        v.push("parties", "at most 50 parties at creation");
+    }
+    let parties: Vec<(String, PartyKind)> = input
+        .parties
+        .iter()
+        .enumerate()
+        .filter_map(|(i, party)| {
+            super::members::check_party(&mut v, &format!("parties[{i}]."), party)
+        })
+        .collect();
     v.finish()?;
     let (title, description, priority) = (
         title.expect("checked"),
@@ -352,6 +368,22 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
         .insert(&*txn)
         .await?;
     }
+    if !parties.is_empty() {
+        let rows: Vec<party::ActiveModel> = parties
+            .iter()
+            .map(|(name, kind)| party::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                case_id: Set(id),
+                name: Set(name.clone()),
+                normalized_name: Set(super::conflicts::normalize_name(name)),
+                kind: Set(kind.as_str().into()),
+                created_at: Set(t),
+            })
+            .collect();
+        party::Entity::insert_many(rows)
+            .exec_without_returning(&*txn)
+            .await?;
+    }
     add_timeline(
         &*txn,
         id,
@@ -378,7 +410,7 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
                 .resource(id)
                 .case(id)
                 .details(serde_json::json!({
-                    "number": case.number, "members": members.len()
+                    "number": case.number, "members": members.len(), "parties": parties.len()
                 })),
         ],
     )

@@ -3,6 +3,7 @@
 //! in: there is no separate front-end build).
 
 pub mod pages;
+pub mod staff;
 pub mod work;
 
 use axum::{
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/invoices/{id}", get(work::invoice_view))
         .route("/invoices/{id}/send", post(work::send_invoice))
         .route("/invoices/{id}/pay", post(work::pay_invoice))
+        .merge(staff::routes())
         // Pages show client data: never in a shared or browser cache.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

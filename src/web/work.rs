@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// What a form field error looks like on a page: one readable sentence per field.
-fn readable(e: &Error) -> Option<String> {
+pub(super) fn readable(e: &Error) -> Option<String> {
     match e {
         Error::Validation(errs) => Some(
             errs.iter()
@@ -77,6 +77,8 @@ struct NewCasePage {
     error: Option<String>,
     /// Set once the check ran: the matches (possibly none) the attorney must review.
     conflicts: Option<Vec<ConflictRow>>,
+    /// Signed digest of exactly those matches; the confirmation must carry it back.
+    review_token: String,
 }
 
 async fn new_case_page(
@@ -85,6 +87,7 @@ async fn new_case_page(
     form: &HashMap<String, String>,
     error: Option<String>,
     conflicts: Option<Vec<ConflictRow>>,
+    review_token: String,
 ) -> Result<NewCasePage, PageError> {
     // The service decides who may open a matter (attorneys and admins; others 403).
     let choices = crate::users::service::client_choices(state, p).await?;
@@ -107,6 +110,7 @@ async fn new_case_page(
         parties: field(form, "parties"),
         error,
         conflicts,
+        review_token,
     })
 }
 
@@ -115,7 +119,7 @@ pub async fn new_case_form(
     PageUser(p): PageUser,
 ) -> Result<Response, PageError> {
     Ok(render(
-        &new_case_page(&state, &p, &HashMap::new(), None, None).await?,
+        &new_case_page(&state, &p, &HashMap::new(), None, None, String::new()).await?,
     ))
 }
 
@@ -127,9 +131,44 @@ fn party_names(raw: &str) -> Vec<String> {
         .collect()
 }
 
-/// First submit: run the conflict check over the client and the other parties and show the
-/// result. Second submit (the attorney confirmed the review): open the matter and record the
-/// parties, so later checks find them.
+/// What the review token stands for: who looked, at which client and parties, and exactly
+/// which matches the check showed. Any change (a new party, a new match elsewhere in the firm)
+/// gives another token, so the attorney has to look again.
+fn review_data(
+    p: &Principal,
+    client_id: Option<Uuid>,
+    parties: &[String],
+    matches: &[conflicts::ConflictMatch],
+) -> Vec<u8> {
+    let mut hits: Vec<(String, String, String, String, i64)> = matches
+        .iter()
+        .map(|m| {
+            (
+                m.query.clone(),
+                m.name.clone(),
+                m.case_number.clone().unwrap_or_default(),
+                m.role.clone(),
+                (m.similarity * 1000.0).round() as i64,
+            )
+        })
+        .collect();
+    hits.sort();
+    let parties: Vec<String> = parties
+        .iter()
+        .map(|n| conflicts::normalize_name(n))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "user": p.user_id, "client": client_id, "parties": parties, "hits": hits,
+    }))
+    .unwrap_or_default()
+}
+
+const REVIEW_PURPOSE: &str = "new-case-conflict-review";
+
+/// Every submit runs the conflict check over the client and the other parties. The matter is
+/// opened only when the attorney confirmed the review *and* the signed token of the matches
+/// they were shown still fits the matches found now; otherwise the (new) matches are shown
+/// again. The matter and its parties are created in one transaction.
 pub async fn new_case_submit(
     State(state): State<AppState>,
     req: Request,
@@ -140,32 +179,57 @@ pub async fn new_case_submit(
     }
     let client_id = Uuid::parse_str(&field(&form, "client_id")).ok();
     let parties = party_names(&field(&form, "parties"));
-    if field(&form, "reviewed") != "yes" {
-        let mut names = parties.clone();
-        if let Some(id) = client_id {
-            let known = crate::users::service::names_of(state.db.conn(), &[id]).await?;
-            names.extend(known.into_values().map(|(n, _)| n));
+    let mut names = parties.clone();
+    if let Some(id) = client_id {
+        let known = crate::users::service::names_of(state.db.conn(), &[id]).await?;
+        names.extend(known.into_values().map(|(n, _)| n));
+    }
+    let matches = if names.is_empty() {
+        Vec::new()
+    } else {
+        match conflicts::check(&state, &p, conflicts::ConflictCheck { names }).await {
+            Ok(r) => r.matches,
+            Err(e) => {
+                let Some(why) = readable(&e) else {
+                    return Err(e.into());
+                };
+                let page = new_case_page(&state, &p, &form, Some(why), None, String::new()).await?;
+                return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page));
+            }
         }
-        let matches = if names.is_empty() {
-            Vec::new()
+    };
+    let data = review_data(&p, client_id, &parties, &matches);
+    let token = state.tokens.form_mac(REVIEW_PURPOSE, &data);
+    let rows: Vec<ConflictRow> = matches
+        .into_iter()
+        .map(|m| ConflictRow {
+            query: m.query,
+            name: m.name,
+            role: m.role.replace('_', " "),
+            case_number: m.case_number.unwrap_or_else(|| "—".into()),
+            similarity: format!("{:.0}%", m.similarity * 100.0),
+        })
+        .collect();
+    let confirmed = field(&form, "reviewed") == "yes";
+    let seen = state
+        .tokens
+        .verify_form_mac(REVIEW_PURPOSE, &data, &field(&form, "review_token"));
+    if !(confirmed && seen) {
+        // First submit, or a confirmation of matches that are not the current ones.
+        let (status, error) = if confirmed {
+            (
+                StatusCode::CONFLICT,
+                Some(
+                    "The conflict check changed since you reviewed it (or was not shown). \
+                     Review the current result below, then confirm again."
+                        .to_owned(),
+                ),
+            )
         } else {
-            conflicts::check(&state, &p, conflicts::ConflictCheck { names })
-                .await?
-                .matches
+            (StatusCode::OK, None)
         };
-        let rows = matches
-            .into_iter()
-            .map(|m| ConflictRow {
-                query: m.query,
-                name: m.name,
-                role: m.role.replace('_', " "),
-                case_number: m.case_number.unwrap_or_else(|| "—".into()),
-                similarity: format!("{:.0}%", m.similarity * 100.0),
-            })
-            .collect();
-        return Ok(render(
-            &new_case_page(&state, &p, &form, None, Some(rows)).await?,
-        ));
+        let page = new_case_page(&state, &p, &form, error, Some(rows), token).await?;
+        return Ok(render_status(status, &page));
     }
     let description = Some(field(&form, "description")).filter(|d| !d.is_empty());
     let created = crate::cases::service::create_case(
@@ -179,51 +243,64 @@ pub async fn new_case_submit(
             staff_ids: Vec::new(),
             priority: None,
             statute_of_limitations: None,
+            parties: parties
+                .into_iter()
+                .map(|name| members::NewParty {
+                    name,
+                    kind: "opposing_party".into(),
+                })
+                .collect(),
         },
     )
     .await;
-    let case = match created {
-        Ok(c) => c,
+    match created {
+        Ok(case) => Ok(see_other(&format!("/cases/{}", case.id))),
         Err(e) => {
             let Some(why) = readable(&e) else {
                 return Err(e.into());
             };
-            let page = new_case_page(&state, &p, &form, Some(why), None).await?;
-            return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page));
+            let page = new_case_page(&state, &p, &form, Some(why), Some(rows), token).await?;
+            Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
-    };
-    for name in parties {
-        members::add_party(
-            &state,
-            &p,
-            case.id,
-            members::NewParty {
-                name,
-                kind: "opposing_party".into(),
-            },
-        )
-        .await?;
     }
-    Ok(see_other(&format!("/cases/{}", case.id)))
 }
 
 // ---------------------------------------------------------------------------------------
 // Time and invoices from the matter page.
 
-/// `hours` like `1.5` or `1:30`, or `minutes`: whole minutes.
-fn minutes_of(form: &HashMap<String, String>) -> Option<i64> {
+/// `hours` like `1.5` or `1:30`, or `minutes`: whole minutes. The error is a sentence for the
+/// page.
+pub(super) fn minutes_of(form: &HashMap<String, String>) -> Result<i64, &'static str> {
+    const HOW: &str = "Time: enter the time worked, like 1.5 or 1:30.";
     let m = field(form, "minutes");
     if !m.is_empty() {
-        return m.parse().ok();
+        return m.parse::<i64>().ok().filter(|m| *m >= 0).ok_or(HOW);
     }
     let h = field(form, "hours");
     if let Some((hh, mm)) = h.split_once(':') {
-        return Some(hh.parse::<i64>().ok()? * 60 + mm.parse::<i64>().ok()?);
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(hh) || !digits(mm) || mm.len() > 2 {
+            return Err(HOW);
+        }
+        let (hh, mm) = (
+            hh.parse::<i64>().map_err(|_| HOW)?,
+            mm.parse::<i64>().map_err(|_| HOW)?,
+        );
+        if mm >= 60 {
+            return Err(
+                "Time: the minutes after the colon must be below 60 (1:30 is an hour and a half).",
+            );
+        }
+        return hh
+            .checked_mul(60)
+            .and_then(|x| x.checked_add(mm))
+            .ok_or(HOW);
     }
     h.parse::<f64>()
         .ok()
-        .filter(|x| x.is_finite() && *x >= 0.0)
+        .filter(|x| x.is_finite() && *x >= 0.0 && *x <= 1_000_000.0)
         .map(|x| (x * 60.0).round() as i64)
+        .ok_or(HOW)
 }
 
 pub async fn record_time(
@@ -233,14 +310,12 @@ pub async fn record_time(
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let (p, form) = form_user(&state, req).await?;
-    let Some(minutes) = minutes_of(&form) else {
-        return super::pages::case_page_with(
-            &state,
-            &p,
-            id,
-            super::pages::Notice::error("Time: enter the time worked, like 1.5 or 1:30."),
-        )
-        .await;
+    let minutes = match minutes_of(&form) {
+        Ok(m) => m,
+        Err(why) => {
+            return super::pages::case_page_with(&state, &p, id, super::pages::Notice::error(why))
+                .await;
+        }
     };
     // An hourly rate like `250` or `250.50` (empty: the matter's or the timekeeper's rate).
     let rate = field(&form, "rate");
@@ -671,5 +746,48 @@ pub async fn book_submit(
             }
             None => Err(e.into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hours(h: &str) -> Result<i64, &'static str> {
+        minutes_of(&HashMap::from([("hours".to_owned(), h.to_owned())]))
+    }
+
+    #[test]
+    fn minutes_of_reads_hours_and_colons() {
+        assert_eq!(hours("1.5"), Ok(90));
+        assert_eq!(hours("1:30"), Ok(90));
+        assert_eq!(hours("0:05"), Ok(5));
+        assert_eq!(hours("2:59"), Ok(179));
+        assert_eq!(
+            minutes_of(&HashMap::from([("minutes".to_owned(), "45".to_owned())])),
+            Ok(45)
+        );
+    }
+
+    #[test]
+    fn minutes_of_refuses_minutes_of_sixty_and_more() {
+        for bad in ["1:75", "1:60", "0:99", "1:600"] {
+            let e = hours(bad).expect_err(bad);
+            assert!(
+                e.contains("below 60") || e.contains("like 1.5"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(hours("1:75").unwrap_err().contains("below 60"));
+    }
+
+    #[test]
+    fn minutes_of_refuses_garbage() {
+        for bad in [
+            "", "abc", "-1:30", "1:-5", ":30", "1:", "1:3x", "-2", "NaN", "inf", "1e300",
+        ] {
+            assert!(hours(bad).is_err(), "{bad}");
+        }
+        assert!(minutes_of(&HashMap::from([("minutes".to_owned(), "-5".to_owned())])).is_err());
     }
 }

@@ -210,6 +210,11 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ),
     ("GET", "/api/v1/cases/{id}/parties", Policy::CaseStaff),
     ("POST", "/api/v1/cases/{id}/parties", Policy::CaseStaff),
+    (
+        "DELETE",
+        "/api/v1/cases/{id}/parties/{party_id}",
+        Policy::CaseStaff,
+    ),
     ("POST", "/api/v1/cases/{id}/status", Policy::CaseStaff),
     ("GET", "/api/v1/cases/{id}/timeline", Policy::CaseMember),
     ("POST", "/api/v1/cases/{id}/timeline", Policy::CaseStaff),
@@ -380,7 +385,7 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/trust/ledger", Policy::InvoiceViewers),
     ("POST", "/api/v1/trust/deposits", Policy::InvoiceStaff),
     ("POST", "/api/v1/trust/transfers", Policy::InvoiceStaff),
-    ("POST", "/api/v1/trust/refunds", Policy::InvoiceStaff),
+    ("POST", "/api/v1/trust/refunds", Policy::CaseAttorney),
     ("GET", "/api/v1/trust/reconciliations", Policy::Admin),
     ("POST", "/api/v1/trust/reconciliations", Policy::Admin),
     (
@@ -578,6 +583,12 @@ impl World {
         id_of(&self.ok(Method::POST, &path, body).await)
     }
 
+    async fn new_party(&self) -> String {
+        let path = format!("/api/v1/cases/{}/parties", self.case_x);
+        let body = json!({"name": "Mistaken Party", "kind": "witness"});
+        id_of(&self.ok(Method::POST, &path, body).await)
+    }
+
     async fn new_time_entry(&self) -> String {
         let path = format!("/api/v1/cases/{}/time-entries", self.case_x);
         let body = json!({"work_date": Utc::now().date_naive(), "minutes": 6,
@@ -689,6 +700,9 @@ impl World {
         path = path.replace("{adjustment_id}", &Uuid::new_v4().to_string());
         if path.contains("{busy_id}") {
             path = path.replace("{busy_id}", &self.new_busy().await);
+        }
+        if path.contains("{party_id}") {
+            path = path.replace("{party_id}", &self.new_party().await);
         }
         if method == "DELETE" && path.contains("/members/{user_id}") {
             let extra = self.new_member().await;

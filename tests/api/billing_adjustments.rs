@@ -368,7 +368,7 @@ async fn trust_refunds_never_overdraw_and_the_month_reconciles_three_ways() {
     )
     .await;
 
-    // Who may refund: staff of the case only; only to a client of the case.
+    // Who may refund: attorneys of the case and admins; only to a client of the case.
     problem(
         trust_post(&app, "/api/v1/trust/refunds", &f.client.access, dep(100)).await,
         StatusCode::FORBIDDEN,
@@ -396,7 +396,14 @@ async fn trust_refunds_never_overdraw_and_the_month_reconciles_three_ways() {
     )
     .await;
 
-    let r = post_as(&app, "/api/v1/trust/refunds", &f.paralegal.access,
+    // Money back to the client is an attorney's (or an admin's) decision: a paralegal of the
+    // case may deposit but not refund.
+    problem(
+        trust_post(&app, "/api/v1/trust/refunds", &f.paralegal.access, dep(100)).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let r = post_as(&app, "/api/v1/trust/refunds", &f.lead.access,
         json!({"client_id": f.client.id, "case_id": f.case_id, "amount_cents": 400, "reference": "check 1001"}), StatusCode::CREATED).await;
     assert_eq!(
         (
