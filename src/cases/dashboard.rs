@@ -104,6 +104,7 @@ pub async fn upcoming_deadlines(
     }
     let today = Utc::now().date_naive();
     let mut q = deadline::Entity::find()
+        .filter(deadline::Column::CompletedAt.is_null())
         .filter(deadline::Column::DueOn.gte(today))
         .filter(deadline::Column::DueOn.lte(today + Duration::days(days.clamp(0, 3660))));
     if !p.is_admin() {

@@ -89,6 +89,8 @@ pub mod deadline {
         pub kind: String,
         pub created_by: Option<Uuid>,
         pub created_at: DateTimeUtc,
+        pub completed_at: Option<DateTimeUtc>,
+        pub completed_by: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -200,6 +200,7 @@ pub async fn add_deadline(
         kind: Set(kind.expect("checked").as_str().into()),
         created_by: Set(p.actor_id()),
         created_at: Set(crate::db::now()),
+        ..Default::default()
     }
     .insert(&*txn)
     .await?;
@@ -256,6 +257,64 @@ pub async fn list_deadlines(
         .await?;
     let items: Vec<DeadlineView> = rows.into_iter().map(Into::into).collect();
     Ok(page_from(items, limit, |d: &DeadlineView| (d.due_on, d.id)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineChange {
+    /// `true` marks the deadline done, `false` reopens it.
+    pub completed: bool,
+}
+
+/// `PATCH /cases/{id}/deadlines/{deadline_id}` (staff members): mark a deadline done or
+/// reopen it. Setting what is already set changes nothing and records nothing.
+pub async fn set_deadline_completed(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    deadline_id: Uuid,
+    change: DeadlineChange,
+) -> Result<DeadlineView> {
+    let txn = state.db.begin_write().await?;
+    access::require_staff(state, &*txn, p, case_id).await?;
+    let row = deadline::Entity::find_by_id(deadline_id)
+        .filter(deadline::Column::CaseId.eq(case_id))
+        .one(&*txn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if row.completed_at.is_some() == change.completed {
+        return Ok(row.into());
+    }
+    let mut am: deadline::ActiveModel = row.into();
+    let (done_at, done_by, what) = if change.completed {
+        (Some(crate::db::now()), p.actor_id(), "completed")
+    } else {
+        (None, None, "reopened")
+    };
+    am.completed_at = Set(done_at);
+    am.completed_by = Set(done_by);
+    let row = am.update(&*txn).await?;
+    super::service::case_updated(
+        &*txn,
+        case_id,
+        Audience::CaseStaff,
+        serde_json::json!({"change": format!("deadline_{what}"), "deadline_id": row.id}),
+    )
+    .await?;
+    append_in(
+        &*txn,
+        vec![
+            NewEntry::new(&format!("case.deadline_{what}"), "case")
+                .by(p)
+                .resource(case_id)
+                .case(case_id)
+                .details(serde_json::json!({"deadline_id": row.id})),
+        ],
+    )
+    .await?;
+    touch(&*txn, case_id).await?;
+    txn.commit().await?;
+    Ok(row.into())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

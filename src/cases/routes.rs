@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{
     conflicts::{self, ConflictCheck, ConflictResult},
     dashboard::{self, CaseStats, Dashboard},
-    members::{self, NewDeadline, NewMember, NewParty, PartyView},
+    members::{self, DeadlineChange, NewDeadline, NewMember, NewParty, PartyView},
     service::{
         self, CaseFilter, CasePatch, CaseView, DeadlineView, MemberView, NewCase, NewTimelineEntry,
         StatusChange, TimelineEntry,
@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
         .routes(routes!(list_deadlines, add_deadline))
+        .routes(routes!(update_deadline))
         .routes(routes!(list_parties, add_party))
         .routes(routes!(remove_party))
         .routes(routes!(conflict_check))
@@ -173,6 +174,19 @@ async fn add_deadline(
     Ok((
         StatusCode::CREATED,
         Json(members::add_deadline(&s, &p, id, d).await?),
+    ))
+}
+
+#[utoipa::path(patch, path = "/cases/{id}/deadlines/{deadline_id}", tag = "cases", params(("id" = Uuid, Path), ("deadline_id" = Uuid, Path)), request_body = DeadlineChange,
+    responses((status = 200, body = DeadlineView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn update_deadline(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiPath((id, deadline_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(c): ApiJson<DeadlineChange>,
+) -> ApiResult<DeadlineView> {
+    Ok(Json(
+        members::set_deadline_completed(&s, &p, id, deadline_id, c).await?,
     ))
 }
 

@@ -45,6 +45,8 @@ pub struct DeadlineView {
     pub title: String,
     pub due_on: NaiveDate,
     pub kind: DeadlineKind,
+    /// When it was marked done (null while open). Extension.
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 impl From<deadline::Model> for DeadlineView {
@@ -55,6 +57,7 @@ impl From<deadline::Model> for DeadlineView {
             title: d.title,
             due_on: d.due_on,
             kind: DeadlineKind::parse(&d.kind).unwrap_or(DeadlineKind::Internal),
+            completed_at: d.completed_at,
         }
     }
 }
@@ -135,7 +138,8 @@ async fn views<C: ConnectionTrait>(
     let today = Utc::now().date_naive();
     let mut upcoming = deadline::Entity::find()
         .filter(deadline::Column::CaseId.is_in(ids))
-        .filter(deadline::Column::DueOn.gte(today));
+        .filter(deadline::Column::DueOn.gte(today))
+        .filter(deadline::Column::CompletedAt.is_null());
     if client_view {
         upcoming = upcoming.filter(deadline::Column::Kind.ne(DeadlineKind::Internal.as_str()));
     }
@@ -364,6 +368,7 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
             kind: Set(DeadlineKind::StatuteOfLimitations.as_str().into()),
             created_by: Set(p.actor_id()),
             created_at: Set(t),
+            ..Default::default()
         }
         .insert(&*txn)
         .await?;
@@ -769,6 +774,7 @@ pub async fn patch_case(
                 kind: Set(DeadlineKind::StatuteOfLimitations.as_str().into()),
                 created_by: Set(p.actor_id()),
                 created_at: Set(crate::db::now()),
+                ..Default::default()
             }
             .insert(&*txn)
             .await?;

@@ -491,6 +491,8 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
                     kind: "filing".into(),
                     created_by: Some(attorney_ids[cases[i].lead]),
                     created_at: now,
+                    completed_at: None,
+                    completed_by: None,
                 })
             })
             .collect()

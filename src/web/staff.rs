@@ -55,6 +55,10 @@ pub fn routes() -> Router<AppState> {
             post(remove_party),
         )
         .route("/cases/{id}/manage/deadlines", post(add_deadline))
+        .route(
+            "/cases/{id}/manage/deadlines/{deadline_id}",
+            post(complete_deadline),
+        )
         .route("/cases/{id}/manage/expenses", post(add_expense))
         .route("/cases/{id}/manage/trust", get(trust_view))
         .route("/cases/{id}/manage/trust/{kind}", post(trust_submit))
@@ -161,6 +165,8 @@ fn done_text(key: Option<&str>) -> Option<String> {
             "member_removed" => "Member removed.",
             "party_removed" => "Party removed.",
             "deadline" => "Deadline added.",
+            "deadline_done" => "Deadline marked done.",
+            "deadline_reopened" => "Deadline reopened.",
             "expense" => "Expense recorded. It goes on the next invoice.",
             "deposit" => "Deposit recorded.",
             "transfer" => "Transfer to the invoice recorded.",
@@ -267,9 +273,12 @@ pub struct PartyRow {
 }
 
 pub struct CaseDeadlineRow {
+    pub id: Uuid,
     pub title: String,
     pub when: String,
     pub kind: String,
+    /// When it was marked done, in the viewer's zone; `None` while open.
+    pub done: Option<String>,
 }
 
 pub struct ExpenseRow {
@@ -434,9 +443,11 @@ async fn manage_page(
             .items
             .into_iter()
             .map(|d| CaseDeadlineRow {
+                id: d.id,
                 title: d.title,
                 when: day(d.due_on),
                 kind: d.kind.to_string().replace('_', " "),
+                done: d.completed_at.map(|t| v.at(t)),
             })
             .collect(),
         expenses: expenses
@@ -726,6 +737,31 @@ pub async fn add_deadline(
     )
     .await;
     after_manage(&state, &p, id, "Deadline not added.", "deadline", r).await
+}
+
+/// Mark a deadline done (`completed=yes`) or reopen it (anything else).
+pub async fn complete_deadline(
+    State(state): State<AppState>,
+    Path((id, deadline_id)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, PageError> {
+    let (id, deadline_id) = (parse_id(&id)?, parse_id(&deadline_id)?);
+    let (p, form) = form_user(&state, req).await?;
+    let completed = field(&form, "completed") == "yes";
+    let r = members::set_deadline_completed(
+        &state,
+        &p,
+        id,
+        deadline_id,
+        members::DeadlineChange { completed },
+    )
+    .await;
+    let done = if completed {
+        "deadline_done"
+    } else {
+        "deadline_reopened"
+    };
+    after_manage(&state, &p, id, "Deadline not changed.", done, r).await
 }
 
 pub async fn add_expense(

@@ -202,6 +202,11 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("PATCH", "/api/v1/cases/{id}", Policy::CaseStaff),
     ("GET", "/api/v1/cases/{id}/deadlines", Policy::CaseStaff),
     ("POST", "/api/v1/cases/{id}/deadlines", Policy::CaseStaff),
+    (
+        "PATCH",
+        "/api/v1/cases/{id}/deadlines/{deadline_id}",
+        Policy::CaseStaff,
+    ),
     ("POST", "/api/v1/cases/{id}/members", Policy::CaseAttorney),
     (
         "DELETE",
@@ -589,6 +594,12 @@ impl World {
         id_of(&self.ok(Method::POST, &path, body).await)
     }
 
+    async fn new_deadline(&self) -> String {
+        let path = format!("/api/v1/cases/{}/deadlines", self.case_x);
+        let body = json!({"title": "File", "due_on": "2027-01-15", "kind": "filing"});
+        id_of(&self.ok(Method::POST, &path, body).await)
+    }
+
     async fn new_time_entry(&self) -> String {
         let path = format!("/api/v1/cases/{}/time-entries", self.case_x);
         let body = json!({"work_date": Utc::now().date_naive(), "minutes": 6,
@@ -704,6 +715,9 @@ impl World {
         if path.contains("{party_id}") {
             path = path.replace("{party_id}", &self.new_party().await);
         }
+        if path.contains("{deadline_id}") {
+            path = path.replace("{deadline_id}", &self.new_deadline().await);
+        }
         if method == "DELETE" && path.contains("/members/{user_id}") {
             let extra = self.new_member().await;
             path = path.replace("{user_id}", &extra.to_string());
@@ -733,6 +747,7 @@ impl World {
             }
             ("POST", "/cases") => json!({"title": "T", "client_ids": [self.client_on.id]}),
             ("PATCH", "/cases/{id}") => json!({"title": "Matter"}),
+            ("PATCH", "/cases/{id}/deadlines/{deadline_id}") => json!({"completed": true}),
             ("POST", "/cases/{id}/deadlines") => {
                 json!({"title": "File", "due_on": "2027-01-15", "kind": "filing"})
             }

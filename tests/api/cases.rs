@@ -2045,6 +2045,158 @@ async fn deadlines_next_deadline_and_dashboards() {
     assert!(d["unread_messages"].is_i64(), "{d}");
 }
 
+#[tokio::test]
+async fn completing_a_deadline_takes_it_off_next_deadline_and_the_dashboard() {
+    let app = app().await;
+    let admin = app.user("admin").await;
+    let lead = app.user("attorney").await;
+    let paralegal = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let outsider = app.user("attorney").await;
+    let c = case_with(&app, &lead, "Done deadlines", &[&client], &[&paralegal]).await;
+    let id = id_of(&c);
+    let path = format!("/api/v1/cases/{id}/deadlines");
+    let soon = expect(
+        post(
+            &app,
+            &path,
+            &lead.access,
+            json!({"title": "File reply", "due_on": today() + Duration::days(3), "kind": "filing"}),
+        )
+        .await,
+        StatusCode::CREATED,
+        "add soon",
+    )
+    .await;
+    let later = expect(
+        post(
+            &app,
+            &path,
+            &lead.access,
+            json!({"title": "Hearing", "due_on": today() + Duration::days(20), "kind": "hearing"}),
+        )
+        .await,
+        StatusCode::CREATED,
+        "add later",
+    )
+    .await;
+    assert!(soon["completed_at"].is_null(), "open when added: {soon}");
+    let one = format!("{path}/{}", id_of(&soon));
+
+    // The case's client may not change it (403: they see the case); an outsider learns
+    // nothing (404); bad bodies are refused.
+    for (who, status) in [
+        (&client, StatusCode::FORBIDDEN),
+        (&outsider, StatusCode::NOT_FOUND),
+    ] {
+        let r = patch(&app, &one, &who.access, json!({"completed": true})).await;
+        assert_eq!(r.status(), status, "{}", r.text().await.unwrap());
+    }
+    let other = format!("{path}/{}", Uuid::new_v4());
+    refused(
+        patch(&app, &other, &lead.access, json!({"completed": true})).await,
+        StatusCode::NOT_FOUND,
+        "unknown deadline",
+    )
+    .await;
+    for body in [
+        json!({}),
+        json!({"completed": "yes"}),
+        json!({"completed": true, "title": "x"}),
+    ] {
+        refused(
+            patch(&app, &one, &lead.access, body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("bad body {body}"),
+        )
+        .await;
+    }
+
+    // A paralegal of the case marks it done: the next deadline moves on, everywhere.
+    let done = expect(
+        patch(&app, &one, &paralegal.access, json!({"completed": true})).await,
+        StatusCode::OK,
+        "complete",
+    )
+    .await;
+    assert!(done["completed_at"].is_string(), "{done}");
+    let again = expect(
+        patch(&app, &one, &lead.access, json!({"completed": true})).await,
+        StatusCode::OK,
+        "complete twice",
+    )
+    .await;
+    assert_eq!(
+        again["completed_at"], done["completed_at"],
+        "idempotent: {again}"
+    );
+    let got = expect(
+        get(&app, &format!("/api/v1/cases/{id}"), &lead.access).await,
+        StatusCode::OK,
+        "case",
+    )
+    .await;
+    assert_eq!(got["next_deadline"]["id"], later["id"], "{got}");
+    let d = dashboard(&app, &lead.access).await;
+    let upcoming = ids(d["deadlines_next_30_days"].as_array().unwrap());
+    assert!(
+        !upcoming.contains(&id_of(&soon)) && upcoming.contains(&id_of(&later)),
+        "{d}"
+    );
+    let listed = expect(get(&app, &path, &lead.access).await, StatusCode::OK, "list").await;
+    let row = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == soon["id"])
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        row["completed_at"], done["completed_at"],
+        "done ones stay listed: {listed}"
+    );
+
+    // Reopened, it is the next deadline again.
+    let open = expect(
+        patch(&app, &one, &lead.access, json!({"completed": false})).await,
+        StatusCode::OK,
+        "reopen",
+    )
+    .await;
+    assert!(open["completed_at"].is_null(), "{open}");
+    let got = expect(
+        get(&app, &format!("/api/v1/cases/{id}"), &lead.access).await,
+        StatusCode::OK,
+        "case",
+    )
+    .await;
+    assert_eq!(got["next_deadline"]["id"], soon["id"], "{got}");
+
+    // One entry per change (the repeated completion wrote none).
+    let entries = audit(&app, &admin.access, &format!("case_id={id}")).await;
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .filter(|a| a.starts_with("case.deadline_"))
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "case.deadline_completed")
+            .count(),
+        1,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "case.deadline_reopened")
+            .count(),
+        1,
+        "{actions:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. Conflict checks
 

@@ -626,6 +626,48 @@ async fn matter_forms_change_what_the_api_answers() {
     assert_eq!(d["items"].as_array().unwrap().len(), 1);
     let (_, html) = s.get(&app, "/staff/deadlines").await;
     assert!(html.contains("File the answer"));
+    // Marked done from the page: the API shows it done and it leaves the upcoming list;
+    // reopened, it comes back. A client of the case may not.
+    let did = d["items"][0]["id"].as_str().unwrap().to_owned();
+    let cl = sign_in(&app, &client).await;
+    let (st, _) = cl
+        .post(
+            &app,
+            &m(&format!("/deadlines/{did}")),
+            &[("completed", "yes")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post(
+            &app,
+            &m(&format!("/deadlines/{did}")),
+            &[("completed", "yes")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let d = api_json(&app, &format!("/api/v1/cases/{case}/deadlines"), &lead).await;
+    assert!(d["items"][0]["completed_at"].is_string(), "{d}");
+    let (_, html) = s.get(&app, "/staff/deadlines").await;
+    assert!(
+        !html.contains("File the answer"),
+        "done deadlines leave the list"
+    );
+    let (_, html) = s.get(&app, &m("?done=deadline_done")).await;
+    assert!(
+        html.contains("Reopen") && html.contains("Deadline marked done"),
+        "{html}"
+    );
+    let (st, _) = s
+        .post(
+            &app,
+            &m(&format!("/deadlines/{did}")),
+            &[("completed", "no")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (_, html) = s.get(&app, "/staff/deadlines").await;
+    assert!(html.contains("File the answer"));
 
     // Expenses.
     let today = chrono::Utc::now().date_naive().to_string();
