@@ -2,6 +2,7 @@
 //! [`pages`]), the first-run setup page, and the static assets (CSS and ES modules, compiled
 //! in: there is no separate front-end build).
 
+pub mod client;
 pub mod pages;
 pub mod work;
 
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/invoices/{id}", get(work::invoice_view))
         .route("/invoices/{id}/send", post(work::send_invoice))
         .route("/invoices/{id}/pay", post(work::pay_invoice))
+        .merge(client::routes())
         // Pages show client data: never in a shared or browser cache.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
