@@ -106,7 +106,8 @@ impl FirmLogo {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::from_bytes(bytes).map_err(|m| format!("{} {m}", path.display()))
     }
 }
@@ -116,7 +117,11 @@ fn looks_like_svg(bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return false;
     };
-    let head: String = text.chars().take(4096).collect::<String>().to_ascii_lowercase();
+    let head: String = text
+        .chars()
+        .take(4096)
+        .collect::<String>()
+        .to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
     (head.starts_with("<svg") || head.starts_with("<?xml") || head.starts_with("<!"))
         && head.contains("<svg")

@@ -30,9 +30,10 @@ fn fingerprint(hash: Option<&str>) -> String {
 /// active account (nothing leaks about who has one); only a real account gets a mail.
 #[tracing::instrument(skip_all)]
 pub async fn request_reset(state: &AppState, meta: &RequestMeta, email: &str) -> Result<()> {
-    state
-        .limits
-        .check(Action::PasswordReset, meta.ip.as_deref().unwrap_or("unknown"))?;
+    state.limits.check(
+        Action::PasswordReset,
+        meta.ip.as_deref().unwrap_or("unknown"),
+    )?;
     let user = users::service::find_by_email(&state.db, email)
         .await?
         .filter(|u| u.status == "active");

@@ -1098,8 +1098,7 @@ pub async fn labels_of(
     if let Some(c) = access::visible_condition(p) {
         q = q.filter(c);
     }
-    Ok(q
-        .all(state.db.conn())
+    Ok(q.all(state.db.conn())
         .await?
         .into_iter()
         .map(|c| (c.id, (c.number, c.title)))

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::pages::{
-    PageError, PageUser, Viewer, day, form_user, money, parse_id, read_form, render,
-    render_status, same_origin, signed_in,
+    PageError, PageUser, Viewer, day, form_user, money, parse_id, read_form, render, render_status,
+    same_origin, signed_in,
 };
 use crate::{
     AppState,
@@ -40,7 +40,10 @@ pub fn routes() -> Router<AppState> {
         .route("/profile/totp/enable", post(totp_enable))
         .route("/profile/totp/disable", post(totp_disable))
         .route("/profile/sessions/{id}/revoke", post(session_revoke))
-        .route("/profile/sessions/revoke-others", post(sessions_revoke_others))
+        .route(
+            "/profile/sessions/revoke-others",
+            post(sessions_revoke_others),
+        )
         .route("/forgot", get(forgot_form).post(forgot_submit))
         .route("/reset", get(reset_form).post(reset_submit))
         .route("/invitation", get(invitation_form).post(invitation_submit))
@@ -682,8 +685,9 @@ async fn totp_setup(State(state): State<AppState>, req: Request) -> Result<Respo
     let (p, _) = form_user(&state, req).await?;
     match auth::totp_setup(&state, &p).await {
         Ok(s) => {
-            let qr = qr_svg(&s.otpauth_url)
-                .ok_or_else(|| Error::Internal(anyhow::anyhow!("otpauth URL too long for a QR code")))?;
+            let qr = qr_svg(&s.otpauth_url).ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("otpauth URL too long for a QR code"))
+            })?;
             profile_render(
                 &state,
                 &p,
@@ -704,7 +708,10 @@ async fn totp_setup(State(state): State<AppState>, req: Request) -> Result<Respo
 
 async fn totp_toggle(state: AppState, req: Request, enable: bool) -> Result<Response, PageError> {
     let (p, form) = form_user(&state, req).await?;
-    let code: String = field(&form, "code").chars().filter(|c| !c.is_whitespace()).collect();
+    let code: String = field(&form, "code")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     match auth::totp_toggle(&state, &p, &code, enable).await {
         Ok(()) => Ok(Redirect::to(if enable {
             "/profile?done=totp-on"
@@ -747,8 +754,8 @@ async fn sessions_revoke_others(
     // The same service as `DELETE /me/sessions/{id}`, once per other session (each audited).
     let mut cursor = None;
     loop {
-        let page = auth::list_sessions(&state.db, &p, Limit::parse(Some(100))?, cursor.as_deref())
-            .await?;
+        let page =
+            auth::list_sessions(&state.db, &p, Limit::parse(Some(100))?, cursor.as_deref()).await?;
         for s in page.items.iter().filter(|s| !s.current) {
             auth::revoke_session(&state, &p, s.id).await?;
         }

@@ -308,7 +308,9 @@ pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
     // Only known confirmations: the query string is never echoed into the page.
     let notice = match q.done.as_deref() {
         Some("reset") => Some("Your password was changed. Sign in with the new one.".to_owned()),
-        Some("invited") => Some("Your account is ready. Sign in with your new password.".to_owned()),
+        Some("invited") => {
+            Some("Your account is ready. Sign in with your new password.".to_owned())
+        }
         _ => None,
     };
     render(&LoginPage {

@@ -24,3 +24,4 @@ mod props;
 mod s3;
 mod users;
 mod web;
+mod web_client;
