@@ -1073,17 +1073,6 @@ pub(super) async fn touch<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<()> 
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::fts5_query;
-
-    #[test]
-    fn fts_queries_cannot_inject_operators() {
-        assert_eq!(fts5_query("smith OR \"x"), "\"smith\"* \"OR\"* \"\"\"x\"*");
-        assert_eq!(fts5_query("   "), "");
-    }
-}
-
 /// Number and title of the given cases, for labelling rows of other lists (messages,
 /// documents, invoices) in one query; cases the caller may not see are left out.
 pub async fn labels_of(
@@ -1103,4 +1092,15 @@ pub async fn labels_of(
         .into_iter()
         .map(|c| (c.id, (c.number, c.title)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fts5_query;
+
+    #[test]
+    fn fts_queries_cannot_inject_operators() {
+        assert_eq!(fts5_query("smith OR \"x"), "\"smith\"* \"OR\"* \"\"\"x\"*");
+        assert_eq!(fts5_query("   "), "");
+    }
 }

@@ -93,7 +93,7 @@ pub fn money(cents: i64, code: &str) -> String {
     let digits = (c / unit).to_string();
     let mut whole = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             whole.push(',');
         }
         whole.push(ch);

@@ -93,7 +93,7 @@ fn location(r: &reqwest::Response) -> String {
 /// The text between `start` and the next `end` after it.
 fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let i = html.find(start)? + start.len();
-    Some(html[i..].split(end).next()?)
+    html[i..].split(end).next()
 }
 
 async fn json_ok(r: reqwest::Response, status: StatusCode, what: &str) -> Value {
