@@ -133,8 +133,11 @@ async fn message(app: &TestApp, from: &Login, case: &str, body: &str) {
 }
 
 async fn upload(app: &TestApp, token: &str, case: &str, name: &str, text: &str) -> String {
+    // A title of words: PostgreSQL's parser keeps `zebra-will.txt` as one token, FTS5 splits it.
+    let title = name.trim_end_matches(".txt").replace('-', " ");
     let form = multipart::Form::new()
         .text("confidentiality", "shared")
+        .text("title", title)
         .part(
             "file",
             multipart::Part::bytes(text.as_bytes().to_vec())
@@ -292,7 +295,7 @@ async fn list_pages_show_the_clients_own_data_and_never_another_clients() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "last will");
     let (_, html) = page(&app, &c, "/documents?q=zebra").await;
-    assert!(html.contains("zebra-will.txt"));
+    assert!(html.contains("zebra-will.txt"), "{html}");
     let (_, html) = page(&app, &c, "/documents?q=giraffe").await;
     assert!(html.contains("No documents match") && !html.contains("giraffe-terms.txt"));
 
