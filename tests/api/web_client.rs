@@ -1025,3 +1025,54 @@ fn money_uses_the_currency_exponent_and_groups_thousands() {
     // An unknown code keeps two decimals.
     assert_eq!(money(150, "XTS"), "1.50 XTS");
 }
+
+#[tokio::test]
+async fn the_api_offers_the_same_password_reset() {
+    let app = spawn_app().await;
+    let client = app.user("client").await;
+    for email in ["nobody@example.com", client.email.as_str()] {
+        let r = app
+            .post(
+                "/api/v1/auth/password-reset",
+                None,
+                json!({ "email": email }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{email}");
+    }
+    assert!(
+        mail_to(&app, "password_reset", "nobody@example.com")
+            .await
+            .is_none()
+    );
+    let mail = mail_to(&app, "password_reset", &client.email)
+        .await
+        .unwrap();
+    let link = link_in(&mail, "/reset?token=");
+    let token = link.trim_start_matches("/reset?token=");
+    let confirm = |password: &'static str| {
+        app.post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({ "token": token, "password": password }),
+        )
+    };
+    crate::helpers::problem(confirm("short").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        confirm("a brand new passphrase").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    crate::helpers::problem(
+        confirm("yet another passphrase").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": client.email, "password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
