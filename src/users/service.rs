@@ -718,6 +718,16 @@ async fn insert_invitation<C: ConnectionTrait>(
     Ok((id, token, expires_at))
 }
 
+/// Whether an invitation link can still be used (not accepted, not expired), so its page can
+/// say so before anyone fills in the form.
+pub async fn invitation_is_open(state: &AppState, token: &str) -> Result<bool> {
+    Ok(invitation::Entity::find()
+        .filter(invitation::Column::TokenHash.eq(token_hash(token.trim())))
+        .one(state.db.conn())
+        .await?
+        .is_some_and(|i| i.accepted_at.is_none() && i.expires_at > now()))
+}
+
 /// `POST /auth/accept-invitation`: single use, before expiry; sets name and password.
 pub async fn accept_invitation(
     state: &AppState,

@@ -740,8 +740,18 @@ async fn session_revoke(
     let (p, _) = form_user(&state, req).await?;
     auth::revoke_session(&state, &p, id).await?;
     if Some(id) == p.session_id {
-        // Signing out this very session: the cookie is now dead; start again.
-        return Ok(Redirect::to("/login").into_response());
+        // Signing out this very session: the cookies are dead now; drop them and start again.
+        let mut res = Redirect::to("/login").into_response();
+        for name in [crate::auth::SESSION_COOKIE, crate::auth::CSRF_COOKIE] {
+            let gone = axum_extra::extract::cookie::Cookie::build((name, ""))
+                .path("/")
+                .max_age(time::Duration::ZERO)
+                .build();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&gone.to_string()) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        return Ok(res);
     }
     Ok(Redirect::to("/profile?done=revoked").into_response())
 }
@@ -936,14 +946,20 @@ fn invitation_page(token: String) -> InvitationPage {
     }
 }
 
-async fn invitation_form(Query(q): Query<TokenQuery>) -> Response {
+async fn invitation_form(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, PageError> {
     let token = q.token.unwrap_or_default();
     let mut page = invitation_page(token.trim().to_owned());
-    if page.token.is_empty() {
+    if page.token.is_empty()
+        || !crate::users::service::invitation_is_open(&state, &page.token).await?
+    {
         page.dead = true;
-        return render_status(StatusCode::NOT_FOUND, &page);
+        page.token.clear();
+        return Ok(render_status(StatusCode::NOT_FOUND, &page));
     }
-    render(&page)
+    Ok(render(&page))
 }
 
 async fn invitation_submit(

@@ -695,6 +695,32 @@ async fn sessions_can_be_signed_out_one_by_one_or_all_but_this_one() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(page(&app, &o, "/").await.0, StatusCode::OK);
 
+    // Signing out this very session from its own list ends it and drops the cookies.
+    let (_, html) = page(&app, &d, "/profile").await;
+    let d_session = current_session(&html);
+    let r = post_form(
+        &app,
+        &d,
+        &format!("/profile/sessions/{d_session}/revoke"),
+        Some(&csrf_of(&html)),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login");
+    assert!(
+        r.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        page(&app, &d, "/").await.0,
+        StatusCode::SEE_OTHER,
+        "d ended"
+    );
+    let e = sign_in(&app, &client.email).await;
+
     let r = post_form(
         &app,
         &a,
@@ -705,9 +731,9 @@ async fn sessions_can_be_signed_out_one_by_one_or_all_but_this_one() {
     .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        page(&app, &d, "/").await.0,
+        page(&app, &e, "/").await.0,
         StatusCode::SEE_OTHER,
-        "d ended"
+        "e ended"
     );
     // The API session of the test login ended too; this one goes on.
     let r = app.get("/api/v1/me", Some(&client.access)).await;
@@ -916,7 +942,10 @@ async fn an_invitation_is_accepted_once_through_its_page() {
     let (_, html) = page(&app, &b, "/profile").await;
     assert!(html.contains("<option selected>America/Chicago</option>"));
 
-    // A second use fails readably.
+    // A second use fails readably: the link's page says so, and so does a replayed form.
+    let (s, html) = page(&app, &browser(), &link).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(html.contains("already been used or has expired") && !html.contains("invitation-form"));
     let r = browser()
         .post(app.url("/invitation"))
         .header(header::ORIGIN, ORIGIN)
