@@ -60,6 +60,71 @@ pub struct Config {
     pub mail_max_attempts: i32,
     /// Billing: the firm's currency, name (on invoices), tax rate and card processor.
     pub billing: BillingConfig,
+    /// The firm's logo for the portal header (`LFP_FIRM_LOGO`), read and checked at start-up.
+    pub firm_logo: Option<FirmLogo>,
+}
+
+/// A PNG or SVG file shown in the portal's header and served at `/static/logo`.
+#[derive(Clone)]
+pub struct FirmLogo {
+    pub content_type: &'static str,
+    pub bytes: bytes::Bytes,
+}
+
+impl std::fmt::Debug for FirmLogo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirmLogo")
+            .field("content_type", &self.content_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl FirmLogo {
+    /// Largest logo accepted: it is held in memory and sent with every page view.
+    pub const MAX_BYTES: usize = 512 * 1024;
+
+    /// Decide the type from the bytes (never the file name): PNG, or SVG markup.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
+        if bytes.len() > Self::MAX_BYTES {
+            return Err(format!(
+                "is larger than {} KiB; use a smaller image",
+                Self::MAX_BYTES / 1024
+            ));
+        }
+        let content_type = if infer::image::is_png(&bytes) {
+            "image/png"
+        } else if looks_like_svg(&bytes) {
+            "image/svg+xml"
+        } else {
+            return Err("is neither a PNG nor an SVG image".into());
+        };
+        Ok(Self {
+            content_type,
+            bytes: bytes.into(),
+        })
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::from_bytes(bytes).map_err(|m| format!("{} {m}", path.display()))
+    }
+}
+
+/// SVG is text: an optional BOM, XML declaration, comments or doctype, then an `<svg` element.
+fn looks_like_svg(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let head: String = text
+        .chars()
+        .take(4096)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let head = head.trim_start_matches('\u{feff}').trim_start();
+    (head.starts_with("<svg") || head.starts_with("<?xml") || head.starts_with("<!"))
+        && head.contains("<svg")
 }
 
 /// Billing settings (`LFP_CURRENCY`, `LFP_FIRM_NAME`, `LFP_TAX_RATE_BPS`, `LFP_PAYMENTS_*`).
@@ -173,6 +238,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_BOOKING_MIN_NOTICE_MINUTES",
     "LFP_CURRENCY",
     "LFP_FIRM_NAME",
+    "LFP_FIRM_LOGO",
     "LFP_TAX_RATE_BPS",
     "LFP_PAYMENTS_API_BASE",
     "LFP_PAYMENTS_API_KEY",
@@ -219,6 +285,7 @@ impl Config {
             mail_lease: std::time::Duration::from_secs(300),
             mail_max_attempts: 8,
             billing: BillingConfig::default(),
+            firm_logo: None,
             object_store: None,
             document_retention_days: 30,
         }
@@ -479,6 +546,12 @@ impl Config {
             }
         }
         billing_from_env(&mut c.billing, &get)?;
+        if let Some(path) = get("LFP_FIRM_LOGO").filter(|v| !v.trim().is_empty()) {
+            c.firm_logo = Some(
+                FirmLogo::load(std::path::Path::new(path.trim()))
+                    .map_err(|m| invalid("LFP_FIRM_LOGO", m))?,
+            );
+        }
         c.master_key = pick(get("LFP_MASTER_KEY"), fc.master_key).map(SecretString::from);
         if let Some(k) = &c.master_key {
             crate::crypto::MasterKey::from_base64(k).map_err(|m| invalid("LFP_MASTER_KEY", m))?;

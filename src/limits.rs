@@ -30,16 +30,19 @@ pub enum Action {
     Upload,
     /// Appointment bookings and reschedules, per user.
     Booking,
+    /// Password-reset requests, per source address (each may send a mail).
+    PasswordReset,
 }
 
 impl Action {
-    const ALL: [Action; 6] = [
+    const ALL: [Action; 7] = [
         Action::Register,
         Action::Refresh,
         Action::ConflictCheck,
         Action::Invitation,
         Action::Upload,
         Action::Booking,
+        Action::PasswordReset,
     ];
 
     /// (sustained events per minute, burst).
@@ -51,6 +54,7 @@ impl Action {
             Action::Invitation => (10, 30),
             Action::Upload => (30, 60),
             Action::Booking => (10, 20),
+            Action::PasswordReset => (5, 10),
         }
     }
 }

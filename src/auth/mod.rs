@@ -3,6 +3,7 @@
 
 pub mod entity;
 pub mod password;
+pub mod reset;
 pub mod routes;
 pub mod service;
 pub mod throttle;

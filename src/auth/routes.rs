@@ -31,6 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(accept_invitation))
+        .routes(routes!(password_reset))
+        .routes(routes!(password_reset_confirm))
         .routes(routes!(me, patch_me))
         .routes(routes!(change_password))
         .routes(routes!(totp_setup))
@@ -189,6 +191,47 @@ async fn logout(
         );
     }
     Ok(res)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordResetConfirm {
+    /// The `token` of the link in the reset mail.
+    pub token: String,
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+/// Mail a one-hour, single-use link to choose a new password (through the mail outbox).
+/// The answer is the same whether or not the address has an account.
+#[utoipa::path(post, path = "/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
+    responses((status = 202, description = "Accepted; mailed if the address has an active account"),
+        (status = 429, body = Problem)))]
+async fn password_reset(
+    State(s): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(r): ApiJson<PasswordResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    super::reset::request_reset(&s, &meta, &r.email).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Set a new password with the mailed token; every session of the account ends.
+/// An unknown, expired or already used token answers 404.
+#[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", request_body = PasswordResetConfirm,
+    responses((status = 204, description = "Password changed"), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn password_reset_confirm(
+    State(s): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(r): ApiJson<PasswordResetConfirm>,
+) -> Result<StatusCode, ApiError> {
+    super::reset::reset_password(&s, &meta, &r.token, SecretString::from(r.password)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/auth/accept-invitation", tag = "auth", request_body = AcceptInvitation,

@@ -14,6 +14,22 @@ const AUDIENCE: &str = "lawfirm-pro-api";
 const PENDING_AUDIENCE: &str = "lawfirm-pro-pending-login";
 /// How long the TOTP step of a web sign-in may take.
 pub const PENDING_LOGIN_TTL_SECS: i64 = 300;
+/// Password-reset links: never an access token or a pending sign-in either.
+const RESET_AUDIENCE: &str = "lawfirm-pro-password-reset";
+/// How long a password-reset link works.
+pub const PASSWORD_RESET_TTL_SECS: i64 = 3600;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ResetClaims {
+    sub: Uuid,
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    /// Fingerprint of the password hash the link was issued against: once the password
+    /// changes (this link used, or any other change) the link stops working.
+    pwd: String,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct PendingClaims {
@@ -41,6 +57,7 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     pending_validation: Validation,
+    reset_validation: Validation,
     pub ttl_secs: i64,
     /// For binding CSRF tokens to cookie sessions.
     csrf_key: Vec<u8>,
@@ -56,11 +73,14 @@ impl TokenKeys {
         validation.leeway = 0;
         let mut pending_validation = validation.clone();
         pending_validation.set_audience(&[PENDING_AUDIENCE]);
+        let mut reset_validation = validation.clone();
+        reset_validation.set_audience(&[RESET_AUDIENCE]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             pending_validation,
+            reset_validation,
             ttl_secs: config.access_token_ttl_secs,
             csrf_key: {
                 use sha2::{Digest, Sha256};
@@ -140,6 +160,31 @@ impl TokenKeys {
         use subtle::ConstantTimeEq;
         let want = self.form_mac(purpose, data);
         want.len() == given.len() && bool::from(want.as_bytes().ct_eq(given.as_bytes()))
+    }
+
+    /// A signed password-reset token for `user_id`, bound to a fingerprint of the current hash.
+    pub fn issue_password_reset(&self, user_id: Uuid, fingerprint: &str) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = ResetClaims {
+            sub: user_id,
+            iss: ISSUER.into(),
+            aud: RESET_AUDIENCE.into(),
+            iat: now,
+            exp: now + PASSWORD_RESET_TTL_SECS,
+            pwd: fingerprint.to_owned(),
+        };
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The user and password fingerprint of a valid, unexpired password-reset token.
+    pub fn verify_password_reset(&self, token: &str) -> Option<(Uuid, String)> {
+        decode::<ResetClaims>(token, &self.decoding, &self.reset_validation)
+            .ok()
+            .map(|d| (d.claims.sub, d.claims.pwd))
     }
 
     /// The CSRF token of a cookie session: HMAC-like digest of its id, so it needs no storage.

@@ -1111,6 +1111,27 @@ pub(super) async fn touch<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<()> 
     Ok(())
 }
 
+/// Number and title of the given cases, for labelling rows of other lists (messages,
+/// documents, invoices) in one query; cases the caller may not see are left out.
+pub async fn labels_of(
+    state: &AppState,
+    p: &Principal,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, (String, String)>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q = legal_case::Entity::find().filter(legal_case::Column::Id.is_in(ids.to_vec()));
+    if let Some(c) = access::visible_condition(p) {
+        q = q.filter(c);
+    }
+    Ok(q.all(state.db.conn())
+        .await?
+        .into_iter()
+        .map(|c| (c.id, (c.number, c.title)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::fts5_query;

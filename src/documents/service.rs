@@ -954,6 +954,37 @@ pub async fn search(
     Ok(out)
 }
 
+/// Every document the caller may see across their cases, newest first, optionally narrowed
+/// by full text (the web portal's documents page; `search` is the same with `q` required).
+pub async fn list_visible(
+    state: &AppState,
+    p: &Principal,
+    s: SearchParams,
+) -> Result<Page<DocumentView>> {
+    let limit = Limit::parse(s.limit)?;
+    let mut v = Validator::default();
+    let q_text = check_q(&mut v, s.q.as_deref());
+    v.finish()?;
+    let mut cond = visible(&sight(state.db.conn(), p).await?);
+    if let Some(text) = &q_text {
+        cond = cond.add(text_match(state.db.backend(), text));
+    }
+    let out = page(state, cond, limit, s.cursor.as_deref()).await?;
+    state
+        .audit
+        .record(
+            NewEntry::new("document.list", "document")
+                .by(p)
+                .details(serde_json::json!({
+                    "count": out.items.len(),
+                    "document_ids": out.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+                    "admin_access": p.is_admin(),
+                })),
+        )
+        .await?;
+    Ok(out)
+}
+
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct CountBytes {
     pub count: i64,

@@ -104,7 +104,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .merge(crate::web::router())
+        .merge(crate::web::router().layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::client::page_context,
+        )))
         .merge(crate::appointments::routes::feed_router())
         .merge(api)
         .fallback(not_found)

@@ -184,6 +184,25 @@ pub async fn set_password_hash<C: ConnectionTrait>(conn: &C, id: Uuid, hash: &st
     Ok(())
 }
 
+/// Replace the password hash only if it is still `old` (a password-reset link is single use:
+/// of two racing uses, one finds the hash already changed). True when it was replaced.
+pub async fn replace_password_hash<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+    old: Option<&str>,
+    new: &str,
+) -> Result<bool> {
+    let mut q = user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(new))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now()))
+        .filter(user::Column::Id.eq(id));
+    q = match old {
+        Some(h) => q.filter(user::Column::PasswordHash.eq(h)),
+        None => q.filter(user::Column::PasswordHash.is_null()),
+    };
+    Ok(q.exec(conn).await?.rows_affected == 1)
+}
+
 /// Input for a new account, as received (validated here).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
@@ -632,7 +651,7 @@ pub async fn create_invitation(
             subject: "You are invited to your law firm's client portal".into(),
             text: format!(
                 "Hello,\n\nYou have been invited to the client portal. Choose your name and \
-                 password here (the link works once, until {}):\n\n{base}/setup?token={token}\n\n\
+                 password here (the link works once, until {}):\n\n{base}/invitation?token={token}\n\n\
                  If you did not expect this, ignore this message.\n",
                 expires_at.format("%Y-%m-%d %H:%M UTC"),
             ),
@@ -697,6 +716,16 @@ async fn insert_invitation<C: ConnectionTrait>(
     )
     .await?;
     Ok((id, token, expires_at))
+}
+
+/// Whether an invitation link can still be used (not accepted, not expired), so its page can
+/// say so before anyone fills in the form.
+pub async fn invitation_is_open(state: &AppState, token: &str) -> Result<bool> {
+    Ok(invitation::Entity::find()
+        .filter(invitation::Column::TokenHash.eq(token_hash(token.trim())))
+        .one(state.db.conn())
+        .await?
+        .is_some_and(|i| i.accepted_at.is_none() && i.expires_at > now()))
 }
 
 /// `POST /auth/accept-invitation`: single use, before expiry; sets name and password.

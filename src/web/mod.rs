@@ -2,6 +2,7 @@
 //! [`pages`]), the first-run setup page, and the static assets (CSS and ES modules, compiled
 //! in: there is no separate front-end build).
 
+pub mod client;
 pub mod pages;
 pub mod staff;
 pub mod work;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/invoices/{id}/send", post(work::send_invoice))
         .route("/invoices/{id}/pay", post(work::pay_invoice))
         .merge(staff::routes())
+        .merge(client::routes())
         // Pages show client data: never in a shared or browser cache.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

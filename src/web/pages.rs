@@ -37,6 +37,8 @@ pub struct Viewer {
     pub name: String,
     pub role: String,
     pub csrf: String,
+    /// Unread messages, for the navigation (one query per page).
+    pub unread: i64,
     pub(super) tz: Tz,
 }
 
@@ -53,6 +55,7 @@ impl Viewer {
                 .session_id
                 .map(|s| state.tokens.csrf_token(s))
                 .unwrap_or_default(),
+            unread: crate::messages::query::unread_total(state.db.conn(), user.id).await?,
             // An unknown zone (should not happen: it is validated on write) falls back to UTC.
             tz: user.timezone.parse().unwrap_or(Tz::UTC),
         })
@@ -77,10 +80,30 @@ pub(super) fn day(d: NaiveDate) -> String {
     d.format("%a %-d %b %Y").to_string()
 }
 
-pub(super) fn money(cents: i64, code: &str) -> String {
+/// An amount in minor units as people read it: the currency's own number of decimals
+/// (JPY 0, KWD and BHD 3, most 2, from the ISO 4217 table the billing module keeps; 2 for a
+/// code it does not know) and thousands grouped: `-1,234,567.89 USD`, `1,200 JPY`.
+pub fn money(cents: i64, code: &str) -> String {
+    let exp = crate::billing::money::Currency::parse(code)
+        .map(|c| u32::from(c.exponent()))
+        .unwrap_or(2);
     let sign = if cents < 0 { "-" } else { "" };
     let c = cents.unsigned_abs();
-    format!("{sign}{}.{:02} {code}", c / 100, c % 100)
+    let unit = 10u64.pow(exp);
+    let digits = (c / unit).to_string();
+    let mut whole = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            whole.push(',');
+        }
+        whole.push(ch);
+    }
+    if exp == 0 {
+        format!("{sign}{whole} {code}")
+    } else {
+        let frac = c % unit;
+        format!("{sign}{whole}.{frac:0width$} {code}", width = exp as usize)
+    }
 }
 
 /// Why a page could not be shown.
@@ -191,7 +214,7 @@ pub(super) fn render(t: &impl Template) -> Response {
 }
 
 /// `next` must stay on this site: a path, never `//host` or a scheme.
-fn safe_next(next: Option<&str>) -> &str {
+pub(super) fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
         _ => "/",
@@ -243,7 +266,7 @@ pub(super) async fn form_user(
     }
 }
 
-async fn read_form(body: Body) -> Result<HashMap<String, String>, PageError> {
+pub(super) async fn read_form(body: Body) -> Result<HashMap<String, String>, PageError> {
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
         .map_err(|_| Error::TooLarge("The form is too large.".into()))?;
@@ -251,7 +274,7 @@ async fn read_form(body: Body) -> Result<HashMap<String, String>, PageError> {
 }
 
 /// The sign-in form has no session yet: it must at least come from our own origin.
-fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     let expected = state.config.public_url.origin().ascii_serialization();
     headers
         .get(header::ORIGIN)
@@ -266,6 +289,7 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
 #[template(path = "login.html")]
 struct LoginPage {
     user: Option<Viewer>,
+    notice: Option<String>,
     error: Option<String>,
     next: String,
     email: String,
@@ -277,11 +301,21 @@ struct LoginPage {
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    done: Option<String>,
 }
 
 pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
+    // Only known confirmations: the query string is never echoed into the page.
+    let notice = match q.done.as_deref() {
+        Some("reset") => Some("Your password was changed. Sign in with the new one.".to_owned()),
+        Some("invited") => {
+            Some("Your account is ready. Sign in with your new password.".to_owned())
+        }
+        _ => None,
+    };
     render(&LoginPage {
         user: None,
+        notice,
         error: None,
         next: safe_next(q.next.as_deref()).to_owned(),
         email: String::new(),
@@ -301,6 +335,7 @@ pub async fn login_submit(
     let next = safe_next(form.get("next").map(String::as_str)).to_owned();
     let mut page = LoginPage {
         user: None,
+        notice: None,
         error: None,
         next: next.clone(),
         email: field("email"),
@@ -380,9 +415,14 @@ pub async fn login_submit(
         }
         Err(e) => return Err(e.into()),
     };
+    Ok(signed_in(&state, &issued, &next))
+}
+
+/// After a successful sign-in: the session and CSRF cookies, and on to `next`.
+pub(super) fn signed_in(state: &AppState, issued: &auth::Issued, next: &str) -> Response {
     let secure = state.config.public_url.scheme() == "https";
     let csrf = state.tokens.csrf_token(issued.session_id);
-    let session = Cookie::build((SESSION_COOKIE, issued.secret))
+    let session = Cookie::build((SESSION_COOKIE, issued.secret.clone()))
         .http_only(true)
         .secure(secure)
         .same_site(SameSite::Strict)
@@ -393,13 +433,13 @@ pub async fn login_submit(
         .same_site(SameSite::Strict)
         .path("/")
         .build();
-    let mut res = Redirect::to(&next).into_response();
+    let mut res = Redirect::to(next).into_response();
     for c in [session, csrf_cookie] {
         if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
             res.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    Ok(res)
+    res
 }
 
 pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Response, PageError> {

@@ -192,6 +192,12 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("GET", "/api/v1/audit", Policy::AdminOrAttorney),
     ("GET", "/api/v1/audit/verify", Policy::Admin),
     ("POST", "/api/v1/auth/accept-invitation", Policy::Public),
+    ("POST", "/api/v1/auth/password-reset", Policy::Public),
+    (
+        "POST",
+        "/api/v1/auth/password-reset/confirm",
+        Policy::Public,
+    ),
     ("POST", "/api/v1/auth/login", Policy::Public),
     ("POST", "/api/v1/auth/logout", Policy::Authenticated),
     ("POST", "/api/v1/auth/refresh", Policy::Public),

@@ -558,6 +558,15 @@ async fn attorney_opens_and_bills_a_matter_client_uploads_books_and_pays() {
     .await;
     assert_not_reloaded(&ab).await;
 
+    // e. The client's inbox and profile (the navigation marks where they are).
+    cb.goto(&app.url("/messages")).await.unwrap();
+    wait_for(&cb, "#message-search").await;
+    wait_for(&cb, "nav a[aria-current='page'][href='/messages']").await;
+    screenshots(&cb, "messages").await;
+    cb.goto(&app.url("/profile")).await.unwrap();
+    wait_for(&cb, "#profile-form").await;
+    screenshots(&cb, "profile").await;
+
     for b in [ab, cb] {
         b.close().await.unwrap();
     }

@@ -24,4 +24,5 @@ mod props;
 mod s3;
 mod users;
 mod web;
+mod web_client;
 mod web_staff;
