@@ -125,6 +125,8 @@ fn looks_like_svg(bytes: &[u8]) -> bool {
     let head = head.trim_start_matches('\u{feff}').trim_start();
     (head.starts_with("<svg") || head.starts_with("<?xml") || head.starts_with("<!"))
         && head.contains("<svg")
+        // An HTML page with an <svg> inside is not an image.
+        && !head.contains("<html")
 }
 
 /// Billing settings (`LFP_CURRENCY`, `LFP_FIRM_NAME`, `LFP_TAX_RATE_BPS`, `LFP_PAYMENTS_*`).

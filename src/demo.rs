@@ -107,6 +107,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<(String, Vec<UserView>)> {
             priority: Some("high".into()),
             statute_of_limitations: Some(today + Duration::days(200)),
             parties: Vec::new(),
+            reviewed_conflicts: None,
         },
     )
     .await
@@ -159,6 +160,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<(String, Vec<UserView>)> {
             priority: None,
             statute_of_limitations: None,
             parties: Vec::new(),
+            reviewed_conflicts: None,
         },
     )
     .await
@@ -188,6 +190,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<(String, Vec<UserView>)> {
             priority: Some("normal".into()),
             statute_of_limitations: None,
             parties: Vec::new(),
+            reviewed_conflicts: None,
         },
     )
     .await

@@ -32,10 +32,12 @@ pub enum Action {
     Booking,
     /// Password-reset requests, per source address (each may send a mail).
     PasswordReset,
+    /// Reset mails, per account: however many addresses ask, one inbox gets a few an hour.
+    PasswordResetMail,
 }
 
 impl Action {
-    const ALL: [Action; 7] = [
+    const ALL: [Action; 8] = [
         Action::Register,
         Action::Refresh,
         Action::ConflictCheck,
@@ -43,11 +45,13 @@ impl Action {
         Action::Upload,
         Action::Booking,
         Action::PasswordReset,
+        Action::PasswordResetMail,
     ];
 
-    /// (sustained events per minute, burst).
-    fn quota(self) -> (u32, u32) {
-        match self {
+    /// (time to earn back one event, burst).
+    fn quota(self) -> (Duration, u32) {
+        let per_minute = |n: u32| Duration::from_secs(60) / n;
+        let (rate, burst) = match self {
             Action::Register => (2, 10),
             Action::Refresh => (60, 60),
             Action::ConflictCheck => (30, 30),
@@ -55,7 +59,11 @@ impl Action {
             Action::Upload => (30, 60),
             Action::Booking => (10, 20),
             Action::PasswordReset => (5, 10),
-        }
+            Action::PasswordResetMail => {
+                return (Duration::from_secs(20 * 60), 3);
+            }
+        };
+        (per_minute(rate), burst)
     }
 }
 
@@ -71,9 +79,9 @@ impl Default for RateLimits {
         let limiters = Action::ALL
             .into_iter()
             .map(|a| {
-                let (per_minute, burst) = a.quota();
+                let (period, burst) = a.quota();
                 let nz = |n: u32| NonZeroU32::new(n).expect("quotas are positive");
-                let quota = Quota::with_period(Duration::from_secs(60) / per_minute)
+                let quota = Quota::with_period(period)
                     .expect("non-zero period")
                     .allow_burst(nz(burst));
                 (a, RateLimiter::keyed(quota))

@@ -48,6 +48,25 @@ pub async fn request_reset(state: &AppState, meta: &RequestMeta, email: &str) ->
             .await?;
         return Ok(());
     };
+    // Requests from many addresses must not flood one inbox: past a few mails an hour the
+    // answer stays the same but no mail goes out.
+    if state
+        .limits
+        .check(Action::PasswordResetMail, &user.id.to_string())
+        .is_err()
+    {
+        state
+            .audit
+            .record(
+                NewEntry::new("user.password_reset_request", "user")
+                    .meta(meta)
+                    .resource(user.id)
+                    .outcome(Outcome::Failure)
+                    .details(serde_json::json!({ "reason": "mail_limit" })),
+            )
+            .await?;
+        return Ok(());
+    }
     let token = state
         .tokens
         .issue_password_reset(user.id, &fingerprint(user.password_hash.as_deref()))?;

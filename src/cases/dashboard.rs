@@ -90,6 +90,33 @@ async fn count_by(
         .collect())
 }
 
+/// The staff deadline list (`/staff/deadlines`): [`upcoming_deadlines`], audited as a read
+/// of every case it shows (the dashboard audits its own read).
+pub async fn deadline_list(
+    state: &AppState,
+    p: &Principal,
+    days: i64,
+) -> Result<Vec<UpcomingDeadline>> {
+    let rows = upcoming_deadlines(state, p, days).await?;
+    let mut cases: Vec<Uuid> = rows.iter().map(|r| r.case_id).collect();
+    cases.sort_unstable();
+    cases.dedup();
+    state
+        .audit
+        .record(
+            NewEntry::new("case.deadlines_list", "case")
+                .by(p)
+                .details(serde_json::json!({
+                    "days": days,
+                    "deadlines": rows.len(),
+                    "case_ids": cases,
+                    "admin_access": p.is_admin(),
+                })),
+        )
+        .await?;
+    Ok(rows)
+}
+
 /// Deadlines of the caller's cases (admins: every case) due from today through `days` ahead,
 /// soonest first (at most 200). Staff only.
 pub async fn upcoming_deadlines(

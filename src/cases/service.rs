@@ -177,6 +177,10 @@ pub struct NewCase {
     /// finds them from the moment the case exists). At most 50.
     #[serde(default)]
     pub parties: Vec<super::members::NewParty>,
+    /// How many conflict matches the attorney reviewed on the new-matter page before
+    /// confirming. Never from JSON: for API callers the check runs here, over the parties.
+    #[serde(skip)]
+    pub reviewed_conflicts: Option<usize>,
 }
 
 fn check_title(v: &mut Validator, field: &str, s: &str) -> Option<String> {
@@ -310,6 +314,19 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
         priority.expect("checked"),
     );
 
+    // Intake runs a conflict check over the parties; the audit entry keeps its result. The
+    // page has shown and confirmed one already; the API runs it here (before the write slot).
+    let conflicts = match (parties.is_empty(), input.reviewed_conflicts) {
+        (true, _) => None,
+        (false, Some(n)) => Some((n, "reviewed")),
+        (false, None) => {
+            let names = parties.iter().map(|(n, _)| n.clone()).collect();
+            let r = super::conflicts::check(state, p, super::conflicts::ConflictCheck { names })
+                .await?;
+            Some((r.matches.len(), "automatic"))
+        }
+    };
+
     let t = crate::db::now();
     let year = t.year();
     let txn = state.db.begin_write().await?;
@@ -415,7 +432,9 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
                 .resource(id)
                 .case(id)
                 .details(serde_json::json!({
-                    "number": case.number, "members": members.len(), "parties": parties.len()
+                    "number": case.number, "members": members.len(), "parties": parties.len(),
+                    "conflict_matches": conflicts.map(|c| c.0),
+                    "conflict_check": conflicts.map(|c| c.1),
                 })),
         ],
     )

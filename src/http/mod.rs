@@ -169,8 +169,10 @@ fn with_security_headers(router: Router) -> Router {
             "camera=(), microphone=(), geolocation=(), payment=()",
         ),
     ];
+    // A route may set a stricter value of its own (the logo's sandbox, `no-referrer` on
+    // pages whose URL carries a token); every other response gets these.
     HEADERS.iter().fold(router, |r, (name, value)| {
-        r.layer(SetResponseHeaderLayer::overriding(
+        r.layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
         ))

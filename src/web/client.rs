@@ -45,9 +45,20 @@ pub fn routes() -> Router<AppState> {
             post(sessions_revoke_others),
         )
         .route("/forgot", get(forgot_form).post(forgot_submit))
+        .merge(token_pages())
+        .route("/static/logo", get(logo))
+}
+
+/// Pages whose URL carries a secret (`?token=`): the browser must not send it on in a
+/// `Referer`, not even to our own stylesheet (proxies log those).
+fn token_pages() -> Router<AppState> {
+    Router::new()
         .route("/reset", get(reset_form).post(reset_submit))
         .route("/invitation", get(invitation_form).post(invitation_submit))
-        .route("/static/logo", get(logo))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            axum::http::HeaderValue::from_static("no-referrer"),
+        ))
 }
 
 // ---------------------------------------------------------------------------------------

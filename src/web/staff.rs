@@ -233,7 +233,7 @@ pub async fn deadlines_page(
     Query(q): Query<DaysQuery>,
 ) -> Result<Response, PageError> {
     let days = q.days.unwrap_or(90).clamp(1, 365);
-    let rows = crate::cases::dashboard::upcoming_deadlines(&state, &p, days).await?;
+    let rows = crate::cases::dashboard::deadline_list(&state, &p, days).await?;
     let v = Viewer::load(&state, &p).await?;
     Ok(render(&DeadlinesPage {
         user: Some(v),

@@ -231,6 +231,7 @@ pub async fn new_case_submit(
         let page = new_case_page(&state, &p, &form, error, Some(rows), token).await?;
         return Ok(render_status(status, &page));
     }
+    let reviewed = rows.len();
     let description = Some(field(&form, "description")).filter(|d| !d.is_empty());
     let created = crate::cases::service::create_case(
         &state,
@@ -250,6 +251,7 @@ pub async fn new_case_submit(
                     kind: "opposing_party".into(),
                 })
                 .collect(),
+            reviewed_conflicts: Some(reviewed),
         },
     )
     .await;

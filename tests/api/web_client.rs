@@ -1104,4 +1104,33 @@ async fn the_api_offers_the_same_password_reset() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    // Many requests for one account: the answer never changes, but the inbox gets only a
+    // few mails an hour (3 per account), and each refusal is audited.
+    for _ in 0..5 {
+        let r = app
+            .post(
+                "/api/v1/auth/password-reset",
+                None,
+                json!({ "email": client.email }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    use lawfirm_pro::mail::entity as outbox;
+    let mails = outbox::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "password_reset" && m.to_address == client.email)
+        .count();
+    assert_eq!(mails, 3, "one account gets at most 3 reset mails an hour");
+    let refused = lawfirm_pro::audit::entity::entry::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "user.password_reset_request" && e.details.contains("mail_limit"))
+        .count();
+    assert_eq!(refused, 3);
 }

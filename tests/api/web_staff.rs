@@ -4,6 +4,7 @@
 //! no way around the conflict-check review.
 
 use reqwest::{Client, StatusCode, header};
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -415,6 +416,43 @@ async fn a_new_matter_needs_the_reviewed_conflict_check_and_commits_with_its_par
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["Acme Holdings", "Jane Witness"]);
+    let created = |id: String| {
+        let app = &app;
+        async move {
+            lawfirm_pro::audit::entity::entry::Entity::find()
+                .all(app.state.db.conn())
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| {
+                    e.action == "case.create" && e.resource_id.as_deref() == Some(id.as_str())
+                })
+                .map(|e| serde_json::from_str::<Value>(&e.details).unwrap())
+                .expect("case.create entry")
+        }
+    };
+    let d = created(id.clone()).await;
+    assert_eq!(d["conflict_check"], "reviewed", "{d}");
+    assert!(d["conflict_matches"].as_u64().unwrap() >= 1, "{d}");
+
+    // Through the API, parties given at creation are checked there and then: the result
+    // is in the audit entry ("Acme Holdings" is now a party of the matter above).
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Second Acme", "client_ids": [client.id],
+                   "parties": [{"name": "ACME Holdings", "kind": "opposing_party"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let second = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = created(second).await;
+    assert_eq!(d["conflict_check"], "automatic", "{d}");
+    assert!(d["conflict_matches"].as_u64().unwrap() >= 1, "{d}");
 
     // One transaction: an invalid party means no matter at all (API, extended contract).
     let before = case_count(&app, &lead).await;
@@ -626,6 +664,20 @@ async fn matter_forms_change_what_the_api_answers() {
     assert_eq!(d["items"].as_array().unwrap().len(), 1);
     let (_, html) = s.get(&app, "/staff/deadlines").await;
     assert!(html.contains("File the answer"));
+    // The list across matters is a read of client data: audited with the cases it showed.
+    let listed = lawfirm_pro::audit::entity::entry::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "case.deadlines_list" && e.actor_id == Some(lead.id))
+        .collect::<Vec<_>>();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].details.contains(&case.to_string()),
+        "{:?}",
+        listed[0].details
+    );
     // Marked done from the page: the API shows it done and it leaves the upcoming list;
     // reopened, it comes back. A client of the case may not.
     let did = d["items"][0]["id"].as_str().unwrap().to_owned();
