@@ -153,6 +153,12 @@ pub async fn reset_password(
         return Err(Error::NotFound);
     }
     let revoked = revoke_user_sessions(&*txn, user.id, None, "password_reset").await?;
+    super::service::security_notice_in(
+        &*txn,
+        &user,
+        "Your password was reset through an emailed link",
+    )
+    .await?;
     append_in(
         &*txn,
         vec![

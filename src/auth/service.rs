@@ -561,29 +561,7 @@ pub async fn change_password(
     let user = users::service::find_active(&state.db, p.user_id)
         .await?
         .ok_or(Error::NotFound)?;
-    let key = throttle::account_key(&user.email);
-    if let Some(secs) = throttle::locked_for(&state.db, &key, now()).await? {
-        return Err(Error::RateLimited {
-            retry_after_secs: secs,
-        });
-    }
-    if !state
-        .hasher
-        .verify(&current, user.password_hash.as_deref())
-        .await?
-    {
-        throttle::record_failure(&state.db, &key, throttle::ACCOUNT_MAX_FAILURES, now()).await?;
-        state
-            .audit
-            .record(
-                NewEntry::new("user.password_change", "user")
-                    .by(p)
-                    .resource(p.user_id)
-                    .outcome(Outcome::Denied),
-            )
-            .await?;
-        return Err(Error::Forbidden("The current password is wrong."));
-    }
+    confirm_password(state, p, &user, &current, "user.password_change").await?;
     use secrecy::ExposeSecret;
     super::password::check_policy(new.expose_secret(), &user.email)
         .map_err(|m| Error::invalid("new_password", m))?;
@@ -591,6 +569,7 @@ pub async fn change_password(
     let txn = state.db.begin_write().await?;
     users::service::set_password_hash(&*txn, p.user_id, &hash).await?;
     let revoked = revoke_user_sessions(&*txn, p.user_id, p.session_id, "password_changed").await?;
+    security_notice_in(&*txn, &user, "Your password was changed").await?;
     append_in(
         &*txn,
         vec![
@@ -605,6 +584,69 @@ pub async fn change_password(
     Ok(())
 }
 
+/// Re-authentication for account changes: the caller's current password, throttled like
+/// sign-in guesses (a stolen session must not take the account over). A wrong one is
+/// audited under `action` and answers 403.
+async fn confirm_password(
+    state: &AppState,
+    p: &Principal,
+    user: &users::entity::user::Model,
+    current: &SecretString,
+    action: &str,
+) -> Result<()> {
+    let key = throttle::account_key(&user.email);
+    if let Some(secs) = throttle::locked_for(&state.db, &key, now()).await? {
+        return Err(Error::RateLimited {
+            retry_after_secs: secs,
+        });
+    }
+    if state
+        .hasher
+        .verify(current, user.password_hash.as_deref())
+        .await?
+    {
+        return Ok(());
+    }
+    throttle::record_failure(&state.db, &key, throttle::ACCOUNT_MAX_FAILURES, now()).await?;
+    state
+        .audit
+        .record(
+            NewEntry::new(action, "user")
+                .by(p)
+                .resource(p.user_id)
+                .outcome(Outcome::Denied),
+        )
+        .await?;
+    Err(Error::Forbidden("The current password is wrong."))
+}
+
+/// Tell the account's owner, in the same transaction as the change, that their sign-in
+/// security changed: if it was not them, they learn of it (no secrets in the mail).
+pub(crate) async fn security_notice_in<C: ConnectionTrait>(
+    conn: &C,
+    user: &users::entity::user::Model,
+    what: &str,
+) -> Result<()> {
+    crate::mail::enqueue_in(
+        conn,
+        crate::mail::NewMail {
+            kind: "security_notice",
+            to_address: user.email.clone(),
+            to_user_id: Some(user.id),
+            subject: "Your account's sign-in settings changed".into(),
+            text: format!(
+                "Hello {},\n\n{what} on your client portal account just now.\n\nIf this was \
+                 you, there is nothing to do. If it was not, reset your password from the sign-in \
+                 page at once and contact the firm.\n",
+                user.name
+            ),
+            attachments: Vec::new(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TotpSetup {
     /// Base32 secret, for manual entry.
@@ -612,10 +654,33 @@ pub struct TotpSetup {
     pub otpauth_url: String,
 }
 
+/// `POST /me/totp/setup`. The contract takes no body; the web page asks for the current
+/// password first ([`totp_setup_confirmed`]) and every change is mailed to the owner.
 pub async fn totp_setup(state: &AppState, p: &Principal) -> Result<TotpSetup> {
     let user = users::service::find_active(&state.db, p.user_id)
         .await?
         .ok_or(Error::NotFound)?;
+    totp_setup_for(state, p, user).await
+}
+
+/// Two-factor setup after re-entering the current password (the web page).
+pub async fn totp_setup_confirmed(
+    state: &AppState,
+    p: &Principal,
+    current: &SecretString,
+) -> Result<TotpSetup> {
+    let user = users::service::find_active(&state.db, p.user_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    confirm_password(state, p, &user, current, "user.totp_setup").await?;
+    totp_setup_for(state, p, user).await
+}
+
+async fn totp_setup_for(
+    state: &AppState,
+    p: &Principal,
+    user: users::entity::user::Model,
+) -> Result<TotpSetup> {
     if user.totp_enabled {
         return Err(Error::Conflict(
             "Two-factor authentication is already enabled; disable it first.".into(),
@@ -689,11 +754,12 @@ pub async fn totp_toggle(state: &AppState, p: &Principal, code: &str, enable: bo
     } else {
         users::service::set_totp(&*txn, user.id, None, false).await?;
     }
-    let action = if enable {
-        "user.totp_enable"
+    let (action, notice) = if enable {
+        ("user.totp_enable", "Two-step verification was turned on")
     } else {
-        "user.totp_disable"
+        ("user.totp_disable", "Two-step verification was turned off")
     };
+    security_notice_in(&*txn, &user, notice).await?;
     append_in(
         &*txn,
         vec![NewEntry::new(action, "user").by(p).resource(user.id)],

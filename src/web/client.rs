@@ -693,8 +693,9 @@ fn qr_svg(url: &str) -> Option<String> {
 }
 
 async fn totp_setup(State(state): State<AppState>, req: Request) -> Result<Response, PageError> {
-    let (p, _) = form_user(&state, req).await?;
-    match auth::totp_setup(&state, &p).await {
+    let (p, form) = form_user(&state, req).await?;
+    let current = SecretString::from(form.get("current_password").cloned().unwrap_or_default());
+    match auth::totp_setup_confirmed(&state, &p, &current).await {
         Ok(s) => {
             let qr = qr_svg(&s.otpauth_url).ok_or_else(|| {
                 Error::Internal(anyhow::anyhow!("otpauth URL too long for a QR code"))

@@ -556,7 +556,20 @@ async fn two_step_setup_with_a_qr_code_then_sign_in_needs_the_code() {
     let c = sign_in(&app, &client.email).await;
     let (_, html) = page(&app, &c, "/profile").await;
     let csrf = csrf_of(&html);
-    let r = post_form(&app, &c, "/profile/totp/setup", Some(&csrf), &[]).await;
+    // A stolen session alone cannot set it up: the current password is asked for again.
+    for wrong in [vec![], vec![("current_password", "not my password")]] {
+        let r = post_form(&app, &c, "/profile/totp/setup", Some(&csrf), &wrong).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(!r.text().await.unwrap().contains("totp-secret"));
+    }
+    let r = post_form(
+        &app,
+        &c,
+        "/profile/totp/setup",
+        Some(&csrf),
+        &[("current_password", PASSWORD)],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
     assert!(html.contains("<svg role=\"img\"") && html.contains("QR code"));
@@ -637,6 +650,20 @@ async fn two_step_setup_with_a_qr_code_then_sign_in_needs_the_code() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "disabled");
     let (_, html) = page(&app, &c, "/profile").await;
     assert!(html.contains("totp-setup-form"));
+
+    // The owner was told of both changes by mail (if it was not them, they know).
+    use lawfirm_pro::mail::entity as outbox;
+    let notices: Vec<String> = outbox::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "security_notice" && m.to_address == client.email)
+        .map(|m| m.body_text)
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices.iter().any(|t| t.contains("turned on")));
+    assert!(notices.iter().any(|t| t.contains("turned off")));
 }
 
 /// The id of the viewer's own session on their profile page.
