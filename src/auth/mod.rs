@@ -60,8 +60,25 @@ impl Principal {
     }
 }
 
+/// Where a cookie-authenticated unsafe request carries its CSRF token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Csrf {
+    /// In the `X-CSRF-Token` header (checked here, with the Origin).
+    Header,
+    /// In the body: the Origin is checked here, the token by [`PendingCsrf::confirm`].
+    Deferred,
+}
+
 /// Resolve the caller from a bearer token or the session cookie (with CSRF checks).
 async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Error> {
+    authenticate_with(state, parts, Csrf::Header).await
+}
+
+async fn authenticate_with(
+    state: &AppState,
+    parts: &Parts,
+    csrf: Csrf,
+) -> Result<Principal, Error> {
     let meta = RequestMeta::from_parts(parts);
     let invalid = Error::Unauthorized(AuthFailure::InvalidToken);
     let bearer = parts
@@ -93,7 +110,11 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Erro
             .await?
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            check_csrf(state, parts, s.id)?;
+            match csrf {
+                Csrf::Header => check_csrf(state, parts, s.id)?,
+                Csrf::Deferred if !origin_ok(state, parts) => return Err(csrf_refused()),
+                Csrf::Deferred => {}
+            }
         }
         s
     };
@@ -124,24 +145,64 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Erro
 /// Cookie-authenticated unsafe requests must come from our own origin and carry the
 /// session's CSRF token in a header (a cross-site form can do neither).
 fn check_csrf(state: &AppState, parts: &Parts, session_id: Uuid) -> Result<(), Error> {
-    let expected_origin = state.config.public_url.origin().ascii_serialization();
-    let origin_ok = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|o| o == expected_origin);
-    let expected = state.tokens.csrf_token(session_id);
-    let token_ok = parts
+    let token = parts
         .headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.as_bytes())));
-    if origin_ok && token_ok {
+        .unwrap_or_default();
+    if origin_ok(state, parts) && token_ok(state, session_id, token) {
         Ok(())
     } else {
-        Err(Error::Forbidden(
-            "Cross-site request refused (CSRF check failed).",
-        ))
+        Err(csrf_refused())
+    }
+}
+
+fn origin_ok(state: &AppState, parts: &Parts) -> bool {
+    let expected = state.config.public_url.origin().ascii_serialization();
+    parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| o == expected)
+}
+
+fn token_ok(state: &AppState, session_id: Uuid, given: &str) -> bool {
+    let expected = state.tokens.csrf_token(session_id);
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+fn csrf_refused() -> Error {
+    Error::Forbidden("Cross-site request refused (CSRF check failed).")
+}
+
+/// A signed-in multipart form (the upload form without JavaScript), whose CSRF token is a
+/// body field: the Origin is checked on extraction, and the caller is only handed over by
+/// [`Self::confirm`] with the token, which the handler reads from the first part, before
+/// any file byte.
+/// Pages are cookie sessions: the token is required whatever else the request carries.
+pub struct PendingCsrf {
+    principal: Principal,
+}
+
+impl PendingCsrf {
+    pub fn confirm(self, state: &AppState, given: &str) -> Result<Principal, Error> {
+        let ok = self
+            .principal
+            .session_id
+            .is_some_and(|sid| token_ok(state, sid, given.trim()));
+        if ok {
+            Ok(self.principal)
+        } else {
+            Err(csrf_refused())
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for PendingCsrf {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = authenticate_with(state, parts, Csrf::Deferred).await?;
+        Ok(Self { principal })
     }
 }
 

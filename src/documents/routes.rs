@@ -63,7 +63,10 @@ struct UploadForm {
 /// Small text fields of the form are read whole, but never more than this.
 const FIELD_MAX: usize = 4096;
 
-async fn text_field(mut f: axum::extract::multipart::Field<'_>, name: &str) -> SResult<String> {
+pub(crate) async fn text_field(
+    mut f: axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> SResult<String> {
     let mut buf = Vec::new();
     while let Some(c) = f.chunk().await.map_err(|_| malformed())? {
         if buf.len() + c.len() > FIELD_MAX {
@@ -89,7 +92,8 @@ fn malformed() -> Error {
 
 /// Read the form; the file is streamed into the store as soon as its part arrives.
 /// `precheck` runs before the file's bytes are read, with the confidentiality seen so far.
-async fn read_form<F, Fut>(
+/// Also the web page's upload without JavaScript (`web::client`).
+pub(crate) async fn read_form<F, Fut>(
     state: &AppState,
     mp: &mut Multipart,
     precheck: F,

@@ -44,6 +44,10 @@ pub fn routes() -> Router<AppState> {
             "/profile/sessions/revoke-others",
             post(sessions_revoke_others),
         )
+        .route(
+            "/cases/{id}/documents/upload",
+            post(upload_submit).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/forgot", get(forgot_form).post(forgot_submit))
         .merge(token_pages())
         .route("/static/logo", get(logo))
@@ -1054,4 +1058,57 @@ async fn invitation_submit(
     )
     .await?;
     Ok(signed_in(&state, &issued, "/"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Uploading without JavaScript.
+
+fn form_expired() -> PageError {
+    PageError::Service(Error::Forbidden(
+        "This form has expired. Reload the page and try again.",
+    ))
+}
+
+/// The matter page's upload form when JavaScript is off (with it, portal.js posts to the
+/// API with a progress bar). The CSRF token must be the form's first part, so it is checked
+/// before a byte of the file is read; the file streams into the store like an API upload.
+async fn upload_submit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    pending: Result<crate::auth::PendingCsrf, crate::http::error::ApiError>,
+    mp: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, PageError> {
+    use crate::documents::{routes as docs, service as documents};
+    let id = parse_id(&id)?;
+    let pending = pending.map_err(|e| match e.status() {
+        StatusCode::FORBIDDEN => form_expired(),
+        _ => PageError::SignIn(None),
+    })?;
+    let mut mp = mp.map_err(|_| Error::invalid("file", "send the form as multipart/form-data"))?;
+    let token = match mp.next_field().await {
+        Ok(Some(f)) if f.name() == Some("csrf") => docs::text_field(f, "csrf").await?,
+        _ => String::new(),
+    };
+    let p = pending
+        .confirm(&state, &token)
+        .map_err(|_| form_expired())?;
+    documents::precheck_upload(&state, &p, id, None).await?;
+    let (title, confidentiality, file) = docs::read_form(&state, &mut mp, |c| {
+        let (s, p) = (state.clone(), p.clone());
+        async move { documents::precheck_upload(&s, &p, id, c.as_deref()).await }
+    })
+    .await?;
+    let file = file.ok_or_else(|| Error::invalid("file", "choose a file to upload"))?;
+    documents::create_document(
+        &state,
+        &p,
+        id,
+        documents::NewDocument {
+            title: title.filter(|t| !t.trim().is_empty()),
+            confidentiality,
+            file,
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/cases/{id}#documents")).into_response())
 }

@@ -1161,3 +1161,127 @@ async fn the_api_offers_the_same_password_reset() {
         .count();
     assert_eq!(refused, 3);
 }
+
+#[tokio::test]
+async fn uploading_without_javascript_checks_the_token_before_the_file() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let stranger = app.user("client").await;
+    let case = new_case(&app, &lead, &client, "Plain upload").await;
+    let c = sign_in(&app, &client.email).await;
+    let (_, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    let csrf = csrf_of(&html);
+    let action = format!("/cases/{case}/documents/upload");
+    assert!(html.contains(&format!(r#"action="{action}""#)), "{html}");
+    let body = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n".to_vec();
+    let form = |first_csrf: Option<&str>, late_csrf: Option<&str>| {
+        let mut f = Form::new();
+        if let Some(t) = first_csrf {
+            f = f.text("csrf", t.to_owned());
+        }
+        f = f.text("title", "Signed lease").part(
+            "file",
+            Part::bytes(body.clone())
+                .file_name("lease.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+        if let Some(t) = late_csrf {
+            f = f.text("csrf", t.to_owned());
+        }
+        f
+    };
+    let docs = |who: &Login| {
+        let (app, who, case) = (&app, who.access.clone(), case.clone());
+        async move {
+            json_ok(
+                app.get(&format!("/api/v1/cases/{case}/documents"), Some(&who))
+                    .await,
+                StatusCode::OK,
+                "documents",
+            )
+            .await["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+
+    // Refused without writing anything: no token, a wrong one, one after the file, no Origin.
+    for (first, late, origin) in [
+        (None, None, true),
+        (Some("not-the-token"), None, true),
+        (None, Some(csrf.as_str()), true),
+        (Some(csrf.as_str()), None, false),
+    ] {
+        let mut r = c.post(app.url(&action)).multipart(form(first, late));
+        if origin {
+            r = r.header(header::ORIGIN, ORIGIN);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "{first:?} {late:?} {origin}"
+        );
+    }
+    assert_eq!(docs(&lead).await, 0);
+
+    // Another client with their own valid token learns nothing about the matter.
+    let s = sign_in(&app, &stranger.email).await;
+    let (_, own) = page(&app, &s, "/").await;
+    let r = s
+        .post(app.url(&action))
+        .header(header::ORIGIN, ORIGIN)
+        .multipart(form(Some(&csrf_of(&own)), None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The real form: back to the matter page, the document is there with the same bytes.
+    let r = c
+        .post(app.url(&action))
+        .header(header::ORIGIN, ORIGIN)
+        .multipart(form(Some(&csrf), None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("/cases/{case}#documents"));
+    assert_eq!(docs(&lead).await, 1);
+    let (_, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert!(html.contains("Signed lease"), "{html}");
+    let listed = json_ok(
+        app.get(
+            &format!("/api/v1/cases/{case}/documents"),
+            Some(&lead.access),
+        )
+        .await,
+        StatusCode::OK,
+        "documents",
+    )
+    .await;
+    let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .get(
+            &format!("/api/v1/documents/{id}/content"),
+            Some(&lead.access),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), body);
+
+    // A form without a file is a readable 422, not a crash.
+    let r = c
+        .post(app.url(&action))
+        .header(header::ORIGIN, ORIGIN)
+        .multipart(Form::new().text("csrf", csrf.clone()).text("title", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("choose a file"));
+}

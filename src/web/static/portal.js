@@ -36,7 +36,8 @@ function enhanceUpload(form) {
     data.append("confidentiality", "shared");
     data.append("file", file);
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", form.action);
+    // The API answers 201 with JSON (the form's own action is the no-JavaScript fallback).
+    xhr.open("POST", form.dataset.api || form.action);
     xhr.setRequestHeader("x-csrf-token", csrf);
     bar.hidden = false;
     bar.value = 0;
