@@ -283,6 +283,32 @@ async fn message_receipt_and_phase_change_appear_live_in_the_other_browser() {
     screenshots(&cb, "case-client").await;
     screenshots(&ab, "case-attorney").await;
 
+    // On the inbox page, the attorney's answer appears without a reload, and so does the
+    // unread count in the navigation.
+    cb.goto(&app.url("/messages")).await.unwrap();
+    wait_for(&cb, "#message-search").await;
+    wait_live(&cb).await;
+    mark_page(&cb).await;
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case_id}/messages"),
+            Some(&lead.access),
+            json!({"body": "Next Tuesday at ten works for me."}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 201);
+    wait_for_xpath(
+        &cb,
+        "//ol[@id='inbox']//p[@class='body'][contains(., 'Next Tuesday')]",
+    )
+    .await;
+    wait_for_xpath(
+        &cb,
+        "//span[@id='nav-unread'][starts-with(normalize-space(.), '1')]",
+    )
+    .await;
+    assert_not_reloaded(&cb).await;
+
     // What another client may not see is a plain 404 page in the browser too.
     let other = app.user("client").await;
     let ob = driver.browser().await;

@@ -12,7 +12,7 @@ let delay = 1000;
 // Everything a page may show live: on the first connection these are fetched once more, so
 // what happened between rendering the page and opening the socket is not missed.
 const LIVE = ["thread-wrap", "summary-facts", "timeline-wrap", "documents-wrap", "invoices-wrap",
-  "invoice-facts", "unread", "my-cases", "balance"];
+  "invoice-facts", "unread", "my-cases", "balance", "nav-messages", "inbox-wrap"];
 
 function toast(text) {
   if (!toasts) return;
@@ -25,7 +25,8 @@ function toast(text) {
 
 // Fetch this page again and swap in the given elements (by id), leaving forms alone.
 async function refresh(ids) {
-  const res = await fetch(location.pathname, { credentials: "same-origin" });
+  // Same query too: a searched or filtered list stays searched.
+  const res = await fetch(location.pathname + location.search, { credentials: "same-origin" });
   if (!res.ok) return;
   const doc = new DOMParser().parseFromString(await res.text(), "text/html");
   for (const id of ids) {
@@ -39,12 +40,15 @@ function handle(ev) {
   const here = caseId !== null && ev.case_id === caseId;
   switch (ev.type) {
     case "message.created":
-      if (here) refresh(["thread-wrap"]);
-      else if (!caseId) refresh(["unread"]);
+      // The navigation's unread count is on every page.
+      if (here) refresh(["thread-wrap", "nav-messages"]);
+      else if (!caseId) refresh(["unread", "inbox-wrap", "nav-messages"]);
+      else refresh(["nav-messages"]);
       if (ev.data?.sender_id !== me) toast("New message received.");
       break;
     case "message.read":
-      if (here) refresh(["thread-wrap"]);
+      if (here) refresh(["thread-wrap", "nav-messages"]);
+      else refresh(["nav-messages", "inbox-wrap"]);
       break;
     case "invoice.sent":
     case "payment.received":
