@@ -189,10 +189,14 @@ pub async fn login_with_ticket(
     ticket: &str,
     totp_code: &str,
 ) -> Result<Issued> {
-    let Some(user_id) = state.tokens.verify_pending_login(ticket) else {
+    let Some((user_id, step)) = state.tokens.verify_pending_login(ticket) else {
         return Err(Error::Unauthorized(AuthFailure::InvalidCredentials));
     };
-    let Some(user) = users::service::find_active(&state.db, user_id).await? else {
+    // A ticket whose sign-in already happened (the account's TOTP step moved on) is spent.
+    let Some(user) = users::service::find_active(&state.db, user_id)
+        .await?
+        .filter(|u| u.totp_last_step == step)
+    else {
         return Err(Error::Unauthorized(AuthFailure::InvalidCredentials));
     };
     let mut attempt = Attempt::new(meta, &user.email);
@@ -201,9 +205,13 @@ pub async fn login_with_ticket(
     second_factor(state, &attempt, user, Some(totp_code), true).await
 }
 
-/// A short-lived signed ticket for the TOTP step of a web sign-in whose password was right.
-pub fn pending_login_ticket(state: &AppState, user_id: Uuid) -> Result<String> {
-    Ok(state.tokens.issue_pending_login(user_id)?)
+/// A short-lived signed ticket for the TOTP step of a web sign-in whose password was right
+/// (call only after `login` answered `TotpRequired`/`InvalidTotp`, which it does only then).
+/// Single use: bound to the account's last used TOTP step, which a sign-in moves on.
+pub fn pending_login_ticket(state: &AppState, user: &users::entity::user::Model) -> Result<String> {
+    Ok(state
+        .tokens
+        .issue_pending_login(user.id, user.totp_last_step)?)
 }
 
 /// After the password: the account must be active, the TOTP code right and unused; then a

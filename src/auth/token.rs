@@ -38,6 +38,9 @@ struct PendingClaims {
     aud: String,
     iat: i64,
     exp: i64,
+    /// The account's last used TOTP step when issued: a sign-in consumes a step, so the
+    /// ticket stops working once it has been used.
+    stp: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -119,7 +122,11 @@ impl TokenKeys {
     }
 
     /// A signed pending-login ticket: the user whose password was accepted, for a few minutes.
-    pub fn issue_pending_login(&self, user_id: Uuid) -> anyhow::Result<String> {
+    pub fn issue_pending_login(
+        &self,
+        user_id: Uuid,
+        last_step: Option<i64>,
+    ) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let claims = PendingClaims {
             sub: user_id,
@@ -127,6 +134,7 @@ impl TokenKeys {
             aud: PENDING_AUDIENCE.into(),
             iat: now,
             exp: now + PENDING_LOGIN_TTL_SECS,
+            stp: last_step,
         };
         Ok(encode(
             &Header::new(Algorithm::HS256),
@@ -135,11 +143,12 @@ impl TokenKeys {
         )?)
     }
 
-    /// The user of a valid, unexpired pending-login ticket (an access token is not one).
-    pub fn verify_pending_login(&self, token: &str) -> Option<Uuid> {
+    /// The user (and the TOTP step it was issued at) of a valid, unexpired pending-login
+    /// ticket (an access token is not one).
+    pub fn verify_pending_login(&self, token: &str) -> Option<(Uuid, Option<i64>)> {
         decode::<PendingClaims>(token, &self.decoding, &self.pending_validation)
             .ok()
-            .map(|d| d.claims.sub)
+            .map(|d| (d.claims.sub, d.claims.stp))
     }
 
     /// A MAC over `data` for one `purpose` (e.g. the conflict-check review on the new-matter
@@ -211,8 +220,8 @@ mod tests {
     fn pending_login_tickets_are_not_access_tokens() {
         let k = keys();
         let u = Uuid::new_v4();
-        let t = k.issue_pending_login(u).unwrap();
-        assert_eq!(k.verify_pending_login(&t), Some(u));
+        let t = k.issue_pending_login(u, Some(7)).unwrap();
+        assert_eq!(k.verify_pending_login(&t), Some((u, Some(7))));
         assert!(
             k.verify(&t).is_none(),
             "a pending ticket is no access token"

@@ -389,7 +389,7 @@ pub async fn login_submit(
                     else {
                         return Err(Error::Unauthorized(AuthFailure::InvalidCredentials).into());
                     };
-                    auth::pending_login_ticket(&state, user.id)?
+                    auth::pending_login_ticket(&state, &user)?
                 }
             };
             page.totp_step = true;

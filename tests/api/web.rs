@@ -348,7 +348,7 @@ async fn the_totp_step_carries_a_signed_ticket_not_the_password() {
     }
     // The right code with the ticket opens a cookie session.
     let r = step(vec![
-        ("ticket", ticket),
+        ("ticket", ticket.clone()),
         ("totp_code", current_code(&secret, now + 30)),
     ])
     .await;
@@ -360,4 +360,13 @@ async fn the_totp_step_carries_a_signed_ticket_not_the_password() {
     assert!(r.headers().get(header::SET_COOKIE).is_some());
     let (status, _) = page(&app, &c, "/").await;
     assert_eq!(status, StatusCode::OK);
+
+    // The ticket is spent: with the next valid code it signs nobody in again.
+    let r = step(vec![
+        ("ticket", ticket),
+        ("totp_code", current_code(&secret, now + 60)),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get(header::SET_COOKIE).is_none());
 }
