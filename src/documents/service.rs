@@ -928,30 +928,10 @@ pub async fn search(
     p: &Principal,
     s: SearchParams,
 ) -> Result<Page<DocumentView>> {
-    let limit = Limit::parse(s.limit)?;
-    let mut v = Validator::default();
-    let q_text = check_q(&mut v, s.q.as_deref());
-    if q_text.is_none() && s.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
-        v.push("q", "is required");
+    if s.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
+        return Err(Error::invalid("q", "is required"));
     }
-    v.finish()?;
-    let text = q_text.expect("checked");
-    let cond =
-        visible(&sight(state.db.conn(), p).await?).add(text_match(state.db.backend(), &text));
-    let out = page(state, cond, limit, s.cursor.as_deref()).await?;
-    state
-        .audit
-        .record(
-            NewEntry::new("document.search", "document")
-                .by(p)
-                .details(serde_json::json!({
-                    "count": out.items.len(),
-                    "document_ids": out.items.iter().map(|d| d.id).collect::<Vec<_>>(),
-                    "admin_access": p.is_admin(),
-                })),
-        )
-        .await?;
-    Ok(out)
+    visible_page(state, p, s, "document.search").await
 }
 
 /// Every document the caller may see across their cases, newest first, optionally narrowed
@@ -960,6 +940,15 @@ pub async fn list_visible(
     state: &AppState,
     p: &Principal,
     s: SearchParams,
+) -> Result<Page<DocumentView>> {
+    visible_page(state, p, s, "document.list").await
+}
+
+async fn visible_page(
+    state: &AppState,
+    p: &Principal,
+    s: SearchParams,
+    action: &str,
 ) -> Result<Page<DocumentView>> {
     let limit = Limit::parse(s.limit)?;
     let mut v = Validator::default();
@@ -973,7 +962,7 @@ pub async fn list_visible(
     state
         .audit
         .record(
-            NewEntry::new("document.list", "document")
+            NewEntry::new(action, "document")
                 .by(p)
                 .details(serde_json::json!({
                     "count": out.items.len(),
