@@ -592,8 +592,37 @@ async fn attorney_opens_and_bills_a_matter_client_uploads_books_and_pays() {
     cb.goto(&app.url("/profile")).await.unwrap();
     wait_for(&cb, "#profile-form").await;
     screenshots(&cb, "profile").await;
+    for (path, name) in [("/documents", "documents"), ("/invoices", "invoices")] {
+        cb.goto(&app.url(path)).await.unwrap();
+        wait_for(&cb, &format!("nav a[aria-current='page'][href='{path}']")).await;
+        screenshots(&cb, name).await;
+    }
 
-    for b in [ab, cb] {
+    // f. The staff pages of this matter and firm, and the admin's (each must render).
+    let manage = format!("/cases/{case_id}/manage");
+    for (path, name) in [
+        ("/staff", "staff-hub"),
+        (manage.as_str(), "staff-manage"),
+        ("/staff/deadlines", "staff-deadlines"),
+        ("/staff/availability", "staff-availability"),
+    ] {
+        ab.goto(&app.url(path)).await.unwrap();
+        wait_for(&ab, "main h1").await;
+        screenshots(&ab, name).await;
+    }
+    let admin = app.user("admin").await;
+    let xb = driver.browser().await;
+    sign_in(&xb, &app, &admin.email).await;
+    for (path, name) in [
+        ("/staff/users", "staff-users"),
+        ("/staff/audit", "staff-audit"),
+    ] {
+        xb.goto(&app.url(path)).await.unwrap();
+        wait_for(&xb, "main h1").await;
+        screenshots(&xb, name).await;
+    }
+
+    for b in [ab, cb, xb] {
         b.close().await.unwrap();
     }
 }
