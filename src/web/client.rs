@@ -74,6 +74,8 @@ struct PageContext {
     firm_name: String,
     logo: bool,
     path: String,
+    /// How numbers are written for this reader (from `Accept-Language`).
+    locale: num_format::Locale,
 }
 
 tokio::task_local! {
@@ -88,8 +90,36 @@ pub async fn page_context(State(state): State<AppState>, req: Request, next: Nex
         firm_name: state.config.billing.firm_name.clone(),
         logo: state.config.firm_logo.is_some(),
         path: req.uri().path().to_owned(),
+        locale: locale_of(req.headers()),
     };
     PAGE.scope(ctx, next.run(req)).await
+}
+
+/// The first language of `Accept-Language` whose number format we know (a regional tag
+/// falls back to its language: `de-DE` → `de`); English otherwise. Preference order is the
+/// header's order, which browsers already sort by weight.
+fn locale_of(headers: &axum::http::HeaderMap) -> num_format::Locale {
+    use num_format::Locale;
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .filter_map(|part| part.split(';').next().map(str::trim))
+        .filter(|tag| !tag.is_empty() && *tag != "*")
+        .take(8)
+        .find_map(|tag| {
+            Locale::from_name(tag)
+                .ok()
+                .or_else(|| Locale::from_name(tag.split('-').next()?).ok())
+        })
+        .unwrap_or(Locale::en)
+}
+
+/// The reader's number format while a page renders (English outside a page).
+pub fn page_locale() -> num_format::Locale {
+    PAGE.try_with(|c| c.locale)
+        .unwrap_or(num_format::Locale::en)
 }
 
 /// The firm's name for headers and titles.

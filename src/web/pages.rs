@@ -82,27 +82,31 @@ pub(super) fn day(d: NaiveDate) -> String {
 
 /// An amount in minor units as people read it: the currency's own number of decimals
 /// (JPY 0, KWD and BHD 3, most 2, from the ISO 4217 table the billing module keeps; 2 for a
-/// code it does not know) and thousands grouped: `-1,234,567.89 USD`, `1,200 JPY`.
+/// code it does not know), digits grouped and separated as the reader's language does
+/// (`Accept-Language`, see [`super::client::page_locale`]; English by default):
+/// `-1,234,567.89 USD`, `1,200 JPY`, in German `1.234,56 EUR`.
 pub fn money(cents: i64, code: &str) -> String {
+    money_in(cents, code, super::client::page_locale())
+}
+
+pub fn money_in(cents: i64, code: &str, locale: num_format::Locale) -> String {
+    use num_format::ToFormattedString;
     let exp = crate::billing::money::Currency::parse(code)
         .map(|c| u32::from(c.exponent()))
         .unwrap_or(2);
-    let sign = if cents < 0 { "-" } else { "" };
+    let sign = if cents < 0 { locale.minus_sign() } else { "" };
     let c = cents.unsigned_abs();
     let unit = 10u64.pow(exp);
-    let digits = (c / unit).to_string();
-    let mut whole = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            whole.push(',');
-        }
-        whole.push(ch);
-    }
+    let whole = (c / unit).to_formatted_string(&locale);
     if exp == 0 {
         format!("{sign}{whole} {code}")
     } else {
         let frac = c % unit;
-        format!("{sign}{whole}.{frac:0width$} {code}", width = exp as usize)
+        let dec = locale.decimal();
+        format!(
+            "{sign}{whole}{dec}{frac:0width$} {code}",
+            width = exp as usize
+        )
     }
 }
 
@@ -927,7 +931,22 @@ pub async fn change_phase(
 
 #[cfg(test)]
 mod tests {
-    use super::safe_next;
+    use super::{money_in, safe_next};
+    use num_format::Locale;
+
+    #[test]
+    fn money_follows_the_readers_number_format() {
+        assert_eq!(money_in(123_456, "EUR", Locale::en), "1,234.56 EUR");
+        assert_eq!(money_in(123_456, "EUR", Locale::de), "1.234,56 EUR");
+        assert_eq!(money_in(-5, "EUR", Locale::de), "-0,05 EUR");
+        assert_eq!(money_in(1_234_567, "KWD", Locale::de), "1.234,567 KWD");
+        assert_eq!(money_in(1_200, "JPY", Locale::de), "1.200 JPY");
+        // Indian grouping: lakhs and crores.
+        assert_eq!(
+            money_in(1_234_567_89, "INR", Locale::en_IN),
+            "12,34,567.89 INR"
+        );
+    }
 
     #[test]
     fn next_stays_on_this_site() {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    pages::{PageError, PageUser, Viewer, day, form_user, parse_id, render, render_status},
+    pages::{PageError, PageUser, Viewer, day, form_user, money, parse_id, render, render_status},
     work::{ConflictRow, readable},
 };
 use crate::{
@@ -147,7 +147,7 @@ fn amount_of(raw: &str, cur: Currency) -> Option<i64> {
 }
 
 fn money_of(cents: i64, cur: Currency) -> String {
-    format!("{} {}", cur.format(cents), cur.code())
+    money(cents, cur.code())
 }
 
 /// Only known confirmations are shown: the query string is never echoed into the page.

@@ -1285,3 +1285,37 @@ async fn uploading_without_javascript_checks_the_token_before_the_file() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("choose a file"));
 }
+
+#[tokio::test]
+async fn money_is_written_in_the_readers_language() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client, "Locale").await;
+    let (invoice, _) = sent_invoice(&app, &lead, &case, 60).await;
+    let c = sign_in(&app, &client.email).await;
+    let path = format!("/invoices/{invoice}");
+    let read = |lang: Option<&'static str>| {
+        let (c, url) = (c.clone(), app.url(&path));
+        async move {
+            let mut r = c.get(url);
+            if let Some(l) = lang {
+                r = r.header(header::ACCEPT_LANGUAGE, l);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    // One hour at 12,345.00 an hour.
+    let en = read(None).await;
+    assert!(en.contains("12,345.00"), "{en}");
+    let de = read(Some("de-DE,de;q=0.9,en;q=0.8")).await;
+    assert!(
+        de.contains("12.345,00") && !de.contains("12,345.00"),
+        "{de}"
+    );
+    // An unknown language falls back to English, never to an error.
+    let xx = read(Some("xx-YY, *")).await;
+    assert!(xx.contains("12,345.00"));
+}
