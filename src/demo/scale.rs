@@ -537,6 +537,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
                     delivered_at: at,
                     read_at: (msg_rng.random_range(0..10) > 1).then_some(at),
                     deleted_at: None,
+                    message_created_at: at,
                 }));
             }
         }

@@ -496,6 +496,7 @@ pub async fn send(
         delivered_at: Set(now),
         read_at: Set(None),
         deleted_at: Set(None),
+        message_created_at: Set(now),
     }))
     .exec_without_returning(&*txn)
     .await?;
