@@ -472,3 +472,39 @@ async fn case_numbers_sort_numerically_past_four_digits() {
     }
     assert_eq!(paged, desc);
 }
+
+/// The inbox migration on a database that already has messages: back to the schema before it
+/// (column and indexes gone, migration unrecorded), migrate again, and every recipient row
+/// carries its message's `created_at`; the inbox reads the same as before.
+#[tokio::test]
+async fn inbox_migration_backfills_existing_recipients() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let token = login(&app, &g.clients[0], &g.password).await;
+    let before = get_json(&app, "/api/v1/messages?limit=100", &token).await;
+    assert!(!before["items"].as_array().unwrap().is_empty());
+    let conn = app.state.db.conn();
+    for sql in [
+        "DROP INDEX ix_message_recipient_inbox",
+        "DROP INDEX ix_message_recipient_unread",
+        "DROP INDEX ix_legal_case_number_order",
+        "ALTER TABLE message_recipient DROP COLUMN message_created_at",
+        "DELETE FROM seaql_migrations WHERE version = 'm20261202_000002_inbox_keyset'",
+    ] {
+        conn.execute_unprepared(sql).await.expect(sql);
+    }
+    app.state.db.migrate().await.expect("the migration runs on existing rows");
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            app.state.db.backend(),
+            "SELECT COUNT(*) AS n, SUM(CASE WHEN r.message_created_at = m.created_at THEN 1 ELSE 0 END) AS same
+             FROM message_recipient r JOIN message m ON m.id = r.message_id",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let (n, same): (i64, i64) = (row.try_get("", "n").unwrap(), row.try_get("", "same").unwrap());
+    assert!(n > 0);
+    assert_eq!(n, same, "recipient rows not backfilled");
+    let after = get_json(&app, "/api/v1/messages?limit=100", &token).await;
+    assert_eq!(before["items"], after["items"]);
+}
