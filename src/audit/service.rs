@@ -128,7 +128,8 @@ where
             .query_one_raw(Statement::from_string(backend, lock))
             .await?
             .ok_or_else(|| anyhow::anyhow!("audit_head is missing"))?;
-        let (at_id, at_hash): (i64, String) = (row.try_get("", "last_id")?, row.try_get("", "last_hash")?);
+        let (at_id, at_hash): (i64, String) =
+            (row.try_get("", "last_id")?, row.try_get("", "last_hash")?);
         anyhow::ensure!(
             at_id == prev_id && at_hash == prev_hash,
             "the audit chain moved during a bulk load (head {at_id}, expected {prev_id})"

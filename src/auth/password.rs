@@ -296,7 +296,9 @@ mod tests {
         assert!(matches!(h.hash(&pw).await, Err(HashError::Busy)));
         assert!(matches!(
             crate::error::Error::from(HashError::Busy),
-            crate::error::Error::RateLimited { retry_after_secs: 1 }
+            crate::error::Error::RateLimited {
+                retry_after_secs: 1
+            }
         ));
         drop(held);
         for w in waiting {

@@ -766,7 +766,10 @@ async fn audit_indexes(state: &AppState) -> anyhow::Result<Vec<(String, String)>
         .iter()
         .map(|r| Ok((r.try_get("", "name")?, r.try_get("", "sql")?)))
         .collect::<Result<_, sea_orm::DbErr>>()?;
-    anyhow::ensure!(!out.is_empty(), "audit_log has no secondary indexes to rebuild");
+    anyhow::ensure!(
+        !out.is_empty(),
+        "audit_log has no secondary indexes to rebuild"
+    );
     Ok(out)
 }
 

@@ -275,11 +275,7 @@ async fn page<C: ConnectionTrait>(
                 let t = c.t.ok_or_else(bad_cursor)?;
                 q = q.filter(keyset.after(t, c.id));
             }
-            let rows = keyset
-                .order(q)
-                .limit(n)
-                .all(conn)
-                .await?;
+            let rows = keyset.order(q).limit(n).all(conn).await?;
             let keys = vec![None; rows.len()];
             (rows, keys)
         }

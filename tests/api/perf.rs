@@ -340,7 +340,10 @@ async fn attorney_inbox_is_read_in_index_order() {
         .unwrap_or_else(|| panic!("a second page: {first}"))
         .to_string();
     let paths = [
-        ("/api/v1/messages?limit=3".to_string(), "ix_message_recipient_inbox"),
+        (
+            "/api/v1/messages?limit=3".to_string(),
+            "ix_message_recipient_inbox",
+        ),
         (
             format!("/api/v1/messages?limit=3&cursor={cursor}"),
             "ix_message_recipient_inbox",
@@ -356,7 +359,10 @@ async fn attorney_inbox_is_read_in_index_order() {
         log.start();
         let page = get_json(&app, path, &token).await;
         let stmts = log.stop();
-        assert!(!page["items"].as_array().unwrap().is_empty(), "{path}: {page}");
+        assert!(
+            !page["items"].as_array().unwrap().is_empty(),
+            "{path}: {page}"
+        );
         counts.push(own(&stmts).len());
         let inbox: Vec<_> = stmts
             .iter()
@@ -367,9 +373,11 @@ async fn attorney_inbox_is_read_in_index_order() {
         let txn = conn.begin().await.unwrap();
         let (prefix, column) = match backend {
             DbBackend::Postgres => {
-                txn.execute_unprepared("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
-                    .await
-                    .unwrap();
+                txn.execute_unprepared(
+                    "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off",
+                )
+                .await
+                .unwrap();
                 ("EXPLAIN ", "QUERY PLAN")
             }
             _ => ("EXPLAIN QUERY PLAN ", "detail"),
@@ -389,7 +397,11 @@ async fn attorney_inbox_is_read_in_index_order() {
         let text = plan.join("\n");
         assert!(text.contains(index), "{path}: {}\n{text}", inbox[0].sql);
         let sorts = match backend {
-            DbBackend::Postgres => plan.iter().any(|l| l.trim_start().trim_start_matches("->  ").starts_with("Sort")),
+            DbBackend::Postgres => plan.iter().any(|l| {
+                l.trim_start()
+                    .trim_start_matches("->  ")
+                    .starts_with("Sort")
+            }),
             _ => text.contains("TEMP B-TREE FOR ORDER BY"),
         };
         assert!(!sorts, "{path} sorts its rows:\n{}\n{text}", inbox[0].sql);
@@ -492,7 +504,11 @@ async fn inbox_migration_backfills_existing_recipients() {
     ] {
         conn.execute_unprepared(sql).await.expect(sql);
     }
-    app.state.db.migrate().await.expect("the migration runs on existing rows");
+    app.state
+        .db
+        .migrate()
+        .await
+        .expect("the migration runs on existing rows");
     let row = conn
         .query_one_raw(Statement::from_string(
             app.state.db.backend(),
@@ -502,7 +518,10 @@ async fn inbox_migration_backfills_existing_recipients() {
         .await
         .unwrap()
         .unwrap();
-    let (n, same): (i64, i64) = (row.try_get("", "n").unwrap(), row.try_get("", "same").unwrap());
+    let (n, same): (i64, i64) = (
+        row.try_get("", "n").unwrap(),
+        row.try_get("", "same").unwrap(),
+    );
     assert!(n > 0);
     assert_eq!(n, same, "recipient rows not backfilled");
     let after = get_json(&app, "/api/v1/messages?limit=100", &token).await;
