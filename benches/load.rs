@@ -242,6 +242,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Wait until the server has worked off what an overloaded run left queued (wrk gives up on a
+/// request after 2 s, the server does not): `/readyz` (one database round trip through the
+/// pool) answers within 50 ms, or 60 s passed. Without this, one path that saturates the
+/// server would show up as the latency of the paths measured after it.
+async fn settle(http: &reqwest::Client, base: &str) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let t = Instant::now();
+        let ok = http
+            .get(format!("{base}/readyz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok && t.elapsed() < Duration::from_millis(50) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("server still busy after 60 s");
+}
+
 /// Open loop at a fixed rate (what wrk cannot do): request `i` is due at `i / rate` seconds and
 /// its latency counts from that due time, not from when it was sent, so a stalled server shows
 /// up as latency instead of silently lowering the rate (no coordinated omission). Every
@@ -428,8 +450,11 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, who, path) in read_paths(&ids) {
         let full = format!("{base}{path}");
+        settle(&http, &base).await;
         let s = wrk(&full, &tokens[who], a.conns, a.secs, None).await;
+        settle(&http, &base).await;
         let one = wrk(&full, &tokens[who], 1, a.secs.min(5), None).await;
+        settle(&http, &base).await;
         let half = open_loop(&http, &full, &tokens[who], s.rps / 2.0, a.secs).await;
         println!(
             "| {name} | {who} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.0}/s{} | {:.2} | {:.2} |",
@@ -489,6 +514,7 @@ wrk.body = '{{"work_date":"{today}","minutes":30,"rate_cents":25000,"description
         ),
     ];
     for (name, who, path, lua) in &writes {
+        settle(&http, &base).await;
         let s = wrk(
             &format!("{base}{path}"),
             &tokens[who],
@@ -505,6 +531,7 @@ wrk.body = '{{"work_date":"{today}","minutes":30,"rate_cents":25000,"description
 
     // A login flood beside a read path: p99 of the read alone, then with the flood.
     let victim = format!("{base}/api/v1/cases");
+    settle(&http, &base).await;
     let alone = wrk(&victim, &tokens["client"], a.conns / 2, a.secs, None).await;
     let flood_lua = format!(
         r#"wrk.method = "POST"

@@ -67,6 +67,28 @@ pub fn visible_condition(user: Uuid) -> sea_orm::Condition {
     )
 }
 
+/// [`visible_condition`] for rows already narrowed down by an index (one case's messages, the
+/// replies to a page of messages): the "received" half is a correlated `EXISTS` probing the
+/// recipient key `(message_id, user_id)` once per row, instead of an `IN` over every message
+/// the user ever received (tens of thousands for an attorney, built on every call).
+pub fn visible_row_condition(user: Uuid) -> sea_orm::Condition {
+    let received = Query::select()
+        .expr(Expr::val(1))
+        .from(recipient::Entity)
+        .and_where(
+            Expr::col((recipient::Entity, recipient::Column::MessageId))
+                .equals((message::Entity, message::Column::Id)),
+        )
+        .and_where(recipient::Column::UserId.eq(user))
+        .and_where(recipient::Column::DeletedAt.is_null())
+        .to_owned();
+    sea_orm::Condition::all().add(in_my_cases(user)).add(
+        sea_orm::Condition::any()
+            .add(sent_by(user))
+            .add(Expr::exists(received)),
+    )
+}
+
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct InboxFilter {
     /// `received` (default) or `sent`.
@@ -394,7 +416,7 @@ pub async fn case_messages(
     access::require(state, conn, p, case_id).await?;
     let mut q = message::Entity::find()
         .filter(message::Column::CaseId.eq(case_id))
-        .filter(visible_condition(p.user_id));
+        .filter(visible_row_condition(p.user_id));
     if let Some(t) = f.thread {
         q = q.filter(message::Column::ParentId.eq(t));
     }
