@@ -371,6 +371,16 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
                 .filter(sent_by(me)),
             Keyset::Message,
         )
+    } else if text.is_some() {
+        // Search ranks every match, so no index order helps; keep the recipient check an `IN`
+        // list. Joined instead, SQLite 3.51 may nest the FTS match inside the loop over the
+        // recipient rows (a full-text query per received message: the scale-10 bench hung).
+        (
+            message::Entity::find()
+                .filter(in_my_cases(me))
+                .filter(message::Column::Id.in_subquery(received_by(me, unread))),
+            Keyset::Message,
+        )
     } else {
         // Driven by the caller's recipient rows (one per message at most: the key is
         // `(message_id, user_id)`), in the partial index's order, current cases only.
