@@ -26,8 +26,11 @@ pub struct Config {
     pub invitation_ttl_hours: i64,
     pub db_max_connections: u32,
     pub log_format: LogFormat,
-    /// Concurrent Argon2 computations; each uses 19 MiB.
+    /// Concurrent Argon2 computations; each uses 19 MiB and a core. The default leaves one
+    /// core free for everything else (cores - 1, at least 1), so a login flood cannot starve it.
     pub password_hash_concurrency: usize,
+    /// Hash requests allowed to wait for a slot; beyond this a login answers 429 + Retry-After.
+    pub password_hash_queue: usize,
     /// Lower Argon2 cost, for tests only (never settable from the environment).
     pub insecure_fast_password_hashing: bool,
     /// Live connections allowed per user and per source address on one instance.
@@ -182,6 +185,7 @@ struct FileConfig {
     db_max_connections: Option<u32>,
     log_format: Option<LogFormat>,
     password_hash_concurrency: Option<usize>,
+    password_hash_queue: Option<usize>,
     ws_max_per_user: Option<usize>,
     ws_max_per_ip: Option<usize>,
     ws_replay_window: Option<u64>,
@@ -229,6 +233,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_LOG_FORMAT",
     "LFP_LOG",
     "LFP_PASSWORD_HASH_CONCURRENCY",
+    "LFP_PASSWORD_HASH_QUEUE",
     "LFP_WS_MAX_PER_USER",
     "LFP_WS_MAX_PER_IP",
     "LFP_WS_REPLAY_WINDOW",
@@ -271,8 +276,9 @@ impl Config {
             db_max_connections: 16,
             log_format: LogFormat::Pretty,
             password_hash_concurrency: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+                .map(|n| n.get().saturating_sub(1).max(1))
+                .unwrap_or(1),
+            password_hash_queue: 64,
             insecure_fast_password_hashing: false,
             ws_max_per_user: 10,
             ws_max_per_ip: 200,
@@ -416,6 +422,13 @@ impl Config {
             get("LFP_PASSWORD_HASH_CONCURRENCY"),
             fc.password_hash_concurrency,
             1,
+        )?;
+        num(
+            &mut c.password_hash_queue,
+            "LFP_PASSWORD_HASH_QUEUE",
+            get("LFP_PASSWORD_HASH_QUEUE"),
+            fc.password_hash_queue,
+            0,
         )?;
         if let Some(v) = pick(get("LFP_TRUSTED_PROXIES"), fc.trusted_proxies) {
             c.trusted_proxies = v

@@ -74,6 +74,7 @@ impl AppState {
         let storage = storage::Storage::from_config(&config)?;
         let hasher = auth::password::Hasher::new(
             config.password_hash_concurrency,
+            config.password_hash_queue,
             config.insecure_fast_password_hashing,
         );
         let audit = audit::AuditWriter::spawn(db.clone());

@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, sea_query::Expr,
+    Statement, TransactionTrait, sea_query::Expr,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -47,6 +47,145 @@ fn chain_hash(prev_hash: &str, m: &entry::Model) -> String {
     hex::encode(h.finalize())
 }
 
+/// The chain row for `e` at position `id` after `prev_hash`.
+fn link(e: NewEntry, id: i64, at: DateTime<Utc>, prev_hash: &str) -> entry::Model {
+    let mut m = entry::Model {
+        id,
+        at,
+        actor_id: e.actor_id,
+        action: e.action,
+        resource_type: e.resource_type,
+        resource_id: e.resource_id,
+        case_id: e.case_id,
+        outcome: e.outcome.as_str().into(),
+        ip: e.ip,
+        user_agent: e.user_agent,
+        details: e.details.to_string(),
+        prev_hash: prev_hash.to_owned(),
+        hash: String::new(),
+    };
+    m.hash = chain_hash(prev_hash, &m);
+    m
+}
+
+/// Rows per multi-row `INSERT` of a bulk load: 13 columns × 2,000 = 26,000 bound values,
+/// under SQLite's 32,766 and PostgreSQL's 65,535.
+const BULK_ROWS_PER_STATEMENT: usize = 2_000;
+
+/// Bulk-load `total` entries made by `make(i)` onto the chain (the scale generator, into an
+/// otherwise idle database). The hashes are computed on a thread of their own, one batch
+/// ahead of the inserts, so the strictly sequential SHA-256 chain overlaps the database work.
+/// Each batch of `batch` entries is one transaction that locks the head, checks it is still
+/// where the hashing thread started from (anything else appending in between fails the load
+/// instead of forking the chain), inserts in large multi-row statements, and moves the head.
+/// The rows and hashes are exactly those [`append_in`] would write.
+pub async fn append_bulk<F>(
+    db: &Db,
+    total: usize,
+    batch: usize,
+    make: F,
+    mut progress: impl FnMut(usize),
+) -> anyhow::Result<()>
+where
+    F: FnMut(usize) -> NewEntry + Send + 'static,
+{
+    let conn = db.conn();
+    let backend = conn.get_database_backend();
+    let head = head::Entity::find_by_id(1)
+        .one(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("audit_head is missing"))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(i64, String, Vec<entry::Model>)>(2);
+    let hashing = std::thread::spawn(move || {
+        let mut make = make;
+        let (mut id, mut hash) = (head.last_id, head.last_hash);
+        let mut start = 0;
+        while start < total {
+            let end = (start + batch.max(1)).min(total);
+            let (prev_id, prev_hash) = (id, hash.clone());
+            let at = crate::db::now();
+            let rows: Vec<entry::Model> = (start..end)
+                .map(|i| {
+                    id += 1;
+                    let m = link(make(i), id, at, &hash);
+                    hash.clone_from(&m.hash);
+                    m
+                })
+                .collect();
+            if tx.blocking_send((prev_id, prev_hash, rows)).is_err() {
+                return; // the loader stopped; its error is reported there
+            }
+            start = end;
+        }
+    });
+    let lock = match backend {
+        DbBackend::Postgres => "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        _ => "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
+    };
+    while let Some((prev_id, prev_hash, rows)) = rx.recv().await {
+        let txn = conn.begin().await?;
+        let row = txn
+            .query_one_raw(Statement::from_string(backend, lock))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("audit_head is missing"))?;
+        let (at_id, at_hash): (i64, String) =
+            (row.try_get("", "last_id")?, row.try_get("", "last_hash")?);
+        anyhow::ensure!(
+            at_id == prev_id && at_hash == prev_hash,
+            "the audit chain moved during a bulk load (head {at_id}, expected {prev_id})"
+        );
+        for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
+            let mut insert = sea_orm::sea_query::Query::insert();
+            insert.into_table(entry::Entity).columns([
+                entry::Column::Id,
+                entry::Column::At,
+                entry::Column::ActorId,
+                entry::Column::Action,
+                entry::Column::ResourceType,
+                entry::Column::ResourceId,
+                entry::Column::CaseId,
+                entry::Column::Outcome,
+                entry::Column::Ip,
+                entry::Column::UserAgent,
+                entry::Column::Details,
+                entry::Column::PrevHash,
+                entry::Column::Hash,
+            ]);
+            for m in chunk {
+                insert.values_panic([
+                    m.id.into(),
+                    m.at.into(),
+                    m.actor_id.into(),
+                    m.action.clone().into(),
+                    m.resource_type.clone().into(),
+                    m.resource_id.clone().into(),
+                    m.case_id.into(),
+                    m.outcome.clone().into(),
+                    m.ip.clone().into(),
+                    m.user_agent.clone().into(),
+                    m.details.clone().into(),
+                    m.prev_hash.clone().into(),
+                    m.hash.clone().into(),
+                ]);
+            }
+            txn.execute_raw(backend.build(&insert)).await?;
+        }
+        let last = rows.last().expect("batches are never empty");
+        head::Entity::update_many()
+            .col_expr(head::Column::LastId, Expr::value(last.id))
+            .col_expr(head::Column::LastHash, Expr::value(last.hash.clone()))
+            .filter(head::Column::Id.eq(1))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        progress(rows.len());
+    }
+    hashing
+        .join()
+        .map_err(|_| anyhow::anyhow!("the audit hashing thread panicked"))?;
+    Ok(())
+}
+
 /// Append entries inside the caller's transaction. The head row is locked for the rest of
 /// the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time).
 pub async fn append_in<C: ConnectionTrait>(
@@ -71,22 +210,7 @@ pub async fn append_in<C: ConnectionTrait>(
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
         last_id += 1;
-        let mut m = entry::Model {
-            id: last_id,
-            at,
-            actor_id: e.actor_id,
-            action: e.action,
-            resource_type: e.resource_type,
-            resource_id: e.resource_id,
-            case_id: e.case_id,
-            outcome: e.outcome.as_str().into(),
-            ip: e.ip,
-            user_agent: e.user_agent,
-            details: e.details.to_string(),
-            prev_hash: last_hash.clone(),
-            hash: String::new(),
-        };
-        m.hash = chain_hash(&last_hash, &m);
+        let m = link(e, last_id, at, &last_hash);
         last_hash = m.hash.clone();
         rows.push(entry::ActiveModel::from(m));
     }

@@ -3,12 +3,15 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, LazyLock},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// 30,000 most common passwords (the zxcvbn project's list, MIT licence), lower-cased.
 static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
@@ -46,17 +49,67 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Hashes and verifies passwords off the async executor.
+/// The hasher is saturated: more requests are already waiting than the queue allows.
+/// Answered as 429 with `Retry-After`; nothing about the account is revealed or recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("password hashing is saturated; try again shortly")]
+    Busy,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<HashError> for crate::error::Error {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::RateLimited {
+                retry_after_secs: 1,
+            },
+            HashError::Failed(e) => Self::Internal(e),
+        }
+    }
+}
+
+/// How many hashes wait and run right now, and the most that ever ran at once.
+#[derive(Default)]
+struct Gauge {
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one running hash for as long as it lives (on the blocking thread).
+struct Running<'a>(&'a Gauge);
+
+impl<'a> Running<'a> {
+    fn new(g: &'a Gauge) -> Self {
+        let now = g.running.fetch_add(1, Ordering::SeqCst) + 1;
+        g.peak.fetch_max(now, Ordering::SeqCst);
+        Self(g)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Hashes and verifies passwords off the async executor, at most `concurrency` at a time
+/// (default: one core fewer than the machine has, so a login flood leaves a core for every
+/// other request) with at most `queue` waiting; beyond that a request is shed.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    queue: usize,
+    gauge: Arc<Gauge>,
     params: Params,
     /// A hash of a random password: verifying against it makes unknown emails cost the same.
     dummy: Arc<String>,
 }
 
 impl Hasher {
-    pub fn new(concurrency: usize, fast_for_tests: bool) -> Self {
+    pub fn new(concurrency: usize, queue: usize, fast_for_tests: bool) -> Self {
         // OWASP: m = 19 MiB, t = 2, p = 1. Tests may use the minimum cost to stay quick.
         let params = if fast_for_tests {
             Params::new(Params::MIN_M_COST, 1, 1, None).expect("valid params")
@@ -69,50 +122,94 @@ impl Hasher {
             .to_string();
         Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            queue,
+            gauge: Arc::default(),
             params,
             dummy: Arc::new(dummy),
         }
     }
 
-    pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await?;
+    /// The most hashes that have run at the same moment since start (tests, diagnostics).
+    pub fn peak_running(&self) -> usize {
+        self.gauge.peak.load(Ordering::SeqCst)
+    }
+
+    /// A slot, waiting in line if there is room in the queue. The permit travels into the
+    /// blocking task, so a request that goes away mid-hash still holds its slot until the
+    /// hash is done: the bound is on CPU actually in use, not on requests in flight.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, HashError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let before = self.gauge.waiting.fetch_add(1, Ordering::SeqCst);
+        let permit = if before >= self.queue {
+            Err(HashError::Busy)
+        } else {
+            self.permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| HashError::Failed(e.into()))
+        };
+        self.gauge.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit
+    }
+
+    /// Run `f` on the blocking pool under a slot.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let permit = self.slot().await?;
+        let gauge = self.gauge.clone();
+        let span = tracing::Span::current();
+        Ok(tokio::task::spawn_blocking(move || {
+            let _e = span.enter();
+            let _running = Running::new(&gauge);
+            let out = f();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(anyhow::Error::from)?)
+    }
+
+    pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
         let params = self.params.clone();
         let pw = password.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _e = span.enter();
+        self.run(move || {
             argon(&params)
                 .hash_password(pw.expose_secret().as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
         })
         .await?
+        .map_err(HashError::Failed)
     }
 
-    /// Verify against `hash`, or against a dummy when there is no user, in the same time.
+    /// Verify against `hash`, or against a dummy when there is no user, in the same time and
+    /// through the same slots and queue (an unknown email is shed or delayed alike).
     pub async fn verify(
         &self,
         password: &SecretString,
         hash: Option<&str>,
-    ) -> anyhow::Result<bool> {
-        let _permit = self.permits.acquire().await?;
+    ) -> Result<bool, HashError> {
         let known = hash.is_some();
         let hash = hash
             .map(str::to_owned)
             .unwrap_or_else(|| self.dummy.as_ref().clone());
         let pw = password.clone();
-        let span = tracing::Span::current();
-        let ok = tokio::task::spawn_blocking(move || {
-            let _e = span.enter();
-            let Ok(parsed) = PasswordHash::new(&hash) else {
-                return false;
-            };
-            // Verification uses the parameters stored in the hash itself.
-            Argon2::default()
-                .verify_password(pw.expose_secret().as_bytes(), &parsed)
-                .is_ok()
-        })
-        .await?;
+        let ok = self
+            .run(move || {
+                let Ok(parsed) = PasswordHash::new(&hash) else {
+                    return false;
+                };
+                // Verification uses the parameters stored in the hash itself.
+                Argon2::default()
+                    .verify_password(pw.expose_secret().as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .await?;
         Ok(ok && known)
     }
 }
@@ -140,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_cost_and_verify() {
-        let h = Hasher::new(1, false);
+        let h = Hasher::new(1, 8, false);
         let pw = SecretString::from("correct horse battery staple");
         let hash = h.hash(&pw).await.unwrap();
         assert!(
@@ -157,5 +254,57 @@ mod tests {
             .unwrap()
         );
         assert!(!h.verify(&pw, None).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn at_most_the_configured_number_of_hashes_run_at_once() {
+        let h = Hasher::new(2, 64, true);
+        let pw = SecretString::from("correct horse battery staple");
+        let hash = h.hash(&pw).await.unwrap();
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let (h, pw, hash) = (h.clone(), pw.clone(), hash.clone());
+                // Known and unknown users alike go through the same slots.
+                tokio::spawn(async move {
+                    let known = (i % 2 == 0).then_some(hash.as_str());
+                    h.verify(&pw, known).await.unwrap()
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap(), i % 2 == 0);
+        }
+        assert!((1..=2).contains(&h.peak_running()), "{}", h.peak_running());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sheds_instead_of_waiting() {
+        let h = Hasher::new(1, 2, true);
+        let pw = SecretString::from("correct horse battery staple");
+        // Hold the only slot, then fill the queue with two waiting verifications.
+        let held = h.permits.clone().acquire_owned().await.unwrap();
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let (h, pw) = (h.clone(), pw.clone());
+                tokio::spawn(async move { h.verify(&pw, None).await })
+            })
+            .collect();
+        while h.gauge.waiting.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(h.verify(&pw, None).await, Err(HashError::Busy)));
+        assert!(matches!(h.hash(&pw).await, Err(HashError::Busy)));
+        assert!(matches!(
+            crate::error::Error::from(HashError::Busy),
+            crate::error::Error::RateLimited {
+                retry_after_secs: 1
+            }
+        ));
+        drop(held);
+        for w in waiting {
+            assert!(!w.await.unwrap().unwrap());
+        }
+        assert_eq!(h.gauge.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(h.peak_running(), 1);
     }
 }

@@ -139,13 +139,26 @@ pub async fn login(state: &AppState, meta: &RequestMeta, input: LoginInput) -> R
 
     let user = find_by_email(&state.db, &input.email).await?;
     // Unknown emails are verified against a dummy hash: same work, same answer.
-    let ok = state
+    let ok = match state
         .hasher
         .verify(
             &input.password,
             user.as_ref().and_then(|u| u.password_hash.as_deref()),
         )
-        .await?;
+        .await
+    {
+        Ok(ok) => ok,
+        // Too many logins already wait for the hasher: shed this one, unchecked (the same
+        // for known and unknown emails), and leave a trace of it.
+        Err(e @ super::password::HashError::Busy) => {
+            state
+                .audit
+                .record(login_entry(meta, None, Outcome::Denied, "overloaded"))
+                .await?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     attempt.target = user.as_ref().map(|u| u.id);
     // Guesses queued behind the hasher while the account got locked learn nothing.
     if let Some(secs) = throttle::locked_for(&state.db, &attempt.acct_key, now()).await? {

@@ -529,6 +529,35 @@ struct CaseCursor {
     id: Uuid,
 }
 
+/// `(year, seq)` of a case number `YYYY-NNNN…` (a cursor's sort value).
+fn parse_number_key(v: &str) -> Option<(i32, i32)> {
+    let (year, seq) = v.split_once('-')?;
+    Some((year.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Rows strictly after `values` in the order of `cols` (lexicographic; descending if `desc`).
+fn keyset_after(
+    cols: &[legal_case::Column],
+    values: &[sea_orm::Value],
+    desc: bool,
+) -> sea_orm::Condition {
+    let (col, value) = (cols[0], values[0].clone());
+    let beyond = if desc {
+        col.lt(value.clone())
+    } else {
+        col.gt(value.clone())
+    };
+    let mut any = sea_orm::Condition::any().add(beyond);
+    if cols.len() > 1 {
+        any = any.add(
+            sea_orm::Condition::all()
+                .add(col.eq(value))
+                .add(keyset_after(&cols[1..], &values[1..], desc)),
+        );
+    }
+    any
+}
+
 /// FTS5 query from user text: every word quoted (no operators reach the engine), prefix match.
 fn fts5_query(q: &str) -> String {
     q.split_whitespace()
@@ -649,37 +678,41 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
             )),
         };
     }
-    let col = match key {
-        SortKey::OpenedAt => legal_case::Column::OpenedAt,
-        SortKey::UpdatedAt => legal_case::Column::UpdatedAt,
-        SortKey::Number => legal_case::Column::Number,
+    // Numbers sort as numbers, by `(year, seq)`: their text ("2026-9999" > "2026-10000") does
+    // not once a year passes 9,999 cases. The cursor still carries the number as text.
+    let cols: Vec<legal_case::Column> = match key {
+        SortKey::OpenedAt => vec![legal_case::Column::OpenedAt],
+        SortKey::UpdatedAt => vec![legal_case::Column::UpdatedAt],
+        SortKey::Number => vec![legal_case::Column::Year, legal_case::Column::Seq],
     };
     if let Some(c) = cursor {
-        let value: sea_orm::Value = match key {
-            SortKey::Number => c.v.clone().into(),
-            _ => DateTime::parse_from_rfc3339(&c.v)
-                .map_err(|_| Error::invalid("cursor", "is not a cursor this server issued"))?
-                .with_timezone(&Utc)
-                .into(),
+        let bad = || Error::invalid("cursor", "is not a cursor this server issued");
+        let mut values: Vec<sea_orm::Value> = match key {
+            SortKey::Number => {
+                let (year, seq) = parse_number_key(&c.v).ok_or_else(bad)?;
+                vec![year.into(), seq.into()]
+            }
+            _ => vec![
+                DateTime::parse_from_rfc3339(&c.v)
+                    .map_err(|_| bad())?
+                    .with_timezone(&Utc)
+                    .into(),
+            ],
         };
-        let (after, tie) = if desc {
-            (col.lt(value.clone()), legal_case::Column::Id.lt(c.id))
-        } else {
-            (col.gt(value.clone()), legal_case::Column::Id.gt(c.id))
-        };
-        q = q.filter(
-            sea_orm::Condition::any()
-                .add(after)
-                .add(sea_orm::Condition::all().add(col.eq(value)).add(tie)),
-        );
+        values.push(c.id.into());
+        let mut keys = cols.clone();
+        keys.push(legal_case::Column::Id);
+        q = q.filter(keyset_after(&keys, &values, desc));
     }
     let order = if desc {
         sea_orm::Order::Desc
     } else {
         sea_orm::Order::Asc
     };
+    for col in &cols {
+        q = q.order_by(*col, order.clone());
+    }
     let rows = q
-        .order_by(col, order.clone())
         .order_by(legal_case::Column::Id, order)
         .limit(limit.get() + 1)
         .all(state.db.conn())

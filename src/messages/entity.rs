@@ -37,6 +37,8 @@ pub mod recipient {
         pub delivered_at: DateTimeUtc,
         pub read_at: Option<DateTimeUtc>,
         pub deleted_at: Option<DateTimeUtc>,
+        /// The message's `created_at`, copied so the inbox can be read in index order.
+        pub message_created_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

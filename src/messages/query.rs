@@ -67,6 +67,28 @@ pub fn visible_condition(user: Uuid) -> sea_orm::Condition {
     )
 }
 
+/// [`visible_condition`] for rows already narrowed down by an index (one case's messages, the
+/// replies to a page of messages): the "received" half is a correlated `EXISTS` probing the
+/// recipient key `(message_id, user_id)` once per row, instead of an `IN` over every message
+/// the user ever received (tens of thousands for an attorney, built on every call).
+pub fn visible_row_condition(user: Uuid) -> sea_orm::Condition {
+    let received = Query::select()
+        .expr(Expr::val(1))
+        .from(recipient::Entity)
+        .and_where(
+            Expr::col((recipient::Entity, recipient::Column::MessageId))
+                .equals((message::Entity, message::Column::Id)),
+        )
+        .and_where(recipient::Column::UserId.eq(user))
+        .and_where(recipient::Column::DeletedAt.is_null())
+        .to_owned();
+    sea_orm::Condition::all().add(in_my_cases(user)).add(
+        sea_orm::Condition::any()
+            .add(sent_by(user))
+            .add(Expr::exists(received)),
+    )
+}
+
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct InboxFilter {
     /// `received` (default) or `sent`.
@@ -183,11 +205,58 @@ impl Search {
     }
 }
 
+/// Where the keyset `(created_at, id)` of a newest-first page is read from. The values are the
+/// same either way (a recipient row copies its message's `created_at`); what differs is which
+/// index can deliver rows in that order so the `LIMIT` stops the scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keyset {
+    /// `message.(created_at, id)`: one case's messages (`ix_message_case_created`) or the
+    /// sender's (`ix_message_sender_created`).
+    Message,
+    /// `message_recipient.(message_created_at, message_id)` of the caller's joined row: the
+    /// inbox across all cases (`ix_message_recipient_inbox` / `_unread`).
+    Recipient,
+}
+
+impl Keyset {
+    /// Rows strictly after `(t, id)` newest first, written so both backends bound the index
+    /// range on the time column (`t_col <= t`) rather than filtering an OR across the index.
+    fn after(self, t: DateTime<Utc>, id: Uuid) -> sea_orm::Condition {
+        let (at_most, before, id_before) = match self {
+            Keyset::Message => (
+                message::Column::CreatedAt.lte(t),
+                message::Column::CreatedAt.lt(t),
+                message::Column::Id.lt(id),
+            ),
+            Keyset::Recipient => (
+                recipient::Column::MessageCreatedAt.lte(t),
+                recipient::Column::MessageCreatedAt.lt(t),
+                recipient::Column::MessageId.lt(id),
+            ),
+        };
+        sea_orm::Condition::all()
+            .add(at_most)
+            .add(sea_orm::Condition::any().add(before).add(id_before))
+    }
+
+    fn order(self, q: Select<message::Entity>) -> Select<message::Entity> {
+        match self {
+            Keyset::Message => q
+                .order_by_desc(message::Column::CreatedAt)
+                .order_by_desc(message::Column::Id),
+            Keyset::Recipient => q
+                .order_by_desc(recipient::Column::MessageCreatedAt)
+                .order_by_desc(recipient::Column::MessageId),
+        }
+    }
+}
+
 /// Run a filtered message query as one page: newest first, or by relevance when searching.
 async fn page<C: ConnectionTrait>(
     conn: &C,
     viewer: Uuid,
     mut q: Select<message::Entity>,
+    keyset: Keyset,
     search: Option<Search>,
     limit: Limit,
     cursor: Option<&str>,
@@ -226,22 +295,9 @@ async fn page<C: ConnectionTrait>(
         None => {
             if let Some(c) = cursor {
                 let t = c.t.ok_or_else(bad_cursor)?;
-                q = q.filter(
-                    sea_orm::Condition::any()
-                        .add(message::Column::CreatedAt.lt(t))
-                        .add(
-                            sea_orm::Condition::all()
-                                .add(message::Column::CreatedAt.eq(t))
-                                .add(message::Column::Id.lt(c.id)),
-                        ),
-                );
+                q = q.filter(keyset.after(t, c.id));
             }
-            let rows = q
-                .order_by_desc(message::Column::CreatedAt)
-                .order_by_desc(message::Column::Id)
-                .limit(n)
-                .all(conn)
-                .await?;
+            let rows = keyset.order(q).limit(n).all(conn).await?;
             let keys = vec![None; rows.len()];
             (rows, keys)
         }
@@ -307,20 +363,53 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
     if let Some(c) = f.case_id {
         access::require(state, conn, p, c).await?;
     }
-    let mut q = message::Entity::find().filter(in_my_cases(p.user_id));
-    q = if sent {
-        q.filter(sent_by(p.user_id))
+    let me = p.user_id;
+    let (mut q, mut keyset) = if sent {
+        (
+            message::Entity::find()
+                .filter(in_my_cases(me))
+                .filter(sent_by(me)),
+            Keyset::Message,
+        )
+    } else if text.is_some() {
+        // Search ranks every match, so no index order helps; keep the recipient check an `IN`
+        // list. Joined instead, SQLite 3.51 may nest the FTS match inside the loop over the
+        // recipient rows (a full-text query per received message: the scale-10 bench hung).
+        (
+            message::Entity::find()
+                .filter(in_my_cases(me))
+                .filter(message::Column::Id.in_subquery(received_by(me, unread))),
+            Keyset::Message,
+        )
     } else {
-        q.filter(message::Column::Id.in_subquery(received_by(p.user_id, unread)))
+        // Driven by the caller's recipient rows (one per message at most: the key is
+        // `(message_id, user_id)`), in the partial index's order, current cases only.
+        let mut q = message::Entity::find();
+        QueryTrait::query(&mut q).join(
+            JoinType::InnerJoin,
+            recipient::Entity,
+            Expr::col((recipient::Entity, recipient::Column::MessageId))
+                .equals((message::Entity, message::Column::Id)),
+        );
+        q = q
+            .filter(recipient::Column::UserId.eq(me))
+            .filter(recipient::Column::DeletedAt.is_null())
+            .filter(recipient::Column::CaseId.in_subquery(access::member_cases(me)));
+        if unread {
+            q = q.filter(recipient::Column::ReadAt.is_null());
+        }
+        (q, Keyset::Recipient)
     };
     if let Some(c) = f.case_id {
+        // One case: its own index on `message` bounds the walk better than the inbox's.
         q = q.filter(message::Column::CaseId.eq(c));
+        keyset = Keyset::Message;
     }
     let search = text.map(|text| Search {
         backend: state.db.backend(),
         text,
     });
-    let out = page(conn, p.user_id, q, search, limit, f.cursor.as_deref()).await?;
+    let out = page(conn, me, q, keyset, search, limit, f.cursor.as_deref()).await?;
     audit_list(state, p, f.case_id, &out).await?;
     Ok(out)
 }
@@ -337,11 +426,20 @@ pub async fn case_messages(
     access::require(state, conn, p, case_id).await?;
     let mut q = message::Entity::find()
         .filter(message::Column::CaseId.eq(case_id))
-        .filter(visible_condition(p.user_id));
+        .filter(visible_row_condition(p.user_id));
     if let Some(t) = f.thread {
         q = q.filter(message::Column::ParentId.eq(t));
     }
-    let out = page(conn, p.user_id, q, None, limit, f.cursor.as_deref()).await?;
+    let out = page(
+        conn,
+        p.user_id,
+        q,
+        Keyset::Message,
+        None,
+        limit,
+        f.cursor.as_deref(),
+    )
+    .await?;
     audit_list(state, p, Some(case_id), &out).await?;
     Ok(out)
 }

@@ -195,7 +195,7 @@ pub(super) async fn views<C: ConnectionTrait>(
         .column(message::Column::ParentId)
         .column_as(Expr::col(message::Column::Id).count(), "n")
         .filter(message::Column::ParentId.is_in(ids))
-        .filter(super::query::visible_condition(viewer))
+        .filter(super::query::visible_row_condition(viewer))
         .group_by(message::Column::ParentId)
         .into_tuple::<(Option<Uuid>, i64)>()
         .all(conn)
@@ -496,6 +496,7 @@ pub async fn send(
         delivered_at: Set(now),
         read_at: Set(None),
         deleted_at: Set(None),
+        message_created_at: Set(now),
     }))
     .exec_without_returning(&*txn)
     .await?;

@@ -319,3 +319,211 @@ async fn plan(app: &TestApp, backend: DbBackend, st: &Statement) -> Vec<String> 
     txn.rollback().await.unwrap();
     lines
 }
+
+/// The attorney-wide inbox and its unread view are one index range in page order: the plan
+/// of the message query names the recipient's partial index and has no sort step, so the
+/// `LIMIT` ends the scan however many messages the attorney's cases hold. Also for a second
+/// page (the keyset condition must bound the same range) and at a fixed statement count.
+///
+/// PostgreSQL: planned with `enable_seqscan` and `enable_sort` off, so a `Sort` node means no
+/// index can produce the order. SQLite: no statistics, and no `USE TEMP B-TREE FOR ORDER BY`.
+#[tokio::test]
+async fn attorney_inbox_is_read_in_index_order() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let backend = app.state.db.backend();
+    // In the tiny firm the clients write to the second attorney's cases (odd case numbers).
+    let token = login(&app, &g.attorneys[1], &g.password).await;
+    let log = app.state.db.statements();
+    let first = get_json(&app, "/api/v1/messages?limit=3", &token).await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a second page: {first}"))
+        .to_string();
+    let paths = [
+        (
+            "/api/v1/messages?limit=3".to_string(),
+            "ix_message_recipient_inbox",
+        ),
+        (
+            format!("/api/v1/messages?limit=3&cursor={cursor}"),
+            "ix_message_recipient_inbox",
+        ),
+        (
+            "/api/v1/messages?unread=true&limit=3".to_string(),
+            "ix_message_recipient_unread",
+        ),
+    ];
+    let mut counts = Vec::new();
+    for (path, index) in &paths {
+        get_json(&app, path, &token).await;
+        log.start();
+        let page = get_json(&app, path, &token).await;
+        let stmts = log.stop();
+        assert!(
+            !page["items"].as_array().unwrap().is_empty(),
+            "{path}: {page}"
+        );
+        counts.push(own(&stmts).len());
+        let inbox: Vec<_> = stmts
+            .iter()
+            .filter(|s| s.sql.contains("message_created_at") && s.sql.contains("LIMIT"))
+            .collect();
+        assert_eq!(inbox.len(), 1, "{path}: one inbox query expected");
+        let conn = app.state.db.conn();
+        let txn = conn.begin().await.unwrap();
+        let (prefix, column) = match backend {
+            DbBackend::Postgres => {
+                txn.execute_unprepared(
+                    "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off",
+                )
+                .await
+                .unwrap();
+                ("EXPLAIN ", "QUERY PLAN")
+            }
+            _ => ("EXPLAIN QUERY PLAN ", "detail"),
+        };
+        let explain = Statement {
+            sql: format!("{prefix}{}", inbox[0].sql),
+            ..inbox[0].clone()
+        };
+        let plan: Vec<String> = txn
+            .query_all_raw(explain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", column).unwrap())
+            .collect();
+        txn.rollback().await.unwrap();
+        let text = plan.join("\n");
+        assert!(text.contains(index), "{path}: {}\n{text}", inbox[0].sql);
+        let sorts = match backend {
+            DbBackend::Postgres => plan.iter().any(|l| {
+                l.trim_start()
+                    .trim_start_matches("->  ")
+                    .starts_with("Sort")
+            }),
+            _ => text.contains("TEMP B-TREE FOR ORDER BY"),
+        };
+        assert!(!sorts, "{path} sorts its rows:\n{}\n{text}", inbox[0].sql);
+    }
+    // The first and the next page make the same statements.
+    assert_eq!(counts[0], counts[1], "{counts:?}");
+}
+
+/// Case numbers sort as numbers: past 9,999 cases in a year, `2026-10000` comes after
+/// `2026-9999` (the text order puts it first), forwards, backwards and across pages.
+#[tokio::test]
+async fn case_numbers_sort_numerically_past_four_digits() {
+    let (app, g) = firm(Sizes {
+        cases: 3,
+        messages: 3,
+        documents: 1,
+        time_entries: 1,
+        audit: 5,
+        ..Sizes::tiny()
+    })
+    .await;
+    // The admin sees every case.
+    let token = login(&app, &g.admin, &g.password).await;
+    // The next number of this year is 9,999; the one after it has five digits.
+    let year: i32 = chrono::Datelike::year(&chrono::Utc::now());
+    app.state
+        .db
+        .conn()
+        .execute_raw(Statement::from_sql_and_values(
+            app.state.db.backend(),
+            match app.state.db.backend() {
+                DbBackend::Postgres => "UPDATE case_number_seq SET last = 9998 WHERE year = $1",
+                _ => "UPDATE case_number_seq SET last = 9998 WHERE year = ?",
+            },
+            [year.into()],
+        ))
+        .await
+        .unwrap();
+    let mut made = Vec::new();
+    for title in ["Nine thousand nine hundred ninety-nine", "Ten thousand"] {
+        let r = app
+            .post(
+                "/api/v1/cases",
+                Some(&token),
+                json!({"title": title, "client_ids": []}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let b: Value = r.json().await.unwrap();
+        made.push(b["number"].as_str().unwrap().to_string());
+    }
+    assert_eq!(made, [format!("{year}-9999"), format!("{year}-10000")]);
+    let numbers = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["number"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let asc = numbers(&get_json(&app, "/api/v1/cases?sort=number&limit=100", &token).await);
+    assert_eq!(asc.len(), 5, "{asc:?}");
+    assert_eq!(&asc[3..], &made[..], "{asc:?}");
+    let desc = numbers(&get_json(&app, "/api/v1/cases?sort=-number&limit=100", &token).await);
+    assert_eq!(&desc[..2], &[made[1].clone(), made[0].clone()], "{desc:?}");
+    // Page by page (one per page) gives the same order.
+    let mut paged = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let path = match &next {
+            Some(c) => format!("/api/v1/cases?sort=-number&limit=1&cursor={c}"),
+            None => "/api/v1/cases?sort=-number&limit=1".to_string(),
+        };
+        let page = get_json(&app, &path, &token).await;
+        paged.extend(numbers(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => next = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, desc);
+}
+
+/// The inbox migration on a database that already has messages: back to the schema before it
+/// (column and indexes gone, migration unrecorded), migrate again, and every recipient row
+/// carries its message's `created_at`; the inbox reads the same as before.
+#[tokio::test]
+async fn inbox_migration_backfills_existing_recipients() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let token = login(&app, &g.clients[0], &g.password).await;
+    let before = get_json(&app, "/api/v1/messages?limit=100", &token).await;
+    assert!(!before["items"].as_array().unwrap().is_empty());
+    let conn = app.state.db.conn();
+    for sql in [
+        "DROP INDEX ix_message_recipient_inbox",
+        "DROP INDEX ix_message_recipient_unread",
+        "DROP INDEX ix_legal_case_number_order",
+        "ALTER TABLE message_recipient DROP COLUMN message_created_at",
+        "DELETE FROM seaql_migrations WHERE version = 'm20261202_000002_inbox_keyset'",
+    ] {
+        conn.execute_unprepared(sql).await.expect(sql);
+    }
+    app.state
+        .db
+        .migrate()
+        .await
+        .expect("the migration runs on existing rows");
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            app.state.db.backend(),
+            "SELECT COUNT(*) AS n, SUM(CASE WHEN r.message_created_at = m.created_at THEN 1 ELSE 0 END) AS same
+             FROM message_recipient r JOIN message m ON m.id = r.message_id",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let (n, same): (i64, i64) = (
+        row.try_get("", "n").unwrap(),
+        row.try_get("", "same").unwrap(),
+    );
+    assert!(n > 0);
+    assert_eq!(n, same, "recipient rows not backfilled");
+    let after = get_json(&app, "/api/v1/messages?limit=100", &token).await;
+    assert_eq!(before["items"], after["items"]);
+}

@@ -12,6 +12,7 @@ mod m20261125_000006_messages;
 mod m20261125_000007_appointments;
 mod m20261125_000008_billing;
 mod m20261202_000001_billing_adjustments;
+mod m20261202_000002_inbox_keyset;
 mod m20261202_000003_deadline_completion;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_billing::Migration),
             Box::new(m20261125_000005_documents::Migration),
             Box::new(m20261202_000001_billing_adjustments::Migration),
+            Box::new(m20261202_000002_inbox_keyset::Migration),
             Box::new(m20261202_000003_deadline_completion::Migration),
         ]
     }
