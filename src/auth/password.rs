@@ -78,6 +78,21 @@ struct Gauge {
     peak: AtomicUsize,
 }
 
+/// Counts one waiting request for as long as it lives; holds how many waited before it.
+struct Waiting<'a>(usize, &'a Gauge);
+
+impl<'a> Waiting<'a> {
+    fn new(g: &'a Gauge) -> Self {
+        Self(g.waiting.fetch_add(1, Ordering::SeqCst), g)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.1.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Counts one running hash for as long as it lives (on the blocking thread).
 struct Running<'a>(&'a Gauge);
 
@@ -141,18 +156,17 @@ impl Hasher {
         if let Ok(p) = self.permits.clone().try_acquire_owned() {
             return Ok(p);
         }
-        let before = self.gauge.waiting.fetch_add(1, Ordering::SeqCst);
-        let permit = if before >= self.queue {
-            Err(HashError::Busy)
-        } else {
-            self.permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| HashError::Failed(e.into()))
-        };
-        self.gauge.waiting.fetch_sub(1, Ordering::SeqCst);
-        permit
+        // Counted out on drop: a request cancelled while it waits (the client went away)
+        // must leave the queue too, or the count would creep up until every login is shed.
+        let waiting = Waiting::new(&self.gauge);
+        if waiting.0 >= self.queue {
+            return Err(HashError::Busy);
+        }
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| HashError::Failed(e.into()))
     }
 
     /// Run `f` on the blocking pool under a slot.
@@ -165,8 +179,12 @@ impl Hasher {
         let span = tracing::Span::current();
         Ok(tokio::task::spawn_blocking(move || {
             let _e = span.enter();
-            let _running = Running::new(&gauge);
-            let out = f();
+            // Counted out before the slot is given back, or the next hash would be counted
+            // in while this one still is.
+            let out = {
+                let _running = Running::new(&gauge);
+                f()
+            };
             drop(permit);
             out
         })
@@ -306,5 +324,24 @@ mod tests {
         }
         assert_eq!(h.gauge.waiting.load(Ordering::SeqCst), 0);
         assert_eq!(h.peak_running(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_gives_up_while_waiting_leaves_the_queue() {
+        let h = Hasher::new(1, 1, true);
+        let pw = SecretString::from("correct horse battery staple");
+        let held = h.permits.clone().acquire_owned().await.unwrap();
+        let (h2, pw2) = (h.clone(), pw.clone());
+        let waiter = tokio::spawn(async move { h2.verify(&pw2, None).await });
+        while h.gauge.waiting.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // The client went away: its future is dropped mid-wait.
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(h.gauge.waiting.load(Ordering::SeqCst), 0);
+        drop(held);
+        // The queue has room again: the next login is served, not shed.
+        assert!(!h.verify(&pw, None).await.unwrap());
     }
 }
