@@ -107,6 +107,12 @@ pub async fn request_reset(state: &AppState, meta: &RequestMeta, email: &str) ->
 
 /// Whether a reset link still works (for showing the form or a readable "expired" page).
 pub async fn check_token(state: &AppState, token: &str) -> Result<Uuid> {
+    Ok(link_user(state, token).await?.id)
+}
+
+/// The active account a link was issued for, read once: the caller compares-and-sets the
+/// very hash whose fingerprint matched here, so a concurrent password change spends it.
+async fn link_user(state: &AppState, token: &str) -> Result<users::entity::user::Model> {
     let (user_id, fp) = state
         .tokens
         .verify_password_reset(token.trim())
@@ -117,7 +123,7 @@ pub async fn check_token(state: &AppState, token: &str) -> Result<Uuid> {
     if fingerprint(user.password_hash.as_deref()) != fp {
         return Err(Error::NotFound);
     }
-    Ok(user.id)
+    Ok(user)
 }
 
 /// Set a new password through a reset link: every session of the account ends.
@@ -135,13 +141,14 @@ pub async fn reset_password(
             .outcome(Outcome::Failure)
             .details(serde_json::json!({ "reason": why }))
     };
-    let Ok(user_id) = check_token(state, token).await else {
-        state.audit.record(failed("invalid_link")).await?;
-        return Err(Error::NotFound);
+    let user = match link_user(state, token).await {
+        Ok(u) => u,
+        Err(Error::NotFound) => {
+            state.audit.record(failed("invalid_link")).await?;
+            return Err(Error::NotFound);
+        }
+        Err(e) => return Err(e),
     };
-    let user = users::service::find_active(&state.db, user_id)
-        .await?
-        .ok_or(Error::NotFound)?;
     super::password::check_policy(new.expose_secret(), &user.email)
         .map_err(|m| Error::invalid("password", m))?;
     let hash = state.hasher.hash(&new).await?;
@@ -150,6 +157,8 @@ pub async fn reset_password(
     if !users::service::replace_password_hash(&*txn, user.id, user.password_hash.as_deref(), &hash)
         .await?
     {
+        drop(txn);
+        state.audit.record(failed("link_spent")).await?;
         return Err(Error::NotFound);
     }
     let revoked = revoke_user_sessions(&*txn, user.id, None, "password_reset").await?;

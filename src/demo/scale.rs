@@ -517,7 +517,10 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
             if let Some(p) = c.paralegal {
                 members.push((paralegal_ids[p], "paralegal"));
             }
-            let (sender, role) = members[i % 2];
+            // Each round over the cases swaps who writes, so every case has messages both
+            // ways (by `i % 2` alone, an even number of cases fixed the sender per case and
+            // some attorneys never received anything).
+            let (sender, role) = members[(i / sizes.cases) % 2];
             let id = Uuid::now_v7();
             let at = now - Duration::minutes(msg_rng.random_range(1..525_600));
             let n = msg_rng.random_range(6..30);
