@@ -943,7 +943,7 @@ mod tests {
         assert_eq!(money_in(1_200, "JPY", Locale::de), "1.200 JPY");
         // Indian grouping: lakhs and crores.
         assert_eq!(
-            money_in(1_234_567_89, "INR", Locale::en_IN),
+            money_in(123_456_789, "INR", Locale::en_IN),
             "12,34,567.89 INR"
         );
     }
