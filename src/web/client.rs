@@ -176,6 +176,9 @@ pub struct ListQuery {
     cursor: Option<String>,
     unread: Option<String>,
     done: Option<String>,
+    /// `sent` for the messages the caller wrote; anything else is the received box.
+    #[serde(rename = "box")]
+    box_: Option<String>,
 }
 
 fn enc(s: &str) -> String {
@@ -261,6 +264,8 @@ pub struct InboxRow {
 struct MessagesPage {
     user: Option<Viewer>,
     q: String,
+    /// The sent box instead of the received one.
+    sent: bool,
     unread_only: bool,
     rows: Vec<InboxRow>,
     older: Option<String>,
@@ -275,10 +280,13 @@ async fn messages_page(
 ) -> Result<Response, PageError> {
     let v = Viewer::load(&state, &p).await?;
     let q = f.q.clone().unwrap_or_default();
-    let unread_only = f.unread.as_deref().is_some_and(|u| u == "1" || u == "true");
+    let sent = f.box_.as_deref() == Some("sent");
+    // "Unread" is about messages received: the sent box ignores it.
+    let unread_only = !sent && f.unread.as_deref().is_some_and(|u| u == "1" || u == "true");
     let mut page = MessagesPage {
         user: None,
         q: q.clone(),
+        sent,
         unread_only,
         rows: Vec::new(),
         older: None,
@@ -289,6 +297,7 @@ async fn messages_page(
         &state,
         &p,
         crate::messages::query::InboxFilter {
+            box_: sent.then(|| "sent".to_owned()),
             unread: Some(unread_only),
             q: Some(q.clone()).filter(|s| !s.trim().is_empty()),
             limit: Some(25),
@@ -340,6 +349,9 @@ async fn messages_page(
         }
         if unread_only {
             url.push_str("&unread=1");
+        }
+        if sent {
+            url.push_str("&box=sent");
         }
         url
     });

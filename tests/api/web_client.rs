@@ -1319,3 +1319,40 @@ async fn money_is_written_in_the_readers_language() {
     let xx = read(Some("xx-YY, *")).await;
     assert!(xx.contains("12,345.00"));
 }
+
+#[tokio::test]
+async fn the_sent_box_lists_only_what_the_caller_wrote() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let other = app.user("client").await;
+    let case = new_case(&app, &lead, &client, "Sent box").await;
+    let theirs = new_case(&app, &lead, &other, "Someone else").await;
+    message(&app, &client, &case, "My question about the lease").await;
+    message(&app, &lead, &case, "The answer about the lease").await;
+    message(&app, &other, &theirs, "A stranger writes about the lease").await;
+    let c = sign_in(&app, &client.email).await;
+
+    let (s, html) = page(&app, &c, "/messages?box=sent").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("My question about the lease"), "{html}");
+    assert!(!html.contains("The answer about") && !html.contains("A stranger writes"));
+    assert!(html.contains(r#"<a href="/messages?box=sent" id="sent-box" aria-current="page">"#));
+    // Searching stays in the sent box (the form carries it) and unread does not apply.
+    assert!(html.contains(r#"<input type="hidden" name="box" value="sent">"#));
+    assert!(!html.contains(r#"name="unread""#));
+    let (_, html) = page(&app, &c, "/messages?box=sent&q=question&unread=1").await;
+    assert!(html.contains("My question about the lease"), "{html}");
+    let (_, html) = page(&app, &c, "/messages?box=sent&q=answer").await;
+    assert!(!html.contains("The answer about"));
+
+    // The received box is the other way round.
+    let (_, html) = page(&app, &c, "/messages").await;
+    assert!(html.contains("The answer about the lease"));
+    assert!(!html.contains("My question about") && !html.contains("A stranger writes"));
+
+    // Someone who wrote nothing gets an empty state that says what to do.
+    let l = sign_in(&app, &app.user("client").await.email).await;
+    let (_, html) = page(&app, &l, "/messages?box=sent").await;
+    assert!(html.contains("You have not sent a message yet"), "{html}");
+}
