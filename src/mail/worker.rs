@@ -203,6 +203,10 @@ pub async fn run_once(
     Ok(n)
 }
 
+/// Mails whose body carries a working sign-in link (invitation, password reset).
+const LINK_KINDS: [&str; 2] = ["invitation", "password_reset"];
+const REDACTED: &str = "(removed after sending: this mail carried a one-time sign-in link)";
+
 async fn record_outcome(
     state: &AppState,
     row: &entity::Model,
@@ -222,6 +226,10 @@ async fn record_outcome(
                 .col_expr(entity::Column::Status, Expr::value(STATUS_SENT))
                 .col_expr(entity::Column::SentAt, Expr::value(now))
                 .col_expr(entity::Column::LastError, Expr::value(None::<String>));
+            // A sign-in link must not outlive its delivery in the database or its backups.
+            if LINK_KINDS.contains(&row.kind.as_str()) {
+                u = u.col_expr(entity::Column::BodyText, Expr::value(REDACTED));
+            }
         }
         Err((permanent, err)) => {
             let err: String = err.chars().take(1000).collect();
