@@ -671,6 +671,7 @@ async fn profile_failed(
     profile_render(state, p, status_of(&e), n).await
 }
 
+/// A form field as typed: passwords and codes are not trimmed here (unlike `work::field`).
 fn field(form: &HashMap<String, String>, k: &str) -> String {
     form.get(k).cloned().unwrap_or_default()
 }

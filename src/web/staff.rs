@@ -11,7 +11,7 @@ use axum::{
     Router,
     extract::{Path, Query, Request, State},
     http::StatusCode,
-    response::{IntoResponse, Redirect, Response},
+    response::Response,
     routing::{get, post},
 };
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     pages::{PageError, PageUser, Viewer, day, form_user, money, parse_id, render, render_status},
-    work::{ConflictRow, readable},
+    work::{ConflictRow, field, readable, see_other},
 };
 use crate::{
     AppState,
@@ -89,16 +89,8 @@ pub fn routes() -> Router<AppState> {
 // ---------------------------------------------------------------------------------------
 // Small helpers.
 
-fn field(form: &HashMap<String, String>, k: &str) -> String {
-    form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default()
-}
-
 fn opt(form: &HashMap<String, String>, k: &str) -> Option<String> {
     Some(field(form, k)).filter(|v| !v.is_empty())
-}
-
-fn see_other(path: &str) -> Response {
-    Redirect::to(path).into_response()
 }
 
 fn forbidden(why: &'static str) -> PageError {

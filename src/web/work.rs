@@ -40,11 +40,12 @@ pub(super) fn readable(e: &Error) -> Option<String> {
     }
 }
 
-fn field(form: &HashMap<String, String>, k: &str) -> String {
+/// A form field, trimmed (names, titles, amounts; never a password).
+pub(super) fn field(form: &HashMap<String, String>, k: &str) -> String {
     form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default()
 }
 
-fn see_other(path: &str) -> Response {
+pub(super) fn see_other(path: &str) -> Response {
     Redirect::to(path).into_response()
 }
 
