@@ -1,5 +1,5 @@
-//! Passwords: the policy, and Argon2id hashing on the blocking pool behind a semaphore, so a
-//! login flood queues instead of starving the executor or exhausting memory (19 MiB each).
+//! Passwords: the policy, and Argon2id hashing on low-priority threads behind a semaphore, so
+//! a login flood queues instead of starving the executor, other requests or memory (19 MiB each).
 
 use std::{
     collections::HashSet,
@@ -169,7 +169,12 @@ impl Hasher {
             .map_err(|e| HashError::Failed(e.into()))
     }
 
-    /// Run `f` on the blocking pool under a slot.
+    /// Run `f` under a slot on a thread of its own at the lowest CPU priority. Argon2 is
+    /// CPU-bound by design; at normal priority a login flood takes its cores away from every
+    /// other request (and, on PostgreSQL, from the database's own processes). At nice 19 the
+    /// kernel runs a hash only when nothing else wants the core, so logins slow down under
+    /// load instead of everything else. A thread per hash costs microseconds next to the
+    /// hash's tens of milliseconds, and leaves the shared blocking pool's priority alone.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -177,19 +182,28 @@ impl Hasher {
         let permit = self.slot().await?;
         let gauge = self.gauge.clone();
         let span = tracing::Span::current();
-        Ok(tokio::task::spawn_blocking(move || {
-            let _e = span.enter();
-            // Counted out before the slot is given back, or the next hash would be counted
-            // in while this one still is.
-            let out = {
-                let _running = Running::new(&gauge);
-                f()
-            };
-            drop(permit);
-            out
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("lfp-password-hash".into())
+            .spawn(move || {
+                let _e = span.enter();
+                lowest_priority();
+                // Counted out before the slot is given back, or the next hash would be
+                // counted in while this one still is.
+                let out = {
+                    let _running = Running::new(&gauge);
+                    f()
+                };
+                drop(permit);
+                // The request may have gone away; the slot is free either way.
+                let _ = tx.send(out);
+            })
+            .map_err(|e| {
+                HashError::Failed(anyhow::Error::from(e).context("starting a hash thread"))
+            })?;
+        rx.await.map_err(|_| {
+            HashError::Failed(anyhow::anyhow!("the hash thread ended without an answer"))
         })
-        .await
-        .map_err(anyhow::Error::from)?)
     }
 
     pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
@@ -231,6 +245,20 @@ impl Hasher {
         Ok(ok && known)
     }
 }
+
+/// Nice 19 for the calling thread only (Linux schedules threads, so `setpriority` on the
+/// thread id leaves the rest of the process alone). Best effort: a refusal is logged once per
+/// thread and the hash still runs.
+#[cfg(target_os = "linux")]
+fn lowest_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        tracing::warn!(error = %e, "could not lower the password-hash thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lowest_priority() {}
 
 fn argon(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
@@ -293,6 +321,21 @@ mod tests {
             assert_eq!(t.await.unwrap(), i % 2 == 0);
         }
         assert!((1..=2).contains(&h.peak_running()), "{}", h.peak_running());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_at_the_lowest_cpu_priority_and_leave_the_caller_alone() {
+        let h = Hasher::new(1, 8, true);
+        let own = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let before = own();
+        let inside = h.run(own).await.unwrap();
+        assert_eq!(inside, 19);
+        assert_eq!(own(), before, "the calling thread keeps its priority");
+        // The same path serves real hashes.
+        let pw = SecretString::from("correct horse battery staple");
+        let hash = h.hash(&pw).await.unwrap();
+        assert!(h.verify(&pw, Some(&hash)).await.unwrap());
     }
 
     #[tokio::test]

@@ -5,8 +5,9 @@
 //! - every case has its lead attorney and its client as members (plus a paralegal on some),
 //!   a `created` timeline entry, and `case_number_seq` knows the last number handed out;
 //! - messages have a recipient row for every other member of their case;
-//! - the full-text indexes are filled by the schema itself (FTS5 triggers on SQLite,
-//!   generated `tsvector` columns on PostgreSQL);
+//! - the full-text indexes are filled as the services fill them (generated `tsvector`
+//!   columns on PostgreSQL; on SQLite the documents' FTS5 trigger and, for messages,
+//!   `messages::search_index::add` with each message's audience);
 //! - every document version is a real object: its bytes are encrypted with its own data key
 //!   exactly as an upload is, the key wrapped under the master key, and written to the
 //!   configured object store, so downloads decrypt;
@@ -46,7 +47,10 @@ use crate::{
         entity::{document, version},
         upload::key_context,
     },
-    messages::entity::{message, recipient},
+    messages::{
+        entity::{message, recipient},
+        search_index,
+    },
     storage::{
         Storage,
         chunks::{ChunkCipher, DataKey, Encryptor},
@@ -508,6 +512,8 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         let end = (start + TXN_ROWS / 2).min(sizes.messages);
         let mut msgs = Vec::with_capacity(end - start);
         let mut rcpts = Vec::with_capacity((end - start) * 2);
+        // (id, body, sender, recipients) for the full-text rows (SQLite), written with them.
+        let mut indexed = Vec::with_capacity(end - start);
         for i in start..end {
             let c = &cases[i % sizes.cases];
             let mut members = vec![
@@ -524,16 +530,23 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
             let id = Uuid::now_v7();
             let at = now - Duration::minutes(msg_rng.random_range(1..525_600));
             let n = msg_rng.random_range(6..30);
+            let body = words(&mut msg_rng, n);
+            let to: Vec<Uuid> = members
+                .iter()
+                .map(|(u, _)| *u)
+                .filter(|u| *u != sender)
+                .collect();
             msgs.push(message::ActiveModel::from(message::Model {
                 id,
                 case_id: c.id,
                 sender_id: sender,
                 sender_role: role.into(),
                 parent_id: None,
-                body: words(&mut msg_rng, n),
+                body: body.clone(),
                 created_at: at,
                 sender_deleted_at: None,
             }));
+            indexed.push((id, body, sender, to));
             for (uid, _) in members.iter().filter(|(u, _)| *u != sender) {
                 rcpts.push(recipient::ActiveModel::from(recipient::Model {
                     message_id: id,
@@ -549,6 +562,16 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         let txn = state.db.conn().begin().await?;
         insert_rows(&txn, msgs).await?;
         insert_rows(&txn, rcpts).await?;
+        let entries: Vec<search_index::Entry> = indexed
+            .iter()
+            .map(|(id, body, sender, to)| search_index::Entry {
+                id: *id,
+                body,
+                sender: *sender,
+                recipients: to,
+            })
+            .collect();
+        search_index::add(&txn, &entries).await?;
         txn.commit().await?;
         pb.set_position(end as u64);
         start = end;

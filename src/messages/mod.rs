@@ -5,4 +5,5 @@
 pub mod entity;
 pub mod query;
 pub mod routes;
+pub mod search_index;
 pub mod service;

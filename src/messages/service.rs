@@ -15,7 +15,10 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::entity::{attachment, mail_notice, message, recipient};
+use super::{
+    entity::{attachment, mail_notice, message, recipient},
+    search_index,
+};
 use crate::{
     AppState,
     audit::{NewEntry, Outcome, service::append_in},
@@ -482,7 +485,7 @@ pub async fn send(
         sender_id: Set(p.user_id),
         sender_role: Set(sender_role.as_str().into()),
         parent_id: Set(input.parent_id),
-        body: Set(body),
+        body: Set(body.clone()),
         created_at: Set(now),
         sender_deleted_at: Set(None),
     };
@@ -499,6 +502,16 @@ pub async fn send(
         message_created_at: Set(now),
     }))
     .exec_without_returning(&*txn)
+    .await?;
+    search_index::add(
+        &*txn,
+        &[search_index::Entry {
+            id,
+            body: &body,
+            sender: p.user_id,
+            recipients: &recipients,
+        }],
+    )
     .await?;
     if !attachment_ids.is_empty() {
         attachment::Entity::insert_many(attachment_ids.iter().map(|d| attachment::ActiveModel {

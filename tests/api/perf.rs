@@ -527,3 +527,91 @@ async fn inbox_migration_backfills_existing_recipients() {
     let after = get_json(&app, "/api/v1/messages?limit=100", &token).await;
     assert_eq!(before["items"], after["items"]);
 }
+
+/// The message-search migration on a database that already has messages: SQLite's old
+/// full-text table (body only) is put back and the migration unrecorded, then it runs again.
+/// Every message gets one full-text row naming its sender and each recipient, and search
+/// answers as before — for a recipient, and for the sender in their sent box.
+#[tokio::test]
+async fn message_search_migration_indexes_existing_messages_by_audience() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let client = login(&app, &g.clients[0], &g.password).await;
+    let inbox = get_json(&app, "/api/v1/messages?limit=1", &client).await;
+    let first = &inbox["items"][0];
+    // A word of a message the client received, and its sender's sent box.
+    let word = first["body"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let q = format!("/api/v1/messages?q={word}&limit=100");
+    let before = get_json(&app, &q, &client).await;
+    assert!(!before["items"].as_array().unwrap().is_empty());
+    let conn = app.state.db.conn();
+    let backend = app.state.db.backend();
+    if backend == DbBackend::Sqlite {
+        for sql in [
+            "DROP TRIGGER message_fts_ad",
+            "DROP TABLE message_fts",
+            "CREATE VIRTUAL TABLE message_fts USING fts5(body, message_id UNINDEXED,
+               tokenize='unicode61 remove_diacritics 2')",
+            "INSERT INTO message_fts(body, message_id) SELECT body, id FROM message",
+        ] {
+            conn.execute_unprepared(sql).await.expect(sql);
+        }
+    }
+    conn.execute_unprepared(
+        "DELETE FROM seaql_migrations WHERE version = 'm20261202_000010_message_search_audience'",
+    )
+    .await
+    .unwrap();
+    app.state
+        .db
+        .migrate()
+        .await
+        .expect("the migration runs on existing rows");
+    if backend == DbBackend::Sqlite {
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT
+                   (SELECT COUNT(*) FROM message) AS messages,
+                   (SELECT COUNT(*) FROM message_fts) AS indexed,
+                   (SELECT COUNT(*) FROM message m JOIN message_fts f ON f.message_id = m.id
+                     WHERE instr(f.audience, 'u' || lower(hex(m.sender_id))) = 0
+                        OR EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id
+                                   AND instr(f.audience, 'u' || lower(hex(r.user_id))) = 0))
+                     AS missing",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n = |c: &str| row.try_get::<i64>("", c).unwrap();
+        assert!(n("messages") > 0);
+        assert_eq!(n("indexed"), n("messages"), "one full-text row per message");
+        assert_eq!(n("missing"), 0, "every sender and recipient named");
+    }
+    let after = get_json(&app, &q, &client).await;
+    assert_eq!(before["items"], after["items"]);
+    // A message sent after the migration is found by its recipient and its sender only.
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let cases = get_json(&app, "/api/v1/cases?limit=1", &attorney).await;
+    let case_id = cases["items"][0]["id"].as_str().unwrap();
+    let sent = app
+        .post(
+            &format!("/api/v1/cases/{case_id}/messages"),
+            Some(&attorney),
+            json!({"body": "quetzalcoatl arrangements"}),
+        )
+        .await;
+    assert_eq!(sent.status(), StatusCode::CREATED);
+    let mine = get_json(&app, "/api/v1/messages?box=sent&q=quetzalcoatl", &attorney).await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let received = get_json(&app, "/api/v1/messages?q=quetzalcoatl", &attorney).await;
+    assert!(
+        received["items"].as_array().unwrap().is_empty(),
+        "not in the sender's inbox"
+    );
+}
