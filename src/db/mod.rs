@@ -1,6 +1,7 @@
 //! The database: one SeaORM connection over SQLite (default) or PostgreSQL, the rules each
 //! backend needs (WAL, foreign keys, busy timeout), migrations, and write transactions.
 
+pub mod fts;
 pub mod migrations;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

@@ -798,25 +798,14 @@ fn visible(s: &Option<Sight>) -> Condition {
     )
 }
 
-/// FTS5 query from user text: every word quoted (no operators reach the engine), prefix match.
-fn fts5_query(q: &str) -> String {
-    q.split_whitespace()
-        .take(12)
-        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn text_match(backend: DbBackend, text: &str) -> sea_orm::sea_query::SimpleExpr {
+/// `narrow`: the caller sees few documents (a client), so SQLite probes the index per row.
+fn text_match(backend: DbBackend, text: &str, narrow: bool) -> sea_orm::sea_query::SimpleExpr {
     match backend {
         DbBackend::Postgres => Expr::cust_with_values(
             "document.search @@ plainto_tsquery('simple', $1)",
             [text.to_owned()],
         ),
-        _ => Expr::cust_with_values(
-            "document.rowid IN (SELECT rowid FROM document_fts WHERE document_fts MATCH ?)",
-            [fts5_query(text)],
-        ),
+        _ => crate::db::fts::sqlite_match("document", "document_fts", text, narrow),
     }
 }
 
@@ -892,7 +881,7 @@ pub async fn list_case_documents(
         cond = cond.add(document::Column::ContentType.eq(ct.to_ascii_lowercase()));
     }
     if let Some(text) = &q_text {
-        cond = cond.add(text_match(state.db.backend(), text));
+        cond = cond.add(text_match(state.db.backend(), text, p.role == Role::Client));
     }
     let out = page(state, cond, limit, f.cursor.as_deref()).await?;
     let mut details = serde_json::json!({
@@ -956,7 +945,7 @@ async fn visible_page(
     v.finish()?;
     let mut cond = visible(&sight(state.db.conn(), p).await?);
     if let Some(text) = &q_text {
-        cond = cond.add(text_match(state.db.backend(), text));
+        cond = cond.add(text_match(state.db.backend(), text, p.role == Role::Client));
     }
     let out = page(state, cond, limit, s.cursor.as_deref()).await?;
     state
@@ -1093,14 +1082,4 @@ pub async fn visible_to_all<C: ConnectionTrait>(
             viewers.iter().all(|(_, role)| c.visible_to_member(*role))
         })
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fts5_query;
-
-    #[test]
-    fn fts_queries_cannot_inject_operators() {
-        assert_eq!(fts5_query("lease NEAR x"), "\"lease\"* \"NEAR\"* \"x\"*");
-    }
 }

@@ -141,7 +141,8 @@ fn search_text(v: &mut Validator, q: Option<&str>) -> Option<String> {
 struct Search {
     backend: DbBackend,
     text: String,
-    reader: Uuid,
+    /// SQLite: the reader's audience token for the box searched (sender or recipient).
+    audience: String,
 }
 
 impl Search {
@@ -162,7 +163,8 @@ impl Search {
     }
 
     /// Keep only matching messages (SQLite: join the FTS matches, which carry the score; the
-    /// match includes the reader's audience token, so only their messages are ranked).
+    /// match includes the reader's audience token, so only messages they sent or received,
+    /// whichever box is searched, are ranked).
     fn apply(&self, mut q: Select<message::Entity>) -> Select<message::Entity> {
         match self.backend {
             DbBackend::Postgres => q.filter(Expr::cust_with_exprs(
@@ -179,7 +181,7 @@ impl Search {
                     .from(Alias::new("message_fts"))
                     .and_where(Expr::cust_with_values(
                         "message_fts MATCH ?",
-                        [search_index::fts5_query(&self.text, self.reader)],
+                        [search_index::fts5_query(&self.text, &self.audience)],
                     ))
                     .to_owned();
                 QueryTrait::query(&mut q).join_subquery(
@@ -371,8 +373,8 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
             Keyset::Message,
         )
     } else if text.is_some() && state.db.backend() == DbBackend::Sqlite {
-        // The full-text match already holds only messages the caller was part of (their
-        // audience token); the `IN` list keeps the received, unhidden ones. Joined instead,
+        // The full-text match already holds only messages the caller received (their
+        // recipient token); the `IN` list keeps the unhidden (and unread) ones. Joined instead,
         // SQLite 3.51 may nest the FTS match inside the loop over the recipient rows (a
         // full-text query per received message: the scale-10 bench hung on it).
         (
@@ -410,7 +412,11 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
     let search = text.map(|text| Search {
         backend: state.db.backend(),
         text,
-        reader: me,
+        audience: if sent {
+            search_index::sender_token(me)
+        } else {
+            search_index::recipient_token(me)
+        },
     });
     let out = page(conn, me, q, keyset, search, limit, f.cursor.as_deref()).await?;
     audit_list(state, p, f.case_id, &out).await?;

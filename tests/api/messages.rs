@@ -738,6 +738,9 @@ async fn search_ranks_by_relevance_and_never_shows_others_messages() {
         vec![id(&thrice), id(&once)],
         "most relevant first"
     );
+    // Whole words on both backends: a prefix is not a match (on SQLite it would make the
+    // engine merge every term with that prefix, firm-wide).
+    assert!(item_ids(&get_ok(&app, "/api/v1/messages?q=settle", &client).await).is_empty());
     // Paging through ranked results keeps the order.
     let p1 = get_ok(&app, "/api/v1/messages?q=settlement&limit=1", &client).await;
     assert_eq!(item_ids(&p1), vec![id(&thrice)]);

@@ -580,9 +580,9 @@ async fn message_search_migration_indexes_existing_messages_by_audience() {
                    (SELECT COUNT(*) FROM message) AS messages,
                    (SELECT COUNT(*) FROM message_fts) AS indexed,
                    (SELECT COUNT(*) FROM message m JOIN message_fts f ON f.message_id = m.id
-                     WHERE instr(f.audience, 'u' || lower(hex(m.sender_id))) = 0
+                     WHERE instr(f.audience, 's' || lower(hex(m.sender_id))) = 0
                         OR EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id
-                                   AND instr(f.audience, 'u' || lower(hex(r.user_id))) = 0))
+                                   AND instr(f.audience, 'r' || lower(hex(r.user_id))) = 0))
                      AS missing",
             ))
             .await

@@ -1,9 +1,10 @@
 //! SQLite message search narrowed to the caller inside the full-text index.
 //!
-//! `message_fts` gains an `audience` column: one `u<user id hex>` token for the sender and
-//! each recipient. A search matches the body *and* the caller's token, so FTS5 intersects the
-//! two doclists and ranks only messages the caller was part of; before, every firm-wide match
-//! was ranked and then filtered, which grows with the firm rather than with the caller.
+//! `message_fts` gains an `audience` column: an `s<user id hex>` token for the sender and an
+//! `r<user id hex>` token for each recipient. A search matches the body *and* the caller's
+//! token for the box searched, so FTS5 intersects the two doclists and ranks only messages
+//! the caller received (or sent); before, every firm-wide match was ranked and then filtered,
+//! which grows with the firm rather than with the caller.
 //! Recipients are written after their message, so the row is no longer filled by a trigger on
 //! `message`: the service writes it once the recipients are known (`messages::search_index`).
 //! PostgreSQL is unchanged (its tsvector is a generated column; the query joins the recipient
@@ -15,8 +16,8 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// Ids are 16-byte BLOBs, so a token is `u` and 32 lower-case hex digits, as
-/// `messages::search_index::token` writes it.
+/// Ids are 16-byte BLOBs, so a token is `s` or `r` and 32 lower-case hex digits, as
+/// `messages::search_index` writes them.
 const REBUILD: &[&str] = &[
     "DROP TRIGGER IF EXISTS message_fts_ai",
     "DROP TRIGGER IF EXISTS message_fts_ad",
@@ -25,8 +26,8 @@ const REBUILD: &[&str] = &[
        tokenize='unicode61 remove_diacritics 2')",
     "INSERT INTO message_fts(body, audience, message_id)
        SELECT m.body,
-              'u' || lower(hex(m.sender_id)) || coalesce(' ' || (
-                  SELECT group_concat('u' || lower(hex(r.user_id)), ' ')
+              's' || lower(hex(m.sender_id)) || coalesce(' ' || (
+                  SELECT group_concat('r' || lower(hex(r.user_id)), ' ')
                     FROM message_recipient r WHERE r.message_id = m.id), ''),
               m.id
          FROM message m",
