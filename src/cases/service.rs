@@ -663,13 +663,20 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
                 "(legal_case.search @@ plainto_tsquery('simple', $1) OR legal_case.number = $2)",
                 [text.to_owned(), text.to_owned()],
             )),
-            // A client is on a handful of cases: probe the index for those.
-            _ => q.filter(crate::db::fts::sqlite_match(
-                "legal_case",
-                "legal_case_fts",
-                text,
-                p.role == Role::Client,
-            )),
+            // A client is on a handful of cases: probe the index for those. Staff: a common
+            // term is probed along the page's walk (stops after a page), a rare one is the
+            // smaller side as a set of matches.
+            _ => {
+                let probe = p.role == Role::Client
+                    || crate::db::fts::sqlite_is_common(state.db.conn(), "legal_case_fts", text)
+                        .await?;
+                q.filter(crate::db::fts::sqlite_match(
+                    "legal_case",
+                    "legal_case_fts",
+                    text,
+                    probe,
+                ))
+            }
         };
     }
     // Numbers sort as numbers, by `(year, seq)`: their text ("2026-9999" > "2026-10000") does

@@ -783,29 +783,90 @@ async fn sight<C: ConnectionTrait>(conn: &C, p: &Principal) -> Result<Option<Sig
 
 /// Live documents the caller may see, as a condition on `document`.
 fn visible(s: &Option<Sight>) -> Condition {
-    let live = Condition::all().add(document::Column::DeletedAt.is_null());
-    let Some(s) = s else { return live };
-    let by = |ids: &Vec<Uuid>, c: Confidentiality| {
-        Condition::all()
-            .add(document::Column::Confidentiality.eq(c.as_str()))
-            .add(document::Column::CaseId.is_in(ids.clone()))
-    };
-    live.add(
-        Condition::any()
-            .add(by(&s.shared, Confidentiality::Shared))
-            .add(by(&s.internal, Confidentiality::Internal))
-            .add(by(&s.privileged, Confidentiality::Privileged)),
-    )
+    visible_as(s, CaseColumn::Indexed)
 }
 
-/// `narrow`: the caller sees few documents (a client), so SQLite probes the index per row.
-fn text_match(backend: DbBackend, text: &str, narrow: bool) -> sea_orm::sea_query::SimpleExpr {
+/// How the visibility condition names `document.case_id` on SQLite.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CaseColumn {
+    /// The planner may drive the query from the case index (few cases: a client's).
+    Indexed,
+    /// `+case_id`: SQLite's way to say "not through an index", so a newest-first page walks
+    /// the id order and stops at the limit instead of reading every document of thousands of
+    /// cases and sorting them (an attorney's: 4,000 rows sorted for 51 shown).
+    Walk,
+}
+
+fn visible_as(s: &Option<Sight>, col: CaseColumn) -> Condition {
+    let live = Condition::all().add(document::Column::DeletedAt.is_null());
+    let Some(s) = s else { return live };
+    let case_in = |ids: &Vec<Uuid>| match col {
+        CaseColumn::Indexed => document::Column::CaseId.is_in(ids.clone()),
+        CaseColumn::Walk => Expr::cust("+\"document\".\"case_id\"").is_in(ids.clone()),
+    };
+    // The same cases at every level (an attorney's): one list, no confidentiality test.
+    if s.internal == s.shared && s.privileged == s.shared {
+        return live.add(case_in(&s.shared));
+    }
+    // Empty levels are left out: an `IN ()` becomes `1 = 2`, and one unindexable arm of the
+    // OR made SQLite scan every document of the firm for a client's twenty.
+    let mut any = Condition::any();
+    for (ids, c) in [
+        (&s.shared, Confidentiality::Shared),
+        (&s.internal, Confidentiality::Internal),
+        (&s.privileged, Confidentiality::Privileged),
+    ] {
+        if !ids.is_empty() {
+            any = any.add(
+                Condition::all()
+                    .add(document::Column::Confidentiality.eq(c.as_str()))
+                    .add(case_in(ids)),
+            );
+        }
+    }
+    if any.is_empty() {
+        // No cases at all: nothing is visible.
+        return live.add(Expr::cust("1 = 0"));
+    }
+    live.add(any)
+}
+
+/// Full-text match checked on rows found otherwise (PostgreSQL's tsvector; SQLite probes its
+/// index per row).
+fn probe_match(backend: DbBackend, text: &str) -> sea_orm::sea_query::SimpleExpr {
     match backend {
         DbBackend::Postgres => Expr::cust_with_values(
             "document.search @@ plainto_tsquery('simple', $1)",
             [text.to_owned()],
         ),
-        _ => crate::db::fts::sqlite_match("document", "document_fts", text, narrow),
+        _ => crate::db::fts::sqlite_match("document", "document_fts", text, true),
+    }
+}
+
+/// Full-text match on `document`. PostgreSQL: the GIN index. SQLite: a client (few visible
+/// documents) probes the index per candidate row; staff get the set of matching rowids when
+/// the term is rare, or, when it is common, a per-row probe along the id order, which stops
+/// after a page (`walk`), since building a firm-wide set of every match costs more.
+async fn text_match<C: ConnectionTrait>(
+    conn: &C,
+    text: &str,
+    narrow: bool,
+) -> Result<(sea_orm::sea_query::SimpleExpr, CaseColumn)> {
+    match conn.get_database_backend() {
+        DbBackend::Postgres => Ok((probe_match(DbBackend::Postgres, text), CaseColumn::Indexed)),
+        _ if narrow => Ok((probe_match(DbBackend::Sqlite, text), CaseColumn::Indexed)),
+        _ => {
+            let common = crate::db::fts::sqlite_is_common(conn, "document_fts", text).await?;
+            let col = if common {
+                CaseColumn::Walk
+            } else {
+                CaseColumn::Indexed
+            };
+            Ok((
+                crate::db::fts::sqlite_match("document", "document_fts", text, common),
+                col,
+            ))
+        }
     }
 }
 
@@ -881,7 +942,8 @@ pub async fn list_case_documents(
         cond = cond.add(document::Column::ContentType.eq(ct.to_ascii_lowercase()));
     }
     if let Some(text) = &q_text {
-        cond = cond.add(text_match(state.db.backend(), text, p.role == Role::Client));
+        // One case's documents: its index bounds the rows, so probe each one.
+        cond = cond.add(probe_match(state.db.backend(), text));
     }
     let out = page(state, cond, limit, f.cursor.as_deref()).await?;
     let mut details = serde_json::json!({
@@ -943,9 +1005,24 @@ async fn visible_page(
     let mut v = Validator::default();
     let q_text = check_q(&mut v, s.q.as_deref());
     v.finish()?;
-    let mut cond = visible(&sight(state.db.conn(), p).await?);
-    if let Some(text) = &q_text {
-        cond = cond.add(text_match(state.db.backend(), text, p.role == Role::Client));
+    let conn = state.db.conn();
+    let sight = sight(conn, p).await?;
+    // A client sees a handful of cases: drive from them. Staff see thousands: walk the id
+    // order (SQLite), unless a rare search term makes its set of matches the smaller side.
+    let narrow = p.role == Role::Client;
+    let (text, col) = match &q_text {
+        Some(t) => {
+            let (m, col) = text_match(conn, t, narrow).await?;
+            (Some(m), col)
+        }
+        None if narrow || conn.get_database_backend() == DbBackend::Postgres => {
+            (None, CaseColumn::Indexed)
+        }
+        None => (None, CaseColumn::Walk),
+    };
+    let mut cond = visible_as(&sight, col);
+    if let Some(m) = text {
+        cond = cond.add(m);
     }
     let out = page(state, cond, limit, s.cursor.as_deref()).await?;
     state

@@ -615,3 +615,104 @@ async fn message_search_migration_indexes_existing_messages_by_audience() {
         "not in the sender's inbox"
     );
 }
+
+/// Every page of "all my documents", with and without a search term that every generated
+/// document contains. With over 1,000 matches the term is common: on SQLite staff then walk
+/// the id order and probe the index per row instead of building the set of every match; a
+/// client probes per row of their own cases. Whatever the shape, the pages must agree with
+/// the plain list, page by page and across the cursor.
+#[tokio::test]
+async fn document_pages_agree_whichever_search_shape_runs() {
+    let sizes = Sizes {
+        documents: 1_200,
+        ..Sizes::tiny()
+    };
+    let (app, g) = firm(sizes).await;
+    let pages = |path: String, token: String| {
+        let app = &app;
+        async move {
+            let mut ids: Vec<String> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                let url = match &cursor {
+                    Some(c) => format!("{path}{sep}limit=100&cursor={c}"),
+                    None => format!("{path}{sep}limit=100"),
+                };
+                let page = get_json(app, &url, &token).await;
+                ids.extend(
+                    page["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d["id"].as_str().unwrap().to_owned()),
+                );
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => return ids,
+                }
+            }
+        }
+    };
+    for email in [&g.attorneys[0], &g.clients[0], &g.admin] {
+        let token = login(&app, email, &g.password).await;
+        let all = pages(
+            "/api/v1/documents/search?q=memorandum".into(),
+            token.clone(),
+        )
+        .await;
+        let listed = pages(
+            "/api/v1/documents/search?q=memorandum%20memo".into(),
+            token.clone(),
+        )
+        .await;
+        assert!(!all.is_empty(), "{email} sees documents");
+        assert_eq!(all, listed, "{email}: both terms are in every document");
+        let mut sorted = all.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        sorted.dedup();
+        assert_eq!(all, sorted, "{email}: newest first, no repeats");
+        // A rare term (one document's own number) goes through the set of matches.
+        let one = pages(
+            format!("/api/v1/documents/search?q=memorandum%20{}", 7),
+            token,
+        )
+        .await;
+        assert!(one.len() <= 1, "{email}: {one:?}");
+    }
+    if app.state.db.backend() == DbBackend::Sqlite {
+        // The shapes really differ: a common term walks (`+case_id`) and probes per row, a
+        // rare one is a set of matching rowids.
+        let attorney = login(&app, &g.attorneys[0], &g.password).await;
+        let log = app.state.db.statements();
+        let search_sql = |stmts: Vec<Statement>| {
+            stmts
+                .into_iter()
+                .map(|s| s.sql)
+                .find(|s| s.contains("FROM \"document\"") && s.contains("document_fts"))
+                .expect("the search statement")
+        };
+        log.start();
+        get_json(&app, "/api/v1/documents/search?q=memorandum", &attorney).await;
+        let common = search_sql(log.stop());
+        assert!(
+            common.contains("+\"document\".\"case_id\"") && common.contains("EXISTS"),
+            "{common}"
+        );
+        log.start();
+        get_json(&app, "/api/v1/documents/search?q=memorandum%207", &attorney).await;
+        let rare = search_sql(log.stop());
+        assert!(
+            rare.contains("rowid IN (SELECT rowid FROM document_fts") && !rare.contains('+'),
+            "{rare}"
+        );
+    }
+    // Staff see more than a client, the admin everything generated.
+    let admin = login(&app, &g.admin, &g.password).await;
+    assert_eq!(
+        pages("/api/v1/documents/search?q=memorandum".into(), admin)
+            .await
+            .len(),
+        1_200
+    );
+}
