@@ -1,7 +1,10 @@
 //! `GET /billing/summary` and the billing numbers on the dashboard.
 
 use chrono::{Datelike, NaiveDate};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -62,10 +65,7 @@ pub struct BillingSummary {
 }
 
 /// Invoices (not drafts, not void) on the cases a user may bill or be billed on.
-async fn scoped_invoices<C: ConnectionTrait>(
-    conn: &C,
-    p: &Principal,
-) -> Result<Vec<invoice::Model>> {
+fn scoped(p: &Principal) -> sea_orm::Select<invoice::Entity> {
     let mut q = invoice::Entity::find().filter(invoice::Column::Status.is_in([
         InvoiceStatus::Sent.as_str(),
         InvoiceStatus::PartiallyPaid.as_str(),
@@ -81,20 +81,35 @@ async fn scoped_invoices<C: ConnectionTrait>(
         });
         q = q.filter(invoice::Column::CaseId.in_subquery(sub));
     }
-    Ok(q.order_by_desc(invoice::Column::CreatedAt)
+    q
+}
+
+async fn scoped_invoices<C: ConnectionTrait>(
+    conn: &C,
+    p: &Principal,
+) -> Result<Vec<invoice::Model>> {
+    Ok(scoped(p)
+        .order_by_desc(invoice::Column::CreatedAt)
         .order_by_desc(invoice::Column::Id)
         .limit(10_000)
         .all(conn)
         .await?)
 }
 
-/// Outstanding balance over the caller's visible sent invoices (dashboard).
+/// Outstanding balance over the caller's visible sent invoices (dashboard): summed by the
+/// database, not by loading every invoice row.
 pub async fn outstanding_cents<C: ConnectionTrait>(conn: &C, p: &Principal) -> Result<i64> {
-    Ok(scoped_invoices(conn, p)
-        .await?
-        .iter()
-        .map(|i| i.total_cents - i.paid_cents)
-        .sum())
+    // PostgreSQL sums bigints as numeric: cast back (SQLite keeps an integer either way).
+    let sum: Option<Option<i64>> = scoped(p)
+        .select_only()
+        .column_as(
+            Expr::cust("CAST(SUM(invoice.total_cents - invoice.paid_cents) AS BIGINT)"),
+            "balance",
+        )
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(sum.flatten().unwrap_or(0))
 }
 
 pub async fn summary(state: &AppState, p: &Principal) -> Result<BillingSummary> {

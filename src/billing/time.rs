@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QuerySelect, sea_query::OnConflict,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, OnConflict},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -656,21 +658,26 @@ pub async fn set_case_rate(
     })
 }
 
-/// Unbilled billable minutes on the given cases (`None`: every case), for dashboards.
-pub async fn unbilled_minutes<C: ConnectionTrait>(
-    conn: &C,
-    case_ids: Option<&[Uuid]>,
-) -> Result<i64> {
+/// Unbilled billable minutes on the cases where `staff` is on the legal team (`None`: every
+/// case), for dashboards. The cases are a subquery on the membership rows, so the sum is one
+/// range of `ix_time_entry_unbilled_sum` per case, read from the index alone.
+pub async fn unbilled_minutes<C: ConnectionTrait>(conn: &C, staff: Option<Uuid>) -> Result<i64> {
     let mut q = time_entry::Entity::find()
         .select_only()
         .column_as(time_entry::Column::Minutes.sum(), "m")
+        // Literally the partial index's condition (a bound `billable = ?` would not match it).
         .filter(time_entry::Column::InvoiceId.is_null())
-        .filter(time_entry::Column::Billable.eq(true));
-    if let Some(ids) = case_ids {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        q = q.filter(time_entry::Column::CaseId.is_in(ids.to_vec()));
+        .filter(Expr::col((
+            time_entry::Entity,
+            time_entry::Column::Billable,
+        )));
+    if let Some(user) = staff {
+        let mut cases = crate::cases::access::member_cases(user);
+        cases.and_where(
+            crate::cases::entity::member::Column::Role
+                .ne(crate::cases::domain::MemberRole::Client.as_str()),
+        );
+        q = q.filter(time_entry::Column::CaseId.in_subquery(cases));
     }
     let m: Option<Option<i64>> = q.into_tuple().one(conn).await?;
     Ok(m.flatten().unwrap_or(0))

@@ -225,13 +225,12 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             )
             .await?,
         );
-        let staff_cases = if p.is_admin() {
-            None
-        } else {
-            Some(access::case_ids_of(state.db.conn(), p.user_id, true).await?)
-        };
         d.unbilled_minutes = Some(
-            crate::billing::time::unbilled_minutes(state.db.conn(), staff_cases.as_deref()).await?,
+            crate::billing::time::unbilled_minutes(
+                state.db.conn(),
+                (!p.is_admin()).then_some(p.user_id),
+            )
+            .await?,
         );
     }
     state

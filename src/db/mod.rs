@@ -184,6 +184,13 @@ impl Db {
             }
             DbKind::Postgres => {
                 let opts: PgConnectOptions = url.parse().context("DATABASE_URL")?;
+                // Plan every statement for its actual parameters. Per user the data is skewed
+                // (an attorney has 10,000 received messages and 2,000 cases, a client a few),
+                // and after five executions PostgreSQL may switch a prepared statement to a
+                // generic plan built for an average user: the attorney's unread view then read
+                // and sorted every unread row instead of walking its index (12 ms instead of
+                // 1.4 ms at scale 10). Replanning costs a fraction of a millisecond.
+                let opts = opts.options([("plan_cache_mode", "force_custom_plan")]);
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     // Fail fast when the server is down: callers answer 503 and retry later.

@@ -9,7 +9,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, JoinType},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -26,6 +26,7 @@ use crate::{
     cases::{
         access::{self, CaseAccess},
         domain::MemberRole,
+        entity::member,
     },
     error::{Error, Result, Validator},
     http::pagination::{Limit, Page, decode_cursor, page_from},
@@ -1104,15 +1105,54 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<DocumentStats> {
 }
 
 /// The last five documents the caller may see, for the dashboard.
+///
+/// Driven by the caller's membership rows: each case's live documents come from the partial
+/// index `ix_document_live_case`, and the role on the case (joined, not loaded into an `IN`
+/// list of every case id) decides which confidentiality levels count. The newest five ids are
+/// picked from the index alone, then only those five rows are read.
 pub async fn recent_for_dashboard(
     state: &AppState,
     p: &Principal,
 ) -> Result<Vec<serde_json::Value>> {
     let conn = state.db.conn();
+    let mut newest = document::Entity::find()
+        .select_only()
+        .column(document::Column::Id)
+        .filter(document::Column::DeletedAt.is_null());
+    if !p.is_admin() {
+        sea_orm::QueryTrait::query(&mut newest).join(
+            JoinType::InnerJoin,
+            member::Entity,
+            Condition::all()
+                .add(
+                    Expr::col((member::Entity, member::Column::CaseId))
+                        .equals((document::Entity, document::Column::CaseId)),
+                )
+                .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
+        );
+        // The same rule as `Confidentiality::visible_to`, per level: the member roles that see it.
+        let mut levels = Condition::any();
+        for c in Confidentiality::ALL {
+            let roles: Vec<&str> = MemberRole::ALL
+                .iter()
+                .filter(|r| c.visible_to(p.role, Some(**r)))
+                .map(|r| r.as_str())
+                .collect();
+            if !roles.is_empty() {
+                levels = levels.add(
+                    Condition::all()
+                        .add(document::Column::Confidentiality.eq(c.as_str()))
+                        .add(Expr::col((member::Entity, member::Column::Role)).is_in(roles)),
+                );
+            }
+        }
+        newest = newest.filter(levels);
+    }
+    let newest =
+        sea_orm::QueryTrait::into_query(newest.order_by_desc(document::Column::Id).limit(5));
     let rows = document::Entity::find()
-        .filter(visible(&sight(conn, p).await?))
+        .filter(document::Column::Id.in_subquery(newest))
         .order_by_desc(document::Column::Id)
-        .limit(5)
         .all(conn)
         .await?;
     Ok(rows

@@ -465,7 +465,9 @@ async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<BTre
     let rows: Vec<(Uuid, i64)> = recipient::Entity::find()
         .select_only()
         .column(recipient::Column::CaseId)
-        .column_as(Expr::col(recipient::Column::MessageId).count(), "n")
+        // `COUNT(*)`, not of a column: the rows are counted from `ix_message_recipient_user`
+        // `(user_id, deleted_at, read_at, case_id)` alone, without reading the table.
+        .column_as(Expr::cust("COUNT(*)"), "n")
         .filter(recipient::Column::UserId.eq(user))
         .filter(recipient::Column::DeletedAt.is_null())
         .filter(recipient::Column::ReadAt.is_null())

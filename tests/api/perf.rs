@@ -716,3 +716,88 @@ async fn document_pages_agree_whichever_search_shape_runs() {
         1_200
     );
 }
+
+/// The staff dashboard's sums and lists are driven by the attorney's membership rows, each one
+/// a range of an index that answers it alone: recent documents from `ix_document_live_case`,
+/// unbilled minutes from `ix_time_entry_unbilled_sum` (both partial, so the query must state
+/// their conditions literally), and no statement binds the attorney's case ids as a list.
+/// PostgreSQL plans every statement for its parameters (`plan_cache_mode`), so a generic plan
+/// made for a client cannot serve an attorney's unread view.
+#[tokio::test]
+async fn staff_dashboard_reads_follow_the_memberships() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let backend = app.state.db.backend();
+    let token = login(&app, &g.attorneys[0], &g.password).await;
+    let log = app.state.db.statements();
+    get_json(&app, "/api/v1/dashboard", &token).await;
+    log.start();
+    let dash = get_json(&app, "/api/v1/dashboard", &token).await;
+    let stmts = log.stop();
+    assert!(
+        !dash["recent_documents"].as_array().unwrap().is_empty(),
+        "{dash}"
+    );
+    assert!(dash["unbilled_minutes"].as_i64().unwrap() > 0, "{dash}");
+    // The attorney's case ids, as text.
+    let cases: Vec<String> = app
+        .state
+        .db
+        .conn()
+        .query_all_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT m.case_id FROM case_member m JOIN app_user u ON u.id = m.user_id
+                 WHERE u.email = '{}'",
+                g.attorneys[0]
+            ),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<uuid::Uuid>("", "case_id").unwrap().to_string())
+        .collect();
+    assert!(cases.len() >= 5, "{cases:?}");
+    for (table, index) in [
+        ("\"document\"", "ix_document_live_case"),
+        ("\"time_entry\"", "ix_time_entry_unbilled_sum"),
+    ] {
+        let st = stmts
+            .iter()
+            .find(|s| s.sql.contains(&format!("FROM {table}")))
+            .unwrap_or_else(|| panic!("no statement on {table}"));
+        let bound = format!("{:?}", st.values);
+        assert!(
+            !cases.iter().any(|c| bound.contains(c.as_str())),
+            "{table}: the case ids are bound as values\n{}",
+            st.sql
+        );
+        let plan = plan(&app, backend, st).await.join("\n");
+        match backend {
+            // With statistics PostgreSQL may rather walk the newest documents by key and probe
+            // the membership (cheap while the caller is on many cases); any index will do.
+            DbBackend::Postgres if table == "\"document\"" => {
+                assert!(!plan.contains("Seq Scan"), "{}\n{plan}", st.sql)
+            }
+            DbBackend::Postgres => assert!(plan.contains(index), "{}\n{plan}", st.sql),
+            _ => assert!(
+                plan.contains(&format!("COVERING INDEX {index}")),
+                "{}\n{plan}",
+                st.sql
+            ),
+        }
+    }
+    if backend == DbBackend::Postgres {
+        let row = app
+            .state
+            .db
+            .conn()
+            .query_one_raw(Statement::from_string(backend, "SHOW plan_cache_mode"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.try_get::<String>("", "plan_cache_mode").unwrap(),
+            "force_custom_plan"
+        );
+    }
+}

@@ -14,6 +14,7 @@ mod m20261125_000008_billing;
 mod m20261202_000001_billing_adjustments;
 mod m20261202_000002_inbox_keyset;
 mod m20261202_000003_deadline_completion;
+mod m20261202_000004_dashboard_indexes;
 mod m20261202_000010_message_search_audience;
 
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_billing_adjustments::Migration),
             Box::new(m20261202_000002_inbox_keyset::Migration),
             Box::new(m20261202_000003_deadline_completion::Migration),
+            Box::new(m20261202_000004_dashboard_indexes::Migration),
             Box::new(m20261202_000010_message_search_audience::Migration),
         ]
     }
