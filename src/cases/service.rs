@@ -663,20 +663,16 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
                 "(legal_case.search @@ plainto_tsquery('simple', $1) OR legal_case.number = $2)",
                 [text.to_owned(), text.to_owned()],
             )),
-            // A client is on a handful of cases: probe the index for those. Staff: a common
-            // term is probed along the page's walk (stops after a page), a rare one is the
-            // smaller side as a set of matches.
-            _ => {
-                let probe = p.role == Role::Client
-                    || crate::db::fts::sqlite_is_common(state.db.conn(), "legal_case_fts", text)
-                        .await?;
-                q.filter(crate::db::fts::sqlite_match(
-                    "legal_case",
-                    "legal_case_fts",
-                    text,
-                    probe,
-                ))
-            }
+            // A client is on a handful of cases: probe the index for those. Staff get the
+            // set of matches: a case title's words are rarer among an attorney's thousands
+            // of cases than document text is among their documents, so probing along the
+            // page's walk measured slower (65 ms against 30 ms at 100,000 cases).
+            _ => q.filter(crate::db::fts::sqlite_match(
+                "legal_case",
+                "legal_case_fts",
+                text,
+                p.role == Role::Client,
+            )),
         };
     }
     // Numbers sort as numbers, by `(year, seq)`: their text ("2026-9999" > "2026-10000") does
