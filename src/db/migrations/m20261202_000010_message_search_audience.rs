@@ -60,6 +60,14 @@ async fn run(m: &SchemaManager<'_>, sql: &[&str]) -> Result<(), DbErr> {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction on every backend, so every statement runs on one connection: SQLite
+    /// checks a DDL name against the connection's cached schema, and a pooled connection that
+    /// had not yet seen a `DROP` refused the `CREATE` of the same name ("already exists",
+    /// intermittently in CI). The migration and its record also land together or not at all.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         run(m, REBUILD).await
     }
