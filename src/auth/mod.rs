@@ -58,6 +58,12 @@ impl Principal {
     pub fn is_staff(&self) -> bool {
         self.role.is_staff()
     }
+    /// Whether the caller is on a handful of cases (a client), so a search is cheapest driven
+    /// from their own rows, checking each against the full-text index; staff may be on
+    /// thousands, where the set of matches (or a walk in page order) is cheaper.
+    pub fn sees_few_cases(&self) -> bool {
+        self.role == Role::Client
+    }
 }
 
 /// Where a cookie-authenticated unsafe request carries its CSRF token.

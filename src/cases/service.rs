@@ -6,9 +6,9 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
-    sea_query::{Expr, Query},
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+    sea_query::{Expr, Query, SimpleExpr},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -615,14 +615,26 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
     if let Some(c) = access::visible_condition(p) {
         q = q.filter(c);
     }
+    // A client's handful of cases are found through their membership rows and filtered
+    // there. SQLite (no statistics) would otherwise take the status (phase, …) index and
+    // walk every open case of the firm checking membership: 9.6 ms at 100,000 cases against
+    // 3.2 ms at 1,000. `+column` keeps it off those indexes.
+    let by_members = p.sees_few_cases() && state.db.backend() == DbBackend::Sqlite;
+    let equals = |col: legal_case::Column, v: String| -> SimpleExpr {
+        if by_members {
+            Expr::cust_with_values(format!("+\"legal_case\".\"{}\" = ?", col.as_str()), [v])
+        } else {
+            col.eq(v)
+        }
+    };
     if let Some(s) = status {
-        q = q.filter(legal_case::Column::Status.eq(s.as_str()));
+        q = q.filter(equals(legal_case::Column::Status, s.as_str().into()));
     }
     if let Some(s) = phase {
-        q = q.filter(legal_case::Column::Phase.eq(s.as_str()));
+        q = q.filter(equals(legal_case::Column::Phase, s.as_str().into()));
     }
     if let Some(s) = priority {
-        q = q.filter(legal_case::Column::Priority.eq(s.as_str()));
+        q = q.filter(equals(legal_case::Column::Priority, s.as_str().into()));
     }
     if let Some(pa) = f
         .practice_area
@@ -630,7 +642,7 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        q = q.filter(legal_case::Column::PracticeArea.eq(pa.to_lowercase()));
+        q = q.filter(equals(legal_case::Column::PracticeArea, pa.to_lowercase()));
     }
     if let Some(uid) = f.client_id {
         q = q.filter(
@@ -671,7 +683,7 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
                 "legal_case",
                 "legal_case_fts",
                 text,
-                p.role == Role::Client,
+                p.sees_few_cases(),
             )),
         };
     }

@@ -784,26 +784,32 @@ async fn sight<C: ConnectionTrait>(conn: &C, p: &Principal) -> Result<Option<Sig
 
 /// Live documents the caller may see, as a condition on `document`.
 fn visible(s: &Option<Sight>) -> Condition {
-    visible_as(s, CaseColumn::Indexed)
+    // The backend only matters for `Walk`.
+    visible_as(DbBackend::Postgres, s, CaseColumn::Indexed)
 }
 
-/// How the visibility condition names `document.case_id` on SQLite.
+/// How the visibility condition names `document.case_id`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum CaseColumn {
     /// The planner may drive the query from the case index (few cases: a client's).
     Indexed,
-    /// `+case_id`: SQLite's way to say "not through an index", so a newest-first page walks
-    /// the id order and stops at the limit instead of reading every document of thousands of
-    /// cases and sorting them (an attorney's: 4,000 rows sorted for 51 shown).
+    /// SQLite only (elsewhere the same as `Indexed`): `+case_id`, SQLite's way to say "not
+    /// through an index", so a newest-first page walks the id order and stops at the limit
+    /// instead of reading every document of thousands of cases and sorting them (an
+    /// attorney's: 4,000 rows sorted for 51 shown).
     Walk,
 }
 
-fn visible_as(s: &Option<Sight>, col: CaseColumn) -> Condition {
+fn visible_as(backend: DbBackend, s: &Option<Sight>, col: CaseColumn) -> Condition {
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
     let Some(s) = s else { return live };
-    let case_in = |ids: &Vec<Uuid>| match col {
-        CaseColumn::Indexed => document::Column::CaseId.is_in(ids.clone()),
-        CaseColumn::Walk => Expr::cust("+\"document\".\"case_id\"").is_in(ids.clone()),
+    let walk = col == CaseColumn::Walk && backend == DbBackend::Sqlite;
+    let case_in = |ids: &Vec<Uuid>| {
+        if walk {
+            Expr::cust("+\"document\".\"case_id\"").is_in(ids.clone())
+        } else {
+            document::Column::CaseId.is_in(ids.clone())
+        }
     };
     // The same cases at every level (an attorney's): one list, no confidentiality test.
     if s.internal == s.shared && s.privileged == s.shared {
@@ -1010,7 +1016,7 @@ async fn visible_page(
     let sight = sight(conn, p).await?;
     // A client sees a handful of cases: drive from them. Staff see thousands: walk the id
     // order (SQLite), unless a rare search term makes its set of matches the smaller side.
-    let narrow = p.role == Role::Client;
+    let narrow = p.sees_few_cases();
     let (text, col) = match &q_text {
         Some(t) => {
             let (m, col) = text_match(conn, t, narrow).await?;
@@ -1021,7 +1027,7 @@ async fn visible_page(
         }
         None => (None, CaseColumn::Walk),
     };
-    let mut cond = visible_as(&sight, col);
+    let mut cond = visible_as(conn.get_database_backend(), &sight, col);
     if let Some(m) = text {
         cond = cond.add(m);
     }

@@ -40,6 +40,24 @@ fn received_by(user: Uuid, unread_only: bool) -> SelectStatement {
     q.to_owned()
 }
 
+/// `EXISTS` the caller's visible recipient row of the outer `message` row: a probe of the key
+/// `(message_id, user_id)` per row already narrowed down by an index.
+fn received_row(user: Uuid, unread_only: bool) -> SelectStatement {
+    let mut q = Query::select();
+    q.expr(Expr::val(1))
+        .from(recipient::Entity)
+        .and_where(
+            Expr::col((recipient::Entity, recipient::Column::MessageId))
+                .equals((message::Entity, message::Column::Id)),
+        )
+        .and_where(recipient::Column::UserId.eq(user))
+        .and_where(recipient::Column::DeletedAt.is_null());
+    if unread_only {
+        q.and_where(recipient::Column::ReadAt.is_null());
+    }
+    q.to_owned()
+}
+
 /// Every message ever addressed to `user`, hidden or not (statistics).
 fn addressed_to(user: Uuid) -> SelectStatement {
     Query::select()
@@ -73,20 +91,10 @@ pub fn visible_condition(user: Uuid) -> sea_orm::Condition {
 /// recipient key `(message_id, user_id)` once per row, instead of an `IN` over every message
 /// the user ever received (tens of thousands for an attorney, built on every call).
 pub fn visible_row_condition(user: Uuid) -> sea_orm::Condition {
-    let received = Query::select()
-        .expr(Expr::val(1))
-        .from(recipient::Entity)
-        .and_where(
-            Expr::col((recipient::Entity, recipient::Column::MessageId))
-                .equals((message::Entity, message::Column::Id)),
-        )
-        .and_where(recipient::Column::UserId.eq(user))
-        .and_where(recipient::Column::DeletedAt.is_null())
-        .to_owned();
     sea_orm::Condition::all().add(in_my_cases(user)).add(
         sea_orm::Condition::any()
             .add(sent_by(user))
-            .add(Expr::exists(received)),
+            .add(Expr::exists(received_row(user, false))),
     )
 }
 
@@ -141,7 +149,7 @@ fn search_text(v: &mut Validator, q: Option<&str>) -> Option<String> {
 struct Search {
     backend: DbBackend,
     text: String,
-    /// SQLite: the reader's audience token for the box searched (sender or recipient).
+    /// The reader's audience token for the box searched (sender or recipient).
     audience: String,
 }
 
@@ -162,15 +170,22 @@ impl Search {
         }
     }
 
-    /// Keep only matching messages (SQLite: join the FTS matches, which carry the score; the
-    /// match includes the reader's audience token, so only messages they sent or received,
-    /// whichever box is searched, are ranked).
+    /// Keep only matching messages among those carrying the reader's audience token for the
+    /// box searched (sent or received), so only theirs are ranked. SQLite: join the FTS
+    /// matches, which carry the score.
     fn apply(&self, mut q: Select<message::Entity>) -> Select<message::Entity> {
         match self.backend {
-            DbBackend::Postgres => q.filter(Expr::cust_with_exprs(
-                "message.search @@ $1",
-                [self.ts_query()],
-            )),
+            // One scan of `ix_message_search_audience` intersects the text's posting list with
+            // the reader's token's.
+            DbBackend::Postgres => q
+                .filter(Expr::cust_with_exprs(
+                    "message.search @@ $1",
+                    [self.ts_query()],
+                ))
+                .filter(Expr::cust_with_values(
+                    "message.audience @@ $1::tsquery",
+                    [search_index::tsquery(&self.audience)],
+                )),
             _ => {
                 let matches = Query::select()
                     .column(Alias::new("message_id"))
@@ -206,58 +221,52 @@ impl Search {
     }
 }
 
-/// Where the keyset `(created_at, id)` of a newest-first page is read from. The values are the
-/// same either way (a recipient row copies its message's `created_at`); what differs is which
-/// index can deliver rows in that order so the `LIMIT` stops the scan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Keyset {
-    /// `message.(created_at, id)`: one case's messages (`ix_message_case_created`) or the
-    /// sender's (`ix_message_sender_created`).
-    Message,
-    /// `message_recipient.(message_created_at, message_id)` of the caller's joined row: the
-    /// inbox across all cases (`ix_message_recipient_inbox` / `_unread`).
-    Recipient,
+/// The rows a newest-first page is read from, in keyset order `(created_at, id)`: the values
+/// are the same either way (a recipient row copies its message's `created_at`); what differs
+/// is which index delivers rows in that order so the `LIMIT` ends the scan.
+enum Rows {
+    /// Messages: one case's (`ix_message_case_created`), the sender's
+    /// (`ix_message_sender_created`), or the matches of a search (ranked instead).
+    Messages(Select<message::Entity>),
+    /// The caller's own recipient rows, across all their cases (`ix_message_recipient_inbox_page`
+    /// / `_unread_page`). The page of message ids is read from the index alone, then only those
+    /// messages are fetched: however far off the planner's estimate of the case filter is, it
+    /// never joins every received message to sort them.
+    Received(Select<recipient::Entity>),
 }
 
-impl Keyset {
-    /// Rows strictly after `(t, id)` newest first, written so both backends bound the index
-    /// range on the time column (`t_col <= t`) rather than filtering an OR across the index.
-    fn after(self, t: DateTime<Utc>, id: Uuid) -> sea_orm::Condition {
-        let (at_most, before, id_before) = match self {
-            Keyset::Message => (
-                message::Column::CreatedAt.lte(t),
-                message::Column::CreatedAt.lt(t),
-                message::Column::Id.lt(id),
-            ),
-            Keyset::Recipient => (
-                recipient::Column::MessageCreatedAt.lte(t),
-                recipient::Column::MessageCreatedAt.lt(t),
-                recipient::Column::MessageId.lt(id),
-            ),
-        };
-        sea_orm::Condition::all()
-            .add(at_most)
-            .add(sea_orm::Condition::any().add(before).add(id_before))
-    }
+/// Rows strictly after `(t, id)` newest first, written so both backends bound the index range on
+/// the time column (`t_col <= t`) rather than filtering an OR across the index.
+fn after<T: ColumnTrait, I: ColumnTrait>(
+    t_col: T,
+    id_col: I,
+    t: DateTime<Utc>,
+    id: Uuid,
+) -> sea_orm::Condition {
+    sea_orm::Condition::all().add(t_col.lte(t)).add(
+        sea_orm::Condition::any()
+            .add(t_col.lt(t))
+            .add(id_col.lt(id)),
+    )
+}
 
-    fn order(self, q: Select<message::Entity>) -> Select<message::Entity> {
-        match self {
-            Keyset::Message => q
-                .order_by_desc(message::Column::CreatedAt)
-                .order_by_desc(message::Column::Id),
-            Keyset::Recipient => q
-                .order_by_desc(recipient::Column::MessageCreatedAt)
-                .order_by_desc(recipient::Column::MessageId),
-        }
-    }
+/// `ids`' messages, in that order.
+async fn in_order<C: ConnectionTrait>(conn: &C, ids: &[Uuid]) -> Result<Vec<message::Model>> {
+    let mut by_id: HashMap<Uuid, message::Model> = message::Entity::find()
+        .filter(message::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect();
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
 /// Run a filtered message query as one page: newest first, or by relevance when searching.
 async fn page<C: ConnectionTrait>(
     conn: &C,
     viewer: Uuid,
-    mut q: Select<message::Entity>,
-    keyset: Keyset,
+    rows: Rows,
     search: Option<Search>,
     limit: Limit,
     cursor: Option<&str>,
@@ -265,8 +274,8 @@ async fn page<C: ConnectionTrait>(
     let cursor: Option<Cursor> = decode_cursor(cursor)?;
     let bad_cursor = || Error::invalid("cursor", "is not a cursor this server issued");
     let n = limit.get() + 1;
-    let (rows, key): (Vec<message::Model>, Vec<Option<f64>>) = match search {
-        Some(s) => {
+    let (rows, key): (Vec<message::Model>, Vec<Option<f64>>) = match (rows, search) {
+        (Rows::Messages(mut q), Some(s)) => {
             q = s.apply(q);
             if let Some(c) = cursor {
                 q = q.filter(s.after(c.s.ok_or_else(bad_cursor)?, c.id));
@@ -281,24 +290,51 @@ async fn page<C: ConnectionTrait>(
                 .into_tuple()
                 .all(conn)
                 .await?;
-            let mut by_id: HashMap<Uuid, message::Model> = message::Entity::find()
-                .filter(message::Column::Id.is_in(ranked.iter().map(|(id, _)| *id)))
-                .all(conn)
-                .await?
-                .into_iter()
-                .map(|m| (m.id, m))
-                .collect();
-            ranked
-                .into_iter()
-                .filter_map(|(id, s)| by_id.remove(&id).map(|m| (m, Some(s))))
-                .unzip()
+            let ids: Vec<Uuid> = ranked.iter().map(|(id, _)| *id).collect();
+            let scores: HashMap<Uuid, f64> = ranked.into_iter().collect();
+            let rows = in_order(conn, &ids).await?;
+            let keys = rows.iter().map(|m| scores.get(&m.id).copied()).collect();
+            (rows, keys)
         }
-        None => {
+        (Rows::Messages(mut q), None) => {
             if let Some(c) = cursor {
                 let t = c.t.ok_or_else(bad_cursor)?;
-                q = q.filter(keyset.after(t, c.id));
+                q = q.filter(after(
+                    message::Column::CreatedAt,
+                    message::Column::Id,
+                    t,
+                    c.id,
+                ));
             }
-            let rows = keyset.order(q).limit(n).all(conn).await?;
+            let rows = q
+                .order_by_desc(message::Column::CreatedAt)
+                .order_by_desc(message::Column::Id)
+                .limit(n)
+                .all(conn)
+                .await?;
+            let keys = vec![None; rows.len()];
+            (rows, keys)
+        }
+        (Rows::Received(mut q), _) => {
+            if let Some(c) = cursor {
+                let t = c.t.ok_or_else(bad_cursor)?;
+                q = q.filter(after(
+                    recipient::Column::MessageCreatedAt,
+                    recipient::Column::MessageId,
+                    t,
+                    c.id,
+                ));
+            }
+            let ids: Vec<Uuid> = q
+                .select_only()
+                .column(recipient::Column::MessageId)
+                .order_by_desc(recipient::Column::MessageCreatedAt)
+                .order_by_desc(recipient::Column::MessageId)
+                .limit(n)
+                .into_tuple()
+                .all(conn)
+                .await?;
+            let rows = in_order(conn, &ids).await?;
             let keys = vec![None; rows.len()];
             (rows, keys)
         }
@@ -365,50 +401,46 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         access::require(state, conn, p, c).await?;
     }
     let me = p.user_id;
-    let (mut q, mut keyset) = if sent {
-        (
+    let rows = if sent {
+        Rows::Messages(
             message::Entity::find()
                 .filter(in_my_cases(me))
                 .filter(sent_by(me)),
-            Keyset::Message,
         )
-    } else if text.is_some() && state.db.backend() == DbBackend::Sqlite {
+    } else if text.is_some() {
         // The full-text match already holds only messages the caller received (their
         // recipient token); the `IN` list keeps the unhidden (and unread) ones. Joined instead,
         // SQLite 3.51 may nest the FTS match inside the loop over the recipient rows (a
         // full-text query per received message: the scale-10 bench hung on it).
-        (
+        Rows::Messages(
             message::Entity::find()
                 .filter(in_my_cases(me))
                 .filter(message::Column::Id.in_subquery(received_by(me, unread))),
-            Keyset::Message,
+        )
+    } else if f.case_id.is_some() {
+        // One case: its own index on `message` bounds the walk better than the inbox's; each
+        // of its messages probes the caller's recipient row.
+        Rows::Messages(
+            message::Entity::find()
+                .filter(in_my_cases(me))
+                .filter(Expr::exists(received_row(me, unread))),
         )
     } else {
-        // Driven by the caller's recipient rows (one per message at most: the key is
-        // `(message_id, user_id)`), in the partial index's order, current cases only. A
-        // PostgreSQL search goes this way too: the tsvector of each received message is
-        // checked and only those are ranked, rather than every match in the firm.
-        let mut q = message::Entity::find();
-        QueryTrait::query(&mut q).join(
-            JoinType::InnerJoin,
-            recipient::Entity,
-            Expr::col((recipient::Entity, recipient::Column::MessageId))
-                .equals((message::Entity, message::Column::Id)),
-        );
-        q = q
+        // Current cases only; one recipient row per message at most (the key is
+        // `(message_id, user_id)`).
+        let mut q = recipient::Entity::find()
             .filter(recipient::Column::UserId.eq(me))
             .filter(recipient::Column::DeletedAt.is_null())
             .filter(recipient::Column::CaseId.in_subquery(access::member_cases(me)));
         if unread {
             q = q.filter(recipient::Column::ReadAt.is_null());
         }
-        (q, Keyset::Recipient)
+        Rows::Received(q)
     };
-    if let Some(c) = f.case_id {
-        // One case: its own index on `message` bounds the walk better than the inbox's.
-        q = q.filter(message::Column::CaseId.eq(c));
-        keyset = Keyset::Message;
-    }
+    let rows = match (rows, f.case_id) {
+        (Rows::Messages(q), Some(c)) => Rows::Messages(q.filter(message::Column::CaseId.eq(c))),
+        (rows, _) => rows,
+    };
     let search = text.map(|text| Search {
         backend: state.db.backend(),
         text,
@@ -418,7 +450,7 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
             search_index::recipient_token(me)
         },
     });
-    let out = page(conn, me, q, keyset, search, limit, f.cursor.as_deref()).await?;
+    let out = page(conn, me, rows, search, limit, f.cursor.as_deref()).await?;
     audit_list(state, p, f.case_id, &out).await?;
     Ok(out)
 }
@@ -442,8 +474,7 @@ pub async fn case_messages(
     let out = page(
         conn,
         p.user_id,
-        q,
-        Keyset::Message,
+        Rows::Messages(q),
         None,
         limit,
         f.cursor.as_deref(),

@@ -1,8 +1,10 @@
-//! SQLite's full-text rows for messages (PostgreSQL keeps a generated tsvector column and
-//! needs nothing here). Each row carries the message body and its audience: a token for the
-//! sender (`s…`) and one per recipient (`r…`), so a search can ask FTS5 for "this text, among
-//! the messages I received" (or sent) and rank only those. The audience only narrows; whether
-//! a row may be shown is still decided in SQL (hidden rows, current case membership).
+//! Who each message is between, kept where the full-text index can use it. Every message
+//! carries its audience: a token for the sender (`s…`) and one per recipient (`r…`), so a
+//! search asks the index for "this text, among the messages I received" (or sent) and ranks
+//! only those. SQLite keeps them in `message_fts` with the body; PostgreSQL in
+//! `message.audience`, a tsvector indexed with the body's (`ix_message_search_audience`). The
+//! audience only narrows; whether a row may be shown is still decided in SQL (hidden rows,
+//! current case membership).
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use uuid::Uuid;
@@ -28,33 +30,59 @@ pub struct Entry<'a> {
     pub recipients: &'a [Uuid],
 }
 
-/// Rows per `INSERT`: three values each, far below SQLite's 32,766 bound parameters.
+/// Messages per statement: three values each, far below SQLite's 32,766 bound parameters.
 const BATCH: usize = 2_000;
 
-/// Write the full-text rows of new messages, in the caller's transaction (no-op off SQLite).
+fn audience(e: &Entry<'_>) -> String {
+    std::iter::once(sender_token(e.sender))
+        .chain(e.recipients.iter().copied().map(recipient_token))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Index new messages' audience (and, on SQLite, their text), in the caller's transaction,
+/// once their recipients are known.
 pub async fn add<C: ConnectionTrait>(conn: &C, entries: &[Entry<'_>]) -> Result<()> {
-    if conn.get_database_backend() != DbBackend::Sqlite {
-        return Ok(());
-    }
+    let backend = conn.get_database_backend();
     for chunk in entries.chunks(BATCH) {
-        let mut sql = String::from("INSERT INTO message_fts(body, audience, message_id) VALUES ");
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for (i, e) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
-            let audience = std::iter::once(sender_token(e.sender))
-                .chain(e.recipients.iter().copied().map(recipient_token))
-                .collect::<Vec<_>>()
-                .join(" ");
-            values.extend([e.body.into(), audience.into(), e.id.into()]);
-        }
-        conn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            sql,
-            values,
-        ))
-        .await?;
+        let sql = match backend {
+            DbBackend::Postgres => {
+                // The tokens are exact lexemes (no parser, no dictionary).
+                let mut sql = String::from(
+                    "UPDATE message SET audience = array_to_tsvector(string_to_array(v.a, ' ')) \
+                     FROM (VALUES ",
+                );
+                for (i, e) in chunk.iter().enumerate() {
+                    let n = 2 * i;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("(${}::uuid, ${}::text)", n + 1, n + 2));
+                    values.extend([e.id.into(), audience(e).into()]);
+                }
+                sql.push_str(") AS v(id, a) WHERE message.id = v.id");
+                sql
+            }
+            _ => {
+                let mut sql =
+                    String::from("INSERT INTO message_fts(body, audience, message_id) VALUES ");
+                for (i, e) in chunk.iter().enumerate() {
+                    sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+                    values.extend([e.body.into(), audience(e).into(), e.id.into()]);
+                }
+                sql
+            }
+        };
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
     }
     Ok(())
+}
+
+/// PostgreSQL: the `tsquery` of one audience token (a lexeme of hex digits, quoted).
+pub fn tsquery(token: &str) -> String {
+    format!("'{token}'")
 }
 
 /// The FTS5 query for `text` (whole words in the body) among the messages that carry the

@@ -16,6 +16,7 @@ mod m20261202_000002_inbox_keyset;
 mod m20261202_000003_deadline_completion;
 mod m20261202_000004_dashboard_indexes;
 mod m20261202_000010_message_search_audience;
+mod m20261203_000001_message_audience;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_deadline_completion::Migration),
             Box::new(m20261202_000004_dashboard_indexes::Migration),
             Box::new(m20261202_000010_message_search_audience::Migration),
+            Box::new(m20261203_000001_message_audience::Migration),
         ]
     }
 }
