@@ -330,6 +330,43 @@ async fn plan_with(
     lines
 }
 
+/// Every id of a keyset-paginated list, following `next_cursor` to the end.
+async fn all_pages(app: &TestApp, path: &str, token: &str, limit: u32) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let sep = if path.contains('?') { '&' } else { '?' };
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+            None => format!("{path}{sep}limit={limit}"),
+        };
+        let page = get_json(app, &url, token).await;
+        ids.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+/// Undo every migration from `name` (inclusive) to the newest, each by its own `down`.
+async fn undo_migrations_from(app: &TestApp, name: &str) {
+    let all = Migrator::migrations();
+    let at = all
+        .iter()
+        .position(|m| m.name() == name)
+        .unwrap_or_else(|| panic!("no migration {name}"));
+    Migrator::down(app.state.db.conn(), Some((all.len() - at) as u32))
+        .await
+        .unwrap_or_else(|e| panic!("roll back to before {name}: {e}"));
+}
+
 /// The attorney-wide inbox and its unread view are one index range in page order: the plan
 /// of the message query names the recipient's partial index and has no sort step, so the
 /// `LIMIT` ends the scan however many messages the attorney's cases hold. Also for a second
@@ -505,10 +542,8 @@ async fn inbox_migration_backfills_existing_recipients() {
     let before = get_json(&app, "/api/v1/messages?limit=100", &token).await;
     assert!(!before["items"].as_array().unwrap().is_empty());
     let conn = app.state.db.conn();
-    // The later migration that replaced the inbox indexes goes first, by its own `down`.
-    Migrator::down(conn, Some(1))
-        .await
-        .expect("roll back the newest migration");
+    // The later migrations (one replaced the inbox indexes) go first, by their own `down`.
+    undo_migrations_from(&app, "m20261203_000001_message_audience").await;
     for sql in [
         "DROP INDEX ix_message_recipient_inbox",
         "DROP INDEX ix_message_recipient_unread",
@@ -584,7 +619,7 @@ async fn message_search_migration_indexes_existing_messages_by_audience() {
     .unwrap();
     if backend == DbBackend::Postgres {
         // PostgreSQL's audience column came later: undone by its own `down`, then re-run.
-        Migrator::down(conn, Some(1)).await.expect("roll back");
+        undo_migrations_from(&app, "m20261203_000001_message_audience").await;
     }
     app.state
         .db
@@ -768,29 +803,7 @@ async fn document_pages_agree_whichever_search_shape_runs() {
     let (app, g) = firm(sizes).await;
     let pages = |path: String, token: String| {
         let app = &app;
-        async move {
-            let mut ids: Vec<String> = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let sep = if path.contains('?') { '&' } else { '?' };
-                let url = match &cursor {
-                    Some(c) => format!("{path}{sep}limit=100&cursor={c}"),
-                    None => format!("{path}{sep}limit=100"),
-                };
-                let page = get_json(app, &url, &token).await;
-                ids.extend(
-                    page["items"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|d| d["id"].as_str().unwrap().to_owned()),
-                );
-                match page["next_cursor"].as_str() {
-                    Some(c) => cursor = Some(c.to_owned()),
-                    None => return ids,
-                }
-            }
-        }
+        async move { all_pages(app, &path, &token, 100).await }
     };
     for email in [&g.attorneys[0], &g.clients[0], &g.admin] {
         let token = login(&app, email, &g.password).await;
@@ -991,4 +1004,78 @@ async fn client_case_filters_are_read_through_their_memberships() {
             }
         }
     }
+}
+
+/// A member's case list sorted by a time is read from their own membership rows, which carry
+/// copies of the case's `updated_at` and `opened_at` kept by triggers. Every sort gives, page
+/// by page, exactly the admin's order of the same cases; a changed case moves to the top at
+/// once; the plan walks `ix_case_member_updated` without sorting; and the migration fills the
+/// copies of existing rows.
+#[tokio::test]
+async fn member_case_lists_follow_their_cases_sort_keys() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let backend = app.state.db.backend();
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    let pages = |path: String, token: String| {
+        let app = &app;
+        async move { all_pages(app, &path, &token, 3).await }
+    };
+    let agree = |label: &'static str| {
+        let (attorney, admin) = (attorney.clone(), admin.clone());
+        async move {
+            let mine = pages("/api/v1/cases?sort=number".into(), attorney.clone()).await;
+            assert!(mine.len() > 3, "{label}: the attorney has several pages");
+            for sort in ["-updated_at", "updated_at", "-opened_at", "opened_at"] {
+                let listed = pages(format!("/api/v1/cases?sort={sort}"), attorney.clone()).await;
+                let all = pages(format!("/api/v1/cases?sort={sort}"), admin.clone()).await;
+                let want: Vec<String> = all.into_iter().filter(|c| mine.contains(c)).collect();
+                assert_eq!(listed, want, "{label}: sort={sort}");
+            }
+            mine
+        }
+    };
+    let mine = agree("generated").await;
+    // A change to one of the attorney's oldest cases puts it first at once.
+    let oldest = pages("/api/v1/cases?sort=updated_at".into(), attorney.clone()).await[0].clone();
+    let r = app
+        .patch(
+            &format!("/api/v1/cases/{oldest}"),
+            Some(&attorney),
+            json!({"title": "Renamed for the sort test"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let first = get_json(&app, "/api/v1/cases?limit=1", &attorney).await;
+    assert_eq!(first["items"][0]["id"], oldest.as_str());
+    agree("after a change").await;
+    // The plan: the membership index in page order, no sort step.
+    let log = app.state.db.statements();
+    log.start();
+    get_json(&app, "/api/v1/cases?status=open&limit=3", &attorney).await;
+    let stmts = log.stop();
+    let list = stmts
+        .iter()
+        .find(|s| s.sql.contains("FROM \"legal_case\"") && s.sql.contains("LIMIT"))
+        .expect("the case list statement");
+    let settings = "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off";
+    let plan = plan_with(&app, backend, list, settings).await.join("\n");
+    assert!(
+        plan.contains("ix_case_member_updated"),
+        "{}\n{plan}",
+        list.sql
+    );
+    let sorts = match backend {
+        DbBackend::Postgres => plan.lines().any(|l| {
+            l.trim_start()
+                .trim_start_matches("->  ")
+                .starts_with("Sort")
+        }),
+        _ => plan.contains("TEMP B-TREE FOR ORDER BY"),
+    };
+    assert!(!sorts, "{}\n{plan}", list.sql);
+    // The migration on existing rows: undone, re-run, the same lists.
+    undo_migrations_from(&app, "m20261203_000002_member_case_order").await;
+    app.state.db.migrate().await.expect("re-run");
+    assert_eq!(agree("migrated again").await, mine);
 }

@@ -18,7 +18,9 @@
 //! a wrong estimate costs an index-only sort at worst. New names: on SQLite a pooled
 //! connection may still hold the old schema and refuse to re-create a name just dropped.
 
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::DbBackend;
+
+use super::exec_all;
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -60,14 +62,6 @@ const BOTH_DOWN: &[&str] = &[
     "DROP INDEX ix_message_recipient_unread_page",
 ];
 
-async fn run(m: &SchemaManager<'_>, sql: &[&str]) -> Result<(), DbErr> {
-    let conn = m.get_connection();
-    for s in sql {
-        conn.execute_unprepared(s).await?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     /// One transaction on every backend: one connection sees every DDL statement (SQLite's
@@ -78,15 +72,15 @@ impl MigrationTrait for Migration {
 
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         if m.get_database_backend() == DbBackend::Postgres {
-            run(m, POSTGRES_UP).await?;
+            exec_all(m, POSTGRES_UP).await?;
         }
-        run(m, BOTH_UP).await
+        exec_all(m, BOTH_UP).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        run(m, BOTH_DOWN).await?;
+        exec_all(m, BOTH_DOWN).await?;
         if m.get_database_backend() == DbBackend::Postgres {
-            run(m, POSTGRES_DOWN).await?;
+            exec_all(m, POSTGRES_DOWN).await?;
         }
         Ok(())
     }

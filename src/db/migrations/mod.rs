@@ -17,8 +17,19 @@ mod m20261202_000003_deadline_completion;
 mod m20261202_000004_dashboard_indexes;
 mod m20261202_000010_message_search_audience;
 mod m20261203_000001_message_audience;
+mod m20261203_000002_member_case_order;
 
 pub struct Migrator;
+
+/// Run each statement in turn, on the migration's connection (its transaction, when it has
+/// one).
+async fn exec_all(m: &SchemaManager<'_>, sql: &[&str]) -> Result<(), DbErr> {
+    let conn = m.get_connection();
+    for s in sql {
+        conn.execute_unprepared(s).await?;
+    }
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
@@ -38,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_dashboard_indexes::Migration),
             Box::new(m20261202_000010_message_search_audience::Migration),
             Box::new(m20261203_000001_message_audience::Migration),
+            Box::new(m20261203_000002_member_case_order::Migration),
         ]
     }
 }
