@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Alias, Expr, ExprTrait},
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::{
     access,
     domain::{CasePhase, CaseStatus, DeadlineKind},
-    entity::{deadline, legal_case},
+    entity::{deadline, legal_case, member},
+    service::{MEMBER_CASE_STATUS, MEMBER_CASE_UPDATED_AT, through_memberships},
 };
 use crate::{AppState, audit::NewEntry, auth::Principal, error::Result};
 
@@ -84,10 +85,40 @@ async fn count_by(
         .into_tuple()
         .all(state.db.conn())
         .await?;
-    Ok(rows
-        .into_iter()
+    Ok(keyed(rows))
+}
+
+fn keyed(rows: Vec<(Option<String>, i64)>) -> BTreeMap<String, i64> {
+    rows.into_iter()
         .map(|(k, n)| (k.unwrap_or_else(|| "none".into()), n))
-        .collect())
+        .collect()
+}
+
+/// Visible cases by status. A member's are counted from their membership rows' copy of the
+/// status (`ix_case_member_status`, the index alone), not from thousands of case rows.
+async fn count_by_status(state: &AppState, p: &Principal) -> Result<BTreeMap<String, i64>> {
+    let rows: Vec<(Option<String>, i64)> = if p.is_admin() {
+        legal_case::Entity::find()
+            .select_only()
+            .column(legal_case::Column::Status)
+            .column_as(Expr::col(legal_case::Column::Id).count(), "n")
+            .group_by(legal_case::Column::Status)
+            .into_tuple()
+            .all(state.db.conn())
+            .await?
+    } else {
+        let status = Expr::col((member::Entity, Alias::new(MEMBER_CASE_STATUS)));
+        member::Entity::find()
+            .select_only()
+            .column_as(status.clone(), "status")
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .filter(member::Column::UserId.eq(p.user_id))
+            .group_by(status)
+            .into_tuple()
+            .all(state.db.conn())
+            .await?
+    };
+    Ok(keyed(rows))
 }
 
 /// The staff deadline list (`/staff/deadlines`): [`upcoming_deadlines`], audited as a read
@@ -172,12 +203,23 @@ pub async fn upcoming_deadlines(
 }
 
 pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
-    let cases = visible()(p)
-        .order_by_desc(legal_case::Column::UpdatedAt)
-        .order_by_desc(legal_case::Column::Id)
-        .limit(50)
-        .all(state.db.conn())
-        .await?;
+    // The most recently changed: a member's from their membership rows in that order
+    // (`ix_case_member_updated`), the LIMIT ends the walk however many cases they are on.
+    let cases = if p.is_admin() {
+        legal_case::Entity::find()
+            .order_by_desc(legal_case::Column::UpdatedAt)
+            .order_by_desc(legal_case::Column::Id)
+    } else {
+        through_memberships(legal_case::Entity::find(), p.user_id)
+            .order_by_desc(Expr::col((
+                member::Entity,
+                Alias::new(MEMBER_CASE_UPDATED_AT),
+            )))
+            .order_by_desc(Expr::col((member::Entity, member::Column::CaseId)))
+    }
+    .limit(50)
+    .all(state.db.conn())
+    .await?;
     let summaries = cases
         .into_iter()
         .map(|c| CaseSummary {
@@ -210,7 +252,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
         unbilled_minutes: None,
     };
     if p.is_staff() {
-        d.cases_by_status = Some(count_by(state, p, legal_case::Column::Status).await?);
+        d.cases_by_status = Some(count_by_status(state, p).await?);
         let today = Utc::now().date_naive();
         d.deadlines_next_30_days = Some(upcoming_deadlines(state, p, 30).await?);
         // Today in UTC (the principal carries no time zone).
@@ -271,7 +313,7 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<CaseStats> {
             "Only staff may read case statistics.",
         ));
     }
-    let by_status = count_by(state, p, legal_case::Column::Status).await?;
+    let by_status = count_by_status(state, p).await?;
     let by_phase = count_by(state, p, legal_case::Column::Phase).await?;
     let by_practice_area = count_by(state, p, legal_case::Column::PracticeArea).await?;
     let total = by_status.values().sum();

@@ -558,6 +558,31 @@ fn keyset_after(
     any
 }
 
+/// `case_member`'s copies of its case's sort keys and status, kept by triggers (migration
+/// `m20261203_000002_member_case_order`), each indexed after `user_id`.
+pub(super) const MEMBER_CASE_UPDATED_AT: &str = "case_updated_at";
+pub(super) const MEMBER_CASE_OPENED_AT: &str = "case_opened_at";
+pub(super) const MEMBER_CASE_STATUS: &str = "case_status";
+
+/// The cases `user` is on, joined to their membership row (one per case), so a query can
+/// be driven by that row's indexes. This is the visibility condition for a non-admin.
+pub(super) fn through_memberships(
+    mut q: sea_orm::Select<legal_case::Entity>,
+    user: Uuid,
+) -> sea_orm::Select<legal_case::Entity> {
+    QueryTrait::query(&mut q).join(
+        JoinType::InnerJoin,
+        member::Entity,
+        sea_orm::Condition::all()
+            .add(
+                Expr::col((member::Entity, member::Column::CaseId))
+                    .equals((legal_case::Entity, legal_case::Column::Id)),
+            )
+            .add(Expr::col((member::Entity, member::Column::UserId)).eq(user)),
+    );
+    q
+}
+
 /// Order by the case's own sort key, `(key…, id)`, after the cursor.
 fn order_by_case_key(
     mut q: sea_orm::Select<legal_case::Entity>,
@@ -681,23 +706,12 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
     // through the case's own index; a search keeps its shapes below.
     let member_order = match key {
         _ if p.is_admin() || q_text.is_some() => None,
-        SortKey::UpdatedAt => Some("case_updated_at"),
-        SortKey::OpenedAt => Some("case_opened_at"),
+        SortKey::UpdatedAt => Some(MEMBER_CASE_UPDATED_AT),
+        SortKey::OpenedAt => Some(MEMBER_CASE_OPENED_AT),
         SortKey::Number => None,
     };
     match member_order {
-        Some(_) => {
-            QueryTrait::query(&mut q).join(
-                JoinType::InnerJoin,
-                member::Entity,
-                sea_orm::Condition::all()
-                    .add(
-                        Expr::col((member::Entity, member::Column::CaseId))
-                            .equals((legal_case::Entity, legal_case::Column::Id)),
-                    )
-                    .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
-            );
-        }
+        Some(_) => q = through_memberships(q, p.user_id),
         None => {
             if let Some(c) = access::visible_condition(p) {
                 q = q.filter(c);

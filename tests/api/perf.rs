@@ -1048,6 +1048,50 @@ async fn member_case_lists_follow_their_cases_sort_keys() {
     assert_eq!(r.status(), StatusCode::OK);
     let first = get_json(&app, "/api/v1/cases?limit=1", &attorney).await;
     assert_eq!(first["items"][0]["id"], oldest.as_str());
+    // A status change moves the case between the dashboard's counts at once.
+    let case = get_json(&app, &format!("/api/v1/cases/{oldest}"), &attorney).await;
+    // Every status may become closed, and closed may become open.
+    let to = if case["status"] == "closed" {
+        "open"
+    } else {
+        "closed"
+    };
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{oldest}/status"),
+            Some(&attorney),
+            json!({"status": to}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let counts = |label: &'static str| {
+        let (attorney, admin, mine) = (attorney.clone(), admin.clone(), mine.clone());
+        let app = &app;
+        async move {
+            let d = get_json(app, "/api/v1/dashboard", &attorney).await;
+            let mut want: std::collections::BTreeMap<String, i64> = Default::default();
+            for id in &mine {
+                let c = get_json(app, &format!("/api/v1/cases/{id}"), &admin).await;
+                *want
+                    .entry(c["status"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+            assert_eq!(d["cases_by_status"], json!(want), "{label}");
+            let shown: Vec<&str> = d["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap())
+                .collect();
+            let listed = all_pages(app, "/api/v1/cases?sort=-updated_at", &attorney, 50).await;
+            let want: Vec<&str> = listed.iter().take(50).map(String::as_str).collect();
+            assert_eq!(
+                shown, want,
+                "{label}: the dashboard's most recently changed"
+            );
+        }
+    };
+    counts("after a status change").await;
     agree("after a change").await;
     // The plan: the membership index in page order, no sort step.
     let log = app.state.db.statements();
@@ -1078,4 +1122,5 @@ async fn member_case_lists_follow_their_cases_sort_keys() {
     undo_migrations_from(&app, "m20261203_000002_member_case_order").await;
     app.state.db.migrate().await.expect("re-run");
     assert_eq!(agree("migrated again").await, mine);
+    counts("migrated again").await;
 }
