@@ -703,9 +703,9 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
     // A member's list sorted by a time is read from their own membership rows, which carry
     // their case's sort keys (`ix_case_member_updated` / `_opened`, kept by triggers): one
     // index range in page order, however many cases they are on. An admin sees every case
-    // through the case's own index; a search keeps its shapes below.
+    // through the case's own index.
     let member_order = match key {
-        _ if p.is_admin() || q_text.is_some() => None,
+        _ if p.is_admin() => None,
         SortKey::UpdatedAt => Some(MEMBER_CASE_UPDATED_AT),
         SortKey::OpenedAt => Some(MEMBER_CASE_OPENED_AT),
         SortKey::Number => None,
@@ -779,16 +779,27 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
                 "(legal_case.search @@ plainto_tsquery('simple', $1) OR legal_case.number = $2)",
                 [text.to_owned(), text.to_owned()],
             )),
-            // A client is on a handful of cases: probe the index for those. Staff get the
-            // set of matches: a case title's words are rarer among an attorney's thousands
-            // of cases than document text is among their documents, so probing along the
-            // page's walk measured slower (65 ms against 30 ms at 100,000 cases).
-            _ => q.filter(crate::db::fts::sqlite_match(
-                "legal_case",
-                "legal_case_fts",
-                text,
-                p.sees_few_cases(),
-            )),
+            // A client is on a handful of cases: probe the index for each. A member walking
+            // their own cases in page order probes too when the term is common (the walk
+            // stops after a page: 22 ms for the set of 1,000s of firm-wide matches against
+            // a few probes), and takes the set of matches when it is rare (a probe per case
+            // of thousands would cost more). Otherwise (admins, sorted by number) the set.
+            _ => {
+                let probe = p.sees_few_cases()
+                    || (member_order.is_some()
+                        && crate::db::fts::sqlite_is_common(
+                            state.db.conn(),
+                            "legal_case_fts",
+                            text,
+                        )
+                        .await?);
+                q.filter(crate::db::fts::sqlite_match(
+                    "legal_case",
+                    "legal_case_fts",
+                    text,
+                    probe,
+                ))
+            }
         };
     }
     let order = if desc {

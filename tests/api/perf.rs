@@ -1124,3 +1124,46 @@ async fn member_case_lists_follow_their_cases_sort_keys() {
     assert_eq!(agree("migrated again").await, mine);
     counts("migrated again").await;
 }
+
+/// A member's case search walks their own cases in page order. On SQLite a term in 1,000 or
+/// more cases ("v", in every "X v. Y" title) is probed per case along that walk, a rarer one
+/// is the set of its matches; whichever shape runs, each sort gives page by page exactly the
+/// admin's results for the same search, narrowed to the member's cases.
+#[tokio::test]
+async fn member_case_search_agrees_whichever_shape_runs() {
+    let (app, g) = firm(Sizes {
+        cases: 1_200,
+        ..Sizes::tiny()
+    })
+    .await;
+    let backend = app.state.db.backend();
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    let mine = all_pages(&app, "/api/v1/cases?sort=number", &attorney, 100).await;
+    assert!(mine.len() > 100, "several pages: {}", mine.len());
+    for (q, probed) in [("v", true), ("smith", false)] {
+        for sort in ["-updated_at", "opened_at"] {
+            let path = format!("/api/v1/cases?q={q}&sort={sort}");
+            let log = app.state.db.statements();
+            log.start();
+            let listed = all_pages(&app, &path, &attorney, 100).await;
+            let stmts = log.stop();
+            let all = all_pages(&app, &path, &admin, 100).await;
+            let want: Vec<String> = all.into_iter().filter(|c| mine.contains(c)).collect();
+            assert!(!want.is_empty(), "{path} finds cases");
+            assert_eq!(listed, want, "{path}");
+            if backend == DbBackend::Sqlite {
+                let list = stmts
+                    .iter()
+                    .find(|s| s.sql.contains("FROM \"legal_case\"") && s.sql.contains("LIMIT"))
+                    .expect("the case list statement");
+                assert_eq!(
+                    list.sql.contains("EXISTS (SELECT 1 FROM legal_case_fts"),
+                    probed,
+                    "{path}: {}",
+                    list.sql
+                );
+            }
+        }
+    }
+}
