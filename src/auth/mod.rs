@@ -23,8 +23,10 @@ use crate::{
     audit::{NewEntry, Outcome},
     error::{AuthFailure, Error},
     http::{error::ApiError, extract::RequestMeta},
-    users::{self, domain::Role},
+    users::domain::Role,
 };
+
+use service::SessionKey;
 
 pub const SESSION_COOKIE: &str = "lfp_session";
 pub const CSRF_COOKIE: &str = "lfp_csrf";
@@ -95,26 +97,27 @@ async fn authenticate_with(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
 
-    let session = if let Some(token) = bearer {
+    let (session, user) = if let Some(token) = bearer {
         let claims = state
             .tokens
             .verify(token)
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
-        let s = service::find_session(&state.db, claims.sid)
+        let (s, u) = service::session_with_active_user(&state.db, SessionKey::Id(claims.sid))
             .await?
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
         if s.user_id != claims.sub {
             return Err(invalid);
         }
-        s
+        (s, u)
     } else {
         let jar = axum_extra::extract::CookieJar::from_headers(&parts.headers);
         let cookie = jar
             .get(SESSION_COOKIE)
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
-        let s = service::find_cookie_session(&state.db, cookie.value())
-            .await?
-            .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        let (s, u) =
+            service::session_with_active_user(&state.db, SessionKey::Cookie(cookie.value()))
+                .await?
+                .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             match csrf {
                 Csrf::Header => check_csrf(state, parts, s.id)?,
@@ -122,15 +125,12 @@ async fn authenticate_with(
                 Csrf::Deferred => {}
             }
         }
-        s
+        (s, u)
     };
     let now = crate::db::now();
     if session.revoked_at.is_some() || session.expires_at <= now {
         return Err(invalid);
     }
-    let user = users::service::find_active(&state.db, session.user_id)
-        .await?
-        .ok_or(invalid)?;
     let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("stored role: {e}"))?;
     // Record use at most once a minute, so reads do not turn into writes.
     if now - session.last_used_at > chrono::Duration::seconds(60) {

@@ -2,8 +2,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, JoinType},
 };
 use secrecy::SecretString;
 use serde::Serialize;
@@ -34,11 +36,39 @@ pub async fn find_session(db: &Db, id: Uuid) -> Result<Option<session::Model>> {
     Ok(session::Entity::find_by_id(id).one(db.conn()).await?)
 }
 
-pub async fn find_cookie_session(db: &Db, cookie: &str) -> Result<Option<session::Model>> {
-    Ok(session::Entity::find()
-        .filter(session::Column::CookieHash.eq(token_hash(cookie)))
+/// How a request names its session: by id (from a verified access token) or by the secret
+/// in its cookie.
+pub enum SessionKey<'a> {
+    Id(Uuid),
+    Cookie(&'a str),
+}
+
+/// The session and its user, only while that user is active: one statement per request,
+/// which every authenticated request makes.
+pub async fn session_with_active_user(
+    db: &Db,
+    key: SessionKey<'_>,
+) -> Result<Option<(session::Model, users::entity::user::Model)>> {
+    // Scoped: `ExprTrait` also gives every type a `max`, which would shadow `Ord::max` here.
+    use sea_orm::sea_query::ExprTrait;
+    use users::entity::user;
+    let mut q = session::Entity::find();
+    QueryTrait::query(&mut q).join(
+        JoinType::InnerJoin,
+        user::Entity,
+        Expr::col((user::Entity, user::Column::Id))
+            .equals((session::Entity, session::Column::UserId)),
+    );
+    q = match key {
+        SessionKey::Id(id) => q.filter(session::Column::Id.eq(id)),
+        SessionKey::Cookie(c) => q.filter(session::Column::CookieHash.eq(token_hash(c))),
+    };
+    let row = q
+        .filter(user::Column::Status.eq(users::domain::UserStatus::Active.as_str()))
+        .select_also(user::Entity)
         .one(db.conn())
-        .await?)
+        .await?;
+    Ok(row.and_then(|(s, u)| u.map(|u| (s, u))))
 }
 
 pub struct LoginInput {
