@@ -14,7 +14,7 @@ use super::{
     access,
     domain::{CasePhase, CaseStatus, DeadlineKind},
     entity::{deadline, legal_case, member},
-    service::{MEMBER_CASE_STATUS, MEMBER_CASE_UPDATED_AT, through_memberships},
+    service::{MEMBER_CASE_STATUS, MEMBER_CASE_UPDATED_AT, in_member_order, through_memberships},
 };
 use crate::{AppState, audit::NewEntry, auth::Principal, error::Result};
 
@@ -97,27 +97,19 @@ fn keyed(rows: Vec<(Option<String>, i64)>) -> BTreeMap<String, i64> {
 /// Visible cases by status. A member's are counted from their membership rows' copy of the
 /// status (`ix_case_member_status`, the index alone), not from thousands of case rows.
 async fn count_by_status(state: &AppState, p: &Principal) -> Result<BTreeMap<String, i64>> {
-    let rows: Vec<(Option<String>, i64)> = if p.is_admin() {
-        legal_case::Entity::find()
-            .select_only()
-            .column(legal_case::Column::Status)
-            .column_as(Expr::col(legal_case::Column::Id).count(), "n")
-            .group_by(legal_case::Column::Status)
-            .into_tuple()
-            .all(state.db.conn())
-            .await?
-    } else {
-        let status = Expr::col((member::Entity, Alias::new(MEMBER_CASE_STATUS)));
-        member::Entity::find()
-            .select_only()
-            .column_as(status.clone(), "status")
-            .column_as(Expr::cust("COUNT(*)"), "n")
-            .filter(member::Column::UserId.eq(p.user_id))
-            .group_by(status)
-            .into_tuple()
-            .all(state.db.conn())
-            .await?
-    };
+    if p.is_admin() {
+        return count_by(state, p, legal_case::Column::Status).await;
+    }
+    let status = Expr::col((member::Entity, Alias::new(MEMBER_CASE_STATUS)));
+    let rows: Vec<(Option<String>, i64)> = member::Entity::find()
+        .select_only()
+        .column_as(status.clone(), "status")
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .filter(member::Column::UserId.eq(p.user_id))
+        .group_by(status)
+        .into_tuple()
+        .all(state.db.conn())
+        .await?;
     Ok(keyed(rows))
 }
 
@@ -210,12 +202,11 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             .order_by_desc(legal_case::Column::UpdatedAt)
             .order_by_desc(legal_case::Column::Id)
     } else {
-        through_memberships(legal_case::Entity::find(), p.user_id)
-            .order_by_desc(Expr::col((
-                member::Entity,
-                Alias::new(MEMBER_CASE_UPDATED_AT),
-            )))
-            .order_by_desc(Expr::col((member::Entity, member::Column::CaseId)))
+        in_member_order(
+            through_memberships(legal_case::Entity::find(), p.user_id),
+            MEMBER_CASE_UPDATED_AT,
+            true,
+        )
     }
     .limit(50)
     .all(state.db.conn())

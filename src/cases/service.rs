@@ -26,7 +26,7 @@ use crate::{
     audit::{NewEntry, service::append_in},
     auth::Principal,
     error::{Error, Result, Validator},
-    http::pagination::{Limit, Page, decode_cursor, encode_cursor},
+    http::pagination::{Limit, Page, after_in_range, decode_cursor, encode_cursor},
     realtime::{self, Audience, NewEvent},
     users::{self, domain::Role},
 };
@@ -583,6 +583,31 @@ pub(super) fn through_memberships(
     q
 }
 
+/// The membership row's copy of a case sort key, and its case id: the keyset of a member's
+/// list.
+fn member_key(col: &'static str) -> (Expr, Expr) {
+    (
+        Expr::col((member::Entity, Alias::new(col))),
+        Expr::col((member::Entity, member::Column::CaseId)),
+    )
+}
+
+/// Order a query joined by [`through_memberships`] by the membership row's copy of a case
+/// sort key, then case id: the order of `ix_case_member_updated` / `_opened`.
+pub(super) fn in_member_order(
+    q: sea_orm::Select<legal_case::Entity>,
+    col: &'static str,
+    desc: bool,
+) -> sea_orm::Select<legal_case::Entity> {
+    let order = if desc {
+        sea_orm::Order::Desc
+    } else {
+        sea_orm::Order::Asc
+    };
+    let (sort, id) = member_key(col);
+    q.order_by(sort, order.clone()).order_by(id, order)
+}
+
 /// Order by the case's own sort key, `(key…, id)`, after the cursor.
 fn order_by_case_key(
     mut q: sea_orm::Select<legal_case::Entity>,
@@ -625,25 +650,6 @@ fn order_by_case_key(
         q = q.order_by(*col, order.clone());
     }
     Ok(q.order_by(legal_case::Column::Id, order))
-}
-
-/// Rows after `(at, id)` in `(sort, id)` order, written so the index range is bounded on
-/// `sort` (`sort <= at` newest first) rather than an OR filtered across the index.
-fn after_in_range(
-    sort: Expr,
-    id: Expr,
-    at: DateTime<Utc>,
-    after: Uuid,
-    desc: bool,
-) -> sea_orm::Condition {
-    let (bound, beyond, id_beyond) = if desc {
-        (sort.clone().lte(at), sort.lt(at), id.lt(after))
-    } else {
-        (sort.clone().gte(at), sort.gt(at), id.gt(after))
-    };
-    sea_orm::Condition::all()
-        .add(bound)
-        .add(sea_orm::Condition::any().add(beyond).add(id_beyond))
 }
 
 fn member_subquery(user_id: Uuid, roles: &[MemberRole]) -> sea_orm::sea_query::SelectStatement {
@@ -802,23 +808,15 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
             }
         };
     }
-    let order = if desc {
-        sea_orm::Order::Desc
-    } else {
-        sea_orm::Order::Asc
-    };
     if let Some(col) = member_order {
-        let (sort, id) = (
-            Expr::col((member::Entity, Alias::new(col))),
-            Expr::col((member::Entity, member::Column::CaseId)),
-        );
         if let Some(c) = cursor {
             let at = DateTime::parse_from_rfc3339(&c.v)
                 .map_err(|_| Error::invalid("cursor", "is not a cursor this server issued"))?
                 .with_timezone(&Utc);
-            q = q.filter(after_in_range(sort.clone(), id.clone(), at, c.id, desc));
+            let (sort, id) = member_key(col);
+            q = q.filter(after_in_range(sort, id, at, c.id, desc));
         }
-        q = q.order_by(sort, order.clone()).order_by(id, order);
+        q = in_member_order(q, col, desc);
     } else {
         q = order_by_case_key(q, key, desc, cursor.as_ref())?;
     }

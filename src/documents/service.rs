@@ -805,8 +805,7 @@ fn case_sight(p: &Principal, case_id: Uuid, role: Option<MemberRole>) -> Option<
 
 /// Live documents the caller may see, as a condition on `document`.
 fn visible(s: &Option<Sight>) -> Condition {
-    // The backend only matters for `Walk`.
-    visible_as(DbBackend::Postgres, s, CaseColumn::Indexed)
+    visible_levels(s, false)
 }
 
 /// How the visibility condition names `document.case_id`.
@@ -822,9 +821,13 @@ enum CaseColumn {
 }
 
 fn visible_as(backend: DbBackend, s: &Option<Sight>, col: CaseColumn) -> Condition {
+    visible_levels(s, col == CaseColumn::Walk && backend == DbBackend::Sqlite)
+}
+
+/// [`visible`], naming the case column `+case_id` when `walk` (SQLite only).
+fn visible_levels(s: &Option<Sight>, walk: bool) -> Condition {
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
     let Some(s) = s else { return live };
-    let walk = col == CaseColumn::Walk && backend == DbBackend::Sqlite;
     let case_in = |ids: &Vec<Uuid>| {
         if walk {
             Expr::cust("+\"document\".\"case_id\"").is_in(ids.clone())

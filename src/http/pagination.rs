@@ -110,6 +110,27 @@ pub async fn newest_by_id<E: EntityTrait, C: ConnectionTrait>(
     Ok(page_from(rows, limit, |r| IdCursor { id: key(r) }))
 }
 
+/// Rows strictly after `(at, id)` in `(sort, id)` order, written so both backends bound the
+/// index range on `sort` (`sort <= at` newest first) rather than filtering an OR across the
+/// index.
+pub fn after_in_range(
+    sort: sea_orm::sea_query::Expr,
+    id: sea_orm::sea_query::Expr,
+    at: chrono::DateTime<chrono::Utc>,
+    after: Uuid,
+    desc: bool,
+) -> sea_orm::Condition {
+    use sea_orm::sea_query::ExprTrait;
+    let (bound, beyond, id_beyond) = if desc {
+        (sort.clone().lte(at), sort.lt(at), id.lt(after))
+    } else {
+        (sort.clone().gte(at), sort.gt(at), id.gt(after))
+    };
+    sea_orm::Condition::all()
+        .add(bound)
+        .add(sea_orm::Condition::any().add(beyond).add(id_beyond))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

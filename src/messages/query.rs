@@ -24,7 +24,7 @@ use crate::{
     auth::Principal,
     cases::{access, domain::MemberRole},
     error::{Error, Result, Validator},
-    http::pagination::{Limit, Page, decode_cursor, encode_cursor},
+    http::pagination::{Limit, Page, after_in_range, decode_cursor, encode_cursor},
 };
 
 /// `SELECT message_id FROM message_recipient WHERE user_id = ? AND deleted_at IS NULL`.
@@ -225,29 +225,16 @@ impl Search {
 /// are the same either way (a recipient row copies its message's `created_at`); what differs
 /// is which index delivers rows in that order so the `LIMIT` ends the scan.
 enum Rows {
-    /// Messages: one case's (`ix_message_case_created`), the sender's
-    /// (`ix_message_sender_created`), or the matches of a search (ranked instead).
+    /// Messages: one case's (`ix_message_case_created`) or the sender's
+    /// (`ix_message_sender_created`).
     Messages(Select<message::Entity>),
+    /// The matches of a search among these messages, ranked by relevance instead.
+    Ranked(Select<message::Entity>, Search),
     /// The caller's own recipient rows, across all their cases (`ix_message_recipient_inbox_page`
     /// / `_unread_page`). The page of message ids is read from the index alone, then only those
     /// messages are fetched: however far off the planner's estimate of the case filter is, it
     /// never joins every received message to sort them.
     Received(Select<recipient::Entity>),
-}
-
-/// Rows strictly after `(t, id)` newest first, written so both backends bound the index range on
-/// the time column (`t_col <= t`) rather than filtering an OR across the index.
-fn after<T: ColumnTrait, I: ColumnTrait>(
-    t_col: T,
-    id_col: I,
-    t: DateTime<Utc>,
-    id: Uuid,
-) -> sea_orm::Condition {
-    sea_orm::Condition::all().add(t_col.lte(t)).add(
-        sea_orm::Condition::any()
-            .add(t_col.lt(t))
-            .add(id_col.lt(id)),
-    )
 }
 
 /// `ids`' messages, in that order.
@@ -267,15 +254,14 @@ async fn page<C: ConnectionTrait>(
     conn: &C,
     viewer: Uuid,
     rows: Rows,
-    search: Option<Search>,
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<MessageView>> {
     let cursor: Option<Cursor> = decode_cursor(cursor)?;
     let bad_cursor = || Error::invalid("cursor", "is not a cursor this server issued");
     let n = limit.get() + 1;
-    let (rows, key): (Vec<message::Model>, Vec<Option<f64>>) = match (rows, search) {
-        (Rows::Messages(mut q), Some(s)) => {
+    let (rows, key): (Vec<message::Model>, Vec<Option<f64>>) = match rows {
+        Rows::Ranked(mut q, s) => {
             q = s.apply(q);
             if let Some(c) = cursor {
                 q = q.filter(s.after(c.s.ok_or_else(bad_cursor)?, c.id));
@@ -296,14 +282,15 @@ async fn page<C: ConnectionTrait>(
             let keys = rows.iter().map(|m| scores.get(&m.id).copied()).collect();
             (rows, keys)
         }
-        (Rows::Messages(mut q), None) => {
+        Rows::Messages(mut q) => {
             if let Some(c) = cursor {
                 let t = c.t.ok_or_else(bad_cursor)?;
-                q = q.filter(after(
-                    message::Column::CreatedAt,
-                    message::Column::Id,
+                q = q.filter(after_in_range(
+                    Expr::col((message::Entity, message::Column::CreatedAt)),
+                    Expr::col((message::Entity, message::Column::Id)),
                     t,
                     c.id,
+                    true,
                 ));
             }
             let rows = q
@@ -315,14 +302,15 @@ async fn page<C: ConnectionTrait>(
             let keys = vec![None; rows.len()];
             (rows, keys)
         }
-        (Rows::Received(mut q), _) => {
+        Rows::Received(mut q) => {
             if let Some(c) = cursor {
                 let t = c.t.ok_or_else(bad_cursor)?;
-                q = q.filter(after(
-                    recipient::Column::MessageCreatedAt,
-                    recipient::Column::MessageId,
+                q = q.filter(after_in_range(
+                    Expr::col((recipient::Entity, recipient::Column::MessageCreatedAt)),
+                    Expr::col((recipient::Entity, recipient::Column::MessageId)),
                     t,
                     c.id,
+                    true,
                 ));
             }
             let ids: Vec<Uuid> = q
@@ -401,30 +389,36 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         access::require(state, conn, p, c).await?;
     }
     let me = p.user_id;
-    let rows = if sent {
-        Rows::Messages(
-            message::Entity::find()
-                .filter(in_my_cases(me))
-                .filter(sent_by(me)),
-        )
-    } else if text.is_some() {
-        // The full-text match already holds only messages the caller received (their
-        // recipient token); the `IN` list keeps the unhidden (and unread) ones. Joined instead,
-        // SQLite 3.51 may nest the FTS match inside the loop over the recipient rows (a
-        // full-text query per received message: the scale-10 bench hung on it).
-        Rows::Messages(
-            message::Entity::find()
-                .filter(in_my_cases(me))
-                .filter(message::Column::Id.in_subquery(received_by(me, unread))),
-        )
+    let in_case = |q: Select<message::Entity>| match f.case_id {
+        // One case: its own index on `message` bounds the walk better than the inbox's.
+        Some(c) => q.filter(message::Column::CaseId.eq(c)),
+        None => q,
+    };
+    let mine = message::Entity::find().filter(in_my_cases(me));
+    let rows = if let Some(text) = text {
+        // The full-text match holds only messages carrying the caller's token for the box
+        // searched; the `IN` list keeps the received ones unhidden (and unread). Joined
+        // instead, SQLite 3.51 may nest the FTS match inside the loop over the recipient rows
+        // (a full-text query per received message: the scale-10 bench hung on it).
+        let (q, audience) = if sent {
+            (mine.filter(sent_by(me)), search_index::sender_token(me))
+        } else {
+            (
+                mine.filter(message::Column::Id.in_subquery(received_by(me, unread))),
+                search_index::recipient_token(me),
+            )
+        };
+        let search = Search {
+            backend: state.db.backend(),
+            text,
+            audience,
+        };
+        Rows::Ranked(in_case(q), search)
+    } else if sent {
+        Rows::Messages(in_case(mine.filter(sent_by(me))))
     } else if f.case_id.is_some() {
-        // One case: its own index on `message` bounds the walk better than the inbox's; each
-        // of its messages probes the caller's recipient row.
-        Rows::Messages(
-            message::Entity::find()
-                .filter(in_my_cases(me))
-                .filter(Expr::exists(received_row(me, unread))),
-        )
+        // Each of the case's messages probes the caller's recipient row.
+        Rows::Messages(in_case(mine.filter(Expr::exists(received_row(me, unread)))))
     } else {
         // Current cases only; one recipient row per message at most (the key is
         // `(message_id, user_id)`).
@@ -437,20 +431,7 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         }
         Rows::Received(q)
     };
-    let rows = match (rows, f.case_id) {
-        (Rows::Messages(q), Some(c)) => Rows::Messages(q.filter(message::Column::CaseId.eq(c))),
-        (rows, _) => rows,
-    };
-    let search = text.map(|text| Search {
-        backend: state.db.backend(),
-        text,
-        audience: if sent {
-            search_index::sender_token(me)
-        } else {
-            search_index::recipient_token(me)
-        },
-    });
-    let out = page(conn, me, rows, search, limit, f.cursor.as_deref()).await?;
+    let out = page(conn, me, rows, limit, f.cursor.as_deref()).await?;
     audit_list(state, p, f.case_id, &out).await?;
     Ok(out)
 }
@@ -475,7 +456,6 @@ pub async fn case_messages(
         conn,
         p.user_id,
         Rows::Messages(q),
-        None,
         limit,
         f.cursor.as_deref(),
     )

@@ -355,6 +355,19 @@ async fn all_pages(app: &TestApp, path: &str, token: &str, limit: u32) -> Vec<St
     }
 }
 
+/// Whether a plan (lines joined by newlines) has a sort step: a `Sort` node on PostgreSQL,
+/// a temporary B-tree for `ORDER BY` on SQLite.
+fn sorts(backend: DbBackend, plan: &str) -> bool {
+    match backend {
+        DbBackend::Postgres => plan.lines().any(|l| {
+            l.trim_start()
+                .trim_start_matches("->  ")
+                .starts_with("Sort")
+        }),
+        _ => plan.contains("TEMP B-TREE FOR ORDER BY"),
+    }
+}
+
 /// Undo every migration from `name` (inclusive) to the newest, each by its own `down`.
 async fn undo_migrations_from(app: &TestApp, name: &str) {
     let all = Migrator::migrations();
@@ -443,15 +456,11 @@ async fn attorney_inbox_is_read_in_index_order() {
         txn.rollback().await.unwrap();
         let text = plan.join("\n");
         assert!(text.contains(index), "{path}: {}\n{text}", inbox[0].sql);
-        let sorts = match backend {
-            DbBackend::Postgres => plan.iter().any(|l| {
-                l.trim_start()
-                    .trim_start_matches("->  ")
-                    .starts_with("Sort")
-            }),
-            _ => text.contains("TEMP B-TREE FOR ORDER BY"),
-        };
-        assert!(!sorts, "{path} sorts its rows:\n{}\n{text}", inbox[0].sql);
+        assert!(
+            !sorts(backend, &text),
+            "{path} sorts its rows:\n{}\n{text}",
+            inbox[0].sql
+        );
     }
     // The first and the next page make the same statements.
     assert_eq!(counts[0], counts[1], "{counts:?}");
@@ -1109,15 +1118,7 @@ async fn member_case_lists_follow_their_cases_sort_keys() {
         "{}\n{plan}",
         list.sql
     );
-    let sorts = match backend {
-        DbBackend::Postgres => plan.lines().any(|l| {
-            l.trim_start()
-                .trim_start_matches("->  ")
-                .starts_with("Sort")
-        }),
-        _ => plan.contains("TEMP B-TREE FOR ORDER BY"),
-    };
-    assert!(!sorts, "{}\n{plan}", list.sql);
+    assert!(!sorts(backend, &plan), "{}\n{plan}", list.sql);
     // The migration on existing rows: undone, re-run, the same lists.
     undo_migrations_from(&app, "m20261203_000002_member_case_order").await;
     app.state.db.migrate().await.expect("re-run");
