@@ -25,6 +25,9 @@ impl AppointmentStatus {
 pub const GRID_MINUTES: i64 = 5;
 /// Slots are offered every 15 minutes from the start of each availability window.
 pub const SLOT_STEP_MINUTES: i64 = 15;
+/// Offered slots start this much later than the minimum notice requires, so a slot a client
+/// is looking at is still bookable when they pick it a few minutes later.
+pub const SLOT_CHOOSING_MINUTES: i64 = 15;
 /// The longest appointment (and slot duration) accepted.
 pub const MAX_DURATION_MINUTES: i64 = 12 * 60;
 /// The longest range `GET /users/{id}/slots` computes.

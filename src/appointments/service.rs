@@ -698,7 +698,8 @@ pub struct SlotParams {
 }
 
 /// `GET /users/{id}/slots`: free slots of an attorney. Clients see only attorneys on their
-/// cases (others are 404); every slot is bookable by a client (minimum notice included).
+/// cases (others are 404); every slot is bookable by a client (minimum notice included) for
+/// at least `SLOT_CHOOSING_MINUTES` after it is listed.
 pub async fn slots(state: &AppState, p: &Principal, id: Uuid, q: SlotParams) -> Result<Page<Slot>> {
     let mut v = Validator::default();
     let from = match q.from.as_deref() {
@@ -765,8 +766,10 @@ pub async fn slots(state: &AppState, p: &Principal, id: Uuid, q: SlotParams) -> 
                 whose.push(p.user_id);
             }
             let busy = busy_intervals(conn, &whose, from, to, None).await?;
-            let earliest =
-                crate::db::now() + Duration::minutes(state.config.booking_min_notice_minutes);
+            let earliest = crate::db::now()
+                + Duration::minutes(
+                    state.config.booking_min_notice_minutes + domain::SLOT_CHOOSING_MINUTES,
+                );
             domain::free_slots(&windows, &busy, from, to, earliest, duration)
                 .into_iter()
                 .map(|(s, e)| Slot {

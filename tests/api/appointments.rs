@@ -445,6 +445,25 @@ async fn clients_book_free_slots_of_their_attorneys_only() {
     .await;
     let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(p["errors"][0]["field"], "starts_at");
+    // The first offered slot leaves the notice and a quarter of an hour to choose it, so
+    // a slot on screen is still bookable when it is picked; and not much more than that.
+    let listed_at = Utc::now();
+    let today = listed_at.date_naive();
+    let offered = slots(
+        &app,
+        &client,
+        &attorney,
+        &today.to_string(),
+        &(today + chrono::Days::new(2)).to_string(),
+        30,
+    )
+    .await;
+    let first: DateTime<Utc> = offered[0].0.parse().unwrap();
+    let lead = first - listed_at;
+    assert!(
+        lead >= CDuration::minutes(135) && lead <= CDuration::minutes(135 + 15),
+        "first slot {first} is {lead} after the listing"
+    );
     let mut b = slot(2, 10);
     b["starts_at"] = json!(future(2, 10, 3));
     problem(
