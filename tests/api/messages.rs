@@ -741,10 +741,21 @@ async fn search_ranks_by_relevance_and_never_shows_others_messages() {
     // Whole words on both backends: a prefix is not a match (on SQLite it would make the
     // engine merge every term with that prefix, firm-wide).
     assert!(item_ids(&get_ok(&app, "/api/v1/messages?q=settle", &client).await).is_empty());
-    // Paging through ranked results keeps the order.
+    // Paging through ranked results keeps the order, even when other people's messages
+    // arrive in between: a score is a function of its message alone. (With FTS5's bm25 the
+    // firm-wide term statistics moved every score and the second page came back empty.)
     let p1 = get_ok(&app, "/api/v1/messages?q=settlement&limit=1", &client).await;
     assert_eq!(item_ids(&p1), vec![id(&thrice)]);
     let c = p1["next_cursor"].as_str().expect("a second page");
+    for n in 0..12 {
+        say(
+            &app,
+            &other,
+            &other_lead,
+            json!({"body": format!("Unrelated filing reminder number {n}")}),
+        )
+        .await;
+    }
     let p2 = get_ok(
         &app,
         &format!("/api/v1/messages?q=settlement&limit=1&cursor={c}"),
