@@ -754,58 +754,22 @@ pub async fn set_case_hold(
     })
 }
 
-/// The caller's memberships split by what each lets them see (`None`: an admin, sees all).
-struct Sight {
-    shared: Vec<Uuid>,
-    internal: Vec<Uuid>,
-    privileged: Vec<Uuid>,
-}
-
-async fn sight<C: ConnectionTrait>(conn: &C, p: &Principal) -> Result<Option<Sight>> {
-    if p.is_admin() {
-        return Ok(None);
-    }
-    let mut s = Sight {
-        shared: Vec::new(),
-        internal: Vec::new(),
-        privileged: Vec::new(),
-    };
-    for (case_id, role) in access::memberships_of(conn, p.user_id).await? {
-        s.shared.push(case_id);
-        if Confidentiality::Internal.visible_to(p.role, Some(role)) {
-            s.internal.push(case_id);
-        }
-        if Confidentiality::Privileged.visible_to(p.role, Some(role)) {
-            s.privileged.push(case_id);
-        }
-    }
-    Ok(Some(s))
-}
-
-/// [`sight`] within one case whose membership is already known: the levels of this case
-/// alone, rather than every case the caller is on (an attorney's 2,000 ids bound into each
-/// `IN` list of a one-case page).
-fn case_sight(p: &Principal, case_id: Uuid, role: Option<MemberRole>) -> Option<Sight> {
-    if p.is_admin() {
-        return None;
-    }
-    let at = |c: Confidentiality| {
-        if c.visible_to(p.role, role) {
-            vec![case_id]
-        } else {
-            Vec::new()
-        }
-    };
-    Some(Sight {
-        shared: at(Confidentiality::Shared),
-        internal: at(Confidentiality::Internal),
-        privileged: at(Confidentiality::Privileged),
-    })
-}
-
-/// Live documents the caller may see, as a condition on `document`.
-fn visible(s: &Option<Sight>) -> Condition {
-    visible_levels(s, false)
+/// Per confidentiality level, the roles on a case that let someone with this firm role see
+/// it: the rule of [`Confidentiality::visible_to`] as data for SQL. A level no role sees is
+/// left out.
+fn roles_seeing(role: Role) -> Vec<(Confidentiality, Vec<&'static str>)> {
+    Confidentiality::ALL
+        .iter()
+        .map(|c| {
+            let roles = MemberRole::ALL
+                .iter()
+                .filter(|r| c.visible_to(role, Some(**r)))
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>();
+            (*c, roles)
+        })
+        .filter(|(_, roles)| !roles.is_empty())
+        .collect()
 }
 
 /// How the visibility condition names `document.case_id`.
@@ -820,46 +784,61 @@ enum CaseColumn {
     Walk,
 }
 
-fn visible_as(backend: DbBackend, s: &Option<Sight>, col: CaseColumn) -> Condition {
-    visible_levels(s, col == CaseColumn::Walk && backend == DbBackend::Sqlite)
-}
-
-/// [`visible`], naming the case column `+case_id` when `walk` (SQLite only).
-fn visible_levels(s: &Option<Sight>, walk: bool) -> Condition {
+/// Live documents the caller may see, as a condition on `document`: an admin's, all; anyone
+/// else's, per level, those of the cases where their membership role sees that level. The
+/// cases are a subquery on the caller's membership rows, so the statement is the same
+/// whether they are on two cases or two thousand (no id list bound into it).
+fn visible(backend: DbBackend, p: &Principal, col: CaseColumn) -> Condition {
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
-    let Some(s) = s else { return live };
-    let case_in = |ids: &Vec<Uuid>| {
-        if walk {
-            Expr::cust("+\"document\".\"case_id\"").is_in(ids.clone())
-        } else {
-            document::Column::CaseId.is_in(ids.clone())
-        }
-    };
-    // The same cases at every level (an attorney's): one list, no confidentiality test.
-    if s.internal == s.shared && s.privileged == s.shared {
-        return live.add(case_in(&s.shared));
+    if p.is_admin() {
+        return live;
     }
-    // Empty levels are left out: an `IN ()` becomes `1 = 2`, and one unindexable arm of the
-    // OR made SQLite scan every document of the firm for a client's twenty.
+    let walk = col == CaseColumn::Walk && backend == DbBackend::Sqlite;
+    let levels = roles_seeing(p.role);
     let mut any = Condition::any();
-    for (ids, c) in [
-        (&s.shared, Confidentiality::Shared),
-        (&s.internal, Confidentiality::Internal),
-        (&s.privileged, Confidentiality::Privileged),
-    ] {
-        if !ids.is_empty() {
-            any = any.add(
-                Condition::all()
-                    .add(document::Column::Confidentiality.eq(c.as_str()))
-                    .add(case_in(ids)),
-            );
+    for (c, roles) in &levels {
+        let mut cases = access::member_cases(p.user_id);
+        if roles.len() < MemberRole::ALL.len() {
+            cases.and_where(member::Column::Role.is_in(roles.iter().copied()));
         }
+        let case_in = if walk {
+            Expr::cust("+\"document\".\"case_id\"").in_subquery(cases)
+        } else {
+            document::Column::CaseId.in_subquery(cases)
+        };
+        // Every level seen by the same roles: one test, no confidentiality to compare.
+        if levels.len() == Confidentiality::ALL.len() && levels.iter().all(|(_, r)| r == roles) {
+            return live.add(case_in);
+        }
+        any = any.add(
+            Condition::all()
+                .add(document::Column::Confidentiality.eq(c.as_str()))
+                .add(case_in),
+        );
     }
     if any.is_empty() {
-        // No cases at all: nothing is visible.
+        // No role sees anything: nothing is visible.
         return live.add(Expr::cust("1 = 0"));
     }
     live.add(any)
+}
+
+/// [`visible`] within one case whose membership is already known: the levels the caller's
+/// role on it sees, with no subquery at all.
+fn visible_in_case(p: &Principal, case_id: Uuid, role: Option<MemberRole>) -> Condition {
+    let levels: Vec<&str> = Confidentiality::ALL
+        .iter()
+        .filter(|c| c.visible_to(p.role, role))
+        .map(|c| c.as_str())
+        .collect();
+    let live = Condition::all()
+        .add(document::Column::DeletedAt.is_null())
+        .add(document::Column::CaseId.eq(case_id));
+    if levels.len() == Confidentiality::ALL.len() {
+        live
+    } else {
+        live.add(document::Column::Confidentiality.is_in(levels))
+    }
 }
 
 /// Full-text match checked on rows found otherwise (PostgreSQL's tsvector; SQLite probes its
@@ -965,8 +944,7 @@ pub async fn list_case_documents(
     v.finish()?;
     let conn = state.db.conn();
     let a = access::require(state, conn, p, case_id).await?;
-    let mut cond =
-        visible(&case_sight(p, case_id, a.role)).add(document::Column::CaseId.eq(case_id));
+    let mut cond = visible_in_case(p, case_id, a.role);
     if let Some(c) = conf {
         cond = cond.add(document::Column::Confidentiality.eq(c.as_str()));
     }
@@ -1038,7 +1016,6 @@ async fn visible_page(
     let q_text = check_q(&mut v, s.q.as_deref());
     v.finish()?;
     let conn = state.db.conn();
-    let sight = sight(conn, p).await?;
     // A client sees a handful of cases: drive from them. Staff see thousands: walk the id
     // order (SQLite), unless a rare search term makes its set of matches the smaller side.
     let narrow = p.sees_few_cases();
@@ -1052,7 +1029,7 @@ async fn visible_page(
         }
         None => (None, CaseColumn::Walk),
     };
-    let mut cond = visible_as(conn.get_database_backend(), &sight, col);
+    let mut cond = visible(conn.get_database_backend(), p, col);
     if let Some(m) = text {
         cond = cond.add(m);
     }
@@ -1090,7 +1067,7 @@ pub struct DocumentStats {
 /// `GET /documents/stats`: counts and bytes of the documents the caller may see.
 pub async fn stats(state: &AppState, p: &Principal) -> Result<DocumentStats> {
     let conn = state.db.conn();
-    let cond = visible(&sight(conn, p).await?);
+    let cond = visible(conn.get_database_backend(), p, CaseColumn::Indexed);
     let rows: Vec<(Uuid, String, i64, Option<i64>)> = document::Entity::find()
         .select_only()
         .column(document::Column::CaseId)
@@ -1161,21 +1138,13 @@ pub async fn recent_for_dashboard(
                 )
                 .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
         );
-        // The same rule as `Confidentiality::visible_to`, per level: the member roles that see it.
         let mut levels = Condition::any();
-        for c in Confidentiality::ALL {
-            let roles: Vec<&str> = MemberRole::ALL
-                .iter()
-                .filter(|r| c.visible_to(p.role, Some(**r)))
-                .map(|r| r.as_str())
-                .collect();
-            if !roles.is_empty() {
-                levels = levels.add(
-                    Condition::all()
-                        .add(document::Column::Confidentiality.eq(c.as_str()))
-                        .add(Expr::col((member::Entity, member::Column::Role)).is_in(roles)),
-                );
-            }
+        for (c, roles) in roles_seeing(p.role) {
+            levels = levels.add(
+                Condition::all()
+                    .add(document::Column::Confidentiality.eq(c.as_str()))
+                    .add(Expr::col((member::Entity, member::Column::Role)).is_in(roles)),
+            );
         }
         newest = newest.filter(levels);
     }
