@@ -9,7 +9,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, ExprTrait, JoinType},
+    sea_query::{Expr, ExprTrait, JoinType, Query},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -786,15 +786,20 @@ enum CaseColumn {
 
 /// Live documents the caller may see, as a condition on `document`: an admin's, all; anyone
 /// else's, per level, those of the cases where their membership role sees that level. The
-/// cases are a subquery on the caller's membership rows, so the statement is the same
-/// whether they are on two cases or two thousand (no id list bound into it).
+/// cases are read from the caller's membership rows inside the statement, so it is the same
+/// whether they are on two cases or two thousand (no id list bound into it): on SQLite an
+/// `IN (subquery)` per level, which lets a client's few cases drive the plan; on PostgreSQL
+/// one semi-join ([`member_sees`]).
 fn visible(backend: DbBackend, p: &Principal, col: CaseColumn) -> Condition {
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
     if p.is_admin() {
         return live;
     }
-    let walk = col == CaseColumn::Walk && backend == DbBackend::Sqlite;
     let levels = roles_seeing(p.role);
+    if backend == DbBackend::Postgres {
+        return live.add(Expr::exists(member_sees(p.user_id, &levels)));
+    }
+    let walk = col == CaseColumn::Walk;
     let mut any = Condition::any();
     for (c, roles) in &levels {
         let mut cases = access::member_cases(p.user_id);
@@ -821,6 +826,40 @@ fn visible(backend: DbBackend, p: &Principal, col: CaseColumn) -> Condition {
         return live.add(Expr::cust("1 = 0"));
     }
     live.add(any)
+}
+
+/// PostgreSQL's form of [`visible`]: a semi-join on the caller's membership row of the
+/// document's case, the role on it deciding the level per row. PostgreSQL estimates a join;
+/// the `OR` of three `IN (subquery)` arms it guessed so loosely that a rare search term walked
+/// the whole id index (0.24 s instead of 0.2 ms for an attorney on the scale-100 firm).
+fn member_sees(
+    user: Uuid,
+    levels: &[(Confidentiality, Vec<&'static str>)],
+) -> sea_orm::sea_query::SelectStatement {
+    let mut seen = Condition::any();
+    for (c, roles) in levels {
+        let mut level = Condition::all()
+            .add(Expr::col((document::Entity, document::Column::Confidentiality)).eq(c.as_str()));
+        if roles.len() < MemberRole::ALL.len() {
+            level = level.add(
+                Expr::col((member::Entity, member::Column::Role)).is_in(roles.iter().copied()),
+            );
+        }
+        seen = seen.add(level);
+    }
+    Query::select()
+        .expr(Expr::val(1))
+        .from(member::Entity)
+        .cond_where(
+            Condition::all()
+                .add(
+                    Expr::col((member::Entity, member::Column::CaseId))
+                        .equals((document::Entity, document::Column::CaseId)),
+                )
+                .add(Expr::col((member::Entity, member::Column::UserId)).eq(user))
+                .add(seen),
+        )
+        .to_owned()
 }
 
 /// [`visible`] within one case whose membership is already known: the levels the caller's

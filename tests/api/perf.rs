@@ -807,6 +807,7 @@ async fn message_search_is_narrowed_to_the_reader_inside_the_index() {
 async fn document_pages_agree_whichever_search_shape_runs() {
     let sizes = Sizes {
         documents: 1_200,
+        cases: 60,
         ..Sizes::tiny()
     };
     let (app, g) = firm(sizes).await;
@@ -871,6 +872,33 @@ async fn document_pages_agree_whichever_search_shape_runs() {
             rare.contains("rowid IN (SELECT rowid FROM document_fts") && !rare.contains('+'),
             "{rare}"
         );
+    }
+    // However many cases the caller is on, visibility is read from their membership rows
+    // inside the statement, never bound as a list of case ids; on PostgreSQL as one
+    // semi-join (its estimate of three `IN (subquery)` arms made a rare term walk the id
+    // index).
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let cases = get_json(&app, "/api/v1/cases?limit=100", &attorney).await;
+    assert!(cases["items"].as_array().unwrap().len() > 16, "{cases}");
+    let log = app.state.db.statements();
+    log.start();
+    get_json(&app, "/api/v1/documents/search?q=memorandum%207", &attorney).await;
+    get_json(&app, "/api/v1/documents/stats", &attorney).await;
+    for s in log
+        .stop()
+        .into_iter()
+        .filter(|s| s.sql.contains("FROM \"document\""))
+    {
+        let values = s.values.as_ref().map_or(0, |v| v.0.len());
+        assert!(values <= 16, "{values} values bound: {}", s.sql);
+        assert!(s.sql.contains("\"case_member\""), "{}", s.sql);
+        if app.state.db.backend() == DbBackend::Postgres {
+            assert!(
+                s.sql.contains("EXISTS") && !s.sql.contains("IN (SELECT"),
+                "{}",
+                s.sql
+            );
+        }
     }
     // Staff see more than a client, the admin everything generated.
     let admin = login(&app, &g.admin, &g.password).await;
