@@ -802,19 +802,16 @@ fn visible(backend: DbBackend, p: &Principal, col: CaseColumn) -> Condition {
     let walk = col == CaseColumn::Walk;
     let mut any = Condition::any();
     for (c, roles) in &levels {
-        let mut cases = access::member_cases(p.user_id);
-        if roles.len() < MemberRole::ALL.len() {
-            cases.and_where(member::Column::Role.is_in(roles.iter().copied()));
-        }
+        // The roles are named even when all of them see the level: a membership row whose
+        // role this version does not know grants nothing, as in `access::require`.
+        let cases = access::member_cases(p.user_id)
+            .and_where(member::Column::Role.is_in(roles.iter().copied()))
+            .to_owned();
         let case_in = if walk {
             Expr::cust("+\"document\".\"case_id\"").in_subquery(cases)
         } else {
             document::Column::CaseId.in_subquery(cases)
         };
-        // Every level seen by the same roles: one test, no confidentiality to compare.
-        if levels.len() == Confidentiality::ALL.len() && levels.iter().all(|(_, r)| r == roles) {
-            return live.add(case_in);
-        }
         any = any.add(
             Condition::all()
                 .add(document::Column::Confidentiality.eq(c.as_str()))
@@ -838,14 +835,15 @@ fn member_sees(
 ) -> sea_orm::sea_query::SelectStatement {
     let mut seen = Condition::any();
     for (c, roles) in levels {
-        let mut level = Condition::all()
-            .add(Expr::col((document::Entity, document::Column::Confidentiality)).eq(c.as_str()));
-        if roles.len() < MemberRole::ALL.len() {
-            level = level.add(
-                Expr::col((member::Entity, member::Column::Role)).is_in(roles.iter().copied()),
-            );
-        }
-        seen = seen.add(level);
+        seen = seen.add(
+            Condition::all()
+                .add(
+                    Expr::col((document::Entity, document::Column::Confidentiality)).eq(c.as_str()),
+                )
+                .add(
+                    Expr::col((member::Entity, member::Column::Role)).is_in(roles.iter().copied()),
+                ),
+        );
     }
     Query::select()
         .expr(Expr::val(1))

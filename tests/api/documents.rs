@@ -506,6 +506,32 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
     );
     assert_eq!(ids_at(&app, &para.access, search).await, [i.clone()].into());
     assert!(ids_at(&app, &client.access, search).await.is_empty());
+    // The role on the case decides, not the firm role: an attorney on it as a paralegal sees
+    // internal but not privileged material, in search and statistics alike.
+    let as_para = app.user("attorney").await;
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/members"),
+            Some(&lead.access),
+            json!({"user_id": as_para.id, "role": "paralegal"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        ids_at(&app, &as_para.access, search).await,
+        [i.clone()].into()
+    );
+    assert_eq!(
+        ids_at(&app, &as_para.access, &list).await,
+        [s.clone(), i.clone()].into()
+    );
+    let stats: Value = app
+        .get("/api/v1/documents/stats", Some(&as_para.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["total"]["count"], 2, "{stats}");
     // Filters.
     assert_eq!(
         ids_at(
