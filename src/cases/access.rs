@@ -110,6 +110,13 @@ pub fn member_cases(user_id: Uuid) -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
+/// [`member_cases`] where the user's role on the case is one of `roles`.
+pub fn member_cases_as(user_id: Uuid, roles: &[MemberRole]) -> sea_orm::sea_query::SelectStatement {
+    member_cases(user_id)
+        .and_where(member::Column::Role.is_in(roles.iter().map(|r| r.as_str())))
+        .to_owned()
+}
+
 /// Ids of the cases a user is a member of (for scoping other capabilities' lists).
 pub async fn case_ids_of<C: ConnectionTrait>(
     conn: &C,

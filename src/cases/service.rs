@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Statement,
-    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SimpleExpr},
+    sea_query::{Alias, Expr, ExprTrait, JoinType, SimpleExpr},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -652,15 +652,6 @@ fn order_by_case_key(
     Ok(q.order_by(legal_case::Column::Id, order))
 }
 
-fn member_subquery(user_id: Uuid, roles: &[MemberRole]) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
-        .column(member::Column::CaseId)
-        .from(member::Entity)
-        .and_where(member::Column::UserId.eq(user_id))
-        .and_where(member::Column::Role.is_in(roles.iter().map(|r| r.as_str())))
-        .to_owned()
-}
-
 /// `GET /cases`: only visible cases, filtered, sorted, keyset-paginated.
 pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Result<Page<CaseView>> {
     let limit = Limit::parse(f.limit)?;
@@ -756,11 +747,11 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
     }
     if let Some(uid) = f.client_id {
         q = q.filter(
-            legal_case::Column::Id.in_subquery(member_subquery(uid, &[MemberRole::Client])),
+            legal_case::Column::Id.in_subquery(access::member_cases_as(uid, &[MemberRole::Client])),
         );
     }
     if let Some(uid) = f.attorney_id {
-        q = q.filter(legal_case::Column::Id.in_subquery(member_subquery(
+        q = q.filter(legal_case::Column::Id.in_subquery(access::member_cases_as(
             uid,
             &[MemberRole::LeadAttorney, MemberRole::Attorney],
         )));
