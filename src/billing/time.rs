@@ -659,10 +659,29 @@ pub async fn set_case_rate(
 }
 
 /// Unbilled billable minutes on the cases where `staff` is on the legal team (`None`: every
-/// case), for dashboards. The cases are a subquery on the membership rows, so the sum is one
-/// range of `ix_time_entry_unbilled_sum` per case, read from the index alone.
+/// case), for dashboards. A staff member's are the per-case counters on their membership rows
+/// (kept by triggers), one range of `ix_case_member_unbilled` instead of every time entry of
+/// every case they are on.
 pub async fn unbilled_minutes<C: ConnectionTrait>(conn: &C, staff: Option<Uuid>) -> Result<i64> {
-    let mut q = time_entry::Entity::find()
+    use crate::cases::{access, domain::MemberRole, entity::member};
+    if let Some(user) = staff {
+        let m: Option<Option<i64>> = member::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::cust(format!(
+                    "CAST(SUM(case_member.{}) AS BIGINT)",
+                    access::MEMBER_CASE_UNBILLED_MINUTES
+                )),
+                "m",
+            )
+            .filter(member::Column::UserId.eq(user))
+            .filter(member::Column::Role.ne(MemberRole::Client.as_str()))
+            .into_tuple()
+            .one(conn)
+            .await?;
+        return Ok(m.flatten().unwrap_or(0));
+    }
+    let q = time_entry::Entity::find()
         .select_only()
         .column_as(time_entry::Column::Minutes.sum(), "m")
         // Literally the partial index's condition (a bound `billable = ?` would not match it).
@@ -671,14 +690,6 @@ pub async fn unbilled_minutes<C: ConnectionTrait>(conn: &C, staff: Option<Uuid>)
             time_entry::Entity,
             time_entry::Column::Billable,
         )));
-    if let Some(user) = staff {
-        let mut cases = crate::cases::access::member_cases(user);
-        cases.and_where(
-            crate::cases::entity::member::Column::Role
-                .ne(crate::cases::domain::MemberRole::Client.as_str()),
-        );
-        q = q.filter(time_entry::Column::CaseId.in_subquery(cases));
-    }
     let m: Option<Option<i64>> = q.into_tuple().one(conn).await?;
     Ok(m.flatten().unwrap_or(0))
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{Alias, Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -164,33 +164,39 @@ pub async fn upcoming_deadlines(
         );
         q = q.filter(deadline::Column::CaseId.in_subquery(sub));
     }
-    let rows = q
+    // The case number in the same statement: one probe of the case's key per deadline shown.
+    QueryTrait::query(&mut q).join(
+        JoinType::InnerJoin,
+        legal_case::Entity,
+        Expr::col((legal_case::Entity, legal_case::Column::Id))
+            .equals((deadline::Entity, deadline::Column::CaseId)),
+    );
+    let rows: Vec<(Uuid, Uuid, String, String, NaiveDate, String)> = q
+        .select_only()
+        .column(deadline::Column::Id)
+        .column(deadline::Column::CaseId)
+        .column(legal_case::Column::Number)
+        .column(deadline::Column::Title)
+        .column(deadline::Column::DueOn)
+        .column(deadline::Column::Kind)
         .order_by_asc(deadline::Column::DueOn)
         .order_by_asc(deadline::Column::Id)
         .limit(200)
+        .into_tuple()
         .all(state.db.conn())
         .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.case_id).collect();
-    let numbers: std::collections::HashMap<Uuid, String> = legal_case::Entity::find()
-        .select_only()
-        .column(legal_case::Column::Id)
-        .column(legal_case::Column::Number)
-        .filter(legal_case::Column::Id.is_in(ids))
-        .into_tuple::<(Uuid, String)>()
-        .all(state.db.conn())
-        .await?
-        .into_iter()
-        .collect();
     Ok(rows
         .into_iter()
-        .map(|r| UpcomingDeadline {
-            case_number: numbers.get(&r.case_id).cloned().unwrap_or_default(),
-            id: r.id,
-            case_id: r.case_id,
-            title: r.title,
-            due_on: r.due_on,
-            kind: DeadlineKind::parse(&r.kind).unwrap_or(DeadlineKind::Internal),
-        })
+        .map(
+            |(id, case_id, case_number, title, due_on, kind)| UpcomingDeadline {
+                id,
+                case_id,
+                case_number,
+                title,
+                due_on,
+                kind: DeadlineKind::parse(&kind).unwrap_or(DeadlineKind::Internal),
+            },
+        )
         .collect())
 }
 

@@ -22,7 +22,7 @@ use crate::{
     AppState,
     audit::NewEntry,
     auth::Principal,
-    cases::{access, domain::MemberRole},
+    cases::{access, domain::MemberRole, entity::member},
     error::{Error, Result, Validator},
     http::pagination::{Limit, Page, after_in_range, decode_cursor, encode_cursor},
 };
@@ -73,8 +73,14 @@ fn sent_by(user: Uuid) -> sea_orm::Condition {
         .add(message::Column::SenderDeletedAt.is_null())
 }
 
+/// For aggregates over all of the user's messages: the set of their cases, built once.
 fn in_my_cases(user: Uuid) -> SimpleExpr {
     message::Column::CaseId.in_subquery(access::member_cases(user))
+}
+
+/// For pages walked in an index's order: a probe of the user's membership per row visited.
+fn in_my_case_row(user: Uuid) -> SimpleExpr {
+    access::is_member_of(user, (message::Entity, message::Column::CaseId))
 }
 
 /// Messages `user` may see: sent or received, not hidden, in a case they are on *now*.
@@ -91,7 +97,7 @@ pub fn visible_condition(user: Uuid) -> sea_orm::Condition {
 /// recipient key `(message_id, user_id)` once per row, instead of an `IN` over every message
 /// the user ever received (tens of thousands for an attorney, built on every call).
 pub fn visible_row_condition(user: Uuid) -> sea_orm::Condition {
-    sea_orm::Condition::all().add(in_my_cases(user)).add(
+    sea_orm::Condition::all().add(in_my_case_row(user)).add(
         sea_orm::Condition::any()
             .add(sent_by(user))
             .add(Expr::exists(received_row(user, false))),
@@ -434,7 +440,7 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         Some(c) => q.filter(message::Column::CaseId.eq(c)),
         None => q,
     };
-    let mine = message::Entity::find().filter(in_my_cases(me));
+    let mine = message::Entity::find().filter(in_my_case_row(me));
     let rows = if let Some(text) = text {
         // The full-text match holds only messages carrying the caller's token for the box
         // searched; the `IN` list keeps the received ones unhidden (and unread). Joined
@@ -465,7 +471,10 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         let mut q = recipient::Entity::find()
             .filter(recipient::Column::UserId.eq(me))
             .filter(recipient::Column::DeletedAt.is_null())
-            .filter(recipient::Column::CaseId.in_subquery(access::member_cases(me)));
+            .filter(access::is_member_of(
+                me,
+                (recipient::Entity, recipient::Column::CaseId),
+            ));
         if unread {
             q = q.filter(recipient::Column::ReadAt.is_null());
         }
@@ -511,19 +520,20 @@ pub struct UnreadCount {
     pub by_case: BTreeMap<Uuid, i64>,
 }
 
-/// Unread, not hidden, in cases the user is on now: case → count.
+/// Unread, not hidden, in cases the user is on now: case → count. The counters of the user's
+/// membership rows (kept by triggers), only the rows that have any: one range of
+/// `ix_case_member_unread`, however many messages and cases are behind it.
 async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<BTreeMap<Uuid, i64>> {
-    let rows: Vec<(Uuid, i64)> = recipient::Entity::find()
+    let rows: Vec<(Uuid, i64)> = member::Entity::find()
         .select_only()
-        .column(recipient::Column::CaseId)
-        // `COUNT(*)`, not of a column: the rows are counted from `ix_message_recipient_user`
-        // `(user_id, deleted_at, read_at, case_id)` alone, without reading the table.
-        .column_as(Expr::cust("COUNT(*)"), "n")
-        .filter(recipient::Column::UserId.eq(user))
-        .filter(recipient::Column::DeletedAt.is_null())
-        .filter(recipient::Column::ReadAt.is_null())
-        .filter(recipient::Column::CaseId.in_subquery(access::member_cases(user)))
-        .group_by(recipient::Column::CaseId)
+        .column(member::Column::CaseId)
+        .column_as(
+            Expr::col((member::Entity, Alias::new(access::MEMBER_UNREAD_MESSAGES))),
+            "n",
+        )
+        .filter(member::Column::UserId.eq(user))
+        // Literally the partial index's condition (a bound `> ?` would not match it).
+        .filter(Expr::cust("case_member.unread_messages > 0"))
         .into_tuple()
         .all(conn)
         .await?;

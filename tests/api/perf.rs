@@ -912,8 +912,9 @@ async fn document_pages_agree_whichever_search_shape_runs() {
 
 /// The staff dashboard's sums and lists are driven by the attorney's membership rows, each one
 /// a range of an index that answers it alone: recent documents from `ix_document_live_case`,
-/// unbilled minutes from `ix_time_entry_unbilled_sum` (both partial, so the query must state
-/// their conditions literally), and no statement binds the attorney's case ids as a list.
+/// unbilled minutes and unread messages from the counters on the membership rows
+/// (`ix_case_member_unbilled`, `ix_case_member_unread`; partial indexes, so the query must
+/// state their conditions literally), and no statement binds the attorney's case ids as a list.
 /// PostgreSQL plans every statement for its parameters (`plan_cache_mode`), so a generic plan
 /// made for a client cannot serve an attorney's unread view.
 #[tokio::test]
@@ -950,14 +951,20 @@ async fn staff_dashboard_reads_follow_the_memberships() {
         .map(|r| r.try_get::<uuid::Uuid>("", "case_id").unwrap().to_string())
         .collect();
     assert!(cases.len() >= 5, "{cases:?}");
+    assert!(
+        !stmts.iter().any(|s| s.sql.contains("FROM \"time_entry\"")
+            || s.sql.contains("FROM \"message_recipient\"")),
+        "the sums come from the membership counters"
+    );
     for (table, index) in [
-        ("\"document\"", "ix_document_live_case"),
-        ("\"time_entry\"", "ix_time_entry_unbilled_sum"),
+        ("FROM \"document\"", "ix_document_live_case"),
+        ("case_unbilled_minutes", "ix_case_member_unbilled"),
+        ("unread_messages", "ix_case_member_unread"),
     ] {
         let st = stmts
             .iter()
-            .find(|s| s.sql.contains(&format!("FROM {table}")))
-            .unwrap_or_else(|| panic!("no statement on {table}"));
+            .find(|s| s.sql.contains(table))
+            .unwrap_or_else(|| panic!("no statement with {table}"));
         let bound = format!("{:?}", st.values);
         assert!(
             !cases.iter().any(|c| bound.contains(c.as_str())),
@@ -968,7 +975,7 @@ async fn staff_dashboard_reads_follow_the_memberships() {
         match backend {
             // With statistics PostgreSQL may rather walk the newest documents by key and probe
             // the membership (cheap while the caller is on many cases); any index will do.
-            DbBackend::Postgres if table == "\"document\"" => {
+            DbBackend::Postgres if index == "ix_document_live_case" => {
                 assert!(!plan.contains("Seq Scan"), "{}\n{plan}", st.sql)
             }
             DbBackend::Postgres => assert!(plan.contains(index), "{}\n{plan}", st.sql),
@@ -1195,4 +1202,281 @@ async fn member_case_search_agrees_whichever_shape_runs() {
             }
         }
     }
+}
+
+/// Membership rows whose counters differ from a recount of what they count: unread, unhidden
+/// recipient rows of the member in the case; billable minutes of the case not on an invoice.
+async fn stale_counters(app: &TestApp) -> i64 {
+    let backend = app.state.db.backend();
+    let row = app
+        .state
+        .db
+        .conn()
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS n FROM case_member m
+             WHERE m.unread_messages <> (SELECT COUNT(*) FROM message_recipient r
+                     WHERE r.user_id = m.user_id AND r.case_id = m.case_id
+                       AND r.read_at IS NULL AND r.deleted_at IS NULL)
+                OR m.case_unbilled_minutes <> (SELECT COALESCE(SUM(t.minutes), 0)
+                     FROM time_entry t
+                     WHERE t.case_id = m.case_id AND t.invoice_id IS NULL AND t.billable)",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// The unread count and the staff dashboard's unbilled minutes are read from counters on the
+/// membership rows, kept by triggers. After every kind of write that changes what they count
+/// (send, read one, read many, hide, leave and rejoin a case, time entries added, changed,
+/// made non-billable, deleted, invoiced and released by a void) every counter of the firm
+/// still equals a recount, and the API's numbers move by exactly the change.
+#[tokio::test]
+async fn membership_counters_match_what_they_count() {
+    use reqwest::Method;
+    let (app, g) = firm(Sizes::tiny()).await;
+    assert_eq!(stale_counters(&app).await, 0, "after the generator");
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let client = login(&app, &g.clients[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    let client_id = get_json(&app, "/api/v1/me", &client).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A case of the client's that the attorney leads (the generator makes case 0 such).
+    let theirs: Vec<String> = get_json(&app, "/api/v1/cases?limit=100", &attorney).await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    let case = get_json(&app, "/api/v1/cases?limit=100", &client).await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .find(|c| theirs.contains(c))
+        .expect("a case of both");
+    let unread = |token: String| {
+        let app = &app;
+        let case = case.clone();
+        async move {
+            let u = get_json(app, "/api/v1/messages/unread-count", &token).await;
+            let total = u["total"].as_i64().unwrap();
+            let listed: i64 = u["by_case"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|n| n.as_i64().unwrap())
+                .sum();
+            assert_eq!(total, listed, "{u}");
+            (total, u["by_case"][case.as_str()].as_i64())
+        }
+    };
+    let send = |token: String| {
+        let app = &app;
+        let case = case.clone();
+        async move {
+            let r = app
+                .post(
+                    &format!("/api/v1/cases/{case}/messages"),
+                    Some(&token),
+                    json!({"body": "About the filing deadline"}),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let m: Value = r.json().await.unwrap();
+            m["id"].as_str().unwrap().to_string()
+        }
+    };
+
+    // Send, then read one.
+    let (before, in_case) = unread(attorney.clone()).await;
+    let base = in_case.unwrap_or(0);
+    let m1 = send(client.clone()).await;
+    assert_eq!(unread(attorney.clone()).await, (before + 1, Some(base + 1)));
+    assert_eq!(stale_counters(&app).await, 0, "after a send");
+    let r = app
+        .post(
+            &format!("/api/v1/messages/{m1}/read"),
+            Some(&attorney),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Reading it again changes nothing.
+    app.post(
+        &format!("/api/v1/messages/{m1}/read"),
+        Some(&attorney),
+        json!({}),
+    )
+    .await;
+    assert_eq!(unread(attorney.clone()).await.0, before);
+    assert_eq!(stale_counters(&app).await, 0, "after a read");
+
+    // Hide one unread message, read another with the bulk call.
+    let m2 = send(client.clone()).await;
+    let m3 = send(client.clone()).await;
+    assert_eq!(unread(attorney.clone()).await.0, before + 2);
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/messages/{m2}"),
+            Some(&attorney),
+            None,
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = app
+        .post(
+            "/api/v1/messages/read",
+            Some(&attorney),
+            json!({"ids": [m3, m1]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(unread(attorney.clone()).await.0, before);
+    assert_eq!(
+        stale_counters(&app).await,
+        0,
+        "after hiding and a bulk read"
+    );
+
+    // The client leaves the case with an unread message and comes back to it.
+    send(attorney.clone()).await;
+    let (client_total, client_in_case) = unread(client.clone()).await;
+    let pending = client_in_case.expect("the client has unread messages in the case");
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/cases/{case}/members/{client_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(unread(client.clone()).await, (client_total - pending, None));
+    assert_eq!(stale_counters(&app).await, 0, "after leaving");
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/members"),
+            Some(&admin),
+            json!({"user_id": client_id, "role": "client"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(unread(client.clone()).await, (client_total, Some(pending)));
+    assert_eq!(stale_counters(&app).await, 0, "after rejoining");
+
+    // Time entries: added, changed, made non-billable, deleted, invoiced, released.
+    let unbilled = || async {
+        get_json(&app, "/api/v1/dashboard", &attorney).await["unbilled_minutes"]
+            .as_i64()
+            .unwrap()
+    };
+    let start = unbilled().await;
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/time-entries"),
+            Some(&attorney),
+            json!({"work_date": "2026-11-20", "minutes": 90, "rate_cents": 30_000,
+                   "description": "Drafting", "billable": true}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let entry: Value = r.json().await.unwrap();
+    let entry = entry["id"].as_str().unwrap().to_string();
+    assert_eq!(unbilled().await, start + 90);
+    let r = app
+        .patch(
+            &format!("/api/v1/time-entries/{entry}"),
+            Some(&attorney),
+            json!({"minutes": 30}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(unbilled().await, start + 30);
+    let r = app
+        .patch(
+            &format!("/api/v1/time-entries/{entry}"),
+            Some(&attorney),
+            json!({"billable": false}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(unbilled().await, start);
+    assert_eq!(stale_counters(&app).await, 0, "after changing an entry");
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/time-entries/{entry}"),
+            Some(&attorney),
+            None,
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(unbilled().await, start);
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/time-entries"),
+            Some(&attorney),
+            json!({"work_date": "2026-11-21", "minutes": 45, "rate_cents": 30_000,
+                   "description": "Call with the client"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(unbilled().await, start + 45);
+    let start = start + 45;
+    let case_unbilled: i64 = app
+        .state
+        .db
+        .conn()
+        .query_one_raw(Statement::from_sql_and_values(
+            app.state.db.backend(),
+            match app.state.db.backend() {
+                DbBackend::Postgres => {
+                    "SELECT CAST(COALESCE(SUM(minutes), 0) AS BIGINT) AS n FROM time_entry
+                     WHERE invoice_id IS NULL AND billable AND case_id = $1"
+                }
+                _ => {
+                    "SELECT COALESCE(SUM(minutes), 0) AS n FROM time_entry
+                     WHERE invoice_id IS NULL AND billable AND case_id = ?"
+                }
+            },
+            [uuid::Uuid::parse_str(&case).unwrap().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert!(case_unbilled >= 45);
+    let r = app
+        .post(
+            "/api/v1/invoices",
+            Some(&attorney),
+            json!({"case_id": case}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let invoice: Value = r.json().await.unwrap();
+    assert_eq!(unbilled().await, start - case_unbilled);
+    assert_eq!(stale_counters(&app).await, 0, "after invoicing");
+    let r = app
+        .post(
+            &format!("/api/v1/invoices/{}/void", invoice["id"].as_str().unwrap()),
+            Some(&attorney),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(unbilled().await, start);
+    assert_eq!(stale_counters(&app).await, 0, "after voiding");
 }

@@ -18,6 +18,7 @@ mod m20261202_000004_dashboard_indexes;
 mod m20261202_000010_message_search_audience;
 mod m20261203_000001_message_audience;
 mod m20261203_000002_member_case_order;
+mod m20261204_000001_member_counters;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_message_search_audience::Migration),
             Box::new(m20261203_000001_message_audience::Migration),
             Box::new(m20261203_000002_member_case_order::Migration),
+            Box::new(m20261204_000001_member_counters::Migration),
         ]
     }
 }
