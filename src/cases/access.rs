@@ -121,6 +121,12 @@ pub fn member_cases(user_id: Uuid) -> sea_orm::sea_query::SelectStatement {
 /// key `(case_id, user_id)` per row. For pages walked in an index's order and cut by a
 /// `LIMIT`, where `IN (`[`member_cases`]`)` would first collect every case the user is on
 /// (2,000 for an attorney of the scale-100 firm) however few rows the page needs.
+///
+/// `LIMIT 1 OFFSET 0` keeps PostgreSQL from turning the probe into a semi-join (it does not
+/// pull up an `EXISTS` with an offset): it guesses that few of an attorney's 10,000 received
+/// messages are in their cases, hash-joins them all with the 2,000 memberships and sorts
+/// (2.8 ms at scale 100) instead of walking the inbox index until the page is full (0.4 ms).
+/// SQLite evaluates it per row either way, and wants a `LIMIT` before an `OFFSET`.
 pub fn is_member_of(user_id: Uuid, case_col: impl IntoColumnRef) -> SimpleExpr {
     use sea_orm::sea_query::ExprTrait;
     Expr::exists(
@@ -129,6 +135,8 @@ pub fn is_member_of(user_id: Uuid, case_col: impl IntoColumnRef) -> SimpleExpr {
             .from(member::Entity)
             .and_where(Expr::col((member::Entity, member::Column::CaseId)).equals(case_col))
             .and_where(member::Column::UserId.eq(user_id))
+            .limit(1)
+            .offset(0)
             .to_owned(),
     )
 }
