@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{
     access,
     domain::{CasePhase, CaseStatus, DeadlineKind},
-    entity::{deadline, legal_case, member},
+    entity::{deadline, legal_case, member, member_deadline},
     service::{MEMBER_CASE_STATUS, MEMBER_CASE_UPDATED_AT, in_member_order, through_memberships},
 };
 use crate::{AppState, audit::NewEntry, auth::Principal, error::Result};
@@ -152,39 +152,39 @@ pub async fn upcoming_deadlines(
             "Only the firm's staff have a deadline list.",
         ));
     }
-    let today = Utc::now().date_naive();
-    let mut q = deadline::Entity::find()
-        .filter(deadline::Column::CompletedAt.is_null())
-        .filter(deadline::Column::DueOn.gte(today))
-        .filter(deadline::Column::DueOn.lte(today + Duration::days(days.clamp(0, 3660))));
-    if !p.is_admin() {
-        let mut sub = access::member_cases(p.user_id);
-        sub.and_where(
-            super::entity::member::Column::Role.ne(super::domain::MemberRole::Client.as_str()),
+    let from = Utc::now().date_naive();
+    let to = from + Duration::days(days.clamp(0, 3660));
+    let rows: Vec<(Uuid, Uuid, String, String, NaiveDate, String)> = if p.is_admin() {
+        let q = deadline::Entity::find()
+            .filter(deadline::Column::CompletedAt.is_null())
+            .filter(deadline::Column::DueOn.between(from, to));
+        with_case_number(q)
+            .order_by_asc(deadline::Column::DueOn)
+            .order_by_asc(deadline::Column::Id)
+            .limit(200)
+            .into_tuple()
+            .all(state.db.conn())
+            .await?
+    } else {
+        // The caller's own open deadlines in due order (kept by triggers): one range of their
+        // key that the `LIMIT` ends, however many cases they are on.
+        let mut q = member_deadline::Entity::find()
+            .filter(member_deadline::Column::UserId.eq(p.user_id))
+            .filter(member_deadline::Column::DueOn.between(from, to));
+        QueryTrait::query(&mut q).join(
+            JoinType::InnerJoin,
+            deadline::Entity,
+            Expr::col((deadline::Entity, deadline::Column::Id))
+                .equals((member_deadline::Entity, member_deadline::Column::DeadlineId)),
         );
-        q = q.filter(deadline::Column::CaseId.in_subquery(sub));
-    }
-    // The case number in the same statement: one probe of the case's key per deadline shown.
-    QueryTrait::query(&mut q).join(
-        JoinType::InnerJoin,
-        legal_case::Entity,
-        Expr::col((legal_case::Entity, legal_case::Column::Id))
-            .equals((deadline::Entity, deadline::Column::CaseId)),
-    );
-    let rows: Vec<(Uuid, Uuid, String, String, NaiveDate, String)> = q
-        .select_only()
-        .column(deadline::Column::Id)
-        .column(deadline::Column::CaseId)
-        .column(legal_case::Column::Number)
-        .column(deadline::Column::Title)
-        .column(deadline::Column::DueOn)
-        .column(deadline::Column::Kind)
-        .order_by_asc(deadline::Column::DueOn)
-        .order_by_asc(deadline::Column::Id)
-        .limit(200)
-        .into_tuple()
-        .all(state.db.conn())
-        .await?;
+        with_case_number(q)
+            .order_by_asc(member_deadline::Column::DueOn)
+            .order_by_asc(member_deadline::Column::DeadlineId)
+            .limit(200)
+            .into_tuple()
+            .all(state.db.conn())
+            .await?
+    };
     Ok(rows
         .into_iter()
         .map(
@@ -198,6 +198,24 @@ pub async fn upcoming_deadlines(
             },
         )
         .collect())
+}
+
+/// A deadline query's columns for [`UpcomingDeadline`], the case number joined in the same
+/// statement (one probe of the case's key per deadline).
+fn with_case_number<E: EntityTrait>(mut q: sea_orm::Select<E>) -> sea_orm::Select<E> {
+    QueryTrait::query(&mut q).join(
+        JoinType::InnerJoin,
+        legal_case::Entity,
+        Expr::col((legal_case::Entity, legal_case::Column::Id))
+            .equals((deadline::Entity, deadline::Column::CaseId)),
+    );
+    q.select_only()
+        .column(deadline::Column::Id)
+        .column(deadline::Column::CaseId)
+        .column(legal_case::Column::Number)
+        .column(deadline::Column::Title)
+        .column(deadline::Column::DueOn)
+        .column(deadline::Column::Kind)
 }
 
 pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {

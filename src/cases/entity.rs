@@ -75,6 +75,29 @@ pub mod timeline {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Each staff member's open deadlines in due order, kept by triggers (migration
+/// `m20261204_000002_member_deadlines`): one row per open deadline and staff member of its case.
+pub mod member_deadline {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "member_deadline")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub due_on: Date,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub deadline_id: Uuid,
+        pub case_id: Uuid,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod deadline {
     use sea_orm::entity::prelude::*;
 

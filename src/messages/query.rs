@@ -440,8 +440,11 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         Some(c) => q.filter(message::Column::CaseId.eq(c)),
         None => q,
     };
+    // A page of messages in index order probes the membership per row; a ranked search scores
+    // every match anyway, so it checks them against the set of the caller's cases.
     let mine = message::Entity::find().filter(in_my_case_row(me));
     let rows = if let Some(text) = text {
+        let mine = message::Entity::find().filter(in_my_cases(me));
         // The full-text match holds only messages carrying the caller's token for the box
         // searched; the `IN` list keeps the received ones unhidden (and unread). Joined
         // instead, SQLite 3.51 may nest the FTS match inside the loop over the recipient rows

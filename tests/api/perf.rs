@@ -1216,25 +1216,168 @@ async fn member_case_search_agrees_whichever_shape_runs() {
 /// Membership rows whose counters differ from a recount of what they count: unread, unhidden
 /// recipient rows of the member in the case; billable minutes of the case not on an invoice.
 async fn stale_counters(app: &TestApp) -> i64 {
-    let backend = app.state.db.backend();
-    let row = app
-        .state
-        .db
-        .conn()
-        .query_one_raw(Statement::from_string(
-            backend,
-            "SELECT COUNT(*) AS n FROM case_member m
+    count(
+        app,
+        "SELECT COUNT(*) AS n FROM case_member m
              WHERE m.unread_messages <> (SELECT COUNT(*) FROM message_recipient r
                      WHERE r.user_id = m.user_id AND r.case_id = m.case_id
                        AND r.read_at IS NULL AND r.deleted_at IS NULL)
                 OR m.case_unbilled_minutes <> (SELECT COALESCE(SUM(t.minutes), 0)
                      FROM time_entry t
                      WHERE t.case_id = m.case_id AND t.invoice_id IS NULL AND t.billable)",
-        ))
+    )
+    .await
+}
+
+/// The `n` of a one-row query.
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let row = app
+        .state
+        .db
+        .conn()
+        .query_one_raw(Statement::from_string(app.state.db.backend(), sql))
         .await
         .unwrap()
         .unwrap();
     row.try_get::<i64>("", "n").unwrap()
+}
+
+/// `DELETE path`, which must succeed.
+async fn delete_ok(app: &TestApp, path: &str, token: &str) {
+    let r = app
+        .request(reqwest::Method::DELETE, path, Some(token), None)
+        .await;
+    assert!(r.status().is_success(), "DELETE {path}: {}", r.status());
+}
+
+/// The caller's user id.
+async fn my_id(app: &TestApp, token: &str) -> String {
+    get_json(app, "/api/v1/me", token).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `member_deadline` rows that are not, or missing rows that should be, one per open deadline
+/// and staff member of its case (with the deadline's due date and case).
+async fn stale_member_deadlines(app: &TestApp) -> i64 {
+    let mirror = "SELECT user_id, due_on, deadline_id, case_id FROM member_deadline";
+    let truth = "SELECT m.user_id, d.due_on, d.id, d.case_id
+                 FROM case_deadline d JOIN case_member m ON m.case_id = d.case_id
+                 WHERE d.completed_at IS NULL AND m.role <> 'client'";
+    count(
+        app,
+        &format!(
+            "SELECT (SELECT COUNT(*) FROM ({mirror} EXCEPT {truth}) a)
+                  + (SELECT COUNT(*) FROM ({truth} EXCEPT {mirror}) b) AS n"
+        ),
+    )
+    .await
+}
+
+/// A staff member's open deadlines are read from `member_deadline`, kept by triggers: after a
+/// deadline is added, completed, reopened, and staff join and leave the case, the rows still
+/// mirror the deadlines, and the dashboards list exactly the caller's.
+#[tokio::test]
+async fn member_deadlines_mirror_every_change() {
+    use reqwest::Method;
+    let (app, g) = firm(Sizes::tiny()).await;
+    assert_eq!(stale_member_deadlines(&app).await, 0, "after the generator");
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let paralegal = login(&app, &g.paralegals[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    let paralegal_id = my_id(&app, &paralegal).await;
+    let case = get_json(&app, "/api/v1/cases?limit=1", &attorney).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = |token: String| {
+        let app = &app;
+        async move {
+            let d = get_json(app, "/api/v1/dashboard", &token).await;
+            d["deadlines_next_30_days"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(3)).to_string();
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/deadlines"),
+            Some(&attorney),
+            json!({"title": "File the reply brief", "due_on": due, "kind": "filing"}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let deadline: Value = r.json().await.unwrap();
+    let id = deadline["id"].as_str().unwrap().to_string();
+    assert!(listed(attorney.clone()).await.contains(&id));
+    assert_eq!(stale_member_deadlines(&app).await, 0, "after adding");
+
+    // A paralegal joining the case sees it; leaving, no longer.
+    app.request(
+        Method::DELETE,
+        &format!("/api/v1/cases/{case}/members/{paralegal_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(!listed(paralegal.clone()).await.contains(&id));
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/members"),
+            Some(&admin),
+            json!({"user_id": paralegal_id, "role": "paralegal"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(listed(paralegal.clone()).await.contains(&id));
+    assert_eq!(stale_member_deadlines(&app).await, 0, "after joining");
+
+    // Completed: gone from every list; reopened: back.
+    let done = |completed: bool| {
+        let app = &app;
+        let (case, id, attorney) = (case.clone(), id.clone(), attorney.clone());
+        async move {
+            let r = app
+                .patch(
+                    &format!("/api/v1/cases/{case}/deadlines/{id}"),
+                    Some(&attorney),
+                    json!({"completed": completed}),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    };
+    done(true).await;
+    assert!(!listed(attorney.clone()).await.contains(&id));
+    assert!(!listed(paralegal.clone()).await.contains(&id));
+    assert_eq!(stale_member_deadlines(&app).await, 0, "after completing");
+    done(false).await;
+    assert!(listed(attorney.clone()).await.contains(&id));
+    assert_eq!(stale_member_deadlines(&app).await, 0, "after reopening");
+
+    delete_ok(
+        &app,
+        &format!("/api/v1/cases/{case}/members/{paralegal_id}"),
+        &admin,
+    )
+    .await;
+    assert!(!listed(paralegal.clone()).await.contains(&id));
+    assert_eq!(stale_member_deadlines(&app).await, 0, "after leaving");
+
+    // The admin's list (every case) and an attorney's agree on the attorney's deadlines.
+    let mine = listed(attorney.clone()).await;
+    let all = listed(admin.clone()).await;
+    assert!(mine.iter().all(|d| all.contains(d)) || all.len() == 200);
 }
 
 /// The unread count and the staff dashboard's unbilled minutes are read from counters on the
@@ -1244,16 +1387,12 @@ async fn stale_counters(app: &TestApp) -> i64 {
 /// still equals a recount, and the API's numbers move by exactly the change.
 #[tokio::test]
 async fn membership_counters_match_what_they_count() {
-    use reqwest::Method;
     let (app, g) = firm(Sizes::tiny()).await;
     assert_eq!(stale_counters(&app).await, 0, "after the generator");
     let attorney = login(&app, &g.attorneys[0], &g.password).await;
     let client = login(&app, &g.clients[0], &g.password).await;
     let admin = login(&app, &g.admin, &g.password).await;
-    let client_id = get_json(&app, "/api/v1/me", &client).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let client_id = my_id(&app, &client).await;
     // A case of the client's that the attorney leads (the generator makes case 0 such).
     let theirs: Vec<String> = get_json(&app, "/api/v1/cases?limit=100", &attorney).await["items"]
         .as_array()
@@ -1329,15 +1468,7 @@ async fn membership_counters_match_what_they_count() {
     let m2 = send(client.clone()).await;
     let m3 = send(client.clone()).await;
     assert_eq!(unread(attorney.clone()).await.0, before + 2);
-    let r = app
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/messages/{m2}"),
-            Some(&attorney),
-            None,
-        )
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    delete_ok(&app, &format!("/api/v1/messages/{m2}"), &attorney).await;
     let r = app
         .post(
             "/api/v1/messages/read",
@@ -1357,15 +1488,12 @@ async fn membership_counters_match_what_they_count() {
     send(attorney.clone()).await;
     let (client_total, client_in_case) = unread(client.clone()).await;
     let pending = client_in_case.expect("the client has unread messages in the case");
-    let r = app
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/cases/{case}/members/{client_id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    delete_ok(
+        &app,
+        &format!("/api/v1/cases/{case}/members/{client_id}"),
+        &admin,
+    )
+    .await;
     assert_eq!(unread(client.clone()).await, (client_total - pending, None));
     assert_eq!(stale_counters(&app).await, 0, "after leaving");
     let r = app
@@ -1422,15 +1550,7 @@ async fn membership_counters_match_what_they_count() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(unbilled().await, start);
     assert_eq!(stale_counters(&app).await, 0, "after changing an entry");
-    let r = app
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/time-entries/{entry}"),
-            Some(&attorney),
-            None,
-        )
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    delete_ok(&app, &format!("/api/v1/time-entries/{entry}"), &attorney).await;
     assert_eq!(unbilled().await, start);
     let r = app
         .post(

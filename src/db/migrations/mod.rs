@@ -19,6 +19,7 @@ mod m20261202_000010_message_search_audience;
 mod m20261203_000001_message_audience;
 mod m20261203_000002_member_case_order;
 mod m20261204_000001_member_counters;
+mod m20261204_000002_member_deadlines;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_message_audience::Migration),
             Box::new(m20261203_000002_member_case_order::Migration),
             Box::new(m20261204_000001_member_counters::Migration),
+            Box::new(m20261204_000002_member_deadlines::Migration),
         ]
     }
 }
