@@ -107,6 +107,9 @@ pub fn visible_condition(p: &Principal) -> Option<sea_orm::Condition> {
 /// and the case's billable minutes not yet on an invoice.
 pub const MEMBER_UNREAD_MESSAGES: &str = "unread_messages";
 pub const MEMBER_CASE_UNBILLED_MINUTES: &str = "case_unbilled_minutes";
+/// At least the greatest id of the case's live documents (never lower; migration
+/// `m20261204_000003_member_last_document`).
+pub const MEMBER_CASE_LAST_DOCUMENT_ID: &str = "case_last_document_id";
 
 /// `SELECT case_id FROM case_member WHERE user_id = ?`, to filter any table by case.
 pub fn member_cases(user_id: Uuid) -> sea_orm::sea_query::SelectStatement {

@@ -9,7 +9,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, ExprTrait, JoinType, Query},
+    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -1148,52 +1148,104 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<DocumentStats> {
     Ok(out)
 }
 
-/// The last five documents the caller may see, for the dashboard.
+/// How many of the caller's cases the dashboard's newest documents are first looked for in:
+/// those with the greatest [`access::MEMBER_CASE_LAST_DOCUMENT_ID`].
+const RECENT_CANDIDATE_CASES: u64 = 32;
+
+/// The dashboard's five newest documents the caller may see (admins: of the firm).
 ///
-/// Driven by the caller's membership rows: each case's live documents come from the partial
-/// index `ix_document_live_case`, and the role on the case (joined, not loaded into an `IN`
-/// list of every case id) decides which confidentiality levels count. The newest five ids are
-/// picked from the index alone, then only those five rows are read.
+/// Driven by the caller's membership rows: the role on the case (joined, not loaded into an
+/// `IN` list of every case id) decides which confidentiality levels count, and the newest five
+/// ids are picked from the index `ix_document_live_case` alone, then only those rows are read.
+/// A member's cases are first narrowed to the [`RECENT_CANDIDATE_CASES`] whose greatest
+/// document id is greatest (`ix_case_member_last_document`). That copy is an upper bound of the
+/// case's live document ids, so the answer is complete when five were found and the fifth is
+/// newer than anything a case left out can hold; otherwise (a caller whose newest cases hold
+/// only documents they may not see) every case is searched.
 pub async fn recent_for_dashboard(
     state: &AppState,
     p: &Principal,
 ) -> Result<Vec<serde_json::Value>> {
+    const SHOWN: u64 = 5;
     let conn = state.db.conn();
-    let mut newest = document::Entity::find()
-        .select_only()
-        .column(document::Column::Id)
-        .filter(document::Column::DeletedAt.is_null());
-    if !p.is_admin() {
-        sea_orm::QueryTrait::query(&mut newest).join(
-            JoinType::InnerJoin,
-            member::Entity,
-            Condition::all()
-                .add(
-                    Expr::col((member::Entity, member::Column::CaseId))
-                        .equals((document::Entity, document::Column::CaseId)),
-                )
-                .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
-        );
-        let mut levels = Condition::any();
-        for (c, roles) in roles_seeing(p.role) {
-            levels = levels.add(
+    // The newest visible documents, of the candidate cases only when given.
+    let newest = |candidates: Option<SelectStatement>| {
+        let mut ids = document::Entity::find()
+            .select_only()
+            .column(document::Column::Id)
+            .filter(document::Column::DeletedAt.is_null());
+        if !p.is_admin() {
+            sea_orm::QueryTrait::query(&mut ids).join(
+                JoinType::InnerJoin,
+                member::Entity,
                 Condition::all()
-                    .add(document::Column::Confidentiality.eq(c.as_str()))
                     .add(
-                        Expr::col((member::Entity, member::Column::Role))
-                            .is_in(roles.iter().map(|r| r.as_str())),
-                    ),
+                        Expr::col((member::Entity, member::Column::CaseId))
+                            .equals((document::Entity, document::Column::CaseId)),
+                    )
+                    .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
             );
+            let mut levels = Condition::any();
+            for (c, roles) in roles_seeing(p.role) {
+                levels = levels.add(
+                    Condition::all()
+                        .add(document::Column::Confidentiality.eq(c.as_str()))
+                        .add(
+                            Expr::col((member::Entity, member::Column::Role))
+                                .is_in(roles.iter().map(|r| r.as_str())),
+                        ),
+                );
+            }
+            ids = ids.filter(levels);
         }
-        newest = newest.filter(levels);
-    }
-    let newest =
-        sea_orm::QueryTrait::into_query(newest.order_by_desc(document::Column::Id).limit(5));
-    let rows = document::Entity::find()
-        .filter(document::Column::Id.in_subquery(newest))
-        .order_by_desc(document::Column::Id)
-        .all(conn)
-        .await?;
+        if let Some(c) = candidates {
+            ids = ids.filter(document::Column::CaseId.in_subquery(c));
+        }
+        let ids =
+            sea_orm::QueryTrait::into_query(ids.order_by_desc(document::Column::Id).limit(SHOWN));
+        document::Entity::find()
+            .filter(document::Column::Id.in_subquery(ids))
+            .order_by_desc(document::Column::Id)
+    };
+    let rows = if p.is_admin() {
+        newest(None).all(conn).await?
+    } else {
+        let last = Expr::col((
+            member::Entity,
+            Alias::new(access::MEMBER_CASE_LAST_DOCUMENT_ID),
+        ));
+        let by_last = || {
+            member::Entity::find()
+                .select_only()
+                .filter(member::Column::UserId.eq(p.user_id))
+                .filter(last.clone().is_not_null())
+                .order_by(last.clone(), sea_orm::Order::Desc)
+        };
+        let candidates = sea_orm::QueryTrait::into_query(
+            by_last()
+                .column(member::Column::CaseId)
+                .limit(RECENT_CANDIDATE_CASES),
+        );
+        let rows = newest(Some(candidates)).all(conn).await?;
+        // The least greatest id among the candidates (`None`: every case was one); a case left
+        // out holds no document above it.
+        let bound: Option<Option<Uuid>> = by_last()
+            .column_as(last.clone(), "last")
+            .offset(RECENT_CANDIDATE_CASES - 1)
+            .limit(1)
+            .into_tuple()
+            .one(conn)
+            .await?;
+        let complete = match bound.flatten() {
+            None => true,
+            Some(b) => rows.len() as u64 == SHOWN && rows.last().is_some_and(|d| d.id >= b),
+        };
+        if complete {
+            rows
+        } else {
+            newest(None).all(conn).await?
+        }
+    };
     Ok(rows
         .into_iter()
         .map(|d| {

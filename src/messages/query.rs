@@ -527,25 +527,42 @@ pub struct UnreadCount {
 /// membership rows (kept by triggers), only the rows that have any: one range of
 /// `ix_case_member_unread`, however many messages and cases are behind it.
 async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<BTreeMap<Uuid, i64>> {
-    let rows: Vec<(Uuid, i64)> = member::Entity::find()
-        .select_only()
+    let rows: Vec<(Uuid, i64)> = with_unread(user)
         .column(member::Column::CaseId)
         .column_as(
             Expr::col((member::Entity, Alias::new(access::MEMBER_UNREAD_MESSAGES))),
             "n",
         )
-        .filter(member::Column::UserId.eq(user))
-        // Literally the partial index's condition (a bound `> ?` would not match it).
-        .filter(Expr::cust("case_member.unread_messages > 0"))
         .into_tuple()
         .all(conn)
         .await?;
     Ok(rows.into_iter().collect())
 }
 
-/// Total unread messages of a user (the dashboard's `unread_messages`).
+/// The user's membership rows with unread messages (`ix_case_member_unread`), no columns yet.
+fn with_unread(user: Uuid) -> Select<member::Entity> {
+    member::Entity::find()
+        .select_only()
+        .filter(member::Column::UserId.eq(user))
+        // Literally the partial index's condition (a bound `> ?` would not match it).
+        .filter(Expr::cust("case_member.unread_messages > 0"))
+}
+
+/// Total unread messages of a user (the dashboard's `unread_messages`): the sum of the same
+/// counters, from the index alone.
 pub async fn unread_total<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<i64> {
-    Ok(unread_by_case(conn, user).await?.values().sum())
+    let n: Option<Option<i64>> = with_unread(user)
+        .column_as(
+            Expr::cust(format!(
+                "CAST(SUM(case_member.{}) AS BIGINT)",
+                access::MEMBER_UNREAD_MESSAGES
+            )),
+            "n",
+        )
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(n.flatten().unwrap_or(0))
 }
 
 /// `GET /messages/unread-count`.

@@ -13,9 +13,7 @@
 //! entry while it is billable and not on an invoice. A new membership row counts what is
 //! already there (a member removed and added again finds their old unread messages).
 
-use sea_orm::DbBackend;
-
-use super::exec_all;
+use super::{exec_all, exec_per_backend};
 use sea_orm_migration::{prelude::*, schema::big_integer};
 
 #[derive(DeriveMigrationName)]
@@ -198,17 +196,11 @@ impl MigrationTrait for Migration {
         );
         exec_all(m, &[&backfill]).await?;
         exec_all(m, INDEXES).await?;
-        match m.get_database_backend() {
-            DbBackend::Postgres => exec_all(m, POSTGRES_TRIGGERS).await,
-            _ => exec_all(m, SQLITE_TRIGGERS).await,
-        }
+        exec_per_backend(m, SQLITE_TRIGGERS, POSTGRES_TRIGGERS).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        match m.get_database_backend() {
-            DbBackend::Postgres => exec_all(m, POSTGRES_DOWN).await?,
-            _ => exec_all(m, SQLITE_DOWN).await?,
-        }
+        exec_per_backend(m, SQLITE_DOWN, POSTGRES_DOWN).await?;
         exec_all(
             m,
             &[

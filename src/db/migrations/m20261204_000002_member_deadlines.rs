@@ -12,9 +12,7 @@
 //! removed from a case (a removed member's rows go with their membership). A deleted deadline
 //! takes its rows with it (foreign key, `ON DELETE CASCADE`).
 
-use sea_orm::DbBackend;
-
-use super::exec_all;
+use super::{exec_all, exec_per_backend};
 use sea_orm_migration::{
     prelude::*,
     schema::{date, uuid},
@@ -179,17 +177,11 @@ impl MigrationTrait for Migration {
             ],
         )
         .await?;
-        match m.get_database_backend() {
-            DbBackend::Postgres => exec_all(m, POSTGRES_TRIGGERS).await,
-            _ => exec_all(m, SQLITE_TRIGGERS).await,
-        }
+        exec_per_backend(m, SQLITE_TRIGGERS, POSTGRES_TRIGGERS).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        match m.get_database_backend() {
-            DbBackend::Postgres => exec_all(m, POSTGRES_DOWN).await?,
-            _ => exec_all(m, SQLITE_DOWN).await?,
-        }
+        exec_per_backend(m, SQLITE_DOWN, POSTGRES_DOWN).await?;
         m.drop_table(Table::drop().table(MemberDeadline::Table).to_owned())
             .await
     }

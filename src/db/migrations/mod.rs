@@ -20,6 +20,7 @@ mod m20261203_000001_message_audience;
 mod m20261203_000002_member_case_order;
 mod m20261204_000001_member_counters;
 mod m20261204_000002_member_deadlines;
+mod m20261204_000003_member_last_document;
 
 pub struct Migrator;
 
@@ -31,6 +32,18 @@ async fn exec_all(m: &SchemaManager<'_>, sql: &[&str]) -> Result<(), DbErr> {
         conn.execute_unprepared(s).await?;
     }
     Ok(())
+}
+
+/// [`exec_all`] of the statements written for the connection's backend.
+async fn exec_per_backend(
+    m: &SchemaManager<'_>,
+    sqlite: &[&str],
+    postgres: &[&str],
+) -> Result<(), DbErr> {
+    match m.get_database_backend() {
+        sea_orm::DbBackend::Postgres => exec_all(m, postgres).await,
+        _ => exec_all(m, sqlite).await,
+    }
 }
 
 #[async_trait::async_trait]
@@ -54,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_member_case_order::Migration),
             Box::new(m20261204_000001_member_counters::Migration),
             Box::new(m20261204_000002_member_deadlines::Migration),
+            Box::new(m20261204_000003_member_last_document::Migration),
         ]
     }
 }
