@@ -187,7 +187,9 @@ where
 }
 
 /// Append entries inside the caller's transaction. The head row is locked for the rest of
-/// the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time).
+/// the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time), so call it
+/// after the transaction's other writes: a row locked after the head by one transaction and
+/// before it by another (a case row, a membership row through a trigger) deadlocks them.
 pub async fn append_in<C: ConnectionTrait>(
     conn: &C,
     entries: Vec<NewEntry>,

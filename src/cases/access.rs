@@ -131,17 +131,28 @@ pub fn member_cases(user_id: Uuid) -> sea_orm::sea_query::SelectStatement {
 /// (2.8 ms at scale 100) instead of walking the inbox index until the page is full (0.4 ms).
 /// SQLite evaluates it per row either way, and wants a `LIMIT` before an `OFFSET`.
 pub fn is_member_of(user_id: Uuid, case_col: impl IntoColumnRef) -> SimpleExpr {
-    use sea_orm::sea_query::ExprTrait;
+    Expr::exists(member_row(user_id, case_col))
+}
+
+/// [`is_member_of`] on the legal team: any role but client.
+pub fn is_staff_member_of(user_id: Uuid, case_col: impl IntoColumnRef) -> SimpleExpr {
     Expr::exists(
-        Query::select()
-            .expr(Expr::val(1))
-            .from(member::Entity)
-            .and_where(Expr::col((member::Entity, member::Column::CaseId)).equals(case_col))
-            .and_where(member::Column::UserId.eq(user_id))
-            .limit(1)
-            .offset(0)
+        member_row(user_id, case_col)
+            .and_where(member::Column::Role.ne(MemberRole::Client.as_str()))
             .to_owned(),
     )
+}
+
+fn member_row(user_id: Uuid, case_col: impl IntoColumnRef) -> sea_orm::sea_query::SelectStatement {
+    use sea_orm::sea_query::ExprTrait;
+    Query::select()
+        .expr(Expr::val(1))
+        .from(member::Entity)
+        .and_where(Expr::col((member::Entity, member::Column::CaseId)).equals(case_col))
+        .and_where(member::Column::UserId.eq(user_id))
+        .limit(1)
+        .offset(0)
+        .to_owned()
 }
 
 /// [`member_cases`] where the user's role on the case is one of `roles`.

@@ -167,10 +167,21 @@ pub async fn upcoming_deadlines(
             .await?
     } else {
         // The caller's own open deadlines in due order (kept by triggers): one range of their
-        // key that the `LIMIT` ends, however many cases they are on.
+        // key that the `LIMIT` ends, however many cases they are on. Each row shown is checked
+        // against its source (still open, same date, caller still on the legal team): a mirror
+        // row must never show more than the deadline table would.
         let mut q = member_deadline::Entity::find()
             .filter(member_deadline::Column::UserId.eq(p.user_id))
-            .filter(member_deadline::Column::DueOn.between(from, to));
+            .filter(member_deadline::Column::DueOn.between(from, to))
+            .filter(deadline::Column::CompletedAt.is_null())
+            .filter(
+                Expr::col((deadline::Entity, deadline::Column::DueOn))
+                    .equals((member_deadline::Entity, member_deadline::Column::DueOn)),
+            )
+            .filter(access::is_staff_member_of(
+                p.user_id,
+                (member_deadline::Entity, member_deadline::Column::CaseId),
+            ));
         QueryTrait::query(&mut q).join(
             JoinType::InnerJoin,
             deadline::Entity,

@@ -94,6 +94,7 @@ pub async fn add_member(
         serde_json::json!({"change": "member_added", "user_id": m.user_id, "role": role}),
     )
     .await?;
+    touch(&*txn, case_id).await?;
     append_in(
         &*txn,
         vec![
@@ -105,7 +106,6 @@ pub async fn add_member(
         ],
     )
     .await?;
-    touch(&*txn, case_id).await?;
     let name = users::service::names_of(&*txn, &[m.user_id])
         .await?
         .remove(&m.user_id)
@@ -152,6 +152,7 @@ pub async fn remove_member(
         serde_json::json!({"change": "member_removed", "user_id": user_id}),
     )
     .await?;
+    touch(&*txn, case_id).await?;
     append_in(
         &*txn,
         vec![
@@ -163,7 +164,6 @@ pub async fn remove_member(
         ],
     )
     .await?;
-    touch(&*txn, case_id).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -211,6 +211,7 @@ pub async fn add_deadline(
         serde_json::json!({"change": "deadline_added", "deadline_id": row.id}),
     )
     .await?;
+    touch(&*txn, case_id).await?;
     append_in(
         &*txn,
         vec![
@@ -221,7 +222,6 @@ pub async fn add_deadline(
         ],
     )
     .await?;
-    touch(&*txn, case_id).await?;
     txn.commit().await?;
     Ok(row.into())
 }
@@ -301,6 +301,7 @@ pub async fn set_deadline_completed(
         serde_json::json!({"change": format!("deadline_{what}"), "deadline_id": row.id}),
     )
     .await?;
+    touch(&*txn, case_id).await?;
     append_in(
         &*txn,
         vec![
@@ -312,7 +313,6 @@ pub async fn set_deadline_completed(
         ],
     )
     .await?;
-    touch(&*txn, case_id).await?;
     txn.commit().await?;
     Ok(row.into())
 }
@@ -385,6 +385,7 @@ pub async fn add_party(
     }
     .insert(&*txn)
     .await?;
+    touch(&*txn, case_id).await?;
     append_in(
         &*txn,
         vec![
@@ -396,7 +397,6 @@ pub async fn add_party(
         ],
     )
     .await?;
-    touch(&*txn, case_id).await?;
     txn.commit().await?;
     Ok(row.into())
 }
@@ -417,6 +417,7 @@ pub async fn remove_party(
         .filter(|r| r.case_id == case_id)
         .ok_or(Error::NotFound)?;
     party::Entity::delete_by_id(party_id).exec(&*txn).await?;
+    touch(&*txn, case_id).await?;
     append_in(
         &*txn,
         vec![
@@ -430,7 +431,6 @@ pub async fn remove_party(
         ],
     )
     .await?;
-    touch(&*txn, case_id).await?;
     txn.commit().await?;
     Ok(())
 }

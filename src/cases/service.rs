@@ -1212,6 +1212,7 @@ pub async fn add_entry(
         serde_json::json!({"change": "timeline", "entry_id": row.id}),
     )
     .await?;
+    touch(&*txn, id).await?;
     append_in(
         &*txn,
         vec![
@@ -1222,7 +1223,6 @@ pub async fn add_entry(
         ],
     )
     .await?;
-    touch(&*txn, id).await?;
     txn.commit().await?;
     Ok(row.into())
 }

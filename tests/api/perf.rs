@@ -1235,11 +1235,20 @@ async fn stale_counters(app: &TestApp) -> i64 {
 
 /// The `n` of a one-row query.
 async fn count(app: &TestApp, sql: &str) -> i64 {
+    count_with(app, sql, vec![]).await
+}
+
+/// The `n` of a one-row query with bound values.
+async fn count_with(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
     let row = app
         .state
         .db
         .conn()
-        .query_one_raw(Statement::from_string(app.state.db.backend(), sql))
+        .query_one_raw(Statement::from_sql_and_values(
+            app.state.db.backend(),
+            sql,
+            values,
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -1325,6 +1334,23 @@ async fn member_deadlines_mirror_every_change() {
     let id = deadline["id"].as_str().unwrap().to_string();
     assert!(listed(attorney.clone()).await.contains(&id));
     assert_eq!(stale_member_deadlines(&app).await, 0, "after adding");
+    // The statute of limitations is a deadline too: set, then moved (an update of its date).
+    for days in [5, 7] {
+        let sol = (chrono::Utc::now().date_naive() + chrono::Duration::days(days)).to_string();
+        let r = app
+            .patch(
+                &format!("/api/v1/cases/{case}"),
+                Some(&attorney),
+                json!({"statute_of_limitations": sol}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        assert_eq!(
+            stale_member_deadlines(&app).await,
+            0,
+            "limitation date {sol}"
+        );
+    }
 
     // A paralegal joining the case sees it; leaving, no longer.
     app.request(
@@ -1378,10 +1404,46 @@ async fn member_deadlines_mirror_every_change() {
     assert!(!listed(paralegal.clone()).await.contains(&id));
     assert_eq!(stale_member_deadlines(&app).await, 0, "after leaving");
 
-    // The admin's list (every case) and an attorney's agree on the attorney's deadlines.
-    let mine = listed(attorney.clone()).await;
-    let all = listed(admin.clone()).await;
-    assert!(mine.iter().all(|d| all.contains(d)) || all.len() == 200);
+    // Each staff member's list is exactly the open deadlines of their legal-team cases in
+    // the window, in due order.
+    for (email, token) in [
+        (&g.attorneys[0], &attorney),
+        (
+            &g.attorneys[1],
+            &login(&app, &g.attorneys[1], &g.password).await,
+        ),
+        (&g.paralegals[0], &paralegal),
+    ] {
+        let user = uuid::Uuid::parse_str(&my_id(&app, token).await).unwrap();
+        let today = chrono::Utc::now().date_naive();
+        let (sql, to) = match app.state.db.backend() {
+            DbBackend::Postgres => ("$1", "$2 AND $3"),
+            _ => ("?", "? AND ?"),
+        };
+        let truth: Vec<String> = app
+            .state
+            .db
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(
+                app.state.db.backend(),
+                format!(
+                    "SELECT d.id FROM case_deadline d JOIN case_member m ON m.case_id = d.case_id
+                     WHERE m.user_id = {sql} AND m.role <> 'client' AND d.completed_at IS NULL
+                       AND d.due_on BETWEEN {to} ORDER BY d.due_on, d.id LIMIT 200"
+                ),
+                [
+                    user.into(),
+                    today.into(),
+                    (today + chrono::Duration::days(30)).into(),
+                ],
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<uuid::Uuid>("", "id").unwrap().to_string())
+            .collect();
+        assert_eq!(listed(token.clone()).await, truth, "{email}");
+    }
 }
 
 /// The unread count and the staff dashboard's unbilled minutes are read from counters on the
@@ -1673,6 +1735,60 @@ async fn dashboard_newest_documents_are_the_newest_of_all_cases() {
     assert!(cases > 32, "{cases} cases: the narrowing is not exercised");
     let expected = truth().await;
     assert_eq!(expected.len(), 5);
+    assert_eq!(shown().await, expected);
+
+    // The 32 cases with the newest documents keep only documents older than the 33rd case's
+    // newest: five are still found among them, but they are not the newest of all.
+    let bound_33: uuid::Uuid = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT case_last_document_id AS b FROM case_member WHERE user_id = {}
+                   AND case_last_document_id IS NOT NULL
+                 ORDER BY case_last_document_id DESC LIMIT 1 OFFSET 32",
+                p(1)
+            ),
+            [me.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "b")
+        .unwrap();
+    let top_32 = format!(
+        "(SELECT case_id FROM case_member WHERE user_id = {}
+           AND case_last_document_id IS NOT NULL
+         ORDER BY case_last_document_id DESC LIMIT 32)",
+        p(1)
+    );
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "UPDATE document SET deleted_at = created_at WHERE case_id IN {top_32} AND id > {}",
+            p(2)
+        ),
+        [me.into(), bound_33.into()],
+    ))
+    .await
+    .unwrap();
+    let left_in_top_32 = count_with(
+        &app,
+        &format!(
+            "SELECT COUNT(*) AS n FROM document WHERE deleted_at IS NULL AND case_id IN {top_32}"
+        ),
+        vec![me.into()],
+    )
+    .await;
+    assert!(
+        left_in_top_32 >= 5,
+        "{left_in_top_32}: five are found among the candidates"
+    );
+    let expected = truth().await;
+    assert_eq!(
+        expected[0],
+        bound_33.to_string(),
+        "the 33rd case holds the newest"
+    );
     assert_eq!(shown().await, expected);
 
     // Delete every document of the 32 cases with the newest ones: their copies overstate.

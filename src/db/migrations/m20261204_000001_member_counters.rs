@@ -91,8 +91,13 @@ const SQLITE_TRIGGERS: &[&str] = &[
 ];
 
 const POSTGRES_TRIGGERS: &[&str] = &[
+    // PostgreSQL only (SQLite has one writer): a new member and a new time entry of the same
+    // case must not each miss the other's uncommitted row, so whatever writes a case's
+    // counters or reads them into a new membership first locks the case row (the lock a case
+    // update takes; held to commit). Messages need no lock: only committed members receive.
     "CREATE FUNCTION case_member_counters_fill() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
+       PERFORM 1 FROM legal_case WHERE id = NEW.case_id FOR NO KEY UPDATE;
        SELECT COUNT(*) INTO NEW.unread_messages FROM message_recipient r
         WHERE r.user_id = NEW.user_id AND r.case_id = NEW.case_id
           AND r.deleted_at IS NULL AND r.read_at IS NULL;
@@ -127,6 +132,12 @@ const POSTGRES_TRIGGERS: &[&str] = &[
        EXECUTE FUNCTION message_recipient_unread_count()",
     "CREATE FUNCTION time_entry_unbilled_sum() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
+       IF TG_OP <> 'INSERT' THEN
+         PERFORM 1 FROM legal_case WHERE id = OLD.case_id FOR NO KEY UPDATE;
+       END IF;
+       IF TG_OP <> 'DELETE' THEN
+         PERFORM 1 FROM legal_case WHERE id = NEW.case_id FOR NO KEY UPDATE;
+       END IF;
        IF TG_OP <> 'INSERT' AND OLD.invoice_id IS NULL AND OLD.billable THEN
          UPDATE case_member SET case_unbilled_minutes = case_unbilled_minutes - OLD.minutes
           WHERE case_id = OLD.case_id;

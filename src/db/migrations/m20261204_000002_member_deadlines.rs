@@ -69,9 +69,14 @@ const SQLITE_TRIGGERS: &[&str] = &[
 ];
 
 const POSTGRES_TRIGGERS: &[&str] = &[
+    // PostgreSQL: a deadline and a membership of the same case written at once must not each
+    // miss the other's uncommitted row (a member added would lack the deadline; one removed
+    // would keep it), so both lock the case row first (held to commit; SQLite has one writer).
     "CREATE FUNCTION member_deadline_of_deadline() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
+       PERFORM 1 FROM legal_case WHERE id = NEW.case_id FOR NO KEY UPDATE;
        IF TG_OP = 'UPDATE' THEN
+         PERFORM 1 FROM legal_case WHERE id = OLD.case_id FOR NO KEY UPDATE;
          DELETE FROM member_deadline WHERE deadline_id = OLD.id;
        END IF;
        IF NEW.completed_at IS NULL THEN
@@ -91,7 +96,11 @@ const POSTGRES_TRIGGERS: &[&str] = &[
        EXECUTE FUNCTION member_deadline_of_deadline()",
     "CREATE FUNCTION member_deadline_of_member() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
+       IF TG_OP <> 'DELETE' THEN
+         PERFORM 1 FROM legal_case WHERE id = NEW.case_id FOR NO KEY UPDATE;
+       END IF;
        IF TG_OP <> 'INSERT' THEN
+         PERFORM 1 FROM legal_case WHERE id = OLD.case_id FOR NO KEY UPDATE;
          DELETE FROM member_deadline WHERE case_id = OLD.case_id AND user_id = OLD.user_id;
        END IF;
        IF TG_OP <> 'DELETE' AND NEW.role <> 'client' THEN

@@ -47,8 +47,11 @@ const SQLITE_TRIGGERS: &[&str] = &[
 ];
 
 const POSTGRES_TRIGGERS: &[&str] = &[
+    // PostgreSQL: a document filed while a member is added must raise the new member's bound
+    // too, so both lock the case row first (held to commit; SQLite has one writer).
     "CREATE FUNCTION case_member_last_document_fill() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
+       PERFORM 1 FROM legal_case WHERE id = NEW.case_id FOR NO KEY UPDATE;
        SELECT d.id INTO NEW.case_last_document_id FROM document d
         WHERE d.case_id = NEW.case_id ORDER BY d.id DESC LIMIT 1;
        RETURN NEW;
@@ -57,6 +60,7 @@ const POSTGRES_TRIGGERS: &[&str] = &[
        FOR EACH ROW EXECUTE FUNCTION case_member_last_document_fill()",
     "CREATE FUNCTION document_last_document_raise() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
+       PERFORM 1 FROM legal_case WHERE id = NEW.case_id FOR NO KEY UPDATE;
        UPDATE case_member SET case_last_document_id = NEW.id
         WHERE case_id = NEW.case_id
           AND (case_last_document_id IS NULL OR case_last_document_id < NEW.id);
