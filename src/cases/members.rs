@@ -142,6 +142,10 @@ pub async fn remove_member(
         }
         Some(_) => {}
     }
+    // The case row first, then its membership rows (as every write to a case's deadlines,
+    // time, documents or members takes them): deleting the row first and then locking the case
+    // in its trigger deadlocks with a deadline added at the same moment on PostgreSQL.
+    touch(&*txn, case_id).await?;
     member::Entity::delete_by_id((case_id, user_id))
         .exec(&*txn)
         .await?;
@@ -152,7 +156,6 @@ pub async fn remove_member(
         serde_json::json!({"change": "member_removed", "user_id": user_id}),
     )
     .await?;
-    touch(&*txn, case_id).await?;
     append_in(
         &*txn,
         vec![

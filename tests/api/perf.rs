@@ -1263,6 +1263,40 @@ async fn delete_ok(app: &TestApp, path: &str, token: &str) {
     assert!(r.status().is_success(), "DELETE {path}: {}", r.status());
 }
 
+/// A case both callers are on (the generator makes the first client's first case one the
+/// first attorney leads).
+async fn case_of_both(app: &TestApp, a: &str, b: &str) -> String {
+    let ids = |v: Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let theirs = ids(get_json(app, "/api/v1/cases?limit=100", a).await);
+    ids(get_json(app, "/api/v1/cases?limit=100", b).await)
+        .into_iter()
+        .find(|c| theirs.contains(c))
+        .expect("a case of both")
+}
+
+/// Membership rows whose newest-document bound is below a document of their case.
+async fn understated_document_bounds(app: &TestApp) -> i64 {
+    count(
+        app,
+        "SELECT COUNT(*) AS n FROM case_member m WHERE EXISTS (SELECT 1 FROM document d
+           WHERE d.case_id = m.case_id
+             AND (m.case_last_document_id IS NULL OR d.id > m.case_last_document_id))",
+    )
+    .await
+}
+
+/// The status of `POST path`.
+async fn post_status(app: &TestApp, path: &str, token: &str, body: Value) -> StatusCode {
+    app.post(path, Some(token), body).await.status()
+}
+
 /// The caller's user id.
 async fn my_id(app: &TestApp, token: &str) -> String {
     get_json(app, "/api/v1/me", token).await["id"]
@@ -1459,20 +1493,7 @@ async fn membership_counters_match_what_they_count() {
     let client = login(&app, &g.clients[0], &g.password).await;
     let admin = login(&app, &g.admin, &g.password).await;
     let client_id = my_id(&app, &client).await;
-    // A case of the client's that the attorney leads (the generator makes case 0 such).
-    let theirs: Vec<String> = get_json(&app, "/api/v1/cases?limit=100", &attorney).await["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
-    let case = get_json(&app, "/api/v1/cases?limit=100", &client).await["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .find(|c| theirs.contains(c))
-        .expect("a case of both");
+    let case = case_of_both(&app, &attorney, &client).await;
     let unread = |token: String| {
         let app = &app;
         let case = case.clone();
@@ -1845,12 +1866,140 @@ async fn dashboard_newest_documents_are_the_newest_of_all_cases() {
     assert_eq!(now[0], filed["id"].as_str().unwrap());
     assert_eq!(now, truth().await);
     // No membership row understates its case's documents.
-    let understated = count(
-        &app,
-        "SELECT COUNT(*) AS n FROM case_member m WHERE EXISTS (SELECT 1 FROM document d
-           WHERE d.case_id = m.case_id
-             AND (m.case_last_document_id IS NULL OR d.id > m.case_last_document_id))",
+    assert_eq!(understated_document_bounds(&app).await, 0);
+}
+
+/// Writes to one case at the same moment (a paralegal joining and leaving, deadlines added,
+/// time entries, documents filed, messages sent and read) all succeed — no deadlock between
+/// the triggers' case-row lock, the membership rows and the audit head — and afterwards every
+/// counter, `member_deadline` row and newest-document bound agrees with a recount.
+#[tokio::test]
+async fn concurrent_writes_to_one_case_keep_the_mirrors_exact() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let client = login(&app, &g.clients[0], &g.password).await;
+    let paralegal = login(&app, &g.paralegals[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    let paralegal_id = my_id(&app, &paralegal).await;
+    let case = case_of_both(&app, &attorney, &client).await;
+    // Not on the case to begin with (the generator puts the paralegal on some cases).
+    app.request(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/cases/{case}/members/{paralegal_id}"),
+        Some(&admin),
+        None,
     )
     .await;
-    assert_eq!(understated, 0);
+    let status = |r: reqwest::Response| r.status();
+    let add_deadline = |title: String, kind: &'static str, due: String| {
+        let (app, case, attorney) = (&app, &case, &attorney);
+        async move {
+            post_status(
+                app,
+                &format!("/api/v1/cases/{case}/deadlines"),
+                attorney,
+                json!({"title": title, "due_on": due, "kind": kind}),
+            )
+            .await
+        }
+    };
+    for round in 0..6 {
+        let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(round + 1)).to_string();
+        let membership = async {
+            let path = format!("/api/v1/cases/{case}/members");
+            let r = app
+                .post(
+                    &path,
+                    Some(&admin),
+                    json!({"user_id": paralegal_id, "role": "paralegal"}),
+                )
+                .await;
+            status(r)
+        };
+        let deadline = add_deadline(format!("Round {round}"), "filing", due.clone());
+        let time = async {
+            post_status(
+                &app,
+                &format!("/api/v1/cases/{case}/time-entries"),
+                &attorney,
+                json!({"work_date": "2026-11-20", "minutes": 15 + round, "rate_cents": 30_000,
+                           "description": "Research"}),
+            )
+            .await
+        };
+        let message = async {
+            post_status(
+                &app,
+                &format!("/api/v1/cases/{case}/messages"),
+                &client,
+                json!({"body": format!("Question {round}")}),
+            )
+            .await
+        };
+        let document = async {
+            let form = reqwest::multipart::Form::new()
+                .text("confidentiality", "internal")
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(format!("%PDF-1.4 round {round}").into_bytes())
+                        .file_name("round.pdf")
+                        .mime_str("application/pdf")
+                        .unwrap(),
+                );
+            app.client
+                .post(app.url(&format!("/api/v1/cases/{case}/documents")))
+                .bearer_auth(&attorney)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        };
+        let (m, d, t, s, u) = tokio::join!(membership, deadline, time, message, document);
+        for (what, st) in [
+            ("join", m),
+            ("deadline", d),
+            ("time", t),
+            ("send", s),
+            ("upload", u),
+        ] {
+            assert!(st.is_success(), "round {round}, {what}: {st}");
+        }
+        // The paralegal leaves while the attorney reads everything and adds a deadline.
+        let unread: Vec<String> =
+            get_json(&app, "/api/v1/messages?unread=true&limit=100", &attorney).await["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect();
+        let leave = async {
+            status(
+                app.request(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/cases/{case}/members/{paralegal_id}"),
+                    Some(&admin),
+                    None,
+                )
+                .await,
+            )
+        };
+        let read = async {
+            post_status(
+                &app,
+                "/api/v1/messages/read",
+                &attorney,
+                json!({"ids": unread}),
+            )
+            .await
+        };
+        let deadline = add_deadline(format!("Late {round}"), "hearing", due.clone());
+        let (l, r, d) = tokio::join!(leave, read, deadline);
+        for (what, st) in [("leave", l), ("read", r), ("deadline", d)] {
+            assert!(st.is_success(), "round {round}, {what}: {st}");
+        }
+    }
+    assert_eq!(stale_counters(&app).await, 0);
+    assert_eq!(stale_member_deadlines(&app).await, 0);
+    assert_eq!(understated_document_bounds(&app).await, 0);
 }
