@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `migrate`, `user create`, `audit verify`, `keys rotate`.
+//! The command line: `serve` (default), `migrate`, `demo`, `user create`, `backup`, `restore`,
+//! `recount`, `audit verify`, `keys rotate`.
 
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
@@ -48,6 +49,10 @@ pub enum Command {
     },
     /// Restore a backup made by `backup` into an empty database and data directory.
     Restore { dir: PathBuf },
+    /// Rebuild the read models the database keeps by triggers (unread and unbilled counters,
+    /// each staff member's deadlines, newest-document bounds) from their sources and print how
+    /// many rows were out of step. A repair after hand edits; stop the server first.
+    Recount,
     /// Inspect the audit trail.
     Audit {
         #[command(subcommand)]
@@ -100,6 +105,16 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 .await?
                 .run_until_stopped()
                 .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Recount => {
+            let state = AppState::init(config).await?;
+            let r = crate::db::recount::recount(&state.db).await?;
+            state.audit.shutdown().await;
+            println!(
+                "recounted: {} membership counters, {} deadline rows, {} document bounds corrected",
+                r.counters, r.deadlines, r.document_bounds
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

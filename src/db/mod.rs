@@ -3,6 +3,7 @@
 
 pub mod fts;
 pub mod migrations;
+pub mod recount;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

@@ -233,6 +233,22 @@ pub async fn problem(r: Response, status: StatusCode) -> Value {
 }
 
 /// The built binary with a clean environment pointed at `data_dir` and `database_url`.
+/// Run the binary with `args` against this data directory and database; it must succeed.
+/// Its standard output.
+pub async fn run_ok(data_dir: &std::path::Path, database_url: &str, args: &[&str]) -> String {
+    let out = bin_command(data_dir, database_url)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 pub fn bin_command(data_dir: &std::path::Path, database_url: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_lawfirm-pro"));
     c.env_clear()

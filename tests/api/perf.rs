@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, bin_command, spawn_app};
+use crate::helpers::{TestApp, bin_command, run_ok, spawn_app};
 
 async fn login(app: &TestApp, email: &str, password: &str) -> String {
     let r = app
@@ -1999,6 +1999,58 @@ async fn concurrent_writes_to_one_case_keep_the_mirrors_exact() {
             assert!(st.is_success(), "round {round}, {what}: {st}");
         }
     }
+    assert_eq!(stale_counters(&app).await, 0);
+    assert_eq!(stale_member_deadlines(&app).await, 0);
+    assert_eq!(understated_document_bounds(&app).await, 0);
+}
+
+/// `lawfirm-pro recount` repairs what no trigger sees (hand edits, partial restores): counters,
+/// `member_deadline` rows and newest-document bounds edited behind the triggers' back are
+/// recomputed from their sources, and it reports exactly how many rows were off.
+#[tokio::test]
+async fn recount_repairs_hand_edited_read_models() {
+    let (app, _g) = firm(Sizes::tiny()).await;
+    let recount = || run_ok(app.data_dir.path(), &app.database_url, &["recount"]);
+    assert!(
+        recount()
+            .await
+            .contains("0 membership counters, 0 deadline rows, 0 document bounds corrected"),
+        "a fresh firm is in step"
+    );
+    let clients = count(
+        &app,
+        "SELECT COUNT(*) AS n FROM case_member WHERE role = 'client'",
+    )
+    .await;
+    let staff_rows = count(
+        &app,
+        "SELECT COUNT(*) AS n FROM member_deadline WHERE due_on < (SELECT MAX(due_on) FROM member_deadline)",
+    )
+    .await;
+    let with_documents = count(
+        &app,
+        "SELECT COUNT(*) AS n FROM case_member m
+         WHERE EXISTS (SELECT 1 FROM document d WHERE d.case_id = m.case_id)",
+    )
+    .await;
+    assert!(clients > 0 && staff_rows > 0 && with_documents > 0);
+    app.sql("UPDATE case_member SET unread_messages = unread_messages + 7 WHERE role = 'client'")
+        .await;
+    app.sql("DELETE FROM member_deadline WHERE due_on < (SELECT MAX(due_on) FROM member_deadline)")
+        .await;
+    app.sql("UPDATE case_member SET case_last_document_id = NULL")
+        .await;
+    assert!(stale_counters(&app).await > 0);
+    assert!(stale_member_deadlines(&app).await > 0);
+    assert!(understated_document_bounds(&app).await > 0);
+
+    assert!(
+        recount().await.contains(&format!(
+            "{clients} membership counters, {staff_rows} deadline rows, \
+             {with_documents} document bounds corrected"
+        )),
+        "exact counts"
+    );
     assert_eq!(stale_counters(&app).await, 0);
     assert_eq!(stale_member_deadlines(&app).await, 0);
     assert_eq!(understated_document_bounds(&app).await, 0);

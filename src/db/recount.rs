@@ -1,0 +1,82 @@
+//! `lawfirm-pro recount`: rebuild the read models that triggers keep (migrations
+//! `m20261204_*`) from their sources, and say how many rows were out of step.
+//!
+//! The triggers keep them exact on every write path; this is the repair for what no trigger
+//! sees: hand edits of the database, a restore from a partial dump, a bug. Run it with the
+//! server stopped (on PostgreSQL a write racing the recount could be counted from a snapshot
+//! that misses it).
+
+use sea_orm::{ConnectionTrait, Statement};
+
+use super::Db;
+
+/// Rows corrected, by read model.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recount {
+    /// Membership rows whose unread or unbilled counter differed from a recount.
+    pub counters: u64,
+    /// `member_deadline` rows removed or added.
+    pub deadlines: u64,
+    /// Membership rows whose newest-document bound was below a document of the case.
+    pub document_bounds: u64,
+}
+
+const UNREAD: &str = "(SELECT COUNT(*) FROM message_recipient r
+    WHERE r.user_id = case_member.user_id AND r.case_id = case_member.case_id
+      AND r.deleted_at IS NULL AND r.read_at IS NULL)";
+const UNBILLED: &str = "(SELECT COALESCE(SUM(t.minutes), 0) FROM time_entry t
+    WHERE t.case_id = case_member.case_id AND t.invoice_id IS NULL AND t.billable)";
+const NEWEST_DOCUMENT: &str = "(SELECT d.id FROM document d
+    WHERE d.case_id = case_member.case_id ORDER BY d.id DESC LIMIT 1)";
+
+/// Recompute every counter, mirror row and bound in one transaction.
+pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
+    let txn = db.begin_write().await?;
+    let exec = |sql: String| {
+        let txn = &txn;
+        async move {
+            anyhow::Ok(
+                txn.execute_raw(Statement::from_string(db.backend(), sql))
+                    .await?
+                    .rows_affected(),
+            )
+        }
+    };
+    let counters = exec(format!(
+        "UPDATE case_member SET unread_messages = {UNREAD}, case_unbilled_minutes = {UNBILLED}
+         WHERE unread_messages <> {UNREAD} OR case_unbilled_minutes <> {UNBILLED}"
+    ))
+    .await?;
+    let removed = exec(
+        "DELETE FROM member_deadline WHERE NOT EXISTS (
+           SELECT 1 FROM case_deadline d JOIN case_member m ON m.case_id = d.case_id
+            WHERE d.id = member_deadline.deadline_id AND m.user_id = member_deadline.user_id
+              AND d.case_id = member_deadline.case_id AND d.due_on = member_deadline.due_on
+              AND d.completed_at IS NULL AND m.role <> 'client')"
+            .into(),
+    )
+    .await?;
+    let added = exec(
+        "INSERT INTO member_deadline (user_id, due_on, deadline_id, case_id)
+         SELECT m.user_id, d.due_on, d.id, d.case_id
+           FROM case_deadline d JOIN case_member m ON m.case_id = d.case_id
+          WHERE d.completed_at IS NULL AND m.role <> 'client'
+            AND NOT EXISTS (SELECT 1 FROM member_deadline w
+                             WHERE w.user_id = m.user_id AND w.deadline_id = d.id)"
+            .into(),
+    )
+    .await?;
+    let document_bounds = exec(format!(
+        "UPDATE case_member SET case_last_document_id = {NEWEST_DOCUMENT}
+         WHERE EXISTS (SELECT 1 FROM document d WHERE d.case_id = case_member.case_id
+           AND (case_member.case_last_document_id IS NULL
+                OR d.id > case_member.case_last_document_id))"
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(Recount {
+        counters,
+        deadlines: removed + added,
+        document_bounds,
+    })
+}
