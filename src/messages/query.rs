@@ -1,6 +1,8 @@
 //! Reading many messages: the inbox and sent box, a case's messages and threads, full-text
-//! search ranked by relevance, unread counts and statistics. Every query is limited by
-//! [`visible_condition`], so no path can show a message to someone it is not for.
+//! search ranked by relevance, unread counts and statistics. Every query is limited to the
+//! caller's own sender or recipient rows in cases they are on now ([`visible_condition`] for
+//! sets, [`visible_row_condition`] and `access::is_member_of` for pages walked row by row), so
+//! no path can show a message to someone it is not for.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
