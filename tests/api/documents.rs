@@ -1082,8 +1082,8 @@ async fn key_rotation_rewraps_keys_and_documents_stay_readable() {
 
 /// Streams 64 MiB through the server (generated on the fly, never held by the client) and
 /// checks the process does not grow by anything like the file size. Run alone, since other
-/// tests in the same process allocate too:
-/// `cargo test --test api documents::memory -- --ignored --nocapture`.
+/// tests in the same process allocate too: `scripts/test` (CI) runs it as its own phase,
+/// `cargo test --test api -- --ignored --exact documents::memory_does_not_grow_with_file_size`.
 #[tokio::test]
 #[ignore]
 async fn memory_does_not_grow_with_file_size() {
