@@ -668,10 +668,7 @@ pub async fn unbilled_minutes<C: ConnectionTrait>(conn: &C, staff: Option<Uuid>)
         let m: Option<Option<i64>> = member::Entity::find()
             .select_only()
             .column_as(
-                Expr::cust(format!(
-                    "CAST(SUM(case_member.{}) AS BIGINT)",
-                    access::MEMBER_CASE_UNBILLED_MINUTES
-                )),
+                access::member_sum(access::MEMBER_CASE_UNBILLED_MINUTES),
                 "m",
             )
             .filter(member::Column::UserId.eq(user))

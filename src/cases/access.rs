@@ -111,6 +111,12 @@ pub const MEMBER_CASE_UNBILLED_MINUTES: &str = "case_unbilled_minutes";
 /// `m20261204_000003_member_last_document`).
 pub const MEMBER_CASE_LAST_DOCUMENT_ID: &str = "case_last_document_id";
 
+/// One of the membership counters summed over the rows selected, as a `BIGINT` on both
+/// backends (PostgreSQL's `SUM` of a `bigint` is `numeric`).
+pub fn member_sum(column: &str) -> SimpleExpr {
+    Expr::cust(format!("CAST(SUM(case_member.{column}) AS BIGINT)"))
+}
+
 /// `SELECT case_id FROM case_member WHERE user_id = ?`, to filter any table by case.
 pub fn member_cases(user_id: Uuid) -> sea_orm::sea_query::SelectStatement {
     Query::select()

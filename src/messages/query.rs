@@ -554,13 +554,7 @@ fn with_unread(user: Uuid) -> Select<member::Entity> {
 /// counters, from the index alone.
 pub async fn unread_total<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<i64> {
     let n: Option<Option<i64>> = with_unread(user)
-        .column_as(
-            Expr::cust(format!(
-                "CAST(SUM(case_member.{}) AS BIGINT)",
-                access::MEMBER_UNREAD_MESSAGES
-            )),
-            "n",
-        )
+        .column_as(access::member_sum(access::MEMBER_UNREAD_MESSAGES), "n")
         .into_tuple()
         .one(conn)
         .await?;
