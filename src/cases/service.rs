@@ -208,6 +208,21 @@ fn check_text(v: &mut Validator, field: &str, s: &str, max: usize) -> Option<Str
     }
 }
 
+/// A practice area is a short label used as a filter and a dashboard key: lower case,
+/// one line. Empty means "none".
+fn check_practice_area(v: &mut Validator, s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.chars().count() > 100 || t.chars().any(char::is_control) {
+        v.push(
+            "practice_area",
+            "must be at most 100 characters without control characters",
+        );
+        None
+    } else {
+        Some(t.to_lowercase())
+    }
+}
+
 /// Next number for `year`, allocated inside the creating transaction: the upsert takes a row
 /// lock on PostgreSQL (SQLite serialises writers), so concurrent creations never collide.
 async fn allocate_number<C: ConnectionTrait>(conn: &C, year: i32) -> Result<i32> {
@@ -247,18 +262,11 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
         input.description.as_deref().unwrap_or(""),
         20_000,
     );
-    let practice_area = match input
+    let practice_area = input
         .practice_area
         .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        Some(pa) if pa.chars().count() > 100 => {
-            v.push("practice_area", "must be at most 100 characters");
-            None
-        }
-        other => other.map(str::to_lowercase),
-    };
+        .and_then(|pa| check_practice_area(&mut v, pa))
+        .filter(|pa| !pa.is_empty());
     let priority = v.check(
         "priority",
         Priority::parse(input.priority.as_deref().unwrap_or("normal")),
@@ -875,7 +883,7 @@ pub async fn patch_case(
     let practice_area = patch
         .practice_area
         .as_deref()
-        .and_then(|d| check_text(&mut v, "practice_area", d, 100));
+        .and_then(|pa| check_practice_area(&mut v, pa));
     let priority = patch
         .priority
         .as_deref()
@@ -894,7 +902,7 @@ pub async fn patch_case(
         changed.push("description");
     }
     if let Some(pa) = practice_area {
-        am.practice_area = Set(Some(pa.to_lowercase()).filter(|s| !s.is_empty()));
+        am.practice_area = Set(Some(pa).filter(|s| !s.is_empty()));
         changed.push("practice_area");
     }
     if let Some(pr) = priority {

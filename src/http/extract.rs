@@ -3,24 +3,79 @@
 use std::net::SocketAddr;
 
 use axum::{
+    body::{Body, Bytes},
     extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, from_json_rejection, from_query_rejection};
+use crate::error::FieldError;
 
 /// `Json<T>` whose failures are problems (400 syntax, 415 type, 422 shape, 413 size).
+///
+/// Text with a NUL character is refused here, for every body at once: PostgreSQL cannot
+/// store it in `text` (the insert would fail as a 500) and no legal text needs it.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        axum::Json::<T>::from_request(req, state)
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
-            .map(|axum::Json(v)| Self(v))
-            .map_err(from_json_rejection)
+            .map_err(|e| from_json_rejection(e.into()))?;
+        let rebuilt = Request::from_parts(parts, Body::from(bytes.clone()));
+        let axum::Json(v) = axum::Json::<T>::from_request(rebuilt, state)
+            .await
+            .map_err(from_json_rejection)?;
+        if let Some(field) = nul_in_json(&bytes) {
+            return Err(ApiError::validation(vec![FieldError::new(
+                field,
+                "must not contain NUL characters",
+            )]));
+        }
+        Ok(Self(v))
     }
+}
+
+/// Where the body's first NUL-carrying string sits (`a.b[2]`), if it has one. The cheap
+/// byte scan settles almost every body; only a body spelling `\u0000` is parsed again.
+fn nul_in_json(bytes: &[u8]) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &mut String) -> bool {
+        use serde_json::Value as V;
+        match v {
+            V::String(s) => s.contains('\0'),
+            V::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            V::Object(map) => map.iter().any(|(k, item)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let found = k.contains('\0') || walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let mut path = String::new();
+    walk(&value, &mut path).then(|| if path.is_empty() { "body".into() } else { path })
 }
 
 /// `Query<T>` whose failures are 422 problems.
@@ -29,10 +84,21 @@ pub struct ApiQuery<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
+        let q = axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
-            .map(|q| Self(q.0))
-            .map_err(from_query_rejection)
+            .map_err(from_query_rejection)?;
+        // A filter with a NUL would reach PostgreSQL as text it cannot take (see `ApiJson`).
+        let raw = parts.uri.query().unwrap_or("");
+        if raw.contains("%00")
+            && let Some((field, _)) =
+                url::form_urlencoded::parse(raw.as_bytes()).find(|(_, v)| v.contains('\0'))
+        {
+            return Err(ApiError::validation(vec![FieldError::new(
+                field.into_owned(),
+                "must not contain NUL characters",
+            )]));
+        }
+        Ok(Self(q.0))
     }
 }
 
@@ -103,5 +169,25 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self::from_parts(parts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nul_in_json;
+
+    #[test]
+    fn finds_the_field_holding_a_nul() {
+        assert_eq!(nul_in_json(br#"{"title":"ok"}"#), None);
+        assert_eq!(
+            nul_in_json(br#"{"title":"ok","practice_area":"a\u0000b"}"#).as_deref(),
+            Some("practice_area")
+        );
+        assert_eq!(
+            nul_in_json(br#"{"parties":[{"name":"x"},{"name":"\u0000"}]}"#).as_deref(),
+            Some("parties[1].name")
+        );
+        // An escaped backslash followed by the letters is text, not a NUL.
+        assert_eq!(nul_in_json(br#"{"note":"C:\\u0000"}"#), None);
     }
 }

@@ -282,7 +282,12 @@ pub(super) async fn read_form(body: Body) -> Result<HashMap<String, String>, Pag
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
         .map_err(|_| Error::TooLarge("The form is too large.".into()))?;
-    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&bytes).into_owned().collect();
+    // PostgreSQL cannot store a NUL in text; refuse it here rather than fail at the insert.
+    if let Some(k) = form.iter().find_map(|(k, v)| v.contains('\0').then_some(k)) {
+        return Err(Error::invalid(k.clone(), "must not contain NUL characters").into());
+    }
+    Ok(form)
 }
 
 /// The sign-in form has no session yet: it must at least come from our own origin.

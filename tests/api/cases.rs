@@ -448,6 +448,87 @@ async fn only_attorneys_and_admins_create_and_input_is_validated() {
     assert_eq!(items.len(), 1, "only the admin's case exists");
 }
 
+/// PostgreSQL cannot hold a NUL in text: the fuzzer once turned one in `practice_area` into
+/// a 500. Every way in (JSON body, nested JSON, query filter) is a 422 naming the field,
+/// and the case is left as it was.
+#[tokio::test]
+async fn nul_characters_are_refused_with_the_field_named_and_nothing_changes() {
+    let app = app().await;
+    let attorney = named(&app, "attorney", "Nora Nul").await;
+    let client = named(&app, "client", "Ned Nul").await;
+    let c = create_case(
+        &app,
+        &attorney.access,
+        json!({"title": "Clean", "practice_area": "employment", "client_ids": [client.id]}),
+    )
+    .await;
+    let id = id_of(&c);
+    for (body, field) in [
+        (json!({"practice_area": "\u{0}\u{1e}x"}), "practice_area"),
+        (json!({"description": "line\u{0}"}), "description"),
+        (json!({"title": "T\u{0}"}), "title"),
+    ] {
+        let b = refused(
+            patch(
+                &app,
+                &format!("/api/v1/cases/{id}"),
+                &attorney.access,
+                body.clone(),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "NUL in a patch",
+        )
+        .await;
+        assert!(error_fields(&b).contains(field), "{body} -> {b}");
+    }
+    // A control character other than NUL in the label is refused by the case rules too.
+    let b = refused(
+        patch(
+            &app,
+            &format!("/api/v1/cases/{id}"),
+            &attorney.access,
+            json!({"practice_area": "a\u{1e}b"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "control character in practice_area",
+    )
+    .await;
+    assert!(error_fields(&b).contains("practice_area"), "{b}");
+    let b = refused(
+        post(
+            &app,
+            "/api/v1/cases",
+            &attorney.access,
+            json!({"title": "New", "client_ids": [client.id], "parties": [{"name": "ok", "kind": "opposing_party"}, {"name": "\u{0}", "kind": "opposing_party"}]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "NUL in a nested field",
+    )
+    .await;
+    assert!(error_fields(&b).contains("parties[1].name"), "{b}");
+    let b = refused(
+        get(&app, "/api/v1/cases?practice_area=a%00b", &attorney.access).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "NUL in a filter",
+    )
+    .await;
+    assert!(error_fields(&b).contains("practice_area"), "{b}");
+
+    let got = expect(
+        get(&app, &format!("/api/v1/cases/{id}"), &attorney.access).await,
+        StatusCode::OK,
+        "case unchanged",
+    )
+    .await;
+    assert_eq!(got["title"], "Clean");
+    assert_eq!(got["practice_area"], "employment");
+    let (items, _) = list_page(&app, &attorney.access, "limit=100").await;
+    assert_eq!(items.len(), 1, "the refused creation made nothing");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Number allocation under concurrency
 

@@ -492,6 +492,22 @@ async fn profile_saves_name_and_time_zone_and_changes_the_password() {
             .unwrap()
             .contains("The time zone is not an IANA time zone")
     );
+    // A NUL (which PostgreSQL cannot store) is refused before any rule runs; nothing changes.
+    let r = post_form(
+        &app,
+        &c,
+        "/profile",
+        Some(&csrf),
+        &[("name", "Ada\u{0}Evil"), ("timezone", "UTC")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, html) = page(&app, &c, "/profile").await;
+    assert!(
+        html.contains(r#"value="Ada Client""#)
+            && html.contains("<option selected>Asia/Tokyo</option>"),
+        "the refused form changed nothing"
+    );
 
     // Wrong current password: refused readably; a weak new one too.
     let r = post_form(
