@@ -246,7 +246,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     .limit(50)
     .all(state.db.conn())
     .await?;
-    let summaries = cases
+    let summaries: Vec<CaseSummary> = cases
         .into_iter()
         .map(|c| CaseSummary {
             id: c.id,
@@ -257,58 +257,65 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             updated_at: c.updated_at,
         })
         .collect();
-    let mut d = Dashboard {
-        cases: summaries,
-        unread_messages: crate::messages::query::unread_total(state.db.conn(), p.user_id).await?,
-        upcoming_appointments: crate::appointments::service::upcoming_for(
-            state.db.conn(),
-            p.user_id,
-            Utc::now(),
-            None,
-            5,
-        )
-        .await?,
-        outstanding_balance_cents: crate::billing::summary::outstanding_cents(state.db.conn(), p)
-            .await?,
-        currency: state.config.billing.currency.code().into(),
-        recent_documents: crate::documents::service::recent_for_dashboard(state, p).await?,
-        cases_by_status: None,
-        deadlines_next_30_days: None,
-        todays_appointments: None,
-        unbilled_minutes: None,
-    };
-    if p.is_staff() {
-        d.cases_by_status = Some(count_by_status(state, p).await?);
-        let today = Utc::now().date_naive();
-        d.deadlines_next_30_days = Some(upcoming_deadlines(state, p, 30).await?);
-        // Today in UTC (the principal carries no time zone).
-        let start = today.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        d.todays_appointments = Some(
-            crate::appointments::service::upcoming_for(
+    // The read is authorised (the caller's own): its audit entry commits while the rest is
+    // read, and nothing is returned until both are done.
+    let audit = state.audit.record(
+        NewEntry::new("dashboard.read", "dashboard")
+            .by(p)
+            .details(serde_json::json!({"cases": summaries.len()})),
+    );
+    let rest = async {
+        let mut d = Dashboard {
+            cases: summaries,
+            unread_messages: crate::messages::query::unread_total(state.db.conn(), p.user_id)
+                .await?,
+            upcoming_appointments: crate::appointments::service::upcoming_for(
                 state.db.conn(),
                 p.user_id,
-                start,
-                Some(start + Duration::days(1)),
-                50,
+                Utc::now(),
+                None,
+                5,
             )
             .await?,
-        );
-        d.unbilled_minutes = Some(
-            crate::billing::time::unbilled_minutes(
+            outstanding_balance_cents: crate::billing::summary::outstanding_cents(
                 state.db.conn(),
-                (!p.is_admin()).then_some(p.user_id),
+                p,
             )
             .await?,
-        );
-    }
-    state
-        .audit
-        .record(
-            NewEntry::new("dashboard.read", "dashboard")
-                .by(p)
-                .details(serde_json::json!({"cases": d.cases.len()})),
-        )
-        .await?;
+            currency: state.config.billing.currency.code().into(),
+            recent_documents: crate::documents::service::recent_for_dashboard(state, p).await?,
+            cases_by_status: None,
+            deadlines_next_30_days: None,
+            todays_appointments: None,
+            unbilled_minutes: None,
+        };
+        if p.is_staff() {
+            d.cases_by_status = Some(count_by_status(state, p).await?);
+            let today = Utc::now().date_naive();
+            d.deadlines_next_30_days = Some(upcoming_deadlines(state, p, 30).await?);
+            // Today in UTC (the principal carries no time zone).
+            let start = today.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            d.todays_appointments = Some(
+                crate::appointments::service::upcoming_for(
+                    state.db.conn(),
+                    p.user_id,
+                    start,
+                    Some(start + Duration::days(1)),
+                    50,
+                )
+                .await?,
+            );
+            d.unbilled_minutes = Some(
+                crate::billing::time::unbilled_minutes(
+                    state.db.conn(),
+                    (!p.is_admin()).then_some(p.user_id),
+                )
+                .await?,
+            );
+        }
+        Ok::<_, crate::error::Error>(d)
+    };
+    let (_, d) = tokio::try_join!(audit, rest)?;
     Ok(d)
 }
 

@@ -498,11 +498,14 @@ pub(super) async fn audit_read(
 /// `GET /cases/{id}`.
 pub async fn get_case(state: &AppState, p: &Principal, id: Uuid) -> Result<CaseView> {
     let a = access::require(state, state.db.conn(), p, id).await?;
-    audit_read(state, p, &a, "case.read").await?;
     let client_view = !a.is_staff(p);
-    Ok(views(state.db.conn(), vec![a.case], client_view)
-        .await?
-        .remove(0))
+    // The read is authorised: its audit entry commits while the view is read. Nothing is
+    // returned until both are done, so no case leaves unaudited.
+    let (_, mut out) = tokio::try_join!(
+        audit_read(state, p, &a, "case.read"),
+        views(state.db.conn(), vec![a.case.clone()], client_view),
+    )?;
+    Ok(out.remove(0))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -2124,6 +2124,18 @@ async fn deadlines_next_deadline_and_dashboards() {
     }
     assert!(d["outstanding_balance_cents"].is_i64(), "{d}");
     assert!(d["unread_messages"].is_i64(), "{d}");
+
+    // Each read was audited before its answer came back: the entries are there at once.
+    let admin = app.user("admin").await;
+    let reads = audit(&app, &admin.access, "action=dashboard.read").await;
+    for who in [&lead, &client] {
+        let mine: Vec<&Value> = reads
+            .iter()
+            .filter(|e| e["actor_id"] == who.id.to_string())
+            .collect();
+        assert_eq!(mine.len(), 1, "{reads:?}");
+        assert_eq!(mine[0]["details"]["cases"], 1, "{:?}", mine[0]);
+    }
 }
 
 #[tokio::test]
