@@ -155,6 +155,17 @@ impl AuditWriter {
         self.record_all(vec![entry]).await
     }
 
+    /// An authorised read: `entry` commits while `read` runs, and the answer comes back only
+    /// when both are done, so nothing leaves unaudited and the caller does not wait twice.
+    pub async fn while_reading<T>(
+        &self,
+        entry: NewEntry,
+        read: impl std::future::Future<Output = crate::error::Result<T>>,
+    ) -> crate::error::Result<T> {
+        let ((), out) = tokio::try_join!(self.record(entry), read)?;
+        Ok(out)
+    }
+
     /// Queue entries without waiting: for callers that may hold the write transaction the
     /// writer needs (a denial found inside a transaction). Committed right after it ends.
     pub fn record_detached(&self, entry: NewEntry) {

@@ -257,13 +257,9 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             updated_at: c.updated_at,
         })
         .collect();
-    // The read is authorised (the caller's own): its audit entry commits while the rest is
-    // read, and nothing is returned until both are done.
-    let audit = state.audit.record(
-        NewEntry::new("dashboard.read", "dashboard")
-            .by(p)
-            .details(serde_json::json!({"cases": summaries.len()})),
-    );
+    let entry = NewEntry::new("dashboard.read", "dashboard")
+        .by(p)
+        .details(serde_json::json!({"cases": summaries.len()}));
     let rest = async {
         let mut d = Dashboard {
             cases: summaries,
@@ -315,8 +311,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
         }
         Ok::<_, crate::error::Error>(d)
     };
-    let (_, d) = tokio::try_join!(audit, rest)?;
-    Ok(d)
+    state.audit.while_reading(entry, rest).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

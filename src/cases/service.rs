@@ -485,26 +485,33 @@ pub(super) async fn audit_read(
     a: &CaseAccess,
     action: &str,
 ) -> Result<()> {
-    let mut e = NewEntry::new(action, "case")
+    state.audit.record(read_entry(p, a, action)).await
+}
+
+/// The audit entry of an authorised read of one case.
+fn read_entry(p: &Principal, a: &CaseAccess, action: &str) -> NewEntry {
+    let e = NewEntry::new(action, "case")
         .by(p)
         .resource(a.case.id)
         .case(a.case.id);
     if a.admin_access(p) {
-        e = e.details(serde_json::json!({"admin_access": true}));
+        e.details(serde_json::json!({"admin_access": true}))
+    } else {
+        e
     }
-    state.audit.record(e).await
 }
 
 /// `GET /cases/{id}`.
 pub async fn get_case(state: &AppState, p: &Principal, id: Uuid) -> Result<CaseView> {
     let a = access::require(state, state.db.conn(), p, id).await?;
     let client_view = !a.is_staff(p);
-    // The read is authorised: its audit entry commits while the view is read. Nothing is
-    // returned until both are done, so no case leaves unaudited.
-    let (_, mut out) = tokio::try_join!(
-        audit_read(state, p, &a, "case.read"),
-        views(state.db.conn(), vec![a.case.clone()], client_view),
-    )?;
+    let mut out = state
+        .audit
+        .while_reading(
+            read_entry(p, &a, "case.read"),
+            views(state.db.conn(), vec![a.case.clone()], client_view),
+        )
+        .await?;
     Ok(out.remove(0))
 }
 
@@ -1158,12 +1165,16 @@ pub async fn timeline(
     if let Some(after) = after {
         q = q.filter(timeline::Column::Id.lt(after));
     }
-    let rows = q
-        .order_by_desc(timeline::Column::Id)
-        .limit(limit.get() + 1)
-        .all(state.db.conn())
+    let read = async {
+        Ok(q.order_by_desc(timeline::Column::Id)
+            .limit(limit.get() + 1)
+            .all(state.db.conn())
+            .await?)
+    };
+    let rows = state
+        .audit
+        .while_reading(read_entry(p, &a, "case.timeline_read"), read)
         .await?;
-    audit_read(state, p, &a, "case.timeline_read").await?;
     let items: Vec<TimelineEntry> = rows.into_iter().map(Into::into).collect();
     Ok(crate::http::pagination::page_from(
         items,
