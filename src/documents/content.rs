@@ -104,8 +104,7 @@ pub async fn open(
         RangeRequest::Full => None,
         RangeRequest::Partial(r) => Some(r),
     };
-    service::audit_read(
-        state,
+    let entry = service::read_entry(
         p,
         &a,
         &d,
@@ -114,23 +113,27 @@ pub async fn open(
             "version": v.version,
             "range": range.as_ref().map(|r| [r.start, r.end]),
         }),
-    )
-    .await?;
-    let key = DataKey::unwrap(&state.keys.master, &v.wrapped_key, &key_context(v.id))
-        .ok_or_else(|| anyhow::anyhow!("data key of version {} does not unwrap", v.id))?;
-    let prefix: [u8; 8] = v
-        .nonce_prefix
-        .as_slice()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("nonce prefix of version {} malformed", v.id))?;
-    let body = decrypt_stream(
-        state.storage.clone(),
-        v.object_key.clone(),
-        ChunkCipher::new(&key, prefix),
-        size,
-        range.clone().unwrap_or(0..size),
-    )
-    .await?;
+    );
+    // The object is opened (a round trip on S3) while the entry commits; no byte is sent
+    // before both are done.
+    let open = async {
+        let key = DataKey::unwrap(&state.keys.master, &v.wrapped_key, &key_context(v.id))
+            .ok_or_else(|| anyhow::anyhow!("data key of version {} does not unwrap", v.id))?;
+        let prefix: [u8; 8] = v
+            .nonce_prefix
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("nonce prefix of version {} malformed", v.id))?;
+        decrypt_stream(
+            state.storage.clone(),
+            v.object_key.clone(),
+            ChunkCipher::new(&key, prefix),
+            size,
+            range.clone().unwrap_or(0..size),
+        )
+        .await
+    };
+    let body = state.audit.while_reading(entry, open).await?;
     Ok(ContentResult::Ok(Content {
         filename: v.filename,
         content_type: v.content_type,

@@ -449,21 +449,30 @@ pub(super) async fn audit_read(
     a: &CaseAccess,
     d: &document::Model,
     action: &str,
-    mut details: serde_json::Value,
+    details: serde_json::Value,
 ) -> Result<()> {
+    state
+        .audit
+        .record(read_entry(p, a, d, action, details))
+        .await
+}
+
+/// The audit entry of an authorised read of one document.
+pub(super) fn read_entry(
+    p: &Principal,
+    a: &CaseAccess,
+    d: &document::Model,
+    action: &str,
+    mut details: serde_json::Value,
+) -> NewEntry {
     if a.admin_access(p) {
         details["admin_access"] = true.into();
     }
-    state
-        .audit
-        .record(
-            NewEntry::new(action, "document")
-                .by(p)
-                .resource(d.id)
-                .case(d.case_id)
-                .details(details),
-        )
-        .await
+    NewEntry::new(action, "document")
+        .by(p)
+        .resource(d.id)
+        .case(d.case_id)
+        .details(details)
 }
 
 /// `GET /documents/{id}/versions`, newest first.
