@@ -157,6 +157,8 @@ impl AuditWriter {
 
     /// An authorised read: `entry` commits while `read` runs, and the answer comes back only
     /// when both are done, so nothing leaves unaudited and the caller does not wait twice.
+    /// If the read fails, the entry (already queued) is usually committed all the same: the
+    /// trail may show an authorised read whose answer was an error, never the reverse.
     pub async fn while_reading<T>(
         &self,
         entry: NewEntry,
@@ -181,5 +183,64 @@ impl AuditWriter {
     /// Wait until everything sent before this call is committed.
     pub async fn shutdown(&self) {
         let _ = self.record_all(Vec::new()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_audited_read_answers_only_after_its_entry_is_committed() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let writer = AuditWriter { tx };
+        let read_ran = Arc::new(AtomicBool::new(false));
+        let flag = read_ran.clone();
+        let answer = writer.while_reading(NewEntry::new("case.read", "case"), async move {
+            flag.store(true, Ordering::SeqCst);
+            Ok(7)
+        });
+        tokio::pin!(answer);
+        // The read is done, the commit is not: no answer yet.
+        let early = tokio::time::timeout(std::time::Duration::from_millis(50), &mut answer).await;
+        assert!(early.is_err(), "answered before the entry was committed");
+        assert!(
+            read_ran.load(Ordering::SeqCst),
+            "the read ran while the entry waited"
+        );
+        let (entries, reply) = rx.recv().await.expect("the entry was queued");
+        assert_eq!(entries[0].action, "case.read");
+        reply.send(Ok(())).unwrap();
+        assert_eq!(answer.await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn an_audited_read_fails_when_its_entry_cannot_be_recorded() {
+        let (tx, rx) = mpsc::channel(4);
+        drop(rx);
+        let writer = AuditWriter { tx };
+        let answer = writer
+            .while_reading(NewEntry::new("case.read", "case"), async { Ok(7) })
+            .await;
+        assert!(
+            answer.is_err(),
+            "a read whose entry was lost must not answer"
+        );
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let writer = AuditWriter { tx };
+        tokio::spawn(async move {
+            let (_, reply) = rx.recv().await.unwrap();
+            reply.send(Err("disk full".into())).unwrap();
+        });
+        let answer = writer
+            .while_reading(NewEntry::new("case.read", "case"), async { Ok(7) })
+            .await;
+        assert!(answer.is_err(), "a failed commit fails the read");
     }
 }

@@ -211,7 +211,8 @@ fn check_text(v: &mut Validator, field: &str, s: &str, max: usize) -> Option<Str
 /// A practice area is a short label used as a filter and a dashboard key: lower case,
 /// one line. Empty means "none".
 fn check_practice_area(v: &mut Validator, s: &str) -> Option<String> {
-    let t = s.trim();
+    // Counted after lowering: some letters lower to two characters ('İ' to "i̇").
+    let t = s.trim().to_lowercase();
     if t.chars().count() > 100 || t.chars().any(char::is_control) {
         v.push(
             "practice_area",
@@ -219,7 +220,7 @@ fn check_practice_area(v: &mut Validator, s: &str) -> Option<String> {
         );
         None
     } else {
-        Some(t.to_lowercase())
+        Some(t)
     }
 }
 

@@ -189,11 +189,7 @@ pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiErr
             ApiError::new(StatusCode::BAD_REQUEST, "The body is not valid JSON.")
                 .with_code("malformed_json")
         }
-        J::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Expected `Content-Type: application/json`.",
-        )
-        .with_code("unsupported_media_type"),
+        J::MissingJsonContentType(_) => not_json(),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "The request body is too large.",
@@ -201,6 +197,15 @@ pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiErr
         .with_code("too_large"),
         other => ApiError::new(other.status(), "The request body could not be read."),
     }
+}
+
+/// A body sent as something other than JSON (415).
+pub fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "Expected `Content-Type: application/json`.",
+    )
+    .with_code("unsupported_media_type")
 }
 
 /// serde appends "at line 1 column 2"; clients need the field, not our parser's position.

@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 
 use axum::{
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, from_json_rejection, from_query_rejection};
+use super::error::{ApiError, from_json_rejection, from_query_rejection, not_json};
 use crate::error::FieldError;
 
 /// `Json<T>` whose failures are problems (400 syntax, 415 type, 422 shape, 413 size).
@@ -21,17 +21,17 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+        // The type first, as `axum::Json` does: nothing is read of a body that is not JSON.
+        if !is_json(req.headers()) {
+            return Err(not_json());
+        }
+        let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| from_json_rejection(e.into()))?;
-        let rebuilt = Request::from_parts(parts, Body::from(bytes.clone()));
-        let axum::Json(v) = axum::Json::<T>::from_request(rebuilt, state)
-            .await
-            .map_err(from_json_rejection)?;
-        if let Some(field) = nul_in_json(&bytes) {
+        let axum::Json(v) = axum::Json::<T>::from_bytes(&bytes).map_err(from_json_rejection)?;
+        if spells_nul(&bytes) {
             return Err(ApiError::validation(vec![FieldError::new(
-                field,
+                nul_field(&bytes),
                 "must not contain NUL characters",
             )]));
         }
@@ -39,9 +39,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Where the body's first NUL-carrying string sits (`a.b[2]`), if it has one. The cheap
-/// byte scan settles almost every body; only a body spelling `\u0000` is parsed again.
-fn nul_in_json(bytes: &[u8]) -> Option<String> {
+/// `application/json` or `application/*+json`, the types `axum::Json` accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == mime::APPLICATION
+                && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+        })
+}
+
+/// Whether a body that parsed as JSON holds a NUL: the escape `\u0000` not itself escaped
+/// (an even number of backslashes before it). A parsed body has backslashes only inside
+/// strings, so this is exact, whatever the target type skipped or refused to look at.
+fn spells_nul(bytes: &[u8]) -> bool {
+    bytes.windows(6).enumerate().any(|(i, w)| {
+        w == b"\\u0000" && bytes[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    })
+}
+
+/// Where the body's first NUL-carrying string sits (`a.b[2]`), or `body` when that cannot
+/// be said (a part that only the target type could read).
+fn nul_field(bytes: &[u8]) -> String {
     fn walk(v: &serde_json::Value, path: &mut String) -> bool {
         use serde_json::Value as V;
         match v {
@@ -70,12 +91,11 @@ fn nul_in_json(bytes: &[u8]) -> Option<String> {
             _ => false,
         }
     }
-    if !bytes.windows(6).any(|w| w == b"\\u0000") {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let mut path = String::new();
-    walk(&value, &mut path).then(|| if path.is_empty() { "body".into() } else { path })
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) if walk(&v, &mut path) && !path.is_empty() => path,
+        _ => "body".into(),
+    }
 }
 
 /// `Query<T>` whose failures are 422 problems.
@@ -174,20 +194,33 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
 
 #[cfg(test)]
 mod tests {
-    use super::nul_in_json;
+    use super::{nul_field, spells_nul};
 
     #[test]
-    fn finds_the_field_holding_a_nul() {
-        assert_eq!(nul_in_json(br#"{"title":"ok"}"#), None);
-        assert_eq!(
-            nul_in_json(br#"{"title":"ok","practice_area":"a\u0000b"}"#).as_deref(),
-            Some("practice_area")
-        );
-        assert_eq!(
-            nul_in_json(br#"{"parties":[{"name":"x"},{"name":"\u0000"}]}"#).as_deref(),
-            Some("parties[1].name")
-        );
-        // An escaped backslash followed by the letters is text, not a NUL.
-        assert_eq!(nul_in_json(br#"{"note":"C:\\u0000"}"#), None);
+    fn finds_a_nul_and_the_field_holding_it() {
+        assert!(!spells_nul(br#"{"title":"ok"}"#));
+        let b = br#"{"title":"ok","practice_area":"a\u0000b"}"#;
+        assert!(spells_nul(b));
+        assert_eq!(nul_field(b), "practice_area");
+        let b = br#"{"parties":[{"name":"x"},{"name":"\u0000"}]}"#;
+        assert!(spells_nul(b));
+        assert_eq!(nul_field(b), "parties[1].name");
+        // An escaped backslash followed by the letters is text, not a NUL; a third
+        // backslash makes it one again.
+        assert!(!spells_nul(br#"{"note":"C:\\u0000"}"#));
+        assert!(spells_nul(br#"{"note":"C:\\\u0000"}"#));
+    }
+
+    /// Parts a target type skips (an unknown field) may be unreadable as a `Value`: the
+    /// NUL is still found, and the field is then the whole body.
+    #[test]
+    fn a_nul_next_to_what_only_the_target_type_skips_is_still_found() {
+        for b in [
+            &br#"{"title":"a\u0000b","x":1e400}"#[..],
+            &br#"{"title":"a\u0000b","x":"\udc00"}"#[..],
+        ] {
+            assert!(spells_nul(b), "{}", String::from_utf8_lossy(b));
+            assert_eq!(nul_field(b), "body");
+        }
     }
 }

@@ -284,7 +284,12 @@ pub(super) async fn read_form(body: Body) -> Result<HashMap<String, String>, Pag
         .map_err(|_| Error::TooLarge("The form is too large.".into()))?;
     let form: HashMap<String, String> = url::form_urlencoded::parse(&bytes).into_owned().collect();
     // PostgreSQL cannot store a NUL in text; refuse it here rather than fail at the insert.
-    if let Some(k) = form.iter().find_map(|(k, v)| v.contains('\0').then_some(k)) {
+    if let Some(k) = form
+        .iter()
+        .filter(|(_, v)| v.contains('\0'))
+        .map(|(k, _)| k)
+        .min()
+    {
         return Err(Error::invalid(k.clone(), "must not contain NUL characters").into());
     }
     Ok(form)

@@ -509,6 +509,45 @@ async fn nul_characters_are_refused_with_the_field_named_and_nothing_changes() {
     )
     .await;
     assert!(error_fields(&b).contains("parties[1].name"), "{b}");
+    // Next to a part only the target type skips (an out-of-range number in an unknown
+    // field), the NUL is found all the same; the field is then the whole body.
+    let r = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "nul\u{0}@example.com", "password": "irrelevant"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let raw = r#"{"email":"nul\u0000@example.com","password":"irrelevant","x":1e400}"#;
+    let r = reqwest::Client::new()
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    let b = refused(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "NUL beside an unreadable part",
+    )
+    .await;
+    assert!(error_fields(&b).contains("body"), "{b}");
+    // A label is counted as stored: 'İ' lowers to two characters, 100 of them are too many.
+    let b = refused(
+        patch(
+            &app,
+            &format!("/api/v1/cases/{id}"),
+            &attorney.access,
+            json!({"practice_area": "İ".repeat(100)}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "practice_area longer once lowered",
+    )
+    .await;
+    assert!(error_fields(&b).contains("practice_area"), "{b}");
     let b = refused(
         get(&app, "/api/v1/cases?practice_area=a%00b", &attorney.access).await,
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -492,7 +492,7 @@ async fn profile_saves_name_and_time_zone_and_changes_the_password() {
             .unwrap()
             .contains("The time zone is not an IANA time zone")
     );
-    // A NUL (which PostgreSQL cannot store) is refused before any rule runs; nothing changes.
+    // A NUL (which PostgreSQL cannot store) is refused and nothing changes.
     let r = post_form(
         &app,
         &c,

@@ -356,6 +356,12 @@ async fn a_new_matter_needs_the_reviewed_conflict_check_and_commits_with_its_par
         ("client_id", cid.as_str()),
         ("parties", "Acme Holdings\nJane Witness"),
     ];
+    // A NUL in a field with no rule of its own (the description) is refused, nothing opened.
+    let mut nul = base.to_vec();
+    nul.push(("description", "before\u{0}after"));
+    let (st, _) = s.post(&app, "/cases/new", &nul).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(case_count(&app, &lead).await, 0);
     // Confirming without having been shown the check: the check is shown, nothing is opened.
     let mut blind = base.to_vec();
     blind.push(("reviewed", "yes"));
