@@ -247,9 +247,15 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
             ),
         ],
     };
-    let bytes = tokio::task::spawn_blocking(move || pdf::render(&doc))
-        .await
-        .map_err(|e| anyhow::anyhow!("PDF rendering failed: {e}"))?;
-    invoices::audit_read(state, p, &a, "invoice.pdf").await?;
+    // Rendered while the audit entry commits; returned only when both are done.
+    let render = async {
+        Ok(tokio::task::spawn_blocking(move || pdf::render(&doc))
+            .await
+            .map_err(|e| anyhow::anyhow!("PDF rendering failed: {e}"))?)
+    };
+    let bytes = state
+        .audit
+        .while_reading(invoices::read_entry(p, &a, "invoice.pdf"), render)
+        .await?;
     Ok((format!("{}.pdf", inv.number), bytes))
 }

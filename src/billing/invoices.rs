@@ -534,8 +534,13 @@ pub async fn create_invoice(
 /// `GET /invoices/{id}`.
 pub async fn get_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<InvoiceView> {
     let a = require(state, state.db.conn(), p, id).await?;
-    audit_read(state, p, &a, "invoice.read").await?;
-    let parts = parts_of(state.db.conn(), id).await?;
+    let parts = state
+        .audit
+        .while_reading(
+            read_entry(p, &a, "invoice.read"),
+            parts_of(state.db.conn(), id),
+        )
+        .await?;
     Ok(view(a.invoice, parts))
 }
 
@@ -545,14 +550,20 @@ pub async fn audit_read(
     a: &InvoiceAccess,
     action: &str,
 ) -> Result<()> {
-    let mut e = NewEntry::new(action, "invoice")
+    state.audit.record(read_entry(p, a, action)).await
+}
+
+/// The audit entry of an authorised read of one invoice.
+pub fn read_entry(p: &Principal, a: &InvoiceAccess, action: &str) -> NewEntry {
+    let e = NewEntry::new(action, "invoice")
         .by(p)
         .resource(a.invoice.id)
         .case(a.invoice.case_id);
     if a.case.admin_access(p) {
-        e = e.details(serde_json::json!({"admin_access": true}));
+        e.details(serde_json::json!({"admin_access": true}))
+    } else {
+        e
     }
-    state.audit.record(e).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

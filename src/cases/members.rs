@@ -238,7 +238,6 @@ pub async fn list_deadlines(
     cursor: Option<&str>,
 ) -> Result<Page<DeadlineView>> {
     let a = access::require_staff(state, state.db.conn(), p, case_id).await?;
-    super::service::audit_read(state, p, &a, "case.deadlines_read").await?;
     let after: Option<(NaiveDate, Uuid)> = decode_cursor(cursor)?;
     let mut q = deadline::Entity::find().filter(deadline::Column::CaseId.eq(case_id));
     if let Some((due, id)) = after {
@@ -252,11 +251,19 @@ pub async fn list_deadlines(
                 ),
         );
     }
-    let rows = q
-        .order_by_asc(deadline::Column::DueOn)
-        .order_by_asc(deadline::Column::Id)
-        .limit(limit.get() + 1)
-        .all(state.db.conn())
+    let read = async {
+        Ok(q.order_by_asc(deadline::Column::DueOn)
+            .order_by_asc(deadline::Column::Id)
+            .limit(limit.get() + 1)
+            .all(state.db.conn())
+            .await?)
+    };
+    let rows = state
+        .audit
+        .while_reading(
+            super::service::read_entry(p, &a, "case.deadlines_read"),
+            read,
+        )
         .await?;
     let items: Vec<DeadlineView> = rows.into_iter().map(Into::into).collect();
     Ok(page_from(items, limit, |d: &DeadlineView| (d.due_on, d.id)))
@@ -447,16 +454,20 @@ pub async fn list_parties(
     cursor: Option<&str>,
 ) -> Result<Page<PartyView>> {
     let a = access::require_staff(state, state.db.conn(), p, case_id).await?;
-    super::service::audit_read(state, p, &a, "case.parties_read").await?;
     let after: Option<Uuid> = decode_cursor(cursor)?;
     let mut q = party::Entity::find().filter(party::Column::CaseId.eq(case_id));
     if let Some(a) = after {
         q = q.filter(party::Column::Id.gt(a));
     }
-    let rows = q
-        .order_by_asc(party::Column::Id)
-        .limit(limit.get() + 1)
-        .all(state.db.conn())
+    let read = async {
+        Ok(q.order_by_asc(party::Column::Id)
+            .limit(limit.get() + 1)
+            .all(state.db.conn())
+            .await?)
+    };
+    let rows = state
+        .audit
+        .while_reading(super::service::read_entry(p, &a, "case.parties_read"), read)
         .await?;
     let items: Vec<PartyView> = rows.into_iter().map(Into::into).collect();
     Ok(page_from(items, limit, |x: &PartyView| x.id))

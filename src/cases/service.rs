@@ -479,18 +479,10 @@ async fn add_timeline<C: ConnectionTrait>(
     .await?)
 }
 
-/// Record a read of client data (batched by the audit writer; the request waits for it).
-pub(super) async fn audit_read(
-    state: &AppState,
-    p: &Principal,
-    a: &CaseAccess,
-    action: &str,
-) -> Result<()> {
-    state.audit.record(read_entry(p, a, action)).await
-}
-
-/// The audit entry of an authorised read of one case.
-fn read_entry(p: &Principal, a: &CaseAccess, action: &str) -> NewEntry {
+/// The audit entry of an authorised read of one case (for [`AuditWriter::while_reading`]).
+///
+/// [`AuditWriter::while_reading`]: crate::audit::AuditWriter::while_reading
+pub(super) fn read_entry(p: &Principal, a: &CaseAccess, action: &str) -> NewEntry {
     let e = NewEntry::new(action, "case")
         .by(p)
         .resource(a.case.id)

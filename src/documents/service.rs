@@ -439,22 +439,12 @@ pub async fn add_version(
 pub async fn get_document(state: &AppState, p: &Principal, id: Uuid) -> Result<DocumentView> {
     let conn = state.db.conn();
     let (d, a) = load_visible(state, conn, p, id).await?;
-    audit_read(state, p, &a, &d, "document.read", serde_json::json!({})).await?;
-    Ok(view(&d, case_held(conn, d.case_id).await?))
-}
-
-pub(super) async fn audit_read(
-    state: &AppState,
-    p: &Principal,
-    a: &CaseAccess,
-    d: &document::Model,
-    action: &str,
-    details: serde_json::Value,
-) -> Result<()> {
-    state
+    let entry = read_entry(p, &a, &d, "document.read", serde_json::json!({}));
+    let held = state
         .audit
-        .record(read_entry(p, a, d, action, details))
-        .await
+        .while_reading(entry, case_held(conn, d.case_id))
+        .await?;
+    Ok(view(&d, held))
 }
 
 /// The audit entry of an authorised read of one document.
@@ -490,20 +480,14 @@ pub async fn versions(
     if let Some(n) = after {
         q = q.filter(version::Column::Version.lt(n));
     }
-    let rows = q
-        .order_by_desc(version::Column::Version)
-        .limit(limit.get() + 1)
-        .all(conn)
-        .await?;
-    audit_read(
-        state,
-        p,
-        &a,
-        &d,
-        "document.versions_read",
-        serde_json::json!({}),
-    )
-    .await?;
+    let read = async {
+        Ok(q.order_by_desc(version::Column::Version)
+            .limit(limit.get() + 1)
+            .all(conn)
+            .await?)
+    };
+    let entry = read_entry(p, &a, &d, "document.versions_read", serde_json::json!({}));
+    let rows = state.audit.while_reading(entry, read).await?;
     let items = rows
         .into_iter()
         .map(|v| VersionView {

@@ -1372,3 +1372,81 @@ async fn the_sent_box_lists_only_what_the_caller_wrote() {
     let (_, html) = page(&app, &l, "/messages?box=sent").await;
     assert!(html.contains("You have not sent a message yet"), "{html}");
 }
+
+/// Every audited read of client data is on the trail by the time its answer arrives: each
+/// read below overlaps its entry's commit with the rest of its work, and none may answer
+/// first. Checked right after each response, once per path and reader.
+#[tokio::test]
+async fn every_audited_read_is_on_the_trail_when_its_answer_arrives() {
+    let app = spawn_app().await;
+    let admin = app.user("admin").await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client, "Audited reads").await;
+    let doc = upload(
+        &app,
+        &lead.access,
+        &case,
+        "audited-note.txt",
+        "privileged text",
+    )
+    .await;
+    let (invoice, _) = sent_invoice(&app, &lead, &case, 60).await;
+    let reads: [(&Login, String, &str); 10] = [
+        (&client, format!("/api/v1/cases/{case}"), "case.read"),
+        (
+            &client,
+            format!("/api/v1/cases/{case}/timeline"),
+            "case.timeline_read",
+        ),
+        (
+            &lead,
+            format!("/api/v1/cases/{case}/deadlines"),
+            "case.deadlines_read",
+        ),
+        (
+            &lead,
+            format!("/api/v1/cases/{case}/parties"),
+            "case.parties_read",
+        ),
+        (&client, format!("/api/v1/documents/{doc}"), "document.read"),
+        (
+            &client,
+            format!("/api/v1/documents/{doc}/versions"),
+            "document.versions_read",
+        ),
+        (
+            &client,
+            format!("/api/v1/documents/{doc}/content"),
+            "document.download",
+        ),
+        (
+            &client,
+            format!("/api/v1/invoices/{invoice}"),
+            "invoice.read",
+        ),
+        (
+            &client,
+            format!("/api/v1/invoices/{invoice}/pdf"),
+            "invoice.pdf",
+        ),
+        (&client, "/api/v1/dashboard".to_owned(), "dashboard.read"),
+    ];
+    for (who, path, action) in reads {
+        let r = app.get(&path, Some(&who.access)).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let trail = json_ok(
+            app.get(
+                &format!("/api/v1/audit?action={action}&actor_id={}", who.id),
+                Some(&admin.access),
+            )
+            .await,
+            StatusCode::OK,
+            action,
+        )
+        .await;
+        let items = trail["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{path} -> {action}: {trail}");
+        assert_eq!(items[0]["outcome"], "success", "{trail}");
+    }
+}
