@@ -112,8 +112,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let r = crate::db::recount::recount(&state.db).await?;
             state.audit.shutdown().await;
             println!(
-                "recounted: {} membership counters, {} deadline rows, {} document bounds corrected",
-                r.counters, r.deadlines, r.document_bounds
+                "recounted: {} membership counters, {} deadline rows, {} document bounds corrected, \
+                 {} message search rows rebuilt",
+                r.counters, r.deadlines, r.document_bounds, r.search_rows
             );
             Ok(ExitCode::SUCCESS)
         }

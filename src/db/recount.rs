@@ -1,12 +1,15 @@
 //! `lawfirm-pro recount`: rebuild the read models that triggers keep (migrations
-//! `m20261204_*`) from their sources, and say how many rows were out of step.
+//! `m20261204_*`) and SQLite's message full-text rows (aligned with their messages' rowids,
+//! `m20261205_000001`) from their sources, and say how many rows were out of step.
 //!
 //! The triggers keep them exact on every write path; this is the repair for what no trigger
 //! sees: hand edits of the database, a restore from a partial dump, a bug. Run it with the
 //! server stopped (on PostgreSQL a write racing the recount could be counted from a snapshot
 //! that misses it).
 
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use crate::messages::search_index;
 
 use super::Db;
 
@@ -19,6 +22,9 @@ pub struct Recount {
     pub deadlines: u64,
     /// Membership rows whose newest-document bound was below a document of the case.
     pub document_bounds: u64,
+    /// SQLite: full-text rows of messages out of step with their message (all are rebuilt
+    /// then); PostgreSQL keeps them in the message row itself.
+    pub search_rows: u64,
 }
 
 const UNREAD: &str = "(SELECT COUNT(*) FROM message_recipient r
@@ -73,10 +79,28 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
                 OR d.id > case_member.case_last_document_id))"
     ))
     .await?;
+    let mut search_rows = 0;
+    if db.backend() == DbBackend::Sqlite {
+        let off: i64 = txn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                search_index::SQLITE_OUT_OF_STEP,
+            ))
+            .await?
+            .map(|r| r.try_get("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        if off > 0 {
+            exec("DELETE FROM message_fts".into()).await?;
+            exec(search_index::SQLITE_REINDEX.into()).await?;
+        }
+        search_rows = off as u64;
+    }
     txn.commit().await?;
     Ok(Recount {
         counters,
         deadlines: removed + added,
         document_bounds,
+        search_rows,
     })
 }

@@ -512,7 +512,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         let end = (start + TXN_ROWS / 2).min(sizes.messages);
         let mut msgs = Vec::with_capacity(end - start);
         let mut rcpts = Vec::with_capacity((end - start) * 2);
-        // (id, body, sender, recipients) for the full-text rows (SQLite), written with them.
+        // (id, sender, recipients) for the full-text rows, written with them.
         let mut indexed = Vec::with_capacity(end - start);
         for i in start..end {
             let c = &cases[i % sizes.cases];
@@ -542,11 +542,11 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
                 sender_id: sender,
                 sender_role: role.into(),
                 parent_id: None,
-                body: body.clone(),
+                body,
                 created_at: at,
                 sender_deleted_at: None,
             }));
-            indexed.push((id, body, sender, to));
+            indexed.push((id, sender, to));
             for (uid, _) in members.iter().filter(|(u, _)| *u != sender) {
                 rcpts.push(recipient::ActiveModel::from(recipient::Model {
                     message_id: id,
@@ -564,9 +564,8 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
         insert_rows(&txn, rcpts).await?;
         let entries: Vec<search_index::Entry> = indexed
             .iter()
-            .map(|(id, body, sender, to)| search_index::Entry {
+            .map(|(id, sender, to)| search_index::Entry {
                 id: *id,
-                body,
                 sender: *sender,
                 recipients: to,
             })

@@ -1,5 +1,5 @@
 //! Reading many messages: the inbox and sent box, a case's messages and threads, full-text
-//! search ranked by relevance, unread counts and statistics. Every query is limited to the
+//! search (newest first, or ranked by relevance), unread counts and statistics. Every query is limited to the
 //! caller's own sender or recipient rows in cases they are on now ([`visible_condition`] for
 //! sets, [`visible_row_condition`] and `access::is_member_of` for pages walked row by row), so
 //! no path can show a message to someone it is not for.
@@ -115,8 +115,11 @@ pub struct InboxFilter {
     /// Only messages the caller has not read (received box only).
     pub unread: Option<bool>,
     pub case_id: Option<Uuid>,
-    /// Full text over the bodies; results ranked by relevance.
+    /// Full text over the bodies (every word, whole words): newest first, like the box itself.
     pub q: Option<String>,
+    /// With `q`: `newest` (default) or `relevance` (best match first; it scores every match,
+    /// so it costs more the more messages match).
+    pub sort: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -182,6 +185,13 @@ fn search_text(v: &mut Validator, q: Option<&str>) -> Option<String> {
 /// matched token of the body (`t`, all query words together, saturated once rather than per
 /// word); `n` is the body's length in characters.
 const SQLITE_SCORE: &str = "t * 2.2 / (t + 1.2 * (0.25 + 0.75 * n / 400.0))";
+
+/// A search with at least this many matches among the caller's messages of the box searched
+/// is walked in date order, each message probed; one with fewer is read as the set of its
+/// matches and sorted. Either way a page costs at most a few hundred rows, however large the
+/// box: a walk reaches a page of `k` matches after about `k × box / matches` messages, the set
+/// holds fewer than this many (the balance is near √(k × box): 460 for 21 of 10,000).
+const COMMON_MATCHES: u64 = 500;
 
 /// A full-text search on one backend by one reader: the match and a relevance score (higher
 /// is better).
@@ -259,6 +269,75 @@ impl Search {
         }
     }
 
+    /// `table` (`message` or an alias of it) matches the text and carries the reader's token.
+    /// SQLite: its rowid is among the matches' (aligned with `message_fts`, migration
+    /// `m20261205_000001`), a list FTS5 reads from its index alone and SQLite builds once per
+    /// statement; PostgreSQL: the row's own tsvectors.
+    fn matches(&self, table: &str) -> SimpleExpr {
+        match self.backend {
+            DbBackend::Postgres => Expr::cust_with_values(
+                format!(
+                    "({table}.search @@ websearch_to_tsquery('simple', $1) \
+                     AND {table}.audience @@ $2::tsquery)"
+                ),
+                [self.text.clone(), search_index::tsquery(&self.audience)],
+            ),
+            _ => Expr::cust_with_values(
+                format!(
+                    "{table}.rowid IN (SELECT rowid FROM message_fts WHERE message_fts MATCH ?)"
+                ),
+                [search_index::fts5_query(&self.text, &self.audience)],
+            ),
+        }
+    }
+
+    /// Probe the message of each row walked (`message_id` of the outer row) for a match: a
+    /// key lookup, never a join the planner could turn into reading every match first.
+    fn probe(&self, message_id: impl sea_orm::sea_query::IntoColumnRef) -> SimpleExpr {
+        Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from_as(message::Entity, Alias::new("m"))
+                .and_where(Expr::col((Alias::new("m"), message::Column::Id)).equals(message_id))
+                .and_where(self.matches("m"))
+                .limit(1)
+                .offset(0)
+                .to_owned(),
+        )
+    }
+
+    /// Does the caller have at least [`COMMON_MATCHES`] matches in the box searched? Reads at
+    /// most that many entries of the index.
+    async fn is_common<C: ConnectionTrait>(&self, conn: &C) -> Result<bool> {
+        // SQLite counts index entries alone; PostgreSQL's GIN scan checks the rows it finds.
+        let hits = match self.backend {
+            DbBackend::Postgres => Query::select()
+                .expr(Expr::val(1))
+                .from(message::Entity)
+                .and_where(self.matches("message"))
+                .limit(COMMON_MATCHES)
+                .to_owned(),
+            _ => Query::select()
+                .expr(Expr::val(1))
+                .from(Alias::new("message_fts"))
+                .and_where(Expr::cust_with_values(
+                    "message_fts MATCH ?",
+                    [search_index::fts5_query(&self.text, &self.audience)],
+                ))
+                .limit(COMMON_MATCHES)
+                .to_owned(),
+        };
+        let q = Query::select()
+            .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+            .from_subquery(hits, Alias::new("hits"))
+            .to_owned();
+        let n: i64 = match conn.query_one_raw(self.backend.build(&q)).await? {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(n as u64 >= COMMON_MATCHES)
+    }
+
     /// Rows after the cursor in `(score desc, id desc)` order.
     fn after(&self, s: f64, id: Uuid) -> sea_orm::Condition {
         sea_orm::Condition::any().add(self.score().lt(s)).add(
@@ -283,6 +362,21 @@ enum Rows {
     /// messages are fetched: however far off the planner's estimate of the case filter is, it
     /// never joins every received message to sort them.
     Received(Select<recipient::Entity>),
+}
+
+impl Rows {
+    /// Only the rows whose message matches `search`, probed one by one in the walk's order.
+    fn matching(self, search: &Search) -> Self {
+        match self {
+            Self::Messages(q) => {
+                Self::Messages(q.filter(search.probe((message::Entity, message::Column::Id))))
+            }
+            Self::Received(q) => Self::Received(
+                q.filter(search.probe((recipient::Entity, recipient::Column::MessageId))),
+            ),
+            ranked @ Self::Ranked(..) => ranked,
+        }
+    }
 }
 
 /// `ids`' messages, in that order.
@@ -431,6 +525,17 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         v.push("unread", "applies to received messages only");
     }
     let text = search_text(&mut v, f.q.as_deref());
+    let relevance = match f.sort.as_deref() {
+        None | Some("newest") => false,
+        Some("relevance") => true,
+        Some(_) => {
+            v.push("sort", "must be newest or relevance");
+            false
+        }
+    };
+    if relevance && text.is_none() {
+        v.push("sort", "relevance orders a search: give q");
+    }
     v.finish()?;
     let conn = state.db.conn();
     if let Some(c) = f.case_id {
@@ -442,48 +547,70 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         Some(c) => q.filter(message::Column::CaseId.eq(c)),
         None => q,
     };
+    // The full-text match holds only messages carrying the caller's token for the box searched.
+    let search = text.map(|text| Search {
+        backend: state.db.backend(),
+        text,
+        audience: if sent {
+            search_index::sender_token(me)
+        } else {
+            search_index::recipient_token(me)
+        },
+    });
     // A page of messages in index order probes the membership per row; a ranked search scores
     // every match anyway, so it checks them against the set of the caller's cases.
     let mine = message::Entity::find().filter(in_my_case_row(me));
-    let rows = if let Some(text) = text {
-        let mine = message::Entity::find().filter(in_my_cases(me));
-        // The full-text match holds only messages carrying the caller's token for the box
-        // searched; the `IN` list keeps the received ones unhidden (and unread). Joined
-        // instead, SQLite 3.51 may nest the FTS match inside the loop over the recipient rows
-        // (a full-text query per received message: the scale-10 bench hung on it).
-        let (q, audience) = if sent {
-            (mine.filter(sent_by(me)), search_index::sender_token(me))
-        } else {
-            (
-                mine.filter(message::Column::Id.in_subquery(received_by(me, unread))),
-                search_index::recipient_token(me),
-            )
-        };
-        let search = Search {
-            backend: state.db.backend(),
-            text,
-            audience,
-        };
-        Rows::Ranked(in_case(q), search)
-    } else if sent {
-        Rows::Messages(in_case(mine.filter(sent_by(me))))
-    } else if f.case_id.is_some() {
-        // Each of the case's messages probes the caller's recipient row.
-        Rows::Messages(in_case(mine.filter(Expr::exists(received_row(me, unread)))))
-    } else {
-        // Current cases only; one recipient row per message at most (the key is
-        // `(message_id, user_id)`).
-        let mut q = recipient::Entity::find()
-            .filter(recipient::Column::UserId.eq(me))
-            .filter(recipient::Column::DeletedAt.is_null())
-            .filter(access::is_member_of(
-                me,
-                (recipient::Entity, recipient::Column::CaseId),
-            ));
-        if unread {
-            q = q.filter(recipient::Column::ReadAt.is_null());
+    let rows = match search {
+        Some(search) if relevance => {
+            let mine = message::Entity::find().filter(in_my_cases(me));
+            // The `IN` list keeps the received ones unhidden (and unread). Joined instead,
+            // SQLite 3.51 may nest the FTS match inside the loop over the recipient rows (a
+            // full-text query per received message: the scale-10 bench hung on it).
+            let q = if sent {
+                mine.filter(sent_by(me))
+            } else {
+                mine.filter(message::Column::Id.in_subquery(received_by(me, unread)))
+            };
+            Rows::Ranked(in_case(q), search)
         }
-        Rows::Received(q)
+        Some(search) if !search.is_common(conn).await? => {
+            // Few matches: their set, each checked like a row of the box, then sorted.
+            let in_box = if sent {
+                sent_by(me)
+            } else {
+                sea_orm::Condition::all().add(Expr::exists(received_row(me, unread)))
+            };
+            Rows::Messages(in_case(
+                mine.filter(search.matches("message")).filter(in_box),
+            ))
+        }
+        search => {
+            let walk = if sent {
+                Rows::Messages(in_case(mine.filter(sent_by(me))))
+            } else if f.case_id.is_some() {
+                // Each of the case's messages probes the caller's recipient row.
+                Rows::Messages(in_case(mine.filter(Expr::exists(received_row(me, unread)))))
+            } else {
+                // Current cases only; one recipient row per message at most (the key is
+                // `(message_id, user_id)`).
+                let mut q = recipient::Entity::find()
+                    .filter(recipient::Column::UserId.eq(me))
+                    .filter(recipient::Column::DeletedAt.is_null())
+                    .filter(access::is_member_of(
+                        me,
+                        (recipient::Entity, recipient::Column::CaseId),
+                    ));
+                if unread {
+                    q = q.filter(recipient::Column::ReadAt.is_null());
+                }
+                Rows::Received(q)
+            };
+            // Many matches: the box in date order, each message probed until the page is full.
+            match search {
+                Some(search) => walk.matching(&search),
+                None => walk,
+            }
+        }
     };
     let out = page(conn, me, rows, limit, f.cursor.as_deref()).await?;
     audit_list(state, p, f.case_id, &out).await?;

@@ -22,15 +22,14 @@ pub fn recipient_token(user: Uuid) -> String {
     format!("r{}", user.simple())
 }
 
-/// One message to index: its id, body, and everyone it was between.
+/// One message to index (its row is already written): its id and everyone it was between.
 pub struct Entry<'a> {
     pub id: Uuid,
-    pub body: &'a str,
     pub sender: Uuid,
     pub recipients: &'a [Uuid],
 }
 
-/// Messages per statement: three values each, far below SQLite's 32,766 bound parameters.
+/// Messages per statement: two values each, far below SQLite's 32,766 bound parameters.
 const BATCH: usize = 2_000;
 
 fn audience(e: &Entry<'_>) -> String {
@@ -45,7 +44,7 @@ fn audience(e: &Entry<'_>) -> String {
 pub async fn add<C: ConnectionTrait>(conn: &C, entries: &[Entry<'_>]) -> Result<()> {
     let backend = conn.get_database_backend();
     for chunk in entries.chunks(BATCH) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
         let sql = match backend {
             DbBackend::Postgres => {
                 // The tokens are exact lexemes (no parser, no dictionary).
@@ -65,12 +64,17 @@ pub async fn add<C: ConnectionTrait>(conn: &C, entries: &[Entry<'_>]) -> Result<
                 sql
             }
             _ => {
-                let mut sql =
-                    String::from("INSERT INTO message_fts(body, audience, message_id) VALUES ");
+                // The body is read from the message, and the row takes the message's rowid
+                // (what a date-ordered search probes; migration `m20261205_000001`).
+                let mut sql = String::from(
+                    "INSERT INTO message_fts(rowid, body, audience, message_id) \
+                     SELECT m.rowid, m.body, v.column2, m.id FROM (VALUES ",
+                );
                 for (i, e) in chunk.iter().enumerate() {
-                    sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
-                    values.extend([e.body.into(), audience(e).into(), e.id.into()]);
+                    sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
+                    values.extend([e.id.into(), audience(e).into()]);
                 }
+                sql.push_str(") AS v JOIN message m ON m.id = v.column1");
                 sql
             }
         };
@@ -79,6 +83,23 @@ pub async fn add<C: ConnectionTrait>(conn: &C, entries: &[Entry<'_>]) -> Result<
     }
     Ok(())
 }
+
+/// SQLite: every message's full-text row, from its sources (`lawfirm-pro recount`; the
+/// migrations keep their own frozen copies).
+pub const SQLITE_REINDEX: &str = "INSERT INTO message_fts(rowid, body, audience, message_id)
+    SELECT m.rowid, m.body,
+           's' || lower(hex(m.sender_id)) || coalesce(' ' || (
+               SELECT group_concat('r' || lower(hex(r.user_id)), ' ')
+                 FROM message_recipient r WHERE r.message_id = m.id), ''),
+           m.id
+      FROM message m";
+
+/// SQLite: full-text rows out of step with their messages (another message's rowid, or none).
+pub const SQLITE_OUT_OF_STEP: &str = "SELECT
+    (SELECT COUNT(*) FROM message_fts f WHERE NOT EXISTS (
+        SELECT 1 FROM message m WHERE m.rowid = f.rowid AND m.id = f.message_id))
+  + (SELECT COUNT(*) FROM message m WHERE NOT EXISTS (
+        SELECT 1 FROM message_fts f WHERE f.rowid = m.rowid)) AS n";
 
 /// PostgreSQL: the `tsquery` of one audience token (a lexeme of hex digits, quoted).
 pub fn tsquery(token: &str) -> String {

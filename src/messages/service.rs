@@ -507,7 +507,6 @@ pub async fn send(
         &*txn,
         &[search_index::Entry {
             id,
-            body: &body,
             sender: p.user_id,
             recipients: &recipients,
         }],

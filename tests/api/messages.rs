@@ -686,7 +686,7 @@ async fn unread_counts_stay_right_under_concurrent_sends() {
 }
 
 #[tokio::test]
-async fn search_ranks_by_relevance_and_never_shows_others_messages() {
+async fn search_is_newest_first_or_ranked_and_never_shows_others_messages() {
     let app = spawn_app().await;
     let lead = app.user("attorney").await;
     let client = app.user("client").await;
@@ -695,18 +695,18 @@ async fn search_ranks_by_relevance_and_never_shows_others_messages() {
     let other_client = app.user("client").await;
     let case = new_case(&app, &lead, &[&client, &co_client], &[]).await;
     let other = new_case(&app, &other_lead, &[&other_client], &[]).await;
-    let once = say(
-        &app,
-        &case,
-        &lead,
-        json!({"body": "The settlement draft is attached to the file for review", "recipient_ids": [client.id]}),
-    )
-    .await;
     let thrice = say(
         &app,
         &case,
         &lead,
         json!({"body": "Settlement: the settlement terms of the settlement", "recipient_ids": [client.id]}),
+    )
+    .await;
+    let once = say(
+        &app,
+        &case,
+        &lead,
+        json!({"body": "The settlement draft is attached to the file for review", "recipient_ids": [client.id]}),
     )
     .await;
     let unrelated = say(
@@ -732,19 +732,45 @@ async fn search_ranks_by_relevance_and_never_shows_others_messages() {
     )
     .await;
 
+    // Newest first, as the box itself; `sort=relevance` puts the best match first.
     let hits = get_ok(&app, "/api/v1/messages?q=settlement", &client).await;
     assert_eq!(
         item_ids(&hits),
+        vec![id(&once), id(&thrice)],
+        "newest first"
+    );
+    let ranked = get_ok(
+        &app,
+        "/api/v1/messages?q=settlement&sort=relevance",
+        &client,
+    )
+    .await;
+    assert_eq!(
+        item_ids(&ranked),
         vec![id(&thrice), id(&once)],
         "most relevant first"
     );
+    for bad in ["sort=oldest", "sort=relevance", "sort=relevance&q=%20"] {
+        let r = app
+            .get(
+                &format!("/api/v1/messages?{bad}"),
+                Some(client.access.as_str()),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
     // Whole words on both backends: a prefix is not a match (on SQLite it would make the
     // engine merge every term with that prefix, firm-wide).
     assert!(item_ids(&get_ok(&app, "/api/v1/messages?q=settle", &client).await).is_empty());
     // Paging through ranked results keeps the order, even when other people's messages
     // arrive in between: a score is a function of its message alone. (With FTS5's bm25 the
     // firm-wide term statistics moved every score and the second page came back empty.)
-    let p1 = get_ok(&app, "/api/v1/messages?q=settlement&limit=1", &client).await;
+    let p1 = get_ok(
+        &app,
+        "/api/v1/messages?q=settlement&sort=relevance&limit=1",
+        &client,
+    )
+    .await;
     assert_eq!(item_ids(&p1), vec![id(&thrice)]);
     let c = p1["next_cursor"].as_str().expect("a second page");
     for n in 0..12 {
@@ -758,7 +784,7 @@ async fn search_ranks_by_relevance_and_never_shows_others_messages() {
     }
     let p2 = get_ok(
         &app,
-        &format!("/api/v1/messages?q=settlement&limit=1&cursor={c}"),
+        &format!("/api/v1/messages?q=settlement&sort=relevance&limit=1&cursor={c}"),
         &client,
     )
     .await;
@@ -781,11 +807,32 @@ async fn search_ranks_by_relevance_and_never_shows_others_messages() {
         }
     }
     if crate::helpers::backend() == "sqlite" {
-        // The index is keyed by message id, so rowid renumbering (VACUUM, backups) is harmless.
-        app.sql("UPDATE message SET rowid = rowid + 1000").await;
+        // SQLite's full-text rows share their messages' rowids: VACUUM (and VACUUM INTO, the
+        // backups) keep them.
         app.sql("VACUUM").await;
-        let hits = get_ok(&app, "/api/v1/messages?q=settlement", &client).await;
-        assert_eq!(item_ids(&hits), vec![id(&thrice), id(&once)]);
+        let after = get_ok(&app, "/api/v1/messages?q=settlement", &client).await;
+        assert_eq!(item_ids(&after), vec![id(&once), id(&thrice)]);
+        // What no write path does, renumbering them by hand, `lawfirm-pro recount` repairs.
+        app.sql("UPDATE message SET rowid = rowid + 1000").await;
+        let lost = get_ok(&app, "/api/v1/messages?q=settlement", &client).await;
+        assert!(item_ids(&lost).is_empty(), "out of step: {lost}");
+        let r = lawfirm_pro::db::recount::recount(&app.state.db)
+            .await
+            .unwrap();
+        assert!(r.search_rows > 0, "{r:?}");
+        let repaired = get_ok(&app, "/api/v1/messages?q=settlement", &client).await;
+        assert_eq!(item_ids(&repaired), vec![id(&once), id(&thrice)]);
+        let ranked = get_ok(
+            &app,
+            "/api/v1/messages?q=settlement&sort=relevance",
+            &client,
+        )
+        .await;
+        assert_eq!(item_ids(&ranked), vec![id(&thrice), id(&once)]);
+        let again = lawfirm_pro::db::recount::recount(&app.state.db)
+            .await
+            .unwrap();
+        assert_eq!(again.search_rows, 0, "in step after the repair");
     }
     // The sender finds their own sent messages, but never the other firm's.
     let sent = get_ok(&app, "/api/v1/messages?box=sent&q=settlement", &lead).await;

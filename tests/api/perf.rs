@@ -332,7 +332,21 @@ async fn plan_with(
 
 /// Every id of a keyset-paginated list, following `next_cursor` to the end.
 async fn all_pages(app: &TestApp, path: &str, token: &str, limit: u32) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
+    items_of_all_pages(app, path, token, limit, |d| {
+        d["id"].as_str().unwrap().to_owned()
+    })
+    .await
+}
+
+/// `each` of every item of a keyset-paginated list, following `next_cursor` to the end.
+async fn items_of_all_pages<T>(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    limit: u32,
+    each: impl Fn(&Value) -> T,
+) -> Vec<T> {
+    let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     let sep = if path.contains('?') { '&' } else { '?' };
     loop {
@@ -341,16 +355,10 @@ async fn all_pages(app: &TestApp, path: &str, token: &str, limit: u32) -> Vec<St
             None => format!("{path}{sep}limit={limit}"),
         };
         let page = get_json(app, &url, token).await;
-        ids.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d["id"].as_str().unwrap().to_owned()),
-        );
+        out.extend(page["items"].as_array().unwrap().iter().map(&each));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
-            None => return ids,
+            None => return out,
         }
     }
 }
@@ -596,10 +604,10 @@ async fn inbox_migration_backfills_existing_recipients() {
 }
 
 /// The message-search migrations on a database that already has messages: SQLite's old
-/// full-text table (body only) is put back and the migration unrecorded, PostgreSQL's audience
-/// column is rolled back; then they run again. Every message is indexed naming its sender and
-/// each recipient (and no one else), and search answers as before — for a recipient, and for
-/// the sender in their sent box.
+/// full-text table (body only, rowids of its own) is put back and the migrations unrecorded,
+/// PostgreSQL's audience column is rolled back; then they run again. Every message is indexed
+/// naming its sender and each recipient (and no one else), on SQLite under its message's
+/// rowid, and search answers as before — for a recipient, and for the sender in their sent box.
 #[tokio::test]
 async fn message_search_migration_indexes_existing_messages_by_audience() {
     let (app, g) = firm(Sizes::tiny()).await;
@@ -626,9 +634,17 @@ async fn message_search_migration_indexes_existing_messages_by_audience() {
             "CREATE VIRTUAL TABLE message_fts USING fts5(body, message_id UNINDEXED,
                tokenize='unicode61 remove_diacritics 2')",
             "INSERT INTO message_fts(body, message_id) SELECT body, id FROM message",
+            // Rowids the rebuild would not reproduce by chance: only the alignment migration
+            // gives each full-text row its message's.
+            "UPDATE message SET rowid = rowid + 1000",
         ] {
             conn.execute_unprepared(sql).await.expect(sql);
         }
+        conn.execute_unprepared(
+            "DELETE FROM seaql_migrations WHERE version = 'm20261205_000001_message_fts_rowid'",
+        )
+        .await
+        .unwrap();
     }
     conn.execute_unprepared(
         "DELETE FROM seaql_migrations WHERE version = 'm20261202_000010_message_search_audience'",
@@ -676,6 +692,8 @@ async fn message_search_migration_indexes_existing_messages_by_audience() {
                 "SELECT
                    (SELECT COUNT(*) FROM message) AS messages,
                    (SELECT COUNT(*) FROM message_fts) AS indexed,
+                   (SELECT COUNT(*) FROM message_fts f JOIN message m
+                     ON m.rowid = f.rowid AND m.id = f.message_id) AS aligned,
                    (SELECT COUNT(*) FROM message m JOIN message_fts f ON f.message_id = m.id
                      WHERE instr(f.audience, 's' || lower(hex(m.sender_id))) = 0
                         OR EXISTS (SELECT 1 FROM message_recipient r WHERE r.message_id = m.id
@@ -688,6 +706,11 @@ async fn message_search_migration_indexes_existing_messages_by_audience() {
         let n = |c: &str| row.try_get::<i64>("", c).unwrap();
         assert!(n("messages") > 0);
         assert_eq!(n("indexed"), n("messages"), "one full-text row per message");
+        assert_eq!(
+            n("aligned"),
+            n("messages"),
+            "each row under its message's rowid"
+        );
         assert_eq!(n("missing"), 0, "every sender and recipient named");
     }
     let after = get_json(&app, &q, &client).await;
@@ -755,7 +778,7 @@ async fn message_search_is_narrowed_to_the_reader_inside_the_index() {
     log.start();
     let found = get_json(
         &app,
-        &format!("/api/v1/messages?q={word}&limit=100"),
+        &format!("/api/v1/messages?q={word}&sort=relevance&limit=100"),
         &token,
     )
     .await;
@@ -803,6 +826,127 @@ async fn message_search_is_narrowed_to_the_reader_inside_the_index() {
         _ => {
             let values = format!("{:?}", search.values);
             assert!(values.contains(&token_of_me), "{}\n{values}", search.sql);
+        }
+    }
+}
+
+/// Every page of a box, with its messages' bodies, newest first.
+async fn box_pages(app: &TestApp, path: &str, token: &str) -> Vec<(String, String)> {
+    items_of_all_pages(app, path, token, 100, |m| {
+        (
+            m["id"].as_str().unwrap().to_owned(),
+            m["body"].as_str().unwrap().to_owned(),
+        )
+    })
+    .await
+}
+
+/// The ids of the messages in `all` holding every one of `words` (whole words, any case).
+fn holding(all: &[(String, String)], words: &[&str]) -> Vec<String> {
+    all.iter()
+        .filter(|(_, body)| {
+            let body = body.to_lowercase();
+            let mine: Vec<&str> = body.split(|c: char| !c.is_alphanumeric()).collect();
+            words.iter().all(|w| mine.contains(w))
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// A message search is the box itself, newest first, keeping the messages that hold every word:
+/// page by page and across the cursor, whichever shape runs. With 500 matches or more in the
+/// box searched the box is walked in date order and each message probed; with fewer, the set
+/// of matches is read and sorted. Both shapes are checked against the plain box, for the
+/// inbox, the unread inbox, the sent box and one case, and the shapes are seen to differ.
+#[tokio::test]
+async fn message_search_pages_agree_whichever_shape_runs() {
+    let sizes = Sizes {
+        messages: 8_000,
+        ..Sizes::tiny()
+    };
+    let (app, g) = firm(sizes).await;
+    let token = login(&app, &g.attorneys[0], &g.password).await;
+    let inbox = box_pages(&app, "/api/v1/messages", &token).await;
+    // The word most of the inbox holds, and three words together that few messages hold.
+    let mut counts: Vec<(usize, &str)> = ["contract", "settlement", "hearing", "witness", "motion"]
+        .into_iter()
+        .map(|w| (holding(&inbox, &[w]).len(), w))
+        .collect();
+    counts.sort_unstable();
+    let common = counts[4].1;
+    let rare = [counts[4].1, counts[3].1, counts[2].1];
+    assert!(counts[4].0 >= 500, "a common word: {counts:?}");
+    let few = holding(&inbox, &rare).len();
+    assert!(few > 0 && few < 500, "a rare combination: {few}");
+    let case = get_json(&app, "/api/v1/cases?limit=1", &token).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for plain in [
+        "/api/v1/messages".to_owned(),
+        "/api/v1/messages?unread=true".to_owned(),
+        "/api/v1/messages?box=sent".to_owned(),
+        format!("/api/v1/messages?case_id={case}"),
+    ] {
+        let all = box_pages(&app, &plain, &token).await;
+        assert!(!all.is_empty(), "{plain}");
+        let sep = if plain.contains('?') { '&' } else { '?' };
+        for words in [vec![common], rare.to_vec()] {
+            let q = words.join("%20");
+            let found = box_pages(&app, &format!("{plain}{sep}q={q}"), &token).await;
+            let found: Vec<String> = found.into_iter().map(|(id, _)| id).collect();
+            assert_eq!(found, holding(&all, &words), "{plain} q={q}");
+        }
+    }
+    // The shapes really differ: a common word walks the caller's recipient rows and probes
+    // each message, a rare combination reads the set of matches from `message`.
+    let log = app.state.db.statements();
+    let search_sql = |stmts: Vec<Statement>| {
+        stmts
+            .into_iter()
+            .find(|s| {
+                s.sql.contains("ORDER BY")
+                    && (s.sql.contains("message_fts") || s.sql.contains("websearch_to_tsquery"))
+            })
+            .expect("the search statement")
+    };
+    log.start();
+    get_json(&app, &format!("/api/v1/messages?q={common}"), &token).await;
+    let walk = search_sql(log.stop());
+    assert!(
+        walk.sql.contains("FROM \"message_recipient\""),
+        "{}",
+        walk.sql
+    );
+    log.start();
+    get_json(
+        &app,
+        &format!("/api/v1/messages?q={}", rare.join("%20")),
+        &token,
+    )
+    .await;
+    let set = search_sql(log.stop());
+    assert!(set.sql.starts_with("SELECT \"message\"."), "{}", set.sql);
+    let backend = app.state.db.backend();
+    let walk_plan = plan(&app, backend, &walk).await.join("\n");
+    let set_plan = plan(&app, backend, &set).await.join("\n");
+    assert!(
+        !sorts(backend, &walk_plan),
+        "the walk is in index order:\n{walk_plan}"
+    );
+    match backend {
+        DbBackend::Postgres => {
+            assert!(
+                set_plan.contains("ix_message_search_audience"),
+                "{set_plan}"
+            );
+        }
+        _ => {
+            assert!(
+                walk_plan.contains("ix_message_recipient_inbox_page"),
+                "{walk_plan}"
+            );
+            assert!(set_plan.contains("INTEGER PRIMARY KEY"), "{set_plan}");
         }
     }
 }

@@ -21,6 +21,7 @@ mod m20261203_000002_member_case_order;
 mod m20261204_000001_member_counters;
 mod m20261204_000002_member_deadlines;
 mod m20261204_000003_member_last_document;
+mod m20261205_000001_message_fts_rowid;
 
 pub struct Migrator;
 
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_member_counters::Migration),
             Box::new(m20261204_000002_member_deadlines::Migration),
             Box::new(m20261204_000003_member_last_document::Migration),
+            Box::new(m20261205_000001_message_fts_rowid::Migration),
         ]
     }
 }
