@@ -374,6 +374,11 @@ fn read_paths(ids: &Ids) -> Vec<(&'static str, &'static str, String)> {
             "/api/v1/messages?q=settlement".into(),
         ),
         (
+            "message search, ranked",
+            "attorney",
+            "/api/v1/messages?q=settlement&sort=relevance".into(),
+        ),
+        (
             "documents",
             "client",
             format!("/api/v1/cases/{cc}/documents"),

@@ -927,9 +927,18 @@ async fn message_search_pages_agree_whichever_shape_runs() {
     .await;
     let set = search_sql(log.stop());
     assert!(set.sql.starts_with("SELECT \"message\"."), "{}", set.sql);
+    log.start();
+    get_json(
+        &app,
+        &format!("/api/v1/messages?box=sent&q={}", rare.join("%20")),
+        &token,
+    )
+    .await;
+    let sent_set = search_sql(log.stop());
     let backend = app.state.db.backend();
     let walk_plan = plan(&app, backend, &walk).await.join("\n");
     let set_plan = plan(&app, backend, &set).await.join("\n");
+    let sent_plan = plan(&app, backend, &sent_set).await.join("\n");
     assert!(
         !sorts(backend, &walk_plan),
         "the walk is in index order:\n{walk_plan}"
@@ -947,6 +956,12 @@ async fn message_search_pages_agree_whichever_shape_runs() {
                 "{walk_plan}"
             );
             assert!(set_plan.contains("INTEGER PRIMARY KEY"), "{set_plan}");
+            // Not every message the sender ever sent, walked by their index.
+            assert!(
+                sent_plan.contains("INTEGER PRIMARY KEY")
+                    && !sent_plan.contains("ix_message_sender_created"),
+                "{sent_plan}"
+            );
         }
     }
 }
