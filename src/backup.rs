@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     Config,
     db::{Db, DbKind},
+    messages::search_index,
 };
 
 const MANIFEST: &str = "manifest.json";
@@ -271,8 +272,8 @@ pub fn verify(dir: &Path) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-/// `VACUUM` may renumber implicit rowids, and external-content FTS5 indexes refer to rowids:
-/// rebuild every such index in the copy from the copy's own rows.
+/// `VACUUM` may renumber implicit rowids, and external-content FTS5 indexes refer to rowids, as
+/// do the message search rows: rebuild them in the copy from the copy's own rows.
 async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
     use sea_orm::sqlx::{
         ConnectOptions, Connection,
@@ -302,6 +303,20 @@ async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
         .execute(&mut conn)
         .await
         .with_context(|| format!("rebuilding the search index {name}"))?;
+    }
+    // Message search rows sit under their message's rowid (ADR 0004): rebuilt from the copy's
+    // own messages if any is out of step.
+    let (off,): (i64,) = sea_orm::sqlx::query_as(search_index::SQLITE_OUT_OF_STEP)
+        .fetch_one(&mut conn)
+        .await
+        .context("checking the message search rows")?;
+    if off > 0 {
+        for sql in ["DELETE FROM message_fts", search_index::SQLITE_REINDEX] {
+            sea_orm::sqlx::query(sql)
+                .execute(&mut conn)
+                .await
+                .context("rebuilding the message search rows")?;
+        }
     }
     conn.close().await?;
     Ok(())

@@ -807,8 +807,8 @@ async fn search_is_newest_first_or_ranked_and_never_shows_others_messages() {
         }
     }
     if crate::helpers::backend() == "sqlite" {
-        // SQLite's full-text rows share their messages' rowids: VACUUM (and VACUUM INTO, the
-        // backups) keep them.
+        // SQLite's full-text rows share their messages' rowids, which VACUUM keeps (backups
+        // realign their copy anyway: tests/api/backup.rs).
         app.sql("VACUUM").await;
         let after = get_ok(&app, "/api/v1/messages?q=settlement", &client).await;
         assert_eq!(item_ids(&after), vec![id(&once), id(&thrice)]);

@@ -4,10 +4,11 @@
 //! whether it matches; with the rowids aligned that question is a probe of the set of matching
 //! rowids, which FTS5 lists from its index alone (2,876 of them in about a millisecond on the
 //! scale-100 firm), where an unaligned row had to be read from the content table for its
-//! `message_id` (6 ms for the same set). Rowids survive `VACUUM` and `VACUUM INTO` (the
-//! backups), which copy rows with their rowids. The rows are rebuilt from `message` and
-//! `message_recipient`, as `m20261202_000010_message_search_audience` built them; the delete
-//! trigger finds the row by rowid instead of scanning for its `message_id`.
+//! `message_id` (6 ms for the same set). `lawfirm-pro backup` realigns its copy and
+//! `lawfirm-pro recount` a live database, should rowids ever be renumbered. The rows are
+//! rebuilt from `message` and `message_recipient`, as `m20261202_000010_message_search_audience`
+//! built them; the delete trigger finds the row by rowid instead of scanning for its
+//! `message_id`.
 //! PostgreSQL is unchanged (the tsvectors are columns of `message`).
 
 use super::exec_per_backend;
