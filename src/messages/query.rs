@@ -202,10 +202,11 @@ fn search_text(v: &mut Validator, q: Option<&str>) -> Option<String> {
 const SQLITE_SCORE: &str = "t * 2.2 / (t + 1.2 * (0.25 + 0.75 * n / 400.0))";
 
 /// A search with at least this many matches among the caller's messages of the box searched
-/// is walked in date order, each message probed; one with fewer is read as the set of its
-/// matches and sorted. Either way a page costs at most a few hundred rows, however large the
-/// box: a walk reaches a page of `k` matches after about `k × box / matches` messages, the set
-/// holds fewer than this many (the balance is near √(k × box): 460 for 21 of 10,000).
+/// is walked in date order, each message probed (at most [`WALK_ROWS`] of them); one with
+/// fewer is read as the set of its matches and sorted. A walk reaches a page of `k` matches
+/// after about `k × box / matches` messages and the set holds fewer than this many, so either
+/// way a page costs a few hundred rows however large the box (the two balance near
+/// √(k × box): 460 for 21 of 10,000).
 const COMMON_MATCHES: u64 = 500;
 
 /// A full-text search on one backend by one reader: the match and a relevance score (higher
@@ -379,7 +380,118 @@ enum Rows {
     Received(Select<recipient::Entity>),
 }
 
+/// Rows a search walk may visit before it falls back to the set of matches. A page of `k`
+/// matches needs about `k / density` rows; 1,000 rows fill a page of 21 down to a density of
+/// 2 %, and a walk that a count of at least [`COMMON_MATCHES`] started sees 5 % in a box of
+/// 10,000 on average.
+const WALK_ROWS: u64 = 1_000;
+
+/// A search walk in date order and the index range it walks.
+struct Walk {
+    rows: Rows,
+    span: Span,
+}
+
+/// The box's own rows in walk order, before any probe: what bounds a walk to [`WALK_ROWS`].
+enum Span {
+    /// The caller's recipient rows (`ix_message_recipient_inbox_page` / `_unread_page`).
+    Received { user: Uuid, unread: bool },
+    /// Messages by their own columns: the sender's, or one case's.
+    Messages(Box<Select<message::Entity>>),
+}
+
+impl Walk {
+    /// The key of the last row the walk may visit after the cursor, or `None` when fewer than
+    /// [`WALK_ROWS`] are left (then the walk is the whole rest of the box). One index range,
+    /// read to an offset.
+    async fn end<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        cursor: Option<&Cursor>,
+    ) -> Result<Option<(DateTime<Utc>, Uuid)>> {
+        let at = cursor
+            .map(|c| {
+                c.t.map(|t| (t, c.id))
+                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+            })
+            .transpose()?;
+        match &self.span {
+            Span::Received { user, unread } => {
+                let mut q = recipient::Entity::find()
+                    .filter(recipient::Column::UserId.eq(*user))
+                    .filter(recipient::Column::DeletedAt.is_null());
+                if *unread {
+                    q = q.filter(recipient::Column::ReadAt.is_null());
+                }
+                let (t, id) = (
+                    recipient::Column::MessageCreatedAt,
+                    recipient::Column::MessageId,
+                );
+                key_at_walk_end(conn, q, t, id, at).await
+            }
+            Span::Messages(q) => {
+                let (t, id) = (message::Column::CreatedAt, message::Column::Id);
+                key_at_walk_end(conn, (**q).clone(), t, id, at).await
+            }
+        }
+    }
+}
+
+/// The `(sort, id)` key of the last of [`WALK_ROWS`] rows of `q` after `at`, newest first.
+async fn key_at_walk_end<E: EntityTrait, C: ConnectionTrait>(
+    conn: &C,
+    q: Select<E>,
+    sort: E::Column,
+    id: E::Column,
+    at: Option<(DateTime<Utc>, Uuid)>,
+) -> Result<Option<(DateTime<Utc>, Uuid)>> {
+    let mut q = q.select_only().column(sort).column(id);
+    if let Some((t, last)) = at {
+        q = q.filter(after_in_range(
+            Expr::col(sort),
+            Expr::col(id),
+            t,
+            last,
+            true,
+        ));
+    }
+    Ok(q.order_by_desc(sort)
+        .order_by_desc(id)
+        .offset(WALK_ROWS - 1)
+        .limit(1)
+        .into_tuple()
+        .one(conn)
+        .await?)
+}
+
+/// Rows from the newest down to `(at, id)` inclusive in `(sort, id)` order, bounding the same
+/// index range as the cursor does from the other side.
+fn down_to(sort: Expr, id: Expr, at: DateTime<Utc>, last: Uuid) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(sort.clone().gte(at))
+        .add(sea_orm::Condition::any().add(sort.gt(at)).add(id.gte(last)))
+}
+
 impl Rows {
+    /// Only the rows of the walk up to and including `(at, id)`.
+    fn within(self, at: DateTime<Utc>, last: Uuid) -> Self {
+        match self {
+            Self::Messages(q) => Self::Messages(q.filter(down_to(
+                Expr::col((message::Entity, message::Column::CreatedAt)),
+                Expr::col((message::Entity, message::Column::Id)),
+                at,
+                last,
+            ))),
+            Self::Received(q) => Self::Received(q.filter(down_to(
+                Expr::col((recipient::Entity, recipient::Column::MessageCreatedAt)),
+                Expr::col((recipient::Entity, recipient::Column::MessageId)),
+                at,
+                last,
+            ))),
+            ranked @ Self::Ranked(..) => ranked,
+        }
+    }
+
     /// Only the rows whose message matches `search`, probed one by one in the walk's order.
     fn matching(self, search: &Search) -> Self {
         match self {
@@ -406,6 +518,9 @@ async fn in_order<C: ConnectionTrait>(conn: &C, ids: &[Uuid]) -> Result<Vec<mess
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
+/// Messages of one page and their relevance scores (none in date order).
+type Fetched = (Vec<message::Model>, Vec<Option<f64>>);
+
 /// Run a filtered message query as one page: newest first, or by relevance when searching.
 async fn page<C: ConnectionTrait>(
     conn: &C,
@@ -415,9 +530,45 @@ async fn page<C: ConnectionTrait>(
     cursor: Option<&str>,
 ) -> Result<Page<MessageView>> {
     let cursor: Option<Cursor> = decode_cursor(cursor)?;
+    let fetched = fetch(conn, rows, limit, cursor.as_ref()).await?;
+    finish(conn, viewer, fetched, limit).await
+}
+
+/// A search walk of at most [`WALK_ROWS`] rows of the box; if that does not fill the page (the
+/// matches are further back, or filtered out by the box), the set of matches instead.
+async fn page_capped<C: ConnectionTrait>(
+    conn: &C,
+    viewer: Uuid,
+    walk: Walk,
+    fallback: Rows,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<MessageView>> {
+    let cursor: Option<Cursor> = decode_cursor(cursor)?;
+    let end = walk.end(conn, cursor.as_ref()).await?;
+    let rows = match end {
+        Some((t, id)) => walk.rows.within(t, id),
+        None => walk.rows,
+    };
+    let fetched = fetch(conn, rows, limit, cursor.as_ref()).await?;
+    let fetched = if end.is_some() && fetched.0.len() as u64 <= limit.get() {
+        fetch(conn, fallback, limit, cursor.as_ref()).await?
+    } else {
+        fetched
+    };
+    finish(conn, viewer, fetched, limit).await
+}
+
+/// One page's rows (`limit + 1` of them when there are more) after the cursor.
+async fn fetch<C: ConnectionTrait>(
+    conn: &C,
+    rows: Rows,
+    limit: Limit,
+    cursor: Option<&Cursor>,
+) -> Result<Fetched> {
     let bad_cursor = || Error::invalid("cursor", "is not a cursor this server issued");
     let n = limit.get() + 1;
-    let (rows, key): (Vec<message::Model>, Vec<Option<f64>>) = match rows {
+    Ok(match rows {
         Rows::Ranked(mut q, s) => {
             q = s.apply(q);
             if let Some(c) = cursor {
@@ -483,9 +634,17 @@ async fn page<C: ConnectionTrait>(
             let keys = vec![None; rows.len()];
             (rows, keys)
         }
-    };
+    })
+}
+
+/// The page of `fetched` rows: at most `limit`, a cursor when there were more, their views.
+async fn finish<C: ConnectionTrait>(
+    conn: &C,
+    viewer: Uuid,
+    (mut rows, key): Fetched,
+    limit: Limit,
+) -> Result<Page<MessageView>> {
     let more = rows.len() as u64 > limit.get();
-    let mut rows = rows;
     rows.truncate(limit.get() as usize);
     let next_cursor = if more {
         rows.last().map(|m| {
@@ -575,7 +734,46 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
     // A page of messages in index order probes the membership per row; a ranked search scores
     // every match anyway, so it checks them against the set of the caller's cases.
     let mine = message::Entity::find().filter(in_my_case_row(me));
-    let rows = match search {
+    // The box in its own index order: a page of it, or a search's walk.
+    let walk = || {
+        if sent {
+            Rows::Messages(in_case(mine.clone().filter(sent_by(me))))
+        } else if f.case_id.is_some() {
+            // Each of the case's messages probes the caller's recipient row.
+            Rows::Messages(in_case(
+                mine.clone().filter(Expr::exists(received_row(me, unread))),
+            ))
+        } else {
+            // Current cases only; one recipient row per message at most (the key is
+            // `(message_id, user_id)`).
+            let mut q = recipient::Entity::find()
+                .filter(recipient::Column::UserId.eq(me))
+                .filter(recipient::Column::DeletedAt.is_null())
+                .filter(access::is_member_of(
+                    me,
+                    (recipient::Entity, recipient::Column::CaseId),
+                ));
+            if unread {
+                q = q.filter(recipient::Column::ReadAt.is_null());
+            }
+            Rows::Received(q)
+        }
+    };
+    // A search's matches as a set, each checked like a row of the box, then sorted.
+    let set = |search: &Search| {
+        let in_box = if sent {
+            sent_by_checked(search.backend, me)
+        } else {
+            sea_orm::Condition::all().add(Expr::exists(received_row(me, unread)))
+        };
+        Rows::Messages(in_case(
+            mine.clone()
+                .filter(search.matches("message"))
+                .filter(in_box),
+        ))
+    };
+    let cursor = f.cursor.as_deref();
+    let out = match search {
         Some(search) if relevance => {
             let mine = message::Entity::find().filter(in_my_cases(me));
             // The `IN` list keeps the received ones unhidden (and unread). Joined instead,
@@ -586,48 +784,34 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
             } else {
                 mine.filter(message::Column::Id.in_subquery(received_by(me, unread)))
             };
-            Rows::Ranked(in_case(q), search)
+            page(conn, me, Rows::Ranked(in_case(q), search), limit, cursor).await?
         }
+        // Few matches: their set.
         Some(search) if !search.is_common(conn).await? => {
-            // Few matches: their set, each checked like a row of the box, then sorted.
-            let in_box = if sent {
-                sent_by_checked(search.backend, me)
-            } else {
-                sea_orm::Condition::all().add(Expr::exists(received_row(me, unread)))
-            };
-            Rows::Messages(in_case(
-                mine.filter(search.matches("message")).filter(in_box),
-            ))
+            page(conn, me, set(&search), limit, cursor).await?
         }
-        search => {
-            let walk = if sent {
-                Rows::Messages(in_case(mine.filter(sent_by(me))))
-            } else if f.case_id.is_some() {
-                // Each of the case's messages probes the caller's recipient row.
-                Rows::Messages(in_case(mine.filter(Expr::exists(received_row(me, unread)))))
+        // Many: the box in date order, each message probed until the page is full, at most
+        // `WALK_ROWS` of them; then the set after all (the matches were further back).
+        Some(search) => {
+            let span = if sent {
+                Span::Messages(Box::new(in_case(
+                    message::Entity::find().filter(message::Column::SenderId.eq(me)),
+                )))
+            } else if let Some(c) = f.case_id {
+                Span::Messages(Box::new(
+                    message::Entity::find().filter(message::Column::CaseId.eq(c)),
+                ))
             } else {
-                // Current cases only; one recipient row per message at most (the key is
-                // `(message_id, user_id)`).
-                let mut q = recipient::Entity::find()
-                    .filter(recipient::Column::UserId.eq(me))
-                    .filter(recipient::Column::DeletedAt.is_null())
-                    .filter(access::is_member_of(
-                        me,
-                        (recipient::Entity, recipient::Column::CaseId),
-                    ));
-                if unread {
-                    q = q.filter(recipient::Column::ReadAt.is_null());
-                }
-                Rows::Received(q)
+                Span::Received { user: me, unread }
             };
-            // Many matches: the box in date order, each message probed until the page is full.
-            match search {
-                Some(search) => walk.matching(&search),
-                None => walk,
-            }
+            let walk = Walk {
+                rows: walk().matching(&search),
+                span,
+            };
+            page_capped(conn, me, walk, set(&search), limit, cursor).await?
         }
+        None => page(conn, me, walk(), limit, cursor).await?,
     };
-    let out = page(conn, me, rows, limit, f.cursor.as_deref()).await?;
     audit_list(state, p, f.case_id, &out).await?;
     Ok(out)
 }

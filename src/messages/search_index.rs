@@ -78,8 +78,19 @@ pub async fn add<C: ConnectionTrait>(conn: &C, entries: &[Entry<'_>]) -> Result<
                 sql
             }
         };
-        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        let written = conn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+            .rows_affected();
+        // One row per message, each found by its id: a message not written yet would leave
+        // its search row silently missing.
+        if written != chunk.len() as u64 {
+            return Err(anyhow::anyhow!(
+                "indexed {written} of {} messages: a message row is missing",
+                chunk.len()
+            )
+            .into());
+        }
     }
     Ok(())
 }

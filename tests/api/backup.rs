@@ -197,6 +197,8 @@ async fn a_backup_taken_while_serving_restores_every_row_and_object() {
         )
         .await;
         assert_eq!(messages, 3, "each message's search row under its rowid");
+        let rows = count("SELECT count(*) FROM message_fts").await;
+        assert_eq!(rows, 3, "no stale rows beside them");
     }
     restored_db.close().await;
     assert_eq!(

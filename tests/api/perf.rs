@@ -830,74 +830,199 @@ async fn message_search_is_narrowed_to_the_reader_inside_the_index() {
     }
 }
 
-/// Every page of a box, with its messages' bodies, newest first.
-async fn box_pages(app: &TestApp, path: &str, token: &str) -> Vec<(String, String)> {
-    items_of_all_pages(app, path, token, 100, |m| {
-        (
-            m["id"].as_str().unwrap().to_owned(),
-            m["body"].as_str().unwrap().to_owned(),
-        )
+/// One message of a box, as a page lists it.
+struct Listed {
+    id: String,
+    body: String,
+    case_id: String,
+}
+
+/// Every page of a box, newest first.
+async fn box_pages(app: &TestApp, path: &str, token: &str) -> Vec<Listed> {
+    items_of_all_pages(app, path, token, 100, |m| Listed {
+        id: m["id"].as_str().unwrap().to_owned(),
+        body: m["body"].as_str().unwrap().to_owned(),
+        case_id: m["case_id"].as_str().unwrap().to_owned(),
     })
     .await
 }
 
 /// The ids of the messages in `all` holding every one of `words` (whole words, any case).
-fn holding(all: &[(String, String)], words: &[&str]) -> Vec<String> {
+fn holding(all: &[Listed], words: &[&str]) -> Vec<String> {
     all.iter()
-        .filter(|(_, body)| {
-            let body = body.to_lowercase();
+        .filter(|m| {
+            let body = m.body.to_lowercase();
             let mine: Vec<&str> = body.split(|c: char| !c.is_alphanumeric()).collect();
             words.iter().all(|w| mine.contains(w))
         })
-        .map(|(id, _)| id.clone())
+        .map(|m| m.id.clone())
         .collect()
 }
 
 /// A message search is the box itself, newest first, keeping the messages that hold every word:
 /// page by page and across the cursor, whichever shape runs. With 500 matches or more in the
-/// box searched the box is walked in date order and each message probed; with fewer, the set
-/// of matches is read and sorted. Both shapes are checked against the plain box, for the
-/// inbox, the unread inbox, the sent box and one case, and the shapes are seen to differ.
+/// box searched the box is walked in date order and each message probed (at most 1,000 rows,
+/// then the set after all); with fewer, the set of matches is read and sorted. Every shape is
+/// checked against the plain box, for the inbox, the unread inbox, the sent box and one case,
+/// after the searcher hid some of the matches and (the paralegal) was taken off a case; and
+/// the shapes are seen to differ.
 #[tokio::test]
 async fn message_search_pages_agree_whichever_shape_runs() {
     let sizes = Sizes {
-        messages: 8_000,
+        messages: 14_000,
         ..Sizes::tiny()
     };
     let (app, g) = firm(sizes).await;
     let token = login(&app, &g.attorneys[0], &g.password).await;
-    let inbox = box_pages(&app, "/api/v1/messages", &token).await;
-    // The word most of the inbox holds, and three words together that few messages hold.
-    let mut counts: Vec<(usize, &str)> = ["contract", "settlement", "hearing", "witness", "motion"]
-        .into_iter()
-        .map(|w| (holding(&inbox, &[w]).len(), w))
-        .collect();
-    counts.sort_unstable();
-    let common = counts[4].1;
-    let rare = [counts[4].1, counts[3].1, counts[2].1];
-    assert!(counts[4].0 >= 500, "a common word: {counts:?}");
-    let few = holding(&inbox, &rare).len();
-    assert!(few > 0 && few < 500, "a rare combination: {few}");
-    let case = get_json(&app, "/api/v1/cases?limit=1", &token).await["items"][0]["id"]
+    let paralegal = login(&app, &g.paralegals[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    // The paralegal is taken off one of their cases: its messages leave every box and search.
+    let left = get_json(&app, "/api/v1/cases?limit=1", &paralegal).await["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    for plain in [
-        "/api/v1/messages".to_owned(),
-        "/api/v1/messages?unread=true".to_owned(),
-        "/api/v1/messages?box=sent".to_owned(),
-        format!("/api/v1/messages?case_id={case}"),
-    ] {
-        let all = box_pages(&app, &plain, &token).await;
-        assert!(!all.is_empty(), "{plain}");
-        let sep = if plain.contains('?') { '&' } else { '?' };
-        for words in [vec![common], rare.to_vec()] {
-            let q = words.join("%20");
-            let found = box_pages(&app, &format!("{plain}{sep}q={q}"), &token).await;
-            let found: Vec<String> = found.into_iter().map(|(id, _)| id).collect();
-            assert_eq!(found, holding(&all, &words), "{plain} q={q}");
+    let pid = get_json(&app, "/api/v1/me", &paralegal).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = box_pages(&app, "/api/v1/messages", &paralegal).await;
+    assert!(before.iter().any(|m| m.case_id == left));
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{left}/members/{pid}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut attorney_words = None;
+    for (who, token) in [("attorney", &token), ("paralegal", &paralegal)] {
+        let inbox = box_pages(&app, "/api/v1/messages", token).await;
+        // The word most of the inbox holds, and three words together that few messages hold.
+        let mut counts: Vec<(usize, &str)> =
+            ["contract", "settlement", "hearing", "witness", "motion"]
+                .into_iter()
+                .map(|w| (holding(&inbox, &[w]).len(), w))
+                .collect();
+        counts.sort_unstable();
+        let common = counts[4].1;
+        let rare = [counts[4].1, counts[3].1, counts[2].1];
+        if who == "attorney" {
+            attorney_words = Some((common, rare));
+        }
+        assert!(counts[4].0 >= 600, "{who}: a common word: {counts:?}");
+        let few = holding(&inbox, &rare).len();
+        assert!(few > 0 && few < 500, "{who}: a rare combination: {few}");
+        // They hide a few of the matches they received and sent.
+        let mut hidden: Vec<String> = holding(&inbox, &[common])[..5].to_vec();
+        hidden.extend(holding(&inbox, &rare)[..1].iter().cloned());
+        // (The generator's paralegals send nothing.)
+        if who == "attorney" {
+            let sent = box_pages(&app, "/api/v1/messages?box=sent", token).await;
+            let sent_rare = holding(&sent, &rare);
+            assert!(
+                !sent_rare.is_empty(),
+                "{who}: the rare combination in the sent box"
+            );
+            hidden.extend(holding(&sent, &[common])[..3].iter().cloned());
+            hidden.push(sent_rare[0].clone());
+        }
+        let r = app
+            .post(
+                "/api/v1/messages/bulk-delete",
+                Some(token),
+                json!({ "ids": hidden }),
+            )
+            .await;
+        assert!(r.status().is_success(), "{}", r.status());
+        let case = get_json(&app, "/api/v1/cases?limit=1", token).await["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for plain in [
+            "/api/v1/messages".to_owned(),
+            "/api/v1/messages?unread=true".to_owned(),
+            "/api/v1/messages?box=sent".to_owned(),
+            format!("/api/v1/messages?case_id={case}"),
+        ] {
+            let all = box_pages(&app, &plain, token).await;
+            assert!(!all.is_empty() || who == "paralegal", "{who} {plain}");
+            let sep = if plain.contains('?') { '&' } else { '?' };
+            for words in [vec![common], rare.to_vec()] {
+                let q = words.join("%20");
+                let found = box_pages(&app, &format!("{plain}{sep}q={q}"), token).await;
+                for m in &found {
+                    assert!(
+                        !hidden.contains(&m.id),
+                        "{who} {plain} q={q}: hidden {}",
+                        m.id
+                    );
+                    if who == "paralegal" {
+                        assert_ne!(m.case_id, left, "{who} {plain} q={q}: a case they left");
+                    }
+                }
+                let found: Vec<String> = found.into_iter().map(|m| m.id).collect();
+                assert_eq!(found, holding(&all, &words), "{who} {plain} q={q}");
+            }
         }
     }
+    let (common, rare) = attorney_words.expect("the attorney's words");
+    let r = app
+        .get(
+            &format!("/api/v1/messages?case_id={left}&q={common}"),
+            Some(&paralegal),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "a case they left");
+
+    // A word only in the attorney's 600 oldest received messages: counted as common, but the
+    // newest 1,000 rows walked hold none of them, so the set of matches answers after all.
+    let inbox = box_pages(&app, "/api/v1/messages", &token).await;
+    assert!(inbox.len() > 1_700, "{}", inbox.len());
+    let backend = app.state.db.backend();
+    let ids = inbox[inbox.len() - 600..]
+        .iter()
+        .map(|m| match backend {
+            DbBackend::Postgres => format!("'{}'", m.id),
+            _ => format!("x'{}'", m.id.replace('-', "")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    app.sql(&format!(
+        "UPDATE message SET body = body || ' quasar' WHERE id IN ({ids})"
+    ))
+    .await;
+    if backend == DbBackend::Sqlite {
+        // Messages never change on SQLite's own write paths; their full-text rows follow here.
+        app.sql(&format!(
+            "UPDATE message_fts SET body = (SELECT m.body FROM message m \
+             WHERE m.rowid = message_fts.rowid) \
+             WHERE rowid IN (SELECT rowid FROM message WHERE id IN ({ids}))"
+        ))
+        .await;
+    }
+    let log = app.state.db.statements();
+    log.start();
+    let first = get_json(&app, "/api/v1/messages?q=quasar&limit=100", &token).await;
+    let stmts = log.stop();
+    assert_eq!(first["items"].as_array().unwrap().len(), 100);
+    let walked = stmts
+        .iter()
+        .any(|s| s.sql.contains("FROM \"message_recipient\"") && s.sql.contains("EXISTS"));
+    let set = stmts
+        .iter()
+        .any(|s| s.sql.starts_with("SELECT \"message\".") && s.sql.contains("ORDER BY"));
+    assert!(walked && set, "a walk, then the set");
+    let found: Vec<String> = box_pages(&app, "/api/v1/messages?q=quasar", &token)
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let inbox = box_pages(&app, "/api/v1/messages", &token).await;
+    assert_eq!(found, holding(&inbox, &["quasar"]));
+    assert_eq!(found.len(), 600);
+
     // The shapes really differ: a common word walks the caller's recipient rows and probes
     // each message, a rare combination reads the set of matches from `message`.
     let log = app.state.db.statements();
@@ -935,6 +1060,24 @@ async fn message_search_pages_agree_whichever_shape_runs() {
     )
     .await;
     let sent_set = search_sql(log.stop());
+    // The sent box and a case walk their own index on `message`, probing each row.
+    let case = get_json(&app, "/api/v1/cases?limit=1", &token).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for walked in [
+        format!("/api/v1/messages?box=sent&q={common}"),
+        format!("/api/v1/messages?case_id={case}&q={common}"),
+    ] {
+        log.start();
+        get_json(&app, &walked, &token).await;
+        let walk = search_sql(log.stop());
+        assert!(
+            walk.sql.contains("FROM \"message\" AS \"m\""),
+            "{walked}: {}",
+            walk.sql
+        );
+    }
     let backend = app.state.db.backend();
     let walk_plan = plan(&app, backend, &walk).await.join("\n");
     let set_plan = plan(&app, backend, &set).await.join("\n");
