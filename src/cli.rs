@@ -113,7 +113,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             state.audit.shutdown().await;
             println!(
                 "recounted: {} membership counters, {} deadline rows, {} document bounds corrected, \
-                 {} message search rows rebuilt",
+                 {} message search rows out of step (all rebuilt if any)",
                 r.counters, r.deadlines, r.document_bounds, r.search_rows
             );
             Ok(ExitCode::SUCCESS)

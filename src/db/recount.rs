@@ -22,8 +22,9 @@ pub struct Recount {
     pub deadlines: u64,
     /// Membership rows whose newest-document bound was below a document of the case.
     pub document_bounds: u64,
-    /// SQLite: full-text rows of messages out of step with their message (all are rebuilt
-    /// then); PostgreSQL keeps them in the message row itself.
+    /// SQLite: full-text rows under another message's rowid or none, plus messages without
+    /// one (a row can count twice); any at all rebuilds every row. PostgreSQL keeps them in the
+    /// message row itself.
     pub search_rows: u64,
 }
 
