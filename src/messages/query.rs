@@ -1,8 +1,8 @@
 //! Reading many messages: the inbox and sent box, a case's messages and threads, full-text
-//! search (newest first, or ranked by relevance), unread counts and statistics. Every query is limited to the
-//! caller's own sender or recipient rows in cases they are on now ([`visible_condition`] for
-//! sets, [`visible_row_condition`] and `access::is_member_of` for pages walked row by row), so
-//! no path can show a message to someone it is not for.
+//! search (newest first, or ranked by relevance), unread counts and statistics. Every query is
+//! limited to the caller's own sender or recipient rows in cases they are on now
+//! ([`visible_condition`] for sets, [`visible_row_condition`] and `access::is_member_of` for
+//! pages walked row by row), so no path can show a message to someone it is not for.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -367,12 +367,11 @@ impl Search {
 /// The rows a newest-first page is read from, in keyset order `(created_at, id)`: the values
 /// are the same either way (a recipient row copies its message's `created_at`); what differs
 /// is which index delivers rows in that order so the `LIMIT` ends the scan.
+#[derive(Clone)]
 enum Rows {
     /// Messages: one case's (`ix_message_case_created`) or the sender's
     /// (`ix_message_sender_created`).
     Messages(Select<message::Entity>),
-    /// The matches of a search among these messages, ranked by relevance instead.
-    Ranked(Select<message::Entity>, Search),
     /// The caller's own recipient rows, across all their cases (`ix_message_recipient_inbox_page`
     /// / `_unread_page`). The page of message ids is read from the index alone, then only those
     /// messages are fetched: however far off the planner's estimate of the case filter is, it
@@ -389,15 +388,9 @@ const WALK_ROWS: u64 = 1_000;
 /// A search walk in date order and the index range it walks.
 struct Walk {
     rows: Rows,
-    span: Span,
-}
-
-/// The box's own rows in walk order, before any probe: what bounds a walk to [`WALK_ROWS`].
-enum Span {
-    /// The caller's recipient rows (`ix_message_recipient_inbox_page` / `_unread_page`).
-    Received { user: Uuid, unread: bool },
-    /// Messages by their own columns: the sender's, or one case's.
-    Messages(Box<Select<message::Entity>>),
+    /// The box's own rows in walk order with only what its index holds (no probe): what the
+    /// walk's length is counted in.
+    span: Rows,
 }
 
 impl Walk {
@@ -409,53 +402,35 @@ impl Walk {
         conn: &C,
         cursor: Option<&Cursor>,
     ) -> Result<Option<(DateTime<Utc>, Uuid)>> {
-        let at = cursor
-            .map(|c| {
-                c.t.map(|t| (t, c.id))
-                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
-            })
-            .transpose()?;
-        match &self.span {
-            Span::Received { user, unread } => {
-                let mut q = recipient::Entity::find()
-                    .filter(recipient::Column::UserId.eq(*user))
-                    .filter(recipient::Column::DeletedAt.is_null());
-                if *unread {
-                    q = q.filter(recipient::Column::ReadAt.is_null());
-                }
-                let (t, id) = (
+        let span = match cursor {
+            Some(c) => self.span.clone().after(c)?,
+            None => self.span.clone(),
+        };
+        match span {
+            Rows::Received(q) => {
+                let key = (
                     recipient::Column::MessageCreatedAt,
                     recipient::Column::MessageId,
                 );
-                key_at_walk_end(conn, q, t, id, at).await
+                key_at_walk_end(conn, q, key).await
             }
-            Span::Messages(q) => {
-                let (t, id) = (message::Column::CreatedAt, message::Column::Id);
-                key_at_walk_end(conn, (**q).clone(), t, id, at).await
+            Rows::Messages(q) => {
+                key_at_walk_end(conn, q, (message::Column::CreatedAt, message::Column::Id)).await
             }
         }
     }
 }
 
-/// The `(sort, id)` key of the last of [`WALK_ROWS`] rows of `q` after `at`, newest first.
+/// The `(sort, id)` key of the [`WALK_ROWS`]th row of `q`, newest first.
 async fn key_at_walk_end<E: EntityTrait, C: ConnectionTrait>(
     conn: &C,
     q: Select<E>,
-    sort: E::Column,
-    id: E::Column,
-    at: Option<(DateTime<Utc>, Uuid)>,
+    (sort, id): (E::Column, E::Column),
 ) -> Result<Option<(DateTime<Utc>, Uuid)>> {
-    let mut q = q.select_only().column(sort).column(id);
-    if let Some((t, last)) = at {
-        q = q.filter(after_in_range(
-            Expr::col(sort),
-            Expr::col(id),
-            t,
-            last,
-            true,
-        ));
-    }
-    Ok(q.order_by_desc(sort)
+    Ok(q.select_only()
+        .column(sort)
+        .column(id)
+        .order_by_desc(sort)
         .order_by_desc(id)
         .offset(WALK_ROWS - 1)
         .limit(1)
@@ -464,45 +439,54 @@ async fn key_at_walk_end<E: EntityTrait, C: ConnectionTrait>(
         .await?)
 }
 
-/// Rows from the newest down to `(at, id)` inclusive in `(sort, id)` order, bounding the same
-/// index range as the cursor does from the other side.
-fn down_to(sort: Expr, id: Expr, at: DateTime<Utc>, last: Uuid) -> sea_orm::Condition {
-    sea_orm::Condition::all()
-        .add(sort.clone().gte(at))
-        .add(sea_orm::Condition::any().add(sort.gt(at)).add(id.gte(last)))
-}
-
 impl Rows {
-    /// Only the rows of the walk up to and including `(at, id)`.
-    fn within(self, at: DateTime<Utc>, last: Uuid) -> Self {
+    /// The `(created_at, id)` key columns of these rows.
+    fn key(&self) -> (Expr, Expr) {
         match self {
-            Self::Messages(q) => Self::Messages(q.filter(down_to(
+            Self::Messages(_) => (
                 Expr::col((message::Entity, message::Column::CreatedAt)),
                 Expr::col((message::Entity, message::Column::Id)),
-                at,
-                last,
-            ))),
-            Self::Received(q) => Self::Received(q.filter(down_to(
+            ),
+            Self::Received(_) => (
                 Expr::col((recipient::Entity, recipient::Column::MessageCreatedAt)),
                 Expr::col((recipient::Entity, recipient::Column::MessageId)),
-                at,
-                last,
-            ))),
-            ranked @ Self::Ranked(..) => ranked,
+            ),
         }
+    }
+
+    fn filter(self, c: impl sea_orm::sea_query::IntoCondition) -> Self {
+        match self {
+            Self::Messages(q) => Self::Messages(q.filter(c)),
+            Self::Received(q) => Self::Received(q.filter(c)),
+        }
+    }
+
+    /// Only the rows after the cursor, newest first.
+    fn after(self, c: &Cursor) -> Result<Self> {
+        let t =
+            c.t.ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))?;
+        let (sort, id) = self.key();
+        Ok(self.filter(after_in_range(sort, id, t, c.id, true)))
+    }
+
+    /// Only the rows of the walk up to and including `(at, last)`, bounding the same index
+    /// range as the cursor does from the other side.
+    fn within(self, at: DateTime<Utc>, last: Uuid) -> Self {
+        let (sort, id) = self.key();
+        self.filter(
+            sea_orm::Condition::all()
+                .add(sort.clone().gte(at))
+                .add(sea_orm::Condition::any().add(sort.gt(at)).add(id.gte(last))),
+        )
     }
 
     /// Only the rows whose message matches `search`, probed one by one in the walk's order.
     fn matching(self, search: &Search) -> Self {
-        match self {
-            Self::Messages(q) => {
-                Self::Messages(q.filter(search.probe((message::Entity, message::Column::Id))))
-            }
-            Self::Received(q) => Self::Received(
-                q.filter(search.probe((recipient::Entity, recipient::Column::MessageId))),
-            ),
-            ranked @ Self::Ranked(..) => ranked,
-        }
+        let probe = match &self {
+            Self::Messages(_) => search.probe((message::Entity, message::Column::Id)),
+            Self::Received(_) => search.probe((recipient::Entity, recipient::Column::MessageId)),
+        };
+        self.filter(probe)
     }
 }
 
@@ -521,7 +505,7 @@ async fn in_order<C: ConnectionTrait>(conn: &C, ids: &[Uuid]) -> Result<Vec<mess
 /// Messages of one page and their relevance scores (none in date order).
 type Fetched = (Vec<message::Model>, Vec<Option<f64>>);
 
-/// Run a filtered message query as one page: newest first, or by relevance when searching.
+/// One page of `rows`, newest first.
 async fn page<C: ConnectionTrait>(
     conn: &C,
     viewer: Uuid,
@@ -532,6 +516,39 @@ async fn page<C: ConnectionTrait>(
     let cursor: Option<Cursor> = decode_cursor(cursor)?;
     let fetched = fetch(conn, rows, limit, cursor.as_ref()).await?;
     finish(conn, viewer, fetched, limit).await
+}
+
+/// One page of the matches of `search` among `q`, ranked by relevance.
+async fn page_ranked<C: ConnectionTrait>(
+    conn: &C,
+    viewer: Uuid,
+    q: Select<message::Entity>,
+    s: Search,
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<MessageView>> {
+    let cursor: Option<Cursor> = decode_cursor(cursor)?;
+    let mut q = s.apply(q);
+    if let Some(c) = cursor {
+        let score =
+            c.s.ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))?;
+        q = q.filter(s.after(score.into(), c.id));
+    }
+    let ranked: Vec<(Uuid, f64)> = q
+        .select_only()
+        .column(message::Column::Id)
+        .column_as(s.score(), "score")
+        .order_by(s.score(), sea_orm::Order::Desc)
+        .order_by_desc(message::Column::Id)
+        .limit(limit.get() + 1)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let ids: Vec<Uuid> = ranked.iter().map(|(id, _)| *id).collect();
+    let scores: HashMap<Uuid, f64> = ranked.into_iter().collect();
+    let rows = in_order(conn, &ids).await?;
+    let keys = rows.iter().map(|m| scores.get(&m.id).copied()).collect();
+    finish(conn, viewer, (rows, keys), limit).await
 }
 
 /// A search walk of at most [`WALK_ROWS`] rows of the box; if that does not fill the page (the
@@ -559,68 +576,27 @@ async fn page_capped<C: ConnectionTrait>(
     finish(conn, viewer, fetched, limit).await
 }
 
-/// One page's rows (`limit + 1` of them when there are more) after the cursor.
+/// One page's rows (`limit + 1` of them when there are more) after the cursor, newest first.
 async fn fetch<C: ConnectionTrait>(
     conn: &C,
     rows: Rows,
     limit: Limit,
     cursor: Option<&Cursor>,
 ) -> Result<Fetched> {
-    let bad_cursor = || Error::invalid("cursor", "is not a cursor this server issued");
+    let rows = match cursor {
+        Some(c) => rows.after(c)?,
+        None => rows,
+    };
     let n = limit.get() + 1;
-    Ok(match rows {
-        Rows::Ranked(mut q, s) => {
-            q = s.apply(q);
-            if let Some(c) = cursor {
-                q = q.filter(s.after(c.s.ok_or_else(bad_cursor)?.into(), c.id));
-            }
-            let ranked: Vec<(Uuid, f64)> = q
-                .select_only()
-                .column(message::Column::Id)
-                .column_as(s.score(), "score")
-                .order_by(s.score(), sea_orm::Order::Desc)
-                .order_by_desc(message::Column::Id)
-                .limit(n)
-                .into_tuple()
-                .all(conn)
-                .await?;
-            let ids: Vec<Uuid> = ranked.iter().map(|(id, _)| *id).collect();
-            let scores: HashMap<Uuid, f64> = ranked.into_iter().collect();
-            let rows = in_order(conn, &ids).await?;
-            let keys = rows.iter().map(|m| scores.get(&m.id).copied()).collect();
-            (rows, keys)
-        }
-        Rows::Messages(mut q) => {
-            if let Some(c) = cursor {
-                let t = c.t.ok_or_else(bad_cursor)?;
-                q = q.filter(after_in_range(
-                    Expr::col((message::Entity, message::Column::CreatedAt)),
-                    Expr::col((message::Entity, message::Column::Id)),
-                    t,
-                    c.id,
-                    true,
-                ));
-            }
-            let rows = q
-                .order_by_desc(message::Column::CreatedAt)
+    let rows = match rows {
+        Rows::Messages(q) => {
+            q.order_by_desc(message::Column::CreatedAt)
                 .order_by_desc(message::Column::Id)
                 .limit(n)
                 .all(conn)
-                .await?;
-            let keys = vec![None; rows.len()];
-            (rows, keys)
+                .await?
         }
-        Rows::Received(mut q) => {
-            if let Some(c) = cursor {
-                let t = c.t.ok_or_else(bad_cursor)?;
-                q = q.filter(after_in_range(
-                    Expr::col((recipient::Entity, recipient::Column::MessageCreatedAt)),
-                    Expr::col((recipient::Entity, recipient::Column::MessageId)),
-                    t,
-                    c.id,
-                    true,
-                ));
-            }
+        Rows::Received(q) => {
             let ids: Vec<Uuid> = q
                 .select_only()
                 .column(recipient::Column::MessageId)
@@ -630,11 +606,11 @@ async fn fetch<C: ConnectionTrait>(
                 .into_tuple()
                 .all(conn)
                 .await?;
-            let rows = in_order(conn, &ids).await?;
-            let keys = vec![None; rows.len()];
-            (rows, keys)
+            in_order(conn, &ids).await?
         }
-    })
+    };
+    let keys = vec![None; rows.len()];
+    Ok((rows, keys))
 }
 
 /// The page of `fetched` rows: at most `limit`, a cursor when there were more, their views.
@@ -731,32 +707,39 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
             search_index::recipient_token(me)
         },
     });
-    // A page of messages in index order probes the membership per row; a ranked search scores
-    // every match anyway, so it checks them against the set of the caller's cases.
-    let mine = message::Entity::find().filter(in_my_case_row(me));
-    // The box in its own index order: a page of it, or a search's walk.
-    let walk = || {
-        if sent {
-            Rows::Messages(in_case(mine.clone().filter(sent_by(me))))
-        } else if f.case_id.is_some() {
-            // Each of the case's messages probes the caller's recipient row.
-            Rows::Messages(in_case(
-                mine.clone().filter(Expr::exists(received_row(me, unread))),
-            ))
-        } else {
-            // Current cases only; one recipient row per message at most (the key is
-            // `(message_id, user_id)`).
-            let mut q = recipient::Entity::find()
-                .filter(recipient::Column::UserId.eq(me))
-                .filter(recipient::Column::DeletedAt.is_null())
-                .filter(access::is_member_of(
-                    me,
-                    (recipient::Entity, recipient::Column::CaseId),
-                ));
-            if unread {
-                q = q.filter(recipient::Column::ReadAt.is_null());
-            }
-            Rows::Received(q)
+    // The box in its own index order with only what its index holds: what a search walk's
+    // length is counted in.
+    let span = if sent {
+        Rows::Messages(in_case(
+            message::Entity::find().filter(message::Column::SenderId.eq(me)),
+        ))
+    } else if let Some(c) = f.case_id {
+        // One case: its own index on `message` bounds the walk better than the inbox's.
+        Rows::Messages(message::Entity::find().filter(message::Column::CaseId.eq(c)))
+    } else {
+        // One recipient row per message at most (the key is `(message_id, user_id)`).
+        let mut q = recipient::Entity::find()
+            .filter(recipient::Column::UserId.eq(me))
+            .filter(recipient::Column::DeletedAt.is_null());
+        if unread {
+            q = q.filter(recipient::Column::ReadAt.is_null());
+        }
+        Rows::Received(q)
+    };
+    // ... and each row checked: in a case the caller is on now, theirs and not hidden.
+    let walk = match span.clone() {
+        Rows::Received(q) => Rows::Received(q.filter(access::is_member_of(
+            me,
+            (recipient::Entity, recipient::Column::CaseId),
+        ))),
+        Rows::Messages(q) => {
+            let q = q.filter(in_my_case_row(me));
+            Rows::Messages(if sent {
+                q.filter(message::Column::SenderDeletedAt.is_null())
+            } else {
+                // Each of the case's messages probes the caller's recipient row.
+                q.filter(Expr::exists(received_row(me, unread)))
+            })
         }
     };
     // A search's matches as a set, each checked like a row of the box, then sorted.
@@ -767,7 +750,8 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
             sea_orm::Condition::all().add(Expr::exists(received_row(me, unread)))
         };
         Rows::Messages(in_case(
-            mine.clone()
+            message::Entity::find()
+                .filter(in_my_case_row(me))
                 .filter(search.matches("message"))
                 .filter(in_box),
         ))
@@ -775,6 +759,8 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
     let cursor = f.cursor.as_deref();
     let out = match search {
         Some(search) if relevance => {
+            // It scores every match anyway, so it checks them against the set of the caller's
+            // cases rather than probing the membership per row.
             let mine = message::Entity::find().filter(in_my_cases(me));
             // The `IN` list keeps the received ones unhidden (and unread). Joined instead,
             // SQLite 3.51 may nest the FTS match inside the loop over the recipient rows (a
@@ -784,7 +770,7 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
             } else {
                 mine.filter(message::Column::Id.in_subquery(received_by(me, unread)))
             };
-            page(conn, me, Rows::Ranked(in_case(q), search), limit, cursor).await?
+            page_ranked(conn, me, in_case(q), search, limit, cursor).await?
         }
         // Few matches: their set.
         Some(search) if !search.is_common(conn).await? => {
@@ -793,24 +779,13 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
         // Many: the box in date order, each message probed until the page is full, at most
         // `WALK_ROWS` of them; then the set after all (the matches were further back).
         Some(search) => {
-            let span = if sent {
-                Span::Messages(Box::new(in_case(
-                    message::Entity::find().filter(message::Column::SenderId.eq(me)),
-                )))
-            } else if let Some(c) = f.case_id {
-                Span::Messages(Box::new(
-                    message::Entity::find().filter(message::Column::CaseId.eq(c)),
-                ))
-            } else {
-                Span::Received { user: me, unread }
-            };
             let walk = Walk {
-                rows: walk().matching(&search),
+                rows: walk.matching(&search),
                 span,
             };
             page_capped(conn, me, walk, set(&search), limit, cursor).await?
         }
-        None => page(conn, me, walk(), limit, cursor).await?,
+        None => page(conn, me, walk, limit, cursor).await?,
     };
     audit_list(state, p, f.case_id, &out).await?;
     Ok(out)
