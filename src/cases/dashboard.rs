@@ -16,7 +16,13 @@ use super::{
     entity::{deadline, legal_case, member, member_deadline},
     service::{MEMBER_CASE_STATUS, MEMBER_CASE_UPDATED_AT, in_member_order, through_memberships},
 };
-use crate::{AppState, audit::NewEntry, auth::Principal, error::Result};
+use crate::{
+    AppState,
+    audit::NewEntry,
+    auth::Principal,
+    error::Result,
+    http::pagination::{Limit, Page, decode_cursor, encode_cursor, page_from},
+};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CaseSummary {
@@ -53,8 +59,14 @@ pub struct Dashboard {
     /// Staff only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cases_by_status: Option<BTreeMap<String, i64>>,
+    /// The first [`DASHBOARD_DEADLINES`] (50) open deadlines due in the next 30 days.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadlines_next_30_days: Option<Vec<UpcomingDeadline>>,
+    /// Staff: null when `deadlines_next_30_days` is all of them, else the cursor that
+    /// continues it at `GET /deadlines?days=30&cursor=`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub deadlines_next_cursor: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub todays_appointments: Option<Vec<serde_json::Value>>,
@@ -113,14 +125,37 @@ async fn count_by_status(state: &AppState, p: &Principal) -> Result<BTreeMap<Str
     Ok(keyed(rows))
 }
 
-/// The staff deadline list (`/staff/deadlines`): [`upcoming_deadlines`], audited as a read
-/// of every case it shows (the dashboard audits its own read).
-pub async fn deadline_list(
+/// How many of the next 30 days' deadlines the dashboard shows; `deadlines_next_cursor`
+/// continues the list at `GET /deadlines?days=30`. A summary, so its cost does not follow
+/// how busy the caller's month is (an attorney on 2,000 cases has 600 and more).
+pub const DASHBOARD_DEADLINES: u64 = 50;
+
+/// The widest window `GET /deadlines` and `/staff/deadlines` accept, in days.
+pub const MAX_DEADLINE_DAYS: i64 = 3660;
+
+/// `GET /deadlines` (staff): the caller's open deadlines (admins: every case's) due from today
+/// through `days` ahead, soonest first, one keyset page at a time. Audited as a read of every
+/// case the page shows.
+pub async fn deadline_page(
     state: &AppState,
     p: &Principal,
     days: i64,
-) -> Result<Vec<UpcomingDeadline>> {
-    let rows = upcoming_deadlines(state, p, days).await?;
+    limit: Limit,
+    cursor: Option<&str>,
+) -> Result<Page<UpcomingDeadline>> {
+    let after: Option<(NaiveDate, Uuid)> = decode_cursor(cursor)?;
+    let rows = upcoming_deadlines(state, p, days, after, limit.get() + 1).await?;
+    let page = page_from(rows, limit, |d: &UpcomingDeadline| (d.due_on, d.id));
+    audit_list(state, p, days, &page.items).await?;
+    Ok(page)
+}
+
+async fn audit_list(
+    state: &AppState,
+    p: &Principal,
+    days: i64,
+    rows: &[UpcomingDeadline],
+) -> Result<()> {
     let mut cases: Vec<Uuid> = rows.iter().map(|r| r.case_id).collect();
     cases.sort_unstable();
     cases.dedup();
@@ -136,32 +171,43 @@ pub async fn deadline_list(
                     "admin_access": p.is_admin(),
                 })),
         )
-        .await?;
-    Ok(rows)
+        .await
 }
 
 /// Deadlines of the caller's cases (admins: every case) due from today through `days` ahead,
-/// soonest first (at most 200). Staff only.
-pub async fn upcoming_deadlines(
+/// soonest first, after the `(due_on, id)` key `after`, at most `limit`. Staff only.
+async fn upcoming_deadlines(
     state: &AppState,
     p: &Principal,
     days: i64,
+    after: Option<(NaiveDate, Uuid)>,
+    limit: u64,
 ) -> Result<Vec<UpcomingDeadline>> {
     if !p.is_staff() {
         return Err(crate::error::Error::Forbidden(
             "Only the firm's staff have a deadline list.",
         ));
     }
-    let from = Utc::now().date_naive();
-    let to = from + Duration::days(days.clamp(0, 3660));
+    let today = Utc::now().date_naive();
+    let to = today + Duration::days(days.clamp(0, MAX_DEADLINE_DAYS));
+    // From the cursor's day on (a closed range of the index either way), past its id that day.
+    let from = after.map_or(today, |(due, _)| Ord::max(due, today));
+    let past = |due: Expr, id: Expr| match after {
+        Some((d, i)) => sea_orm::Condition::any().add(due.gt(d)).add(id.gt(i)),
+        None => sea_orm::Condition::all(),
+    };
     let rows: Vec<(Uuid, Uuid, String, String, NaiveDate, String)> = if p.is_admin() {
         let q = deadline::Entity::find()
             .filter(deadline::Column::CompletedAt.is_null())
-            .filter(deadline::Column::DueOn.between(from, to));
+            .filter(deadline::Column::DueOn.between(from, to))
+            .filter(past(
+                Expr::col((deadline::Entity, deadline::Column::DueOn)),
+                Expr::col((deadline::Entity, deadline::Column::Id)),
+            ));
         with_case_number(q)
             .order_by_asc(deadline::Column::DueOn)
             .order_by_asc(deadline::Column::Id)
-            .limit(200)
+            .limit(limit)
             .into_tuple()
             .all(state.db.conn())
             .await?
@@ -173,6 +219,10 @@ pub async fn upcoming_deadlines(
         let mut q = member_deadline::Entity::find()
             .filter(member_deadline::Column::UserId.eq(p.user_id))
             .filter(member_deadline::Column::DueOn.between(from, to))
+            .filter(past(
+                Expr::col((member_deadline::Entity, member_deadline::Column::DueOn)),
+                Expr::col((member_deadline::Entity, member_deadline::Column::DeadlineId)),
+            ))
             .filter(deadline::Column::CompletedAt.is_null())
             .filter(
                 Expr::col((deadline::Entity, deadline::Column::DueOn))
@@ -191,7 +241,7 @@ pub async fn upcoming_deadlines(
         with_case_number(q)
             .order_by_asc(member_deadline::Column::DueOn)
             .order_by_asc(member_deadline::Column::DeadlineId)
-            .limit(200)
+            .limit(limit)
             .into_tuple()
             .all(state.db.conn())
             .await?
@@ -282,13 +332,22 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             recent_documents: crate::documents::service::recent_for_dashboard(state, p).await?,
             cases_by_status: None,
             deadlines_next_30_days: None,
+            deadlines_next_cursor: None,
             todays_appointments: None,
             unbilled_minutes: None,
         };
         if p.is_staff() {
             d.cases_by_status = Some(count_by_status(state, p).await?);
             let today = Utc::now().date_naive();
-            d.deadlines_next_30_days = Some(upcoming_deadlines(state, p, 30).await?);
+            let mut upcoming =
+                upcoming_deadlines(state, p, 30, None, DASHBOARD_DEADLINES + 1).await?;
+            let more = upcoming.len() as u64 > DASHBOARD_DEADLINES;
+            upcoming.truncate(DASHBOARD_DEADLINES as usize);
+            d.deadlines_next_cursor = Some(
+                more.then(|| upcoming.last().map(|x| encode_cursor(&(x.due_on, x.id))))
+                    .flatten(),
+            );
+            d.deadlines_next_30_days = Some(upcoming);
             // Today in UTC (the principal carries no time zone).
             let start = today.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
             d.todays_appointments = Some(

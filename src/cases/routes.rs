@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{
     conflicts::{self, ConflictCheck, ConflictResult},
-    dashboard::{self, CaseStats, Dashboard},
+    dashboard::{self, CaseStats, Dashboard, UpcomingDeadline},
     members::{self, DeadlineChange, NewDeadline, NewMember, NewParty, PartyView},
     service::{
         self, CaseFilter, CasePatch, CaseView, DeadlineView, MemberView, NewCase, NewTimelineEntry,
@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_party))
         .routes(routes!(conflict_check))
         .routes(routes!(get_dashboard))
+        .routes(routes!(upcoming_deadlines))
         .routes(routes!(case_stats))
 }
 
@@ -241,6 +242,35 @@ async fn conflict_check(
 #[utoipa::path(get, path = "/dashboard", tag = "cases", responses((status = 200, body = Dashboard)), security(("bearer" = [])))]
 async fn get_dashboard(State(s): State<AppState>, AuthUser(p): AuthUser) -> ApiResult<Dashboard> {
     Ok(Json(dashboard::dashboard(&s, &p).await?))
+}
+
+/// `GET /deadlines` query: the window and a page of it.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+struct DeadlineWindow {
+    /// Days ahead of today, 0..=3660, default 30 (the dashboard's window).
+    days: Option<i64>,
+    /// 1..100, default 20.
+    limit: Option<i64>,
+    /// Opaque cursor from the previous page's `next_cursor` (or the dashboard's
+    /// `deadlines_next_cursor`).
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/deadlines", tag = "cases", params(DeadlineWindow),
+    responses((status = 200, body = Page<UpcomingDeadline>), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn upcoming_deadlines(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    ApiQuery(q): ApiQuery<DeadlineWindow>,
+) -> ApiResult<Page<UpcomingDeadline>> {
+    let days = q.days.unwrap_or(30);
+    if !(0..=dashboard::MAX_DEADLINE_DAYS).contains(&days) {
+        return Err(crate::error::Error::invalid("days", "must be between 0 and 3660").into());
+    }
+    let limit = Limit::parse(q.limit)?;
+    Ok(Json(
+        dashboard::deadline_page(&s, &p, days, limit, q.cursor.as_deref()).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/stats/cases", tag = "cases", responses((status = 200, body = CaseStats), (status = 403, body = Problem)), security(("bearer" = [])))]

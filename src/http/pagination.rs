@@ -25,6 +25,9 @@ pub struct Page<T> {
 pub struct Limit(u64);
 
 impl Limit {
+    /// The largest page a caller may ask for.
+    pub const MAX: Limit = Limit(MAX_LIMIT);
+
     pub fn parse(raw: Option<i64>) -> Result<Self, Error> {
         match raw {
             None => Ok(Self(DEFAULT_LIMIT)),

@@ -532,6 +532,8 @@ struct DashboardPage {
     balance: String,
     documents: Vec<DocRow>,
     deadlines: Vec<DeadlineRow>,
+    /// More deadlines fall in the next 30 days than the dashboard shows.
+    more_deadlines: bool,
     today: Vec<String>,
 }
 
@@ -577,6 +579,7 @@ pub async fn dashboard(
                 when: v.at_str(x["created_at"].as_str()),
             })
             .collect(),
+        more_deadlines: matches!(d.deadlines_next_cursor, Some(Some(_))),
         deadlines: d
             .deadlines_next_30_days
             .unwrap_or_default()

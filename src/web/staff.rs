@@ -212,11 +212,14 @@ struct DeadlinesPage {
     user: Option<Viewer>,
     days: i64,
     rows: Vec<DeadlineRow>,
+    /// The next page's cursor (URL-safe base64).
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct DaysQuery {
     days: Option<i64>,
+    cursor: Option<String>,
 }
 
 pub async fn deadlines_page(
@@ -225,7 +228,15 @@ pub async fn deadlines_page(
     Query(q): Query<DaysQuery>,
 ) -> Result<Response, PageError> {
     let days = q.days.unwrap_or(90).clamp(1, 365);
-    let rows = crate::cases::dashboard::deadline_list(&state, &p, days).await?;
+    let page = crate::cases::dashboard::deadline_page(
+        &state,
+        &p,
+        days,
+        crate::http::pagination::Limit::MAX,
+        q.cursor.as_deref(),
+    )
+    .await?;
+    let rows = page.items;
     let v = Viewer::load(&state, &p).await?;
     Ok(render(&DeadlinesPage {
         user: Some(v),
@@ -240,6 +251,7 @@ pub async fn deadlines_page(
                 kind: d.kind.to_string().replace('_', " "),
             })
             .collect(),
+        next: page.next_cursor,
     }))
 }
 

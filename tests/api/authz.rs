@@ -246,6 +246,7 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("POST", "/api/v1/me/totp/enable", Policy::Authenticated),
     ("POST", "/api/v1/me/totp/setup", Policy::Authenticated),
     ("GET", "/api/v1/stats/cases", Policy::Staff),
+    ("GET", "/api/v1/deadlines", Policy::Staff),
     ("GET", "/api/v1/users", Policy::Staff),
     ("POST", "/api/v1/users", Policy::Admin),
     (

@@ -2177,6 +2177,195 @@ async fn deadlines_next_deadline_and_dashboards() {
     }
 }
 
+/// Every page of `GET /deadlines?{query}` as `token`, following `next_cursor` from `cursor`.
+async fn deadline_pages(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    cursor: Option<&str>,
+) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = cursor.map(str::to_owned);
+    loop {
+        let mut path = format!("/api/v1/deadlines?{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let b = expect(get(app, &path, token).await, StatusCode::OK, &path).await;
+        all.extend(b["items"].as_array().unwrap().iter().cloned());
+        match b["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return all,
+        }
+    }
+}
+
+/// The dashboard shows the first 50 deadlines of the next 30 days and a cursor; `GET
+/// /deadlines` pages through the rest (and any window) in due order, only the caller's cases,
+/// staff only, audited.
+#[tokio::test]
+async fn the_dashboard_shows_fifty_deadlines_and_the_deadline_list_pages_the_rest() {
+    let app = app().await;
+    let admin = app.user("admin").await;
+    let lead = app.user("attorney").await;
+    let paralegal = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let outsider = app.user("attorney").await;
+    let mine = id_of(&case_with(&app, &lead, "Busy month", &[&client], &[&paralegal]).await);
+    let theirs = id_of(&case_with(&app, &outsider, "Elsewhere", &[], &[]).await);
+
+    // 56 open deadlines in the window, several on one day (ordered by id there), one done,
+    // one beyond 30 days, one past, and one on a case the lead is not on.
+    let add = |case: String, token: String, title: String, due: NaiveDate| {
+        let app = &app;
+        async move {
+            expect(
+                post(
+                    app,
+                    &format!("/api/v1/cases/{case}/deadlines"),
+                    &token,
+                    json!({"title": title, "due_on": due, "kind": "filing"}),
+                )
+                .await,
+                StatusCode::CREATED,
+                "add deadline",
+            )
+            .await
+        }
+    };
+    let mut open: Vec<(NaiveDate, String)> = Vec::new();
+    for i in 0..56i64 {
+        let due = today() + Duration::days(i % 8);
+        let d = add(mine.clone(), lead.access.clone(), format!("Step {i}"), due).await;
+        open.push((due, id_of(&d)));
+    }
+    let done = add(mine.clone(), lead.access.clone(), "Done".into(), today()).await;
+    expect(
+        patch(
+            &app,
+            &format!("/api/v1/cases/{mine}/deadlines/{}", id_of(&done)),
+            &lead.access,
+            json!({"completed": true}),
+        )
+        .await,
+        StatusCode::OK,
+        "complete",
+    )
+    .await;
+    let far = add(
+        mine.clone(),
+        lead.access.clone(),
+        "Far".into(),
+        today() + Duration::days(31),
+    )
+    .await;
+    add(
+        mine.clone(),
+        lead.access.clone(),
+        "Past".into(),
+        today() - Duration::days(1),
+    )
+    .await;
+    let other = add(
+        theirs.clone(),
+        outsider.access.clone(),
+        "Not yours".into(),
+        today(),
+    )
+    .await;
+    open.sort();
+    let truth: Vec<String> = open.iter().map(|(_, id)| id.clone()).collect();
+
+    for who in [&lead, &paralegal] {
+        // The dashboard: the first 50, soonest first, and where the rest continue.
+        let d = dashboard(&app, &who.access).await;
+        let shown = ids(d["deadlines_next_30_days"].as_array().unwrap());
+        assert_eq!(shown, truth[..50], "the first fifty in due order");
+        let cursor = d["deadlines_next_cursor"].as_str().expect("a cursor: {d}");
+        let rest = deadline_pages(&app, &who.access, "days=30", Some(cursor)).await;
+        assert_eq!(
+            ids(&rest),
+            truth[50..],
+            "the list continues where it stopped"
+        );
+
+        // The whole window in pages of 7 is the same list, each row as the dashboard's.
+        let all = deadline_pages(&app, &who.access, "days=30&limit=7", None).await;
+        assert_eq!(ids(&all), truth);
+        for k in ["id", "case_id", "case_number", "title", "due_on", "kind"] {
+            assert!(all[0].get(k).is_some(), "deadline lacks {k}: {}", all[0]);
+        }
+        assert_eq!(all[0]["case_id"], mine.as_str());
+        // A wider window adds the far one, never the done, past or other case's.
+        let wide = ids(&deadline_pages(&app, &who.access, "days=60&limit=100", None).await);
+        assert_eq!(wide.len(), 57, "{wide:?}");
+        assert_eq!(wide.last(), Some(&id_of(&far)));
+        assert!(!wide.contains(&id_of(&done)) && !wide.contains(&id_of(&other)));
+        // Today only.
+        let today_only = deadline_pages(&app, &who.access, "days=0&limit=100", None).await;
+        assert_eq!(ids(&today_only), truth[..7]);
+    }
+
+    // Fewer than fifty: all of them and a null cursor, present for staff.
+    let d = dashboard(&app, &outsider.access).await;
+    assert_eq!(
+        ids(d["deadlines_next_30_days"].as_array().unwrap()),
+        [id_of(&other)]
+    );
+    assert!(
+        d["deadlines_next_cursor"].is_null() && d.get("deadlines_next_cursor").is_some(),
+        "{d}"
+    );
+    assert_eq!(
+        ids(&deadline_pages(&app, &outsider.access, "days=30", None).await),
+        [id_of(&other)],
+        "an attorney sees only their own cases' deadlines"
+    );
+    // An admin sees every case's.
+    let every = ids(&deadline_pages(&app, &admin.access, "days=30&limit=100", None).await);
+    assert_eq!(every.len(), 57);
+    assert!(every.contains(&id_of(&other)));
+
+    // Clients have no deadline list; bad windows, limits and cursors are refused by name.
+    refused(
+        get(&app, "/api/v1/deadlines", &client.access).await,
+        StatusCode::FORBIDDEN,
+        "client",
+    )
+    .await;
+    let d = dashboard(&app, &client.access).await;
+    assert!(d.get("deadlines_next_cursor").is_none(), "{d}");
+    for (query, field) in [
+        ("days=-1", "days"),
+        ("days=3661", "days"),
+        ("days=x", "days"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("cursor=WzFd", "cursor"),
+    ] {
+        let b = refused(
+            get(&app, &format!("/api/v1/deadlines?{query}"), &lead.access).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            query,
+        )
+        .await;
+        assert!(error_fields(&b).contains(field), "{query}: {b}");
+    }
+    let r = app.get("/api/v1/deadlines", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Each page read is audited with the cases it showed.
+    let entries = audit(&app, &admin.access, "action=case.deadlines_list").await;
+    let by_outsider: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["actor_id"] == outsider.id.to_string())
+        .collect();
+    assert_eq!(by_outsider.len(), 1, "{entries:?}");
+    assert_eq!(by_outsider[0]["details"]["case_ids"], json!([theirs]));
+    assert_eq!(by_outsider[0]["details"]["deadlines"], 1);
+}
+
 #[tokio::test]
 async fn completing_a_deadline_takes_it_off_next_deadline_and_the_dashboard() {
     let app = app().await;

@@ -1740,8 +1740,8 @@ async fn member_deadlines_mirror_every_change() {
     assert!(!listed(paralegal.clone()).await.contains(&id));
     assert_eq!(stale_member_deadlines(&app).await, 0, "after leaving");
 
-    // Each staff member's list is exactly the open deadlines of their legal-team cases in
-    // the window, in due order.
+    // Each staff member's dashboard shows the first 50 of exactly the open deadlines of their
+    // legal-team cases in the window, in due order, and `GET /deadlines` pages through all.
     for (email, token) in [
         (&g.attorneys[0], &attorney),
         (
@@ -1765,7 +1765,7 @@ async fn member_deadlines_mirror_every_change() {
                 format!(
                     "SELECT d.id FROM case_deadline d JOIN case_member m ON m.case_id = d.case_id
                      WHERE m.user_id = {sql} AND m.role <> 'client' AND d.completed_at IS NULL
-                       AND d.due_on BETWEEN {to} ORDER BY d.due_on, d.id LIMIT 200"
+                       AND d.due_on BETWEEN {to} ORDER BY d.due_on, d.id"
                 ),
                 [
                     user.into(),
@@ -1778,8 +1778,38 @@ async fn member_deadlines_mirror_every_change() {
             .iter()
             .map(|r| r.try_get::<uuid::Uuid>("", "id").unwrap().to_string())
             .collect();
-        assert_eq!(listed(token.clone()).await, truth, "{email}");
+        let shown = listed(token.clone()).await;
+        assert_eq!(shown, truth[..truth.len().min(50)], "{email}");
+        let all = all_pages(&app, "/api/v1/deadlines?days=30", token, 3).await;
+        assert_eq!(all, truth, "{email}: the whole window, page by page");
     }
+
+    // A later page is one range of the caller's own key, in order: no sort, no other index.
+    let page = get_json(&app, "/api/v1/deadlines?days=3660&limit=1", &attorney).await;
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("more than one deadline");
+    let log = app.state.db.statements();
+    log.start();
+    get_json(
+        &app,
+        &format!("/api/v1/deadlines?days=3660&limit=1&cursor={cursor}"),
+        &attorney,
+    )
+    .await;
+    let stmts = log.stop();
+    let st = stmts
+        .iter()
+        .find(|s| s.sql.contains("FROM \"member_deadline\""))
+        .expect("the page reads the mirror");
+    let backend = app.state.db.backend();
+    let plan = plan(&app, backend, st).await.join("\n");
+    assert!(!sorts(backend, &plan), "{}\n{plan}", st.sql);
+    let index = match backend {
+        DbBackend::Postgres => "pk_member_deadline",
+        _ => "sqlite_autoindex_member_deadline_1 (user_id=? AND due_on>? AND due_on<?)",
+    };
+    assert!(plan.contains(index), "{}\n{plan}", st.sql);
 }
 
 /// The unread count and the staff dashboard's unbilled minutes are read from counters on the

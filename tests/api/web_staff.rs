@@ -1329,3 +1329,60 @@ async fn an_attorney_sets_weekly_hours_and_time_off() {
     .await;
     assert_eq!(busy["items"].as_array().unwrap().len(), 0);
 }
+
+/// A busy month: the dashboard card shows 50 deadlines and links to the full list, which
+/// pages 100 at a time ("Later deadlines"), together all of them once, soonest first.
+#[tokio::test]
+async fn the_deadline_pages_show_a_busy_month_in_full() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client, "Busy month").await;
+    let today = chrono::Utc::now().date_naive();
+    for i in 0..120u64 {
+        let due = (today + chrono::Days::new(i % 30)).to_string();
+        api_post(
+            &app,
+            &format!("/api/v1/cases/{case}/deadlines"),
+            &lead,
+            json!({"title": format!("Step {i:03}"), "due_on": due, "kind": "filing"}),
+        )
+        .await;
+    }
+    let s = sign_in(&app, &lead).await;
+    let (st, html) = s.get(&app, "/").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(html.matches("Step ").count(), 50, "the card shows fifty");
+    assert!(
+        html.contains(r#"href="/staff/deadlines?days=30""#),
+        "{html}"
+    );
+
+    let (st, first) = s.get(&app, "/staff/deadlines?days=30").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(first.matches("Step ").count(), 100);
+    let marker = r#"id="later-deadlines" href=""#;
+    let at = first.find(marker).expect("a later link") + marker.len();
+    let next = first[at..first[at..].find('"').unwrap() + at].replace("&amp;", "&");
+    let (st, second) = s.get(&app, &next).await;
+    assert_eq!(st, StatusCode::OK, "{next}");
+    assert_eq!(second.matches("Step ").count(), 20);
+    assert!(
+        !second.contains("later-deadlines"),
+        "the last page has no later link"
+    );
+    let titles = |html: &str| -> Vec<String> {
+        html.match_indices("Step ")
+            .map(|(i, _)| html[i..i + 8].to_owned())
+            .collect()
+    };
+    let mut all = titles(&first);
+    all.extend(titles(&second));
+    // Soonest first, in the order they were added within a day (time-ordered ids).
+    let mut want: Vec<u64> = (0..120).collect();
+    want.sort_by_key(|i| (i % 30, *i));
+    let want: Vec<String> = want.iter().map(|i| format!("Step {i:03}")).collect();
+    assert_eq!(all, want, "every deadline once, in due order");
+    let (st, _) = s.get(&app, "/staff/deadlines?days=30&cursor=garbage").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+}
