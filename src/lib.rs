@@ -144,10 +144,11 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         realtime::hub::spawn_dispatcher(state.hub.clone(), state.db.clone());
-        // Background jobs; both stop when `state.shutdown` flips.
+        // Background jobs; each stops when `state.shutdown` flips.
         let jobs = [
             mail::worker::spawn(state.clone()),
             appointments::reminders::spawn(state.clone()),
+            db::fts::spawn_upkeep(state.clone()),
         ];
         documents::jobs::spawn(state.clone());
         let app = http::router(state.clone());

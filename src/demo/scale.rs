@@ -758,6 +758,8 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
     if state.db.backend() == DbBackend::Postgres {
         state.db.conn().execute_unprepared("ANALYZE").await?;
     }
+    // SQLite's full-text indexes as the server's upkeep keeps them: one b-tree each.
+    crate::db::fts::compact(&state.db).await?;
 
     Ok(Generated {
         password,

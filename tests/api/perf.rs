@@ -2387,3 +2387,95 @@ async fn recount_repairs_hand_edited_read_models() {
     assert_eq!(stale_member_deadlines(&app).await, 0);
     assert_eq!(understated_document_bounds(&app).await, 0);
 }
+
+/// B-trees in each SQLite full-text index (FTS5 keeps one row per leaf page of each in `_idx`).
+async fn fts_btrees(app: &TestApp) -> Vec<i64> {
+    let mut out = Vec::new();
+    for fts in lawfirm_pro::db::fts::SQLITE_INDEXES {
+        let row = app
+            .state
+            .db
+            .conn()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("SELECT COUNT(DISTINCT segid) AS n FROM {fts}_idx"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        out.push(row.try_get::<i64>("", "n").unwrap());
+    }
+    out
+}
+
+/// Every write adds a small b-tree to SQLite's full-text indexes; the upkeep merges each index
+/// back into one, a bounded step at a time, and every search answers as before. The generator
+/// leaves them merged, as the server keeps them. PostgreSQL has nothing to merge.
+#[tokio::test]
+async fn full_text_upkeep_merges_each_index_into_one_btree() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let client = login(&app, &g.clients[0], &g.password).await;
+    let case = case_of_both(&app, &attorney, &client).await;
+    if app.state.db.backend() == DbBackend::Postgres {
+        assert_eq!(
+            lawfirm_pro::db::fts::compact(&app.state.db).await.unwrap(),
+            0
+        );
+        return;
+    }
+    assert_eq!(
+        fts_btrees(&app).await,
+        [1, 1, 1],
+        "the generator merged them"
+    );
+
+    // Separate commits: messages, cases and an upload, each searchable at once.
+    for i in 0..6 {
+        let r = app
+            .post(
+                &format!("/api/v1/cases/{case}/messages"),
+                Some(&attorney),
+                json!({"body": format!("quokka update number {i}")}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let r = app
+            .post(
+                "/api/v1/cases",
+                Some(&attorney),
+                json!({"title": format!("Quokka matter {i}"), "client_ids": []}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let before = fts_btrees(&app).await;
+    assert!(before[0] > 1 && before[1] > 1, "{before:?}");
+    let searches = [
+        "/api/v1/messages?box=sent&q=quokka&limit=100",
+        "/api/v1/messages?box=sent&q=quokka&sort=relevance&limit=100",
+        "/api/v1/cases?q=quokka&limit=100",
+        "/api/v1/messages?q=settlement&limit=100",
+        "/api/v1/cases?q=contract&limit=100",
+        "/api/v1/documents/search?q=memorandum&limit=100",
+    ];
+    let mut answers = Vec::new();
+    for path in searches {
+        answers.push(get_json(&app, path, &attorney).await["items"].clone());
+    }
+    assert_eq!(answers[0].as_array().unwrap().len(), 6);
+    assert_eq!(answers[2].as_array().unwrap().len(), 6);
+
+    let steps = lawfirm_pro::db::fts::compact(&app.state.db).await.unwrap();
+    assert!(steps >= 2, "{steps}");
+    assert_eq!(fts_btrees(&app).await, [1, 1, 1]);
+    for (path, before) in searches.iter().zip(&answers) {
+        let after = get_json(&app, path, &attorney).await["items"].clone();
+        assert_eq!(&after, before, "{path}");
+    }
+    assert_eq!(
+        lawfirm_pro::db::fts::compact(&app.state.db).await.unwrap(),
+        0,
+        "nothing left to merge"
+    );
+}
