@@ -196,7 +196,8 @@ async fn upcoming_deadlines(
         Some((d, i)) => sea_orm::Condition::any().add(due.gt(d)).add(id.gt(i)),
         None => sea_orm::Condition::all(),
     };
-    let rows: Vec<(Uuid, Uuid, String, String, NaiveDate, String)> = if p.is_admin() {
+    // Each row with the date it is listed under: the deadline's own, or its mirror row's.
+    let rows: Vec<(Uuid, Uuid, String, String, NaiveDate, String, NaiveDate)> = if p.is_admin() {
         let q = deadline::Entity::find()
             .filter(deadline::Column::CompletedAt.is_null())
             .filter(deadline::Column::DueOn.between(from, to))
@@ -205,6 +206,7 @@ async fn upcoming_deadlines(
                 Expr::col((deadline::Entity, deadline::Column::Id)),
             ));
         with_case_number(q)
+            .column_as(deadline::Column::DueOn, "listed_on")
             .order_by_asc(deadline::Column::DueOn)
             .order_by_asc(deadline::Column::Id)
             .limit(limit)
@@ -214,8 +216,11 @@ async fn upcoming_deadlines(
     } else {
         // The caller's own open deadlines in due order (kept by triggers): one range of their
         // key that the `LIMIT` ends, however many cases they are on. Each row shown is checked
-        // against its source (still open, same date, caller still on the legal team): a mirror
-        // row must never show more than the deadline table would.
+        // against its source (still open, caller still on the legal team, same date): a mirror
+        // row must never show more than the deadline table would. The date is compared here,
+        // not in SQL: PostgreSQL estimates `deadline.due_on = member_deadline.due_on` as
+        // matching one row in thousands, expects two rows in all, and then joins and sorts
+        // all 666 of an attorney's month (13 ms) instead of reading 51 in key order (1.3 ms).
         let mut q = member_deadline::Entity::find()
             .filter(member_deadline::Column::UserId.eq(p.user_id))
             .filter(member_deadline::Column::DueOn.between(from, to))
@@ -224,10 +229,6 @@ async fn upcoming_deadlines(
                 Expr::col((member_deadline::Entity, member_deadline::Column::DeadlineId)),
             ))
             .filter(deadline::Column::CompletedAt.is_null())
-            .filter(
-                Expr::col((deadline::Entity, deadline::Column::DueOn))
-                    .equals((member_deadline::Entity, member_deadline::Column::DueOn)),
-            )
             .filter(access::is_staff_member_of(
                 p.user_id,
                 (member_deadline::Entity, member_deadline::Column::CaseId),
@@ -239,6 +240,7 @@ async fn upcoming_deadlines(
                 .equals((member_deadline::Entity, member_deadline::Column::DeadlineId)),
         );
         with_case_number(q)
+            .column_as(member_deadline::Column::DueOn, "listed_on")
             .order_by_asc(member_deadline::Column::DueOn)
             .order_by_asc(member_deadline::Column::DeadlineId)
             .limit(limit)
@@ -246,10 +248,12 @@ async fn upcoming_deadlines(
             .all(state.db.conn())
             .await?
     };
-    Ok(rows
+    let shown = rows.len();
+    let rows: Vec<UpcomingDeadline> = rows
         .into_iter()
+        .filter(|r| r.4 == r.6)
         .map(
-            |(id, case_id, case_number, title, due_on, kind)| UpcomingDeadline {
+            |(id, case_id, case_number, title, due_on, kind, _)| UpcomingDeadline {
                 id,
                 case_id,
                 case_number,
@@ -258,7 +262,14 @@ async fn upcoming_deadlines(
                 kind: DeadlineKind::parse(&kind).unwrap_or(DeadlineKind::Internal),
             },
         )
-        .collect())
+        .collect();
+    if rows.len() < shown {
+        tracing::warn!(
+            rows = shown - rows.len(),
+            "member_deadline rows out of step with their deadlines; run `lawfirm-pro recount`"
+        );
+    }
+    Ok(rows)
 }
 
 /// A deadline query's columns for [`UpcomingDeadline`], the case number joined in the same
