@@ -21,7 +21,7 @@ use crate::{
     audit::NewEntry,
     auth::Principal,
     error::Result,
-    http::pagination::{Limit, Page, decode_cursor, encode_cursor, page_from},
+    http::pagination::{Limit, Page, decode_cursor, encode_cursor},
 };
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -130,7 +130,7 @@ async fn count_by_status(state: &AppState, p: &Principal) -> Result<BTreeMap<Str
 /// how busy the caller's month is (an attorney on 2,000 cases has 600 and more).
 pub const DASHBOARD_DEADLINES: u64 = 50;
 
-/// The widest window `GET /deadlines` and `/staff/deadlines` accept, in days.
+/// The widest window `GET /deadlines` accepts, in days (`/staff/deadlines` offers up to 365).
 pub const MAX_DEADLINE_DAYS: i64 = 3660;
 
 /// `GET /deadlines` (staff): the caller's open deadlines (admins: every case's) due from today
@@ -144,8 +144,7 @@ pub async fn deadline_page(
     cursor: Option<&str>,
 ) -> Result<Page<UpcomingDeadline>> {
     let after: Option<(NaiveDate, Uuid)> = decode_cursor(cursor)?;
-    let rows = upcoming_deadlines(state, p, days, after, limit.get() + 1).await?;
-    let page = page_from(rows, limit, |d: &UpcomingDeadline| (d.due_on, d.id));
+    let page = upcoming_deadlines(state, p, days, after, limit.get()).await?;
     audit_list(state, p, days, &page.items).await?;
     Ok(page)
 }
@@ -175,14 +174,15 @@ async fn audit_list(
 }
 
 /// Deadlines of the caller's cases (admins: every case) due from today through `days` ahead,
-/// soonest first, after the `(due_on, id)` key `after`, at most `limit`. Staff only.
+/// soonest first, after the `(due_on, id)` key `after`: a page of at most `limit`, and the
+/// cursor after it when more follow. Staff only.
 async fn upcoming_deadlines(
     state: &AppState,
     p: &Principal,
     days: i64,
     after: Option<(NaiveDate, Uuid)>,
     limit: u64,
-) -> Result<Vec<UpcomingDeadline>> {
+) -> Result<Page<UpcomingDeadline>> {
     if !p.is_staff() {
         return Err(crate::error::Error::Forbidden(
             "Only the firm's staff have a deadline list.",
@@ -190,7 +190,8 @@ async fn upcoming_deadlines(
     }
     let today = Utc::now().date_naive();
     let to = today + Duration::days(days.clamp(0, MAX_DEADLINE_DAYS));
-    // From the cursor's day on (a closed range of the index either way), past its id that day.
+    // From the cursor's day on (a closed range of the index either way), past its id that day:
+    // `due > d OR id > i` is the keyset condition only because `from` bounds `due >= d`.
     let from = after.map_or(today, |(due, _)| Ord::max(due, today));
     let past = |due: Expr, id: Expr| match after {
         Some((d, i)) => sea_orm::Condition::any().add(due.gt(d)).add(id.gt(i)),
@@ -209,7 +210,7 @@ async fn upcoming_deadlines(
             .column_as(deadline::Column::DueOn, "listed_on")
             .order_by_asc(deadline::Column::DueOn)
             .order_by_asc(deadline::Column::Id)
-            .limit(limit)
+            .limit(limit + 1)
             .into_tuple()
             .all(state.db.conn())
             .await?
@@ -231,7 +232,7 @@ async fn upcoming_deadlines(
             .filter(deadline::Column::CompletedAt.is_null())
             .filter(access::is_staff_member_of(
                 p.user_id,
-                (member_deadline::Entity, member_deadline::Column::CaseId),
+                (deadline::Entity, deadline::Column::CaseId),
             ));
         QueryTrait::query(&mut q).join(
             JoinType::InnerJoin,
@@ -243,13 +244,23 @@ async fn upcoming_deadlines(
             .column_as(member_deadline::Column::DueOn, "listed_on")
             .order_by_asc(member_deadline::Column::DueOn)
             .order_by_asc(member_deadline::Column::DeadlineId)
-            .limit(limit)
+            .limit(limit + 1)
             .into_tuple()
             .all(state.db.conn())
             .await?
     };
-    let shown = rows.len();
-    let rows: Vec<UpcomingDeadline> = rows
+    // Whether more follow, and where, is decided on the rows as listed (the key order), before
+    // any is left out: a row left out must not end the list.
+    let mut rows = rows;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| encode_cursor(&(r.6, r.0)))
+    } else {
+        None
+    };
+    let listed = rows.len();
+    let items: Vec<UpcomingDeadline> = rows
         .into_iter()
         .filter(|r| r.4 == r.6)
         .map(
@@ -263,13 +274,13 @@ async fn upcoming_deadlines(
             },
         )
         .collect();
-    if rows.len() < shown {
+    if items.len() < listed {
         tracing::warn!(
-            rows = shown - rows.len(),
+            rows = listed - items.len(),
             "member_deadline rows out of step with their deadlines; run `lawfirm-pro recount`"
         );
     }
-    Ok(rows)
+    Ok(Page { items, next_cursor })
 }
 
 /// A deadline query's columns for [`UpcomingDeadline`], the case number joined in the same
@@ -350,15 +361,9 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
         if p.is_staff() {
             d.cases_by_status = Some(count_by_status(state, p).await?);
             let today = Utc::now().date_naive();
-            let mut upcoming =
-                upcoming_deadlines(state, p, 30, None, DASHBOARD_DEADLINES + 1).await?;
-            let more = upcoming.len() as u64 > DASHBOARD_DEADLINES;
-            upcoming.truncate(DASHBOARD_DEADLINES as usize);
-            d.deadlines_next_cursor = Some(
-                more.then(|| upcoming.last().map(|x| encode_cursor(&(x.due_on, x.id))))
-                    .flatten(),
-            );
-            d.deadlines_next_30_days = Some(upcoming);
+            let upcoming = upcoming_deadlines(state, p, 30, None, DASHBOARD_DEADLINES).await?;
+            d.deadlines_next_cursor = Some(upcoming.next_cursor);
+            d.deadlines_next_30_days = Some(upcoming.items);
             // Today in UTC (the principal carries no time zone).
             let start = today.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
             d.todays_appointments = Some(

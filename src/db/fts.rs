@@ -69,10 +69,18 @@ pub async fn sqlite_is_common<C: ConnectionTrait>(
 /// SQLite's full-text indexes (FTS5, external content keyed by their table's rowid).
 pub const SQLITE_INDEXES: [&str; 3] = ["legal_case_fts", "message_fts", "document_fts"];
 
-/// Pages (4 KiB) one merge step writes: a few milliseconds of the write lock at a time.
+/// Pages (4 KiB) one merge step writes: about 20 ms of the write lock at a time.
 const MERGE_PAGES: u32 = 200;
 
-/// How often the server merges the indexes back into one b-tree each.
+/// A b-tree of at least this many leaf pages (256 KiB) is worth merging into the others.
+/// Smaller ones cost a seek or two in pages already cached, and every merge rewrites the
+/// index, so the upkeep waits until writes have built up a sizable second b-tree.
+pub const SIZABLE_PAGES: i64 = 64;
+
+/// Steps one pass may take per index: a pass that writers keep feeding still ends.
+const MAX_STEPS: u32 = 2_000;
+
+/// How often the server looks at the indexes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 
 /// One bounded step of merging `fts`'s b-trees toward a single one, in its own write
@@ -106,25 +114,53 @@ async fn total_changes<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
     row.try_get("", "n")
 }
 
-/// Merge every SQLite full-text index down to one b-tree, a step at a time so writers get
-/// the lock in between. Returns the steps that did work (0: nothing to do, or PostgreSQL,
-/// whose GIN indexes autovacuum keeps).
-pub async fn compact(db: &Db) -> Result<u32, DbErr> {
+/// B-trees of `fts` with at least `min_pages` leaf pages (`_idx` keeps a row per leaf page).
+async fn btrees_of_size(db: &Db, fts: &str, min_pages: i64) -> Result<i64, DbErr> {
+    let row = db
+        .conn()
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!(
+                "SELECT COUNT(*) AS n FROM (SELECT segid FROM {fts}_idx GROUP BY segid HAVING COUNT(*) >= ?)"
+            ),
+            [min_pages.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("{fts}_idx")))?;
+    row.try_get("", "n")
+}
+
+/// Merge each SQLite full-text index that has two or more b-trees of at least `min_pages`
+/// down to one, a step at a time so writers get the lock in between, until done, `stop()`, or
+/// [`MAX_STEPS`]. Returns the steps that did work (0 on PostgreSQL, whose GIN indexes
+/// autovacuum keeps).
+pub async fn merge_sizable(db: &Db, min_pages: i64, stop: impl Fn() -> bool) -> Result<u32, DbErr> {
     if db.backend() != DbBackend::Sqlite {
         return Ok(0);
     }
     let mut steps = 0;
     for fts in SQLITE_INDEXES {
-        while sqlite_merge_step(db, fts).await? {
-            steps += 1;
+        if btrees_of_size(db, fts, min_pages).await? < 2 {
+            continue;
+        }
+        let mut taken = 0;
+        while taken < MAX_STEPS && !stop() && sqlite_merge_step(db, fts).await? {
+            taken += 1;
             tokio::task::yield_now().await;
         }
+        steps += taken;
     }
     Ok(steps)
 }
 
-/// The server's index upkeep: [`compact`] a minute after start, then every ten minutes, until
-/// shutdown. Nothing on PostgreSQL.
+/// Merge every SQLite full-text index down to one b-tree, however small its others (after a
+/// bulk load: the scale generator).
+pub async fn compact(db: &Db) -> Result<u32, DbErr> {
+    merge_sizable(db, 1, || false).await
+}
+
+/// The server's index upkeep: [`merge_sizable`] with [`SIZABLE_PAGES`] a minute after start,
+/// then every ten minutes, until shutdown (also between steps). Nothing on PostgreSQL.
 pub fn spawn_upkeep(state: crate::AppState) -> tokio::task::JoinHandle<()> {
     let mut stop = state.shutdown.subscribe();
     tokio::spawn(async move {
@@ -137,7 +173,7 @@ pub fn spawn_upkeep(state: crate::AppState) -> tokio::task::JoinHandle<()> {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            match compact(&state.db).await {
+            match merge_sizable(&state.db, SIZABLE_PAGES, || *state.shutdown.borrow()).await {
                 Ok(0) => {}
                 Ok(steps) => tracing::info!(steps, "full-text indexes merged"),
                 Err(e) => {

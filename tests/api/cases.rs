@@ -2289,8 +2289,9 @@ async fn the_dashboard_shows_fifty_deadlines_and_the_deadline_list_pages_the_res
             "the list continues where it stopped"
         );
 
-        // The whole window in pages of 7 is the same list, each row as the dashboard's.
-        let all = deadline_pages(&app, &who.access, "days=30&limit=7", None).await;
+        // The whole window in pages of 5 (breaking inside days) is the same list, each row as
+        // the dashboard's.
+        let all = deadline_pages(&app, &who.access, "days=30&limit=5", None).await;
         assert_eq!(ids(&all), truth);
         for k in ["id", "case_id", "case_number", "title", "due_on", "kind"] {
             assert!(all[0].get(k).is_some(), "deadline lacks {k}: {}", all[0]);
@@ -2321,10 +2322,25 @@ async fn the_dashboard_shows_fifty_deadlines_and_the_deadline_list_pages_the_res
         [id_of(&other)],
         "an attorney sees only their own cases' deadlines"
     );
-    // An admin sees every case's.
+    // An admin sees every case's, in the same order, page by page and from the dashboard on.
     let every = ids(&deadline_pages(&app, &admin.access, "days=30&limit=100", None).await);
     assert_eq!(every.len(), 57);
     assert!(every.contains(&id_of(&other)));
+    assert_eq!(
+        ids(&deadline_pages(&app, &admin.access, "days=30&limit=5", None).await),
+        every
+    );
+    let d = dashboard(&app, &admin.access).await;
+    let mut seen = ids(d["deadlines_next_30_days"].as_array().unwrap());
+    let cursor = d["deadlines_next_cursor"].as_str().expect("a cursor");
+    seen.extend(ids(&deadline_pages(
+        &app,
+        &admin.access,
+        "days=30&limit=3",
+        Some(cursor),
+    )
+    .await));
+    assert_eq!(seen, every);
 
     // Clients have no deadline list; bad windows, limits and cursors are refused by name.
     refused(
