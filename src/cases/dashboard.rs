@@ -20,8 +20,9 @@ use crate::{
     AppState,
     audit::NewEntry,
     auth::Principal,
+    error::Error,
     error::Result,
-    http::pagination::{Limit, Page, decode_cursor, encode_cursor},
+    http::pagination::{Limit, Page, decode_cursor, page_from},
 };
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -128,14 +129,14 @@ async fn count_by_status(state: &AppState, p: &Principal) -> Result<BTreeMap<Str
 /// How many of the next 30 days' deadlines the dashboard shows; `deadlines_next_cursor`
 /// continues the list at `GET /deadlines?days=30`. A summary, so its cost does not follow
 /// how busy the caller's month is (an attorney on 2,000 cases has 600 and more).
-pub const DASHBOARD_DEADLINES: u64 = 50;
+pub const DASHBOARD_DEADLINES: Limit = Limit::new(50);
 
 /// The widest window `GET /deadlines` accepts, in days (`/staff/deadlines` offers up to 365).
 pub const MAX_DEADLINE_DAYS: i64 = 3660;
 
 /// `GET /deadlines` (staff): the caller's open deadlines (admins: every case's) due from today
-/// through `days` ahead, soonest first, one keyset page at a time. Audited as a read of every
-/// case the page shows.
+/// through `days` ahead (0..=[`MAX_DEADLINE_DAYS`], else 422), soonest first, one keyset page
+/// at a time. Audited as a read of every case the page shows.
 pub async fn deadline_page(
     state: &AppState,
     p: &Principal,
@@ -143,8 +144,14 @@ pub async fn deadline_page(
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<UpcomingDeadline>> {
+    if !(0..=MAX_DEADLINE_DAYS).contains(&days) {
+        return Err(Error::invalid(
+            "days",
+            format!("must be between 0 and {MAX_DEADLINE_DAYS}"),
+        ));
+    }
     let after: Option<(NaiveDate, Uuid)> = decode_cursor(cursor)?;
-    let page = upcoming_deadlines(state, p, days, after, limit.get()).await?;
+    let page = upcoming_deadlines(state, p, days, after, limit).await?;
     audit_list(state, p, days, &page.items).await?;
     Ok(page)
 }
@@ -181,15 +188,15 @@ async fn upcoming_deadlines(
     p: &Principal,
     days: i64,
     after: Option<(NaiveDate, Uuid)>,
-    limit: u64,
+    limit: Limit,
 ) -> Result<Page<UpcomingDeadline>> {
     if !p.is_staff() {
-        return Err(crate::error::Error::Forbidden(
+        return Err(Error::Forbidden(
             "Only the firm's staff have a deadline list.",
         ));
     }
     let today = Utc::now().date_naive();
-    let to = today + Duration::days(days.clamp(0, MAX_DEADLINE_DAYS));
+    let to = today + Duration::days(days);
     // From the cursor's day on (a closed range of the index either way), past its id that day:
     // `due > d OR id > i` is the keyset condition only because `from` bounds `due >= d`.
     let from = after.map_or(today, |(due, _)| Ord::max(due, today));
@@ -210,7 +217,7 @@ async fn upcoming_deadlines(
             .column_as(deadline::Column::DueOn, "listed_on")
             .order_by_asc(deadline::Column::DueOn)
             .order_by_asc(deadline::Column::Id)
-            .limit(limit + 1)
+            .limit(limit.get() + 1)
             .into_tuple()
             .all(state.db.conn())
             .await?
@@ -244,23 +251,17 @@ async fn upcoming_deadlines(
             .column_as(member_deadline::Column::DueOn, "listed_on")
             .order_by_asc(member_deadline::Column::DueOn)
             .order_by_asc(member_deadline::Column::DeadlineId)
-            .limit(limit + 1)
+            .limit(limit.get() + 1)
             .into_tuple()
             .all(state.db.conn())
             .await?
     };
     // Whether more follow, and where, is decided on the rows as listed (the key order), before
     // any is left out: a row left out must not end the list.
-    let mut rows = rows;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|r| encode_cursor(&(r.6, r.0)))
-    } else {
-        None
-    };
-    let listed = rows.len();
-    let items: Vec<UpcomingDeadline> = rows
+    let page = page_from(rows, limit, |r| (r.6, r.0));
+    let listed = page.items.len();
+    let items: Vec<UpcomingDeadline> = page
+        .items
         .into_iter()
         .filter(|r| r.4 == r.6)
         .map(
@@ -280,7 +281,10 @@ async fn upcoming_deadlines(
             "member_deadline rows out of step with their deadlines; run `lawfirm-pro recount`"
         );
     }
-    Ok(Page { items, next_cursor })
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
 }
 
 /// A deadline query's columns for [`UpcomingDeadline`], the case number joined in the same

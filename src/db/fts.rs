@@ -91,7 +91,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 /// search walking an attorney's cases took 0.67 ms over four b-trees and 0.44 ms over one
 /// (as at scale 1). FTS5's `merge` with a negative page count merges across levels, down to
 /// one; it did work when it changed two or more rows (FTS5 documentation, "merge").
-pub async fn sqlite_merge_step(db: &Db, fts: &'static str) -> Result<bool, DbErr> {
+async fn sqlite_merge_step(db: &Db, fts: &'static str) -> Result<bool, DbErr> {
     let txn = db.begin_write().await?;
     let before = total_changes(&*txn).await?;
     txn.execute_unprepared(&format!(

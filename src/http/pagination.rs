@@ -26,7 +26,13 @@ pub struct Limit(u64);
 
 impl Limit {
     /// The largest page a caller may ask for.
-    pub const MAX: Limit = Limit(MAX_LIMIT);
+    pub const MAX: Limit = Limit::new(MAX_LIMIT);
+
+    /// A limit fixed in code; out of 1..=100 it fails to compile (in a `const`).
+    pub const fn new(n: u64) -> Self {
+        assert!(n >= 1 && n <= MAX_LIMIT, "a page limit is 1..=100");
+        Self(n)
+    }
 
     pub fn parse(raw: Option<i64>) -> Result<Self, Error> {
         match raw {
