@@ -4,6 +4,13 @@
 //!
 //! Run (needs `wrk` on PATH; see docs/benchmarks.md and scripts/bench):
 //!   cargo bench --bench load -- [--db sqlite|postgres://…/dbname] [--scale N] [-c 16] [-d 10]
+//!                               [--only TEXT] [--rate R]
+//!
+//! `BENCH_SERVER_BIN=path` serves the HTTP runs from another build of the server.
+//! `--only TEXT` keeps the read paths whose "name as" contains TEXT (e.g. `inbox client`) and
+//! skips the writes and the login flood: for before/after comparisons of one path. `--rate R`
+//! runs the open loop at R requests/s instead of half the measured maximum, so two builds are
+//! compared at the same offered load.
 //!
 //! The database and data directory live under `bench-data/` and are reused between runs of
 //! the same backend and scale (generation happens once). Results print as Markdown.
@@ -27,6 +34,8 @@ struct Args {
     scale: u32,
     conns: usize,
     secs: u64,
+    only: Option<String>,
+    rate: Option<f64>,
 }
 
 fn args() -> Args {
@@ -35,6 +44,8 @@ fn args() -> Args {
         scale: 1,
         conns: 16,
         secs: 10,
+        only: None,
+        rate: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -45,6 +56,8 @@ fn args() -> Args {
             "--scale" => a.scale = next.parse().expect("--scale N"),
             "-c" => a.conns = next.parse().expect("-c N"),
             "-d" => a.secs = next.parse().expect("-d SECONDS"),
+            "--only" => a.only = Some(next),
+            "--rate" => a.rate = Some(next.parse().expect("--rate REQUESTS_PER_SECOND")),
             _ => {
                 i += 1;
                 continue;
@@ -124,7 +137,9 @@ async fn start_server(dir: &Path, url: &str) -> Server {
         .unwrap()
         .port();
     let started = Instant::now();
-    let child = tokio::process::Command::new(BIN)
+    // BENCH_SERVER_BIN runs another build (before/after comparisons on the same firm).
+    let bin = std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let child = tokio::process::Command::new(bin)
         .env("LFP_DATA_DIR", dir)
         .env("DATABASE_URL", url)
         .env("LFP_BIND", format!("127.0.0.1:{port}"))
@@ -453,14 +468,20 @@ async fn main() {
         "| path | as | req/s | p50 ms | p99 ms | non-2xx | p50 ms at c=1 | ½-max rate | p50 ms | p99 ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (name, who, path) in read_paths(&ids) {
+    let chosen = read_paths(&ids).into_iter().filter(|(name, who, _)| {
+        a.only
+            .as_deref()
+            .is_none_or(|o| format!("{name} {who}").contains(o))
+    });
+    for (name, who, path) in chosen {
         let full = format!("{base}{path}");
         settle(&http, &base).await;
         let s = wrk(&full, &tokens[who], a.conns, a.secs, None).await;
         settle(&http, &base).await;
         let one = wrk(&full, &tokens[who], 1, a.secs.min(5), None).await;
         settle(&http, &base).await;
-        let half = open_loop(&http, &full, &tokens[who], s.rps / 2.0, a.secs).await;
+        let rate = a.rate.unwrap_or(s.rps / 2.0);
+        let half = open_loop(&http, &full, &tokens[who], rate, a.secs).await;
         println!(
             "| {name} | {who} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.0}/s{} | {:.2} | {:.2} |",
             s.rps,
@@ -468,7 +489,7 @@ async fn main() {
             s.p99_ms,
             s.errors,
             one.p50_ms,
-            (s.rps / 2.0).max(1.0),
+            rate.max(1.0),
             if half.errors > 0 {
                 format!(" ({} non-2xx)", half.errors)
             } else {
@@ -480,93 +501,96 @@ async fn main() {
         http_stats.push((name, who, path, s));
     }
 
-    // Writes.
-    let ac = &ids.attorney_case;
-    let today = chrono::Utc::now().date_naive();
-    let writes = [
-        (
-            "send message",
-            "attorney",
-            format!("/api/v1/cases/{ac}/messages"),
-            r#"wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"body":"benchmark message about the settlement"}'"#
-                .to_string(),
-        ),
-        (
-            "status change",
-            "attorney",
-            format!("/api/v1/cases/{ac}/status"),
-            r#"wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local phases = {"discovery", "negotiation"}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format(nil, nil, nil, '{"phase":"' .. phases[i % 2 + 1] .. '"}')
-end"#
-                .to_string(),
-        ),
-        (
-            "time entry",
-            "attorney",
-            format!("/api/v1/cases/{ac}/time-entries"),
-            format!(
+    // Writes and a login flood (not with --only: those compare one read path).
+    if a.only.is_none() {
+        // Writes.
+        let ac = &ids.attorney_case;
+        let today = chrono::Utc::now().date_naive();
+        let writes = [
+            (
+                "send message",
+                "attorney",
+                format!("/api/v1/cases/{ac}/messages"),
                 r#"wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{{"work_date":"{today}","minutes":30,"rate_cents":25000,"description":"benchmark work","billable":true}}'"#
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.body = '{"body":"benchmark message about the settlement"}'"#
+                    .to_string(),
             ),
-        ),
-    ];
-    for (name, who, path, lua) in &writes {
+            (
+                "status change",
+                "attorney",
+                format!("/api/v1/cases/{ac}/status"),
+                r#"wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+    local phases = {"discovery", "negotiation"}
+    local i = 0
+    request = function()
+      i = i + 1
+      return wrk.format(nil, nil, nil, '{"phase":"' .. phases[i % 2 + 1] .. '"}')
+    end"#
+                    .to_string(),
+            ),
+            (
+                "time entry",
+                "attorney",
+                format!("/api/v1/cases/{ac}/time-entries"),
+                format!(
+                    r#"wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.body = '{{"work_date":"{today}","minutes":30,"rate_cents":25000,"description":"benchmark work","billable":true}}'"#
+                ),
+            ),
+        ];
+        for (name, who, path, lua) in &writes {
+            settle(&http, &base).await;
+            let s = wrk(
+                &format!("{base}{path}"),
+                &tokens[who],
+                a.conns,
+                a.secs,
+                Some(lua),
+            )
+            .await;
+            println!(
+                "| {name} (write) | {who} | {:.0} | {:.2} | {:.2} | {} | |",
+                s.rps, s.p50_ms, s.p99_ms, s.errors
+            );
+        }
+
+        // A login flood beside a read path: p99 of the read alone, then with the flood.
+        let victim = format!("{base}/api/v1/cases");
         settle(&http, &base).await;
-        let s = wrk(
-            &format!("{base}{path}"),
-            &tokens[who],
-            a.conns,
-            a.secs,
-            Some(lua),
-        )
-        .await;
+        let alone = wrk(&victim, &tokens["client"], a.conns / 2, a.secs, None).await;
+        let flood_lua = format!(
+            r#"wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.body = '{{"email":"client1@scale.lawfirm.example","password":"{password}"}}'"#
+        );
+        let flood_url = format!("{base}/api/v1/auth/login");
+        let flood = {
+            let (u, t, c, d, l) = (
+                flood_url.clone(),
+                tokens["client"].clone(),
+                a.conns / 2,
+                a.secs,
+                flood_lua.clone(),
+            );
+            tokio::spawn(async move { wrk(&u, &t, c, d, Some(&l)).await })
+        };
+        let during = wrk(&victim, &tokens["client"], a.conns / 2, a.secs, None).await;
+        let flood = flood.await.unwrap();
         println!(
-            "| {name} (write) | {who} | {:.0} | {:.2} | {:.2} | {} | |",
-            s.rps, s.p50_ms, s.p99_ms, s.errors
+            "\nlogin flood ({} logins/s, {} non-2xx): client case list p99 {:.2} ms alone → {:.2} ms \
+             during the flood ({:.1}×); req/s {:.0} → {:.0}",
+            flood.rps as u64,
+            flood.errors,
+            alone.p99_ms,
+            during.p99_ms,
+            during.p99_ms / alone.p99_ms,
+            alone.rps,
+            during.rps
         );
     }
-
-    // A login flood beside a read path: p99 of the read alone, then with the flood.
-    let victim = format!("{base}/api/v1/cases");
-    settle(&http, &base).await;
-    let alone = wrk(&victim, &tokens["client"], a.conns / 2, a.secs, None).await;
-    let flood_lua = format!(
-        r#"wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{{"email":"client1@scale.lawfirm.example","password":"{password}"}}'"#
-    );
-    let flood_url = format!("{base}/api/v1/auth/login");
-    let flood = {
-        let (u, t, c, d, l) = (
-            flood_url.clone(),
-            tokens["client"].clone(),
-            a.conns / 2,
-            a.secs,
-            flood_lua.clone(),
-        );
-        tokio::spawn(async move { wrk(&u, &t, c, d, Some(&l)).await })
-    };
-    let during = wrk(&victim, &tokens["client"], a.conns / 2, a.secs, None).await;
-    let flood = flood.await.unwrap();
-    println!(
-        "\nlogin flood ({} logins/s, {} non-2xx): client case list p99 {:.2} ms alone → {:.2} ms \
-         during the flood ({:.1}×); req/s {:.0} → {:.0}",
-        flood.rps as u64,
-        flood.errors,
-        alone.p99_ms,
-        during.p99_ms,
-        during.p99_ms / alone.p99_ms,
-        alone.rps,
-        during.rps
-    );
     println!(
         "RSS after the runs: {:.1} MiB; load average: {}",
         rss_kib(pid) as f64 / 1024.0,
