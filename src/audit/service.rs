@@ -170,13 +170,16 @@ where
             }
             txn.execute_raw(backend.build(&insert)).await?;
         }
-        let last = rows.last().expect("batches are never empty");
-        head::Entity::update_many()
-            .col_expr(head::Column::LastId, Expr::value(last.id))
-            .col_expr(head::Column::LastHash, Expr::value(last.hash.clone()))
-            .filter(head::Column::Id.eq(1))
-            .exec(&txn)
-            .await?;
+        // SQLite's trigger `audit_log_chain` has moved the head row by row.
+        if backend == DbBackend::Postgres {
+            let last = rows.last().expect("batches are never empty");
+            head::Entity::update_many()
+                .col_expr(head::Column::LastId, Expr::value(last.id))
+                .col_expr(head::Column::LastHash, Expr::value(last.hash.clone()))
+                .filter(head::Column::Id.eq(1))
+                .exec(&txn)
+                .await?;
+        }
         txn.commit().await?;
         progress(rows.len());
     }
@@ -186,16 +189,44 @@ where
     Ok(())
 }
 
-/// Append entries inside the caller's transaction. The head row is locked for the rest of
-/// the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time), so call it
-/// after the transaction's other writes: a row locked after the head by one transaction and
-/// before it by another (a case row, a membership row through a trigger) deadlocks them.
+/// Where the chain ends: the last entry's id and hash, as `audit_head` records them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub last_id: i64,
+    pub last_hash: String,
+}
+
+/// `entries` linked onto the chain after `head`, and the head after them.
+fn chain(head: &Head, entries: Vec<NewEntry>) -> (Vec<entry::ActiveModel>, Head) {
+    let at = crate::db::now();
+    let mut next = head.clone();
+    let rows = entries
+        .into_iter()
+        .map(|e| {
+            next.last_id += 1;
+            let m = link(e, next.last_id, at, &next.last_hash);
+            next.last_hash.clone_from(&m.hash);
+            entry::ActiveModel::from(m)
+        })
+        .collect();
+    (rows, next)
+}
+
+/// Entries per multi-row `INSERT` of [`append_in`] and [`append_at_head`]: 13 columns each.
+pub const ROWS_PER_INSERT: usize = 500;
+
+/// Append entries inside the caller's transaction and return the new head. The head row is
+/// locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer
+/// at a time), so call it after the transaction's other writes: a row locked after the head
+/// by one transaction and before it by another (a case row, a membership row through a
+/// trigger) deadlocks them. On SQLite the trigger `audit_log_chain` moves the head with each
+/// row (migration `m20261206_000001`); PostgreSQL moves it here.
 pub async fn append_in<C: ConnectionTrait>(
     conn: &C,
     entries: Vec<NewEntry>,
-) -> std::result::Result<(), sea_orm::DbErr> {
+) -> std::result::Result<Option<Head>, sea_orm::DbErr> {
     if entries.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let backend = conn.get_database_backend();
     let sql = match backend {
@@ -206,28 +237,49 @@ pub async fn append_in<C: ConnectionTrait>(
         .query_one_raw(Statement::from_string(backend, sql))
         .await?
         .ok_or_else(|| sea_orm::DbErr::RecordNotFound("audit_head".into()))?;
-    let mut last_id: i64 = row.try_get("", "last_id")?;
-    let mut last_hash: String = row.try_get("", "last_hash")?;
-    let at = crate::db::now();
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        last_id += 1;
-        let m = link(e, last_id, at, &last_hash);
-        last_hash = m.hash.clone();
-        rows.push(entry::ActiveModel::from(m));
-    }
-    for chunk in rows.chunks(500) {
+    let head = Head {
+        last_id: row.try_get("", "last_id")?,
+        last_hash: row.try_get("", "last_hash")?,
+    };
+    let (rows, next) = chain(&head, entries);
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
         entry::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(conn)
             .await?;
     }
-    head::Entity::update_many()
-        .col_expr(head::Column::LastId, Expr::value(last_id))
-        .col_expr(head::Column::LastHash, Expr::value(last_hash))
-        .filter(head::Column::Id.eq(1))
-        .exec(conn)
+    if backend == DbBackend::Postgres {
+        head::Entity::update_many()
+            .col_expr(head::Column::LastId, Expr::value(next.last_id))
+            .col_expr(head::Column::LastHash, Expr::value(next.last_hash.clone()))
+            .filter(head::Column::Id.eq(1))
+            .exec(conn)
+            .await?;
+    }
+    Ok(Some(next))
+}
+
+/// SQLite: append at most [`ROWS_PER_INSERT`] entries after `head`, which the caller believes
+/// current, in one statement (its own transaction). The trigger `audit_log_chain` checks each
+/// row against the stored head and moves it; if the head was elsewhere, the statement fails
+/// and nothing is written.
+pub async fn append_at_head<C: ConnectionTrait>(
+    conn: &C,
+    head: &Head,
+    entries: Vec<NewEntry>,
+) -> std::result::Result<Head, sea_orm::DbErr> {
+    if conn.get_database_backend() != DbBackend::Sqlite
+        || entries.is_empty()
+        || entries.len() > ROWS_PER_INSERT
+    {
+        return Err(sea_orm::DbErr::Custom(
+            "append_at_head takes 1 to ROWS_PER_INSERT entries on SQLite".into(),
+        ));
+    }
+    let (rows, next) = chain(head, entries);
+    entry::Entity::insert_many(rows)
+        .exec_without_returning(conn)
         .await?;
-    Ok(())
+    Ok(next)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -59,6 +59,9 @@ pub struct Db {
     /// Woken after every committed write, so in-process listeners (the live-event hub on
     /// SQLite) look for new rows without polling.
     committed: Arc<tokio::sync::Notify>,
+    /// Counts the transactions committed through [`WriteTxn`], so a task that remembers what
+    /// it last wrote can tell whether anyone wrote since (the audit writer's chain head).
+    commits: Arc<std::sync::atomic::AtomicU64>,
     statements: StatementLog,
 }
 
@@ -105,6 +108,7 @@ pub struct WriteTxn {
     txn: Option<DatabaseTransaction>,
     slot: Option<OwnedMutexGuard<()>>,
     committed: Arc<tokio::sync::Notify>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -120,6 +124,8 @@ impl WriteTxn {
     pub async fn commit(mut self) -> Result<(), DbErr> {
         let txn = self.txn.take().expect("live transaction");
         txn.commit().await?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.slot.take();
         self.committed.notify_waiters();
         Ok(())
@@ -180,6 +186,7 @@ impl Db {
                     conn,
                     writer: Some(Arc::new(Mutex::new(()))),
                     committed: Arc::default(),
+                    commits: Arc::default(),
                     statements,
                 })
             }
@@ -206,6 +213,7 @@ impl Db {
                     conn,
                     writer: None,
                     committed: Arc::default(),
+                    commits: Arc::default(),
                     statements,
                 })
             }
@@ -225,16 +233,28 @@ impl Db {
         self.conn.get_database_backend()
     }
 
-    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
-        let slot = match &self.writer {
+    /// SQLite's writer slot, held by every [`WriteTxn`]: for a write that is one statement
+    /// (its own transaction) and needs no `WriteTxn`. `None` on PostgreSQL.
+    pub async fn writer_slot(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.writer {
             Some(m) => Some(m.clone().lock_owned().await),
             None => None,
-        };
+        }
+    }
+
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        let slot = self.writer_slot().await;
         Ok(WriteTxn {
             txn: Some(self.conn.begin().await?),
             slot,
             committed: self.committed.clone(),
+            commits: self.commits.clone(),
         })
+    }
+
+    /// How many transactions have been committed through [`WriteTxn`] since connecting.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resolves after the next committed write through this handle (or its clones).

@@ -714,3 +714,110 @@ async fn attorneys_read_the_audit_entries_of_their_own_cases_only() {
     );
     assert!(!items.iter().any(|e| e["case_id"] == b_case.as_str()));
 }
+
+/// An audited read commits its entry in one statement on SQLite: the audit writer knows the
+/// head it left, and the trigger `audit_log_chain` checks each row against the stored head and
+/// moves it. A change appending its own entry moves the head behind the writer's back; the
+/// next read still lands on the chain. The trigger refuses any row that does not extend the
+/// chain at its head, and a refused row leaves nothing behind. PostgreSQL reads and locks the
+/// head in each append's transaction.
+#[tokio::test]
+async fn an_audited_read_appends_its_entry_in_one_statement() {
+    let app = app().await;
+    let admin = busy_firm(&app).await;
+    let attorney = app.user("attorney").await;
+    let db = &app.state.db;
+    let new_case = |title: &'static str| {
+        let (app, token) = (&app, attorney.access.clone());
+        async move {
+            let r = app
+                .post("/api/v1/cases", Some(&token), json!({"title": title}))
+                .await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+        }
+    };
+    let read = || async {
+        let r = app.get("/api/v1/cases", Some(&attorney.access)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    };
+    // The statements of one read that touch the audit tables.
+    let audit_statements = || async {
+        db.statements().start();
+        read().await;
+        db.statements()
+            .stop()
+            .into_iter()
+            .map(|s| s.sql)
+            .filter(|s| s.contains("audit_"))
+            .collect::<Vec<_>>()
+    };
+
+    new_case("First matter").await;
+    read().await; // the head moved with the case: this read's batch reads it
+    let one = audit_statements().await;
+    match db.backend() {
+        DbBackend::Sqlite => {
+            assert_eq!(one.len(), 1, "{one:?}");
+            assert!(one[0].contains("INSERT INTO \"audit_log\""), "{one:?}");
+        }
+        _ => {
+            assert_eq!(one.len(), 3, "{one:?}");
+            assert!(one[0].contains("FOR UPDATE"), "{one:?}");
+        }
+    }
+    // A change appends behind the writer's back; reads after it still chain on.
+    new_case("Second matter").await;
+    read().await;
+    read().await;
+    let report = verify(&app, &admin.access).await;
+    assert_eq!(report["ok"], true, "{report}");
+    let last = report["entries_checked"].as_i64().unwrap();
+    let reads = audit(&app, &admin.access, "action=case.list&limit=100").await;
+    assert_eq!(reads.len(), 4, "every read is on the chain");
+
+    if db.backend() != DbBackend::Sqlite {
+        return;
+    }
+    let head = || async {
+        let row = db
+            .conn()
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let id: i64 = row.try_get("", "last_id").unwrap();
+        let hash: String = row.try_get("", "last_hash").unwrap();
+        (id, hash)
+    };
+    let (id, hash) = head().await;
+    assert_eq!(id, last);
+    let row = |id: i64, prev: &str, hash: &str| {
+        format!(
+            "({id}, '2026-12-01T00:00:00Z', 'case.read', 'case', 'success', '{{}}', '{prev}', '{hash}')"
+        )
+    };
+    let insert = "INSERT INTO audit_log \
+                  (id, at, action, resource_type, outcome, details, prev_hash, hash) VALUES ";
+    for rows in [
+        row(id + 1, "0000", "f1"), // not the head's hash: a fork
+        row(id + 2, &hash, "f1"),  // skips an id
+        row(id, &hash, "f1"),      // takes the last entry's place
+        // The first row extends the chain, the second does not: neither lands.
+        format!(
+            "{}, {}",
+            row(id + 1, &hash, "f1"),
+            row(id + 2, "0000", "f2")
+        ),
+    ] {
+        let sql = format!("{insert}{rows}");
+        let e = db.conn().execute_unprepared(&sql).await.expect_err(&sql);
+        assert!(e.to_string().contains("extend the chain"), "{sql}: {e}");
+    }
+    assert_eq!(head().await, (id, hash), "a refused row moves nothing");
+    let report = verify(&app, &admin.access).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["entries_checked"], last);
+}

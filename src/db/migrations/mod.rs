@@ -22,6 +22,7 @@ mod m20261204_000001_member_counters;
 mod m20261204_000002_member_deadlines;
 mod m20261204_000003_member_last_document;
 mod m20261205_000001_message_fts_rowid;
+mod m20261206_000001_audit_chain_trigger;
 
 pub struct Migrator;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_member_deadlines::Migration),
             Box::new(m20261204_000003_member_last_document::Migration),
             Box::new(m20261205_000001_message_fts_rowid::Migration),
+            Box::new(m20261206_000001_audit_chain_trigger::Migration),
         ]
     }
 }
