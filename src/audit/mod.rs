@@ -129,9 +129,10 @@ impl KnownHead {
                         self.head = Some(next);
                         return Ok(());
                     }
-                    // Someone appended outside this process's transactions (a command-line
-                    // tool): read the head again below.
-                    Err(e) => tracing::debug!(error = %e, "the audit head moved"),
+                    // Most likely someone appended outside this process's transactions (a
+                    // command-line tool) and the trigger refused the insert: nothing was
+                    // written; read the head again below.
+                    Err(e) => tracing::debug!(error = %e, "one-statement audit append refused"),
                 }
             }
             drop(slot);
