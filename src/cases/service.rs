@@ -28,7 +28,7 @@ use crate::{
     error::{Error, Result, Validator},
     http::pagination::{Limit, Page, after_in_range, decode_cursor, encode_cursor},
     realtime::{self, Audience, NewEvent},
-    users::{self, domain::Role},
+    users::{self, domain::Role, entity::user},
 };
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -106,8 +106,8 @@ fn view(
     }
 }
 
-/// Members and next deadlines of many cases in two queries, whatever their number.
-/// `client_view`: internal deadlines stay out of `next_deadline`.
+/// Members (with their names) and next deadlines of many cases in two queries, whatever
+/// their number. `client_view`: internal deadlines stay out of `next_deadline`.
 async fn views<C: ConnectionTrait>(
     conn: &C,
     cases: Vec<legal_case::Model>,
@@ -117,22 +117,32 @@ async fn views<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let members = member::Entity::find()
+    let members: Vec<(Uuid, Uuid, String, Option<String>)> = member::Entity::find()
+        .select_only()
+        .columns([
+            member::Column::CaseId,
+            member::Column::UserId,
+            member::Column::Role,
+        ])
+        .column_as(Expr::col((user::Entity, user::Column::Name)), "name")
+        .join(
+            JoinType::LeftJoin,
+            member::Entity::belongs_to(user::Entity)
+                .from(member::Column::UserId)
+                .to(user::Column::Id)
+                .into(),
+        )
         .filter(member::Column::CaseId.is_in(ids.clone()))
         .order_by_asc(member::Column::AddedAt)
+        .into_tuple()
         .all(conn)
         .await?;
-    let user_ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
-    let names = users::service::names_of(conn, &user_ids).await?;
     let mut by_case: HashMap<Uuid, Vec<MemberView>> = HashMap::new();
-    for m in members {
-        by_case.entry(m.case_id).or_default().push(MemberView {
-            user_id: m.user_id,
-            name: names
-                .get(&m.user_id)
-                .map(|(n, _)| n.clone())
-                .unwrap_or_default(),
-            role: MemberRole::parse(&m.role).unwrap_or(MemberRole::Client),
+    for (case_id, user_id, role, name) in members {
+        by_case.entry(case_id).or_default().push(MemberView {
+            user_id,
+            name: name.unwrap_or_default(),
+            role: MemberRole::parse(&role).unwrap_or(MemberRole::Client),
         });
     }
     let today = Utc::now().date_naive();

@@ -825,13 +825,17 @@ pub async fn names_of<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    let rows = user::Entity::find()
+    // Only what is returned: no password hash or TOTP secret is read to show a name.
+    let rows: Vec<(Uuid, String, String)> = user::Entity::find()
+        .select_only()
+        .columns([user::Column::Id, user::Column::Name, user::Column::Role])
         .filter(user::Column::Id.is_in(ids.to_vec()))
+        .into_tuple()
         .all(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|u| (u.id, (u.name, Role::parse(&u.role).unwrap_or(Role::Client))))
+        .map(|(id, name, role)| (id, (name, Role::parse(&role).unwrap_or(Role::Client))))
         .collect())
 }
 
