@@ -118,18 +118,12 @@ where
             start = end;
         }
     });
-    let lock = match backend {
-        DbBackend::Postgres => "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
-        _ => "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
-    };
     while let Some((prev_id, prev_hash, rows)) = rx.recv().await {
         let txn = conn.begin().await?;
-        let row = txn
-            .query_one_raw(Statement::from_string(backend, lock))
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("audit_head is missing"))?;
-        let (at_id, at_hash): (i64, String) =
-            (row.try_get("", "last_id")?, row.try_get("", "last_hash")?);
+        let Head {
+            last_id: at_id,
+            last_hash: at_hash,
+        } = lock_head(&txn).await?;
         anyhow::ensure!(
             at_id == prev_id && at_hash == prev_hash,
             "the audit chain moved during a bulk load (head {at_id}, expected {prev_id})"
@@ -173,12 +167,7 @@ where
         // SQLite's trigger `audit_log_chain` has moved the head row by row.
         if backend == DbBackend::Postgres {
             let last = rows.last().expect("batches are never empty");
-            head::Entity::update_many()
-                .col_expr(head::Column::LastId, Expr::value(last.id))
-                .col_expr(head::Column::LastHash, Expr::value(last.hash.clone()))
-                .filter(head::Column::Id.eq(1))
-                .exec(&txn)
-                .await?;
+            move_head(&txn, last.id, &last.hash).await?;
         }
         txn.commit().await?;
         progress(rows.len());
@@ -194,6 +183,40 @@ where
 pub struct Head {
     pub last_id: i64,
     pub last_hash: String,
+}
+
+/// Read the head, locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL; SQLite
+/// has one writer at a time).
+async fn lock_head<C: ConnectionTrait>(conn: &C) -> std::result::Result<Head, sea_orm::DbErr> {
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        _ => "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
+    };
+    let row = conn
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("audit_head".into()))?;
+    Ok(Head {
+        last_id: row.try_get("", "last_id")?,
+        last_hash: row.try_get("", "last_hash")?,
+    })
+}
+
+/// PostgreSQL: move the head to the last appended entry (SQLite's trigger `audit_log_chain`
+/// moves it with each row).
+async fn move_head<C: ConnectionTrait>(
+    conn: &C,
+    last_id: i64,
+    last_hash: &str,
+) -> std::result::Result<(), sea_orm::DbErr> {
+    head::Entity::update_many()
+        .col_expr(head::Column::LastId, Expr::value(last_id))
+        .col_expr(head::Column::LastHash, Expr::value(last_hash.to_owned()))
+        .filter(head::Column::Id.eq(1))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// `entries` linked onto the chain after `head`, and the head after them.
@@ -228,32 +251,15 @@ pub async fn append_in<C: ConnectionTrait>(
     if entries.is_empty() {
         return Ok(None);
     }
-    let backend = conn.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
-        _ => "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
-    };
-    let row = conn
-        .query_one_raw(Statement::from_string(backend, sql))
-        .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("audit_head".into()))?;
-    let head = Head {
-        last_id: row.try_get("", "last_id")?,
-        last_hash: row.try_get("", "last_hash")?,
-    };
+    let head = lock_head(conn).await?;
     let (rows, next) = chain(&head, entries);
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         entry::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(conn)
             .await?;
     }
-    if backend == DbBackend::Postgres {
-        head::Entity::update_many()
-            .col_expr(head::Column::LastId, Expr::value(next.last_id))
-            .col_expr(head::Column::LastHash, Expr::value(next.last_hash.clone()))
-            .filter(head::Column::Id.eq(1))
-            .exec(conn)
-            .await?;
+    if conn.get_database_backend() == DbBackend::Postgres {
+        move_head(conn, next.last_id, &next.last_hash).await?;
     }
     Ok(Some(next))
 }
