@@ -25,6 +25,8 @@ pub struct Config {
     pub refresh_token_ttl_days: i64,
     pub invitation_ttl_hours: i64,
     pub db_max_connections: u32,
+    /// An audited read answers only once its entry is on disk, not only committed (ADR 0007).
+    pub audit_durable_reads: bool,
     pub log_format: LogFormat,
     /// Concurrent Argon2 computations; each uses 19 MiB and a core. The default leaves one
     /// core free for everything else (cores - 1, at least 1), so a login flood cannot starve it.
@@ -183,6 +185,7 @@ struct FileConfig {
     refresh_token_ttl_days: Option<i64>,
     invitation_ttl_hours: Option<i64>,
     db_max_connections: Option<u32>,
+    audit_durable_reads: Option<bool>,
     log_format: Option<LogFormat>,
     password_hash_concurrency: Option<usize>,
     password_hash_queue: Option<usize>,
@@ -230,6 +233,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_REFRESH_TOKEN_TTL_DAYS",
     "LFP_INVITATION_TTL_HOURS",
     "LFP_DB_MAX_CONNECTIONS",
+    "LFP_AUDIT_DURABLE_READS",
     "LFP_LOG_FORMAT",
     "LFP_LOG",
     "LFP_PASSWORD_HASH_CONCURRENCY",
@@ -274,6 +278,7 @@ impl Config {
             refresh_token_ttl_days: 30,
             invitation_ttl_hours: 72,
             db_max_connections: 16,
+            audit_durable_reads: false,
             log_format: LogFormat::Pretty,
             password_hash_concurrency: std::thread::available_parallelism()
                 .map(|n| n.get().saturating_sub(1).max(1))
@@ -488,6 +493,17 @@ impl Config {
             c.open_registration = parse_bool(&v).ok_or_else(|| {
                 invalid(
                     "LFP_OPEN_REGISTRATION",
+                    format!("`{v}` is not true or false"),
+                )
+            })?;
+        }
+        if let Some(v) = pick(
+            get("LFP_AUDIT_DURABLE_READS"),
+            fc.audit_durable_reads.map(|b| b.to_string()),
+        ) {
+            c.audit_durable_reads = parse_bool(&v).ok_or_else(|| {
+                invalid(
+                    "LFP_AUDIT_DURABLE_READS",
                     format!("`{v}` is not true or false"),
                 )
             })?;

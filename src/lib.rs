@@ -63,7 +63,10 @@ impl AppState {
         install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let db = db::Db::connect(&config.database_url, config.db_max_connections).await?;
+        let mut db = db::Db::connect(&config.database_url, config.db_max_connections).await?;
+        if config.audit_durable_reads {
+            db = db.without_lazy_commits();
+        }
         db.migrate().await.context("running database migrations")?;
         let keys = crypto::Keys::load_or_create(
             &config.data_dir,
@@ -171,6 +174,7 @@ impl Application {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
         }
         state.audit.shutdown().await;
+        state.db.lazy_commits_synced().await;
         tracing::info!("stopped");
         Ok(())
     }

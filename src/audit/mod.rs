@@ -124,8 +124,9 @@ impl KnownHead {
         if let (Some(head), true) = (self.head.take(), fits) {
             let slot = db.writer_slot().await;
             if db.commits() == self.commits {
-                match service::append_at_head(db.conn(), &head, entries.clone()).await {
+                match service::append_at_head(db.lazy_conn(), &head, entries.clone()).await {
                     Ok(next) => {
+                        db.lazily_committed();
                         self.head = Some(next);
                         return Ok(());
                     }
@@ -137,7 +138,7 @@ impl KnownHead {
             }
             drop(slot);
         }
-        let txn = db.begin_write().await?;
+        let txn = db.begin_lazy_write().await?;
         let next = service::append_in(&*txn, entries).await?;
         txn.commit().await?;
         if db.backend() == sea_orm::DbBackend::Sqlite {

@@ -62,7 +62,72 @@ pub struct Db {
     /// Counts the transactions committed through [`WriteTxn`], so a task that remembers what
     /// it last wrote can tell whether anyone wrote since (the audit writer's chain head).
     commits: Arc<std::sync::atomic::AtomicU64>,
+    /// The audit writer's connection, whose commits do not wait for the disk (ADR 0007).
+    /// `None` when reads' entries must be on disk before the answer (`LFP_AUDIT_DURABLE_READS`).
+    lazy: Option<Lazy>,
     statements: StatementLog,
+}
+
+/// One connection whose commits are visible at once and survive a crash of this process, but
+/// reach the disk just after the commit instead of inside it: SQLite `synchronous = NORMAL`
+/// with a flush of the WAL started by each commit, PostgreSQL `synchronous_commit = off`
+/// (its WAL writer flushes within a few hundred milliseconds). A power cut in that moment can
+/// lose the newest such commits, never a part of one and never an older one (ADR 0007).
+#[derive(Clone)]
+struct Lazy {
+    conn: DatabaseConnection,
+    /// SQLite only: the WAL file to sync after each commit.
+    flush: Option<Arc<WalFlush>>,
+}
+
+/// Syncs SQLite's WAL after lazy commits, one `fsync` at a time on a blocking thread; commits
+/// made while one runs share the next.
+struct WalFlush {
+    wal: PathBuf,
+    /// Lazy commits counted so far.
+    committed: std::sync::atomic::AtomicU64,
+    /// How many of them are known to be on disk.
+    synced: tokio::sync::watch::Sender<u64>,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl WalFlush {
+    fn committed(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.committed.fetch_add(1, SeqCst);
+        if !self.running.swap(true, SeqCst) {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.run());
+        }
+    }
+
+    fn run(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let target = self.committed.load(SeqCst);
+            // fsync applies to the file, whichever descriptor asks; SQLite's own is not ours.
+            match std::fs::File::open(&self.wal).and_then(|f| f.sync_data()) {
+                Ok(()) => {}
+                // No WAL: the last connection checkpointed and removed it, syncing first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(error = %e, wal = %self.wal.display(), "syncing the WAL failed")
+                }
+            }
+            self.synced.send_modify(|s| *s = (*s).max(target));
+            self.running.store(false, SeqCst);
+            // A commit counted after `target` may have found us running and left its sync to us.
+            if self.committed.load(SeqCst) == target || self.running.swap(true, SeqCst) {
+                return;
+            }
+        }
+    }
+
+    async fn wait(&self) {
+        let target = self.committed.load(std::sync::atomic::Ordering::SeqCst);
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|s| *s >= target).await;
+    }
 }
 
 /// The statements executed through this handle (and its transactions), recorded only while
@@ -109,6 +174,8 @@ pub struct WriteTxn {
     slot: Option<OwnedMutexGuard<()>>,
     committed: Arc<tokio::sync::Notify>,
     commits: Arc<std::sync::atomic::AtomicU64>,
+    /// Set when the transaction runs on the lazy connection (SQLite): its commit starts a sync.
+    flush: Option<Arc<WalFlush>>,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -124,6 +191,9 @@ impl WriteTxn {
     pub async fn commit(mut self) -> Result<(), DbErr> {
         let txn = self.txn.take().expect("live transaction");
         txn.commit().await?;
+        if let Some(flush) = &self.flush {
+            flush.committed();
+        }
         self.commits
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.slot.take();
@@ -172,21 +242,39 @@ impl Db {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(opts)
+                    .connect_with(opts.clone())
                     .await
                     .with_context(|| format!("opening SQLite database {}", path.display()))?;
+                // Opened on first use: commands that never audit a read never open it.
+                let lazy_pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with(opts.synchronous(SqliteSynchronous::Normal));
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
                 if !exists {
                     let abs = std::fs::canonicalize(&path).unwrap_or(path);
                     tracing::info!(path = %abs.display(), "created a new SQLite database");
                 }
-                let mut conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
                 let statements = StatementLog::default();
+                let mut conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
                 statements.attach(&mut conn);
+                let mut lazy = SqlxSqliteConnector::from_sqlx_sqlite_pool(lazy_pool);
+                statements.attach(&mut lazy);
                 Ok(Self {
                     conn,
                     writer: Some(Arc::new(Mutex::new(()))),
                     committed: Arc::default(),
                     commits: Arc::default(),
+                    lazy: Some(Lazy {
+                        conn: lazy,
+                        flush: Some(Arc::new(WalFlush {
+                            wal: wal.into(),
+                            committed: Default::default(),
+                            synced: tokio::sync::watch::Sender::new(0),
+                            running: Default::default(),
+                        })),
+                    }),
                     statements,
                 })
             }
@@ -203,17 +291,27 @@ impl Db {
                     .max_connections(max_connections)
                     // Fail fast when the server is down: callers answer 503 and retry later.
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(opts)
+                    .connect_with(opts.clone())
                     .await
                     .context("connecting to PostgreSQL")?;
-                let mut conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+                let lazy_pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy_with(opts.options([("synchronous_commit", "off")]));
                 let statements = StatementLog::default();
+                let mut conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
                 statements.attach(&mut conn);
+                let mut lazy = SqlxPostgresConnector::from_sqlx_postgres_pool(lazy_pool);
+                statements.attach(&mut lazy);
                 Ok(Self {
                     conn,
                     writer: None,
                     committed: Arc::default(),
                     commits: Arc::default(),
+                    lazy: Some(Lazy {
+                        conn: lazy,
+                        flush: None,
+                    }),
                     statements,
                 })
             }
@@ -249,7 +347,59 @@ impl Db {
             slot,
             committed: self.committed.clone(),
             commits: self.commits.clone(),
+            flush: None,
         })
+    }
+
+    /// The connection for appends whose commit need not wait for the disk (ADR 0007): the
+    /// audit writer's entries of reads, denials and failed sign-ins. Call
+    /// [`Db::lazily_committed`] after each commit made on it outside [`Db::begin_lazy_write`].
+    /// The main connection when `LFP_AUDIT_DURABLE_READS` is set.
+    pub fn lazy_conn(&self) -> &DatabaseConnection {
+        self.lazy.as_ref().map_or(&self.conn, |l| &l.conn)
+    }
+
+    /// [`Db::begin_write`] on [`Db::lazy_conn`].
+    pub async fn begin_lazy_write(&self) -> Result<WriteTxn, DbErr> {
+        let slot = self.writer_slot().await;
+        Ok(WriteTxn {
+            txn: Some(self.lazy_conn().begin().await?),
+            slot,
+            committed: self.committed.clone(),
+            commits: self.commits.clone(),
+            flush: self.lazy.as_ref().and_then(|l| l.flush.clone()),
+        })
+    }
+
+    /// A statement on [`Db::lazy_conn`] committed: start its sync (SQLite).
+    pub fn lazily_committed(&self) {
+        if let Some(flush) = self.lazy.as_ref().and_then(|l| l.flush.as_ref()) {
+            flush.committed();
+        }
+    }
+
+    /// Resolves when every lazy commit made before the call is on disk: on SQLite once the WAL
+    /// sync that covers it has finished; at once on PostgreSQL, which flushes on its own and
+    /// on a clean stop.
+    pub async fn lazy_commits_synced(&self) {
+        if let Some(flush) = self.lazy.as_ref().and_then(|l| l.flush.as_ref()) {
+            flush.wait().await;
+        }
+    }
+
+    /// Lazy commits on SQLite so far and how many are known synced, for tests and metrics.
+    pub fn lazy_sync_counts(&self) -> Option<(u64, u64)> {
+        let flush = self.lazy.as_ref()?.flush.as_ref()?;
+        Some((
+            flush.committed.load(std::sync::atomic::Ordering::SeqCst),
+            *flush.synced.borrow(),
+        ))
+    }
+
+    /// Every commit waits for the disk, the audit writer's included (`LFP_AUDIT_DURABLE_READS`).
+    pub fn without_lazy_commits(mut self) -> Self {
+        self.lazy = None;
+        self
     }
 
     /// How many transactions have been committed through [`WriteTxn`] since connecting.
@@ -272,6 +422,13 @@ impl Db {
     }
 
     pub async fn close(self) {
+        if let Some(lazy) = &self.lazy {
+            match self.backend() {
+                DbBackend::Sqlite => lazy.conn.get_sqlite_connection_pool().close().await,
+                DbBackend::Postgres => lazy.conn.get_postgres_connection_pool().close().await,
+                _ => {}
+            }
+        }
         match self.backend() {
             DbBackend::Sqlite => self.conn.get_sqlite_connection_pool().close().await,
             DbBackend::Postgres => self.conn.get_postgres_connection_pool().close().await,

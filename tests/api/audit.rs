@@ -821,3 +821,72 @@ async fn an_audited_read_appends_its_entry_in_one_statement() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["entries_checked"], last);
 }
+
+/// The setting that decides whether a commit on `conn` waits for the disk: SQLite's
+/// `synchronous` (1 NORMAL, 2 FULL); PostgreSQL's `synchronous_commit` and where it was set.
+async fn sync_setting(db: &lawfirm_pro::db::Db, conn: &sea_orm::DatabaseConnection) -> String {
+    let (sql, backend) = match db.backend() {
+        DbBackend::Sqlite => ("PRAGMA synchronous", DbBackend::Sqlite),
+        _ => (
+            "SELECT setting || ' from ' || source FROM pg_settings WHERE name = 'synchronous_commit'",
+            DbBackend::Postgres,
+        ),
+    };
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .unwrap();
+    match backend {
+        DbBackend::Sqlite => row.try_get_by_index::<i64>(0).unwrap().to_string(),
+        _ => row.try_get_by_index::<String>(0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn audited_reads_commit_without_waiting_for_the_disk_and_changes_still_wait() {
+    let app = app().await;
+    let attorney = app.user("attorney").await;
+    let db = &app.state.db;
+    let r = app.get("/api/v1/cases", Some(&attorney.access)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    match db.backend() {
+        DbBackend::Sqlite => {
+            assert_eq!(sync_setting(db, db.lazy_conn()).await, "1", "NORMAL");
+            assert_eq!(sync_setting(db, db.conn()).await, "2", "FULL");
+            // The read's commit started a sync of the WAL, which finishes on its own.
+            let (committed, _) = db.lazy_sync_counts().expect("SQLite counts lazy commits");
+            assert!(committed >= 1, "the read's entry was a lazy commit");
+            tokio::time::timeout(std::time::Duration::from_secs(10), db.lazy_commits_synced())
+                .await
+                .expect("the WAL sync finished");
+            let (_, synced) = db.lazy_sync_counts().unwrap();
+            assert!(synced >= committed, "{synced} < {committed}");
+        }
+        _ => {
+            assert_eq!(sync_setting(db, db.lazy_conn()).await, "off from client");
+            assert!(
+                !sync_setting(db, db.conn()).await.ends_with("from client"),
+                "changes commit as the cluster says"
+            );
+            assert!(db.lazy_sync_counts().is_none());
+        }
+    }
+
+    // LFP_AUDIT_DURABLE_READS: the writer commits on the main connections, and reads are
+    // still audited.
+    let strict = crate::helpers::spawn_app_with(|c| c.audit_durable_reads = true).await;
+    let sdb = &strict.state.db;
+    assert_eq!(
+        sync_setting(sdb, sdb.lazy_conn()).await,
+        sync_setting(sdb, sdb.conn()).await
+    );
+    assert!(sdb.lazy_sync_counts().is_none());
+    let admin = strict.user("admin").await;
+    let lawyer = strict.user("attorney").await;
+    let r = strict.get("/api/v1/cases", Some(&lawyer.access)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let reads = audit(&strict, &admin.access, "action=case.list&limit=10").await;
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(verify(&strict, &admin.access).await["ok"], true);
+}

@@ -821,3 +821,41 @@ async fn a_websocket_flood_is_cut_off_and_others_are_unaffected() {
         "pong"
     );
 }
+
+/// An audited read answers once its entry is committed, without waiting for the disk (ADR
+/// 0007): a `kill -9` right after the answers loses none of their entries.
+#[tokio::test]
+async fn reads_answered_before_a_kill_are_all_in_the_trail() {
+    let p = Portal::seeded().await;
+    let case_lists = || async {
+        let db = p.db().await;
+        let sql = "SELECT COUNT(*) FROM audit_log WHERE action = 'case.list'";
+        let n = count(&db, sql).await;
+        db.close().await;
+        n
+    };
+    let s = p.start().await;
+    let alice = p.login(&s, "alice.attorney@demo.lawfirm.example").await;
+    let before = case_lists().await;
+    // Concurrent readers, so the writer batches several entries per commit.
+    let answered = futures::future::join_all((0..40).map(|_| async {
+        let r = p
+            .client
+            .get(format!("{}/api/v1/cases?limit=5", s.base))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        r.status() == StatusCode::OK
+    }))
+    .await;
+    assert!(answered.iter().all(|ok| *ok), "every read answered");
+    s.kill9().await;
+
+    assert_eq!(
+        case_lists().await - before,
+        40,
+        "an answered read's entry was lost"
+    );
+    p.audit_verifies().await;
+}
