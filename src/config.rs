@@ -486,28 +486,18 @@ impl Config {
             fc.document_retention_days,
             0,
         )?;
-        if let Some(v) = pick(
+        flag(
+            &mut c.open_registration,
+            "LFP_OPEN_REGISTRATION",
             get("LFP_OPEN_REGISTRATION"),
-            fc.open_registration.map(|b| b.to_string()),
-        ) {
-            c.open_registration = parse_bool(&v).ok_or_else(|| {
-                invalid(
-                    "LFP_OPEN_REGISTRATION",
-                    format!("`{v}` is not true or false"),
-                )
-            })?;
-        }
-        if let Some(v) = pick(
+            fc.open_registration,
+        )?;
+        flag(
+            &mut c.audit_durable_reads,
+            "LFP_AUDIT_DURABLE_READS",
             get("LFP_AUDIT_DURABLE_READS"),
-            fc.audit_durable_reads.map(|b| b.to_string()),
-        ) {
-            c.audit_durable_reads = parse_bool(&v).ok_or_else(|| {
-                invalid(
-                    "LFP_AUDIT_DURABLE_READS",
-                    format!("`{v}` is not true or false"),
-                )
-            })?;
-        }
+            fc.audit_durable_reads,
+        )?;
         if let Some(v) = pick(get("LFP_LOG_FORMAT"), None) {
             c.log_format = match v.as_str() {
                 "json" => LogFormat::Json,
@@ -643,6 +633,20 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// A true/false setting: the environment's value if set, else the file's, else unchanged.
+fn flag(
+    slot: &mut bool,
+    key: &'static str,
+    env: Option<String>,
+    file: Option<bool>,
+) -> Result<(), ConfigError> {
+    if let Some(v) = pick(env, file.map(|b| b.to_string())) {
+        *slot =
+            parse_bool(&v).ok_or_else(|| invalid(key, format!("`{v}` is not true or false")))?;
+    }
+    Ok(())
+}
+
 fn num<T>(
     slot: &mut T,
     key: &'static str,
@@ -686,6 +690,16 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.max_upload_bytes, 100 * 1024 * 1024);
         assert!(!c.open_registration);
+        assert!(!c.audit_durable_reads);
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LFP_AUDIT_DURABLE_READS", "true"),
+                ("LFP_OPEN_REGISTRATION", "yes"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.audit_durable_reads && c.open_registration);
     }
 
     #[test]
@@ -708,6 +722,7 @@ mod tests {
             ("LFP_BIND", "localhost"),
             ("LFP_MAX_UPLOAD_BYTES", "lots"),
             ("LFP_OPEN_REGISTRATION", "maybe"),
+            ("LFP_AUDIT_DURABLE_READS", "sometimes"),
             ("LFP_ACCESS_TOKEN_TTL_SECS", "3600"),
             ("LFP_JWT_SECRET", "short"),
             ("LFP_SMTP_URL", "mail.example.com"),

@@ -86,7 +86,7 @@ struct WalFlush {
     wal: PathBuf,
     /// Lazy commits counted so far.
     committed: std::sync::atomic::AtomicU64,
-    /// How many of them are known to be on disk.
+    /// How many of them a finished sync covered (a failed one is logged as an error).
     synced: tokio::sync::watch::Sender<u64>,
     running: std::sync::atomic::AtomicBool,
 }
