@@ -174,7 +174,6 @@ impl Application {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), job).await;
         }
         state.audit.shutdown().await;
-        state.db.lazy_commits_synced().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -104,6 +104,9 @@ pub struct AuditWriter {
 
 const MAX_BATCH: usize = 256;
 
+/// How long a clean stop waits for the last WAL sync before it gives up and says so.
+const SHUTDOWN_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The chain head the writer's last append left, and [`Db::commits`] just after it: while no
 /// other transaction has committed since, it is still the head.
 #[derive(Default)]
@@ -166,10 +169,17 @@ impl AuditWriter {
                 }
                 let entries: Vec<NewEntry> =
                     batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
-                let result = known.append(&db, entries).await.map_err(|e| {
+                let mut result = known.append(&db, entries).await.map_err(|e| {
                     tracing::error!(error = %e, "audit batch failed");
                     e.to_string()
                 });
+                // An empty message is `shutdown`: it also waits for the last WAL sync.
+                if batch.iter().any(|(e, _)| e.is_empty())
+                    && !db.lazy_commits_synced(SHUTDOWN_SYNC_LIMIT).await
+                {
+                    tracing::error!("the last audit entries may not have reached the disk");
+                    result = result.and(Err("WAL sync did not finish".into()));
+                }
                 for (_, reply) in batch {
                     let _ = reply.send(result.clone());
                 }
@@ -219,7 +229,7 @@ impl AuditWriter {
         });
     }
 
-    /// Wait until everything sent before this call is committed.
+    /// Wait until everything sent before this call is committed and on disk.
     pub async fn shutdown(&self) {
         let _ = self.record_all(Vec::new()).await;
     }

@@ -86,7 +86,7 @@ struct WalFlush {
     wal: PathBuf,
     /// Lazy commits counted so far.
     committed: std::sync::atomic::AtomicU64,
-    /// How many of them a finished sync covered (a failed one is logged as an error).
+    /// How many of them a successful sync covered.
     synced: tokio::sync::watch::Sender<u64>,
     running: std::sync::atomic::AtomicBool,
 }
@@ -103,19 +103,28 @@ impl WalFlush {
 
     fn run(&self) {
         use std::sync::atomic::Ordering::SeqCst;
+        /// Clears `running` however `run` ends, so a panic cannot stop every later sync.
+        struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, SeqCst);
+            }
+        }
         loop {
+            let guard = Running(&self.running);
             let target = self.committed.load(SeqCst);
             // fsync applies to the file, whichever descriptor asks; SQLite's own is not ours.
+            // While the pools are open the WAL exists, so a missing file is an error too: it
+            // would mean we sync the wrong path.
             match std::fs::File::open(&self.wal).and_then(|f| f.sync_data()) {
-                Ok(()) => {}
-                // No WAL: the last connection checkpointed and removed it, syncing first.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(()) => self.synced.send_modify(|s| *s = (*s).max(target)),
+                // Not counted as synced: the next commit tries again, and a clean stop that
+                // waits for it gives up after a while and says so.
                 Err(e) => {
                     tracing::error!(error = %e, wal = %self.wal.display(), "syncing the WAL failed")
                 }
             }
-            self.synced.send_modify(|s| *s = (*s).max(target));
-            self.running.store(false, SeqCst);
+            drop(guard);
             // A commit counted after `target` may have found us running and left its sync to us.
             if self.committed.load(SeqCst) == target || self.running.swap(true, SeqCst) {
                 return;
@@ -123,10 +132,10 @@ impl WalFlush {
         }
     }
 
-    async fn wait(&self) {
+    async fn wait(&self) -> bool {
         let target = self.committed.load(std::sync::atomic::Ordering::SeqCst);
         let mut rx = self.synced.subscribe();
-        let _ = rx.wait_for(|s| *s >= target).await;
+        rx.wait_for(|s| *s >= target).await.is_ok()
     }
 }
 
@@ -250,7 +259,10 @@ impl Db {
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_lazy_with(opts.synchronous(SqliteSynchronous::Normal));
-                let mut wal = path.clone().into_os_string();
+                // SQLite names the WAL after the database's real path (symlinks resolved).
+                let mut wal = std::fs::canonicalize(&path)
+                    .with_context(|| format!("resolving {}", path.display()))?
+                    .into_os_string();
                 wal.push("-wal");
                 if !exists {
                     let abs = std::fs::canonicalize(&path).unwrap_or(path);
@@ -378,12 +390,15 @@ impl Db {
         }
     }
 
-    /// Resolves when every lazy commit made before the call is on disk: on SQLite once the WAL
-    /// sync that covers it has finished; at once on PostgreSQL, which flushes on its own and
-    /// on a clean stop.
-    pub async fn lazy_commits_synced(&self) {
-        if let Some(flush) = self.lazy.as_ref().and_then(|l| l.flush.as_ref()) {
-            flush.wait().await;
+    /// Resolves when every lazy commit made before the call is on disk: on SQLite once a WAL
+    /// sync that covers it has succeeded; at once on PostgreSQL, which flushes on its own and
+    /// on a clean stop. False if that took longer than `limit` (a failing disk).
+    pub async fn lazy_commits_synced(&self, limit: Duration) -> bool {
+        match self.lazy.as_ref().and_then(|l| l.flush.as_ref()) {
+            Some(flush) => tokio::time::timeout(limit, flush.wait())
+                .await
+                .unwrap_or(false),
+            None => true,
         }
     }
 

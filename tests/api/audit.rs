@@ -857,9 +857,11 @@ async fn audited_reads_commit_without_waiting_for_the_disk_and_changes_still_wai
             // The read's commit started a sync of the WAL, which finishes on its own.
             let (committed, _) = db.lazy_sync_counts().expect("SQLite counts lazy commits");
             assert!(committed >= 1, "the read's entry was a lazy commit");
-            tokio::time::timeout(std::time::Duration::from_secs(10), db.lazy_commits_synced())
-                .await
-                .expect("the WAL sync finished");
+            assert!(
+                db.lazy_commits_synced(std::time::Duration::from_secs(10))
+                    .await,
+                "a sync of the WAL succeeded"
+            );
             let (_, synced) = db.lazy_sync_counts().unwrap();
             assert!(synced >= committed, "{synced} < {committed}");
         }
@@ -877,10 +879,11 @@ async fn audited_reads_commit_without_waiting_for_the_disk_and_changes_still_wai
     // still audited.
     let strict = crate::helpers::spawn_app_with(|c| c.audit_durable_reads = true).await;
     let sdb = &strict.state.db;
-    assert_eq!(
-        sync_setting(sdb, sdb.lazy_conn()).await,
-        sync_setting(sdb, sdb.conn()).await
-    );
+    let strict_setting = sync_setting(sdb, sdb.lazy_conn()).await;
+    match sdb.backend() {
+        DbBackend::Sqlite => assert_eq!(strict_setting, "2", "FULL"),
+        _ => assert!(!strict_setting.ends_with("from client"), "{strict_setting}"),
+    }
     assert!(sdb.lazy_sync_counts().is_none());
     let admin = strict.user("admin").await;
     let lawyer = strict.user("attorney").await;
