@@ -371,6 +371,11 @@ impl Db {
         self.lazy.as_ref().map_or(&self.conn, |l| &l.conn)
     }
 
+    /// SQLite's WAL sync for lazy commits, if there is one.
+    fn wal_flush(&self) -> Option<&Arc<WalFlush>> {
+        self.lazy.as_ref()?.flush.as_ref()
+    }
+
     /// [`Db::begin_write`] on [`Db::lazy_conn`].
     pub async fn begin_lazy_write(&self) -> Result<WriteTxn, DbErr> {
         let slot = self.writer_slot().await;
@@ -379,13 +384,13 @@ impl Db {
             slot,
             committed: self.committed.clone(),
             commits: self.commits.clone(),
-            flush: self.lazy.as_ref().and_then(|l| l.flush.clone()),
+            flush: self.wal_flush().cloned(),
         })
     }
 
     /// A statement on [`Db::lazy_conn`] committed: start its sync (SQLite).
     pub fn lazily_committed(&self) {
-        if let Some(flush) = self.lazy.as_ref().and_then(|l| l.flush.as_ref()) {
+        if let Some(flush) = self.wal_flush() {
             flush.committed();
         }
     }
@@ -394,7 +399,7 @@ impl Db {
     /// sync that covers it has succeeded; at once on PostgreSQL, which flushes on its own and
     /// on a clean stop. False if that took longer than `limit` (a failing disk).
     pub async fn lazy_commits_synced(&self, limit: Duration) -> bool {
-        match self.lazy.as_ref().and_then(|l| l.flush.as_ref()) {
+        match self.wal_flush() {
             Some(flush) => tokio::time::timeout(limit, flush.wait())
                 .await
                 .unwrap_or(false),
@@ -404,7 +409,7 @@ impl Db {
 
     /// Lazy commits on SQLite so far and how many are known synced, for tests and metrics.
     pub fn lazy_sync_counts(&self) -> Option<(u64, u64)> {
-        let flush = self.lazy.as_ref()?.flush.as_ref()?;
+        let flush = self.wal_flush()?;
         Some((
             flush.committed.load(std::sync::atomic::Ordering::SeqCst),
             *flush.synced.borrow(),
@@ -437,17 +442,10 @@ impl Db {
     }
 
     pub async fn close(self) {
-        if let Some(lazy) = &self.lazy {
-            match self.backend() {
-                DbBackend::Sqlite => lazy.conn.get_sqlite_connection_pool().close().await,
-                DbBackend::Postgres => lazy.conn.get_postgres_connection_pool().close().await,
-                _ => {}
+        for conn in self.lazy.iter().map(|l| &l.conn).chain([&self.conn]) {
+            if let Err(e) = conn.close_by_ref().await {
+                tracing::warn!(error = %e, "closing a connection pool failed");
             }
-        }
-        match self.backend() {
-            DbBackend::Sqlite => self.conn.get_sqlite_connection_pool().close().await,
-            DbBackend::Postgres => self.conn.get_postgres_connection_pool().close().await,
-            _ => {}
         }
     }
 
