@@ -96,10 +96,18 @@ impl NewEntry {
 
 type Reply = oneshot::Sender<Result<(), String>>;
 
+/// What the writer task is asked to do; one batch serves every message it finds waiting.
+enum Msg {
+    /// Append these entries; the reply comes once they are committed.
+    Append(Vec<NewEntry>, Reply),
+    /// Reply once everything sent before is committed and on disk (a clean stop).
+    Flush(Reply),
+}
+
 /// Handle to the batching audit writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditWriter {
-    tx: mpsc::Sender<(Vec<NewEntry>, Reply)>,
+    tx: mpsc::Sender<Msg>,
 }
 
 const MAX_BATCH: usize = 256;
@@ -156,7 +164,7 @@ impl KnownHead {
 
 impl AuditWriter {
     pub fn spawn(db: Db) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Vec<NewEntry>, Reply)>(4096);
+        let (tx, mut rx) = mpsc::channel::<Msg>(4096);
         tokio::spawn(async move {
             let mut known = KnownHead::default();
             while let Some(first) = rx.recv().await {
@@ -167,20 +175,30 @@ impl AuditWriter {
                         Err(_) => break,
                     }
                 }
-                let entries: Vec<NewEntry> =
-                    batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+                let mut entries = Vec::new();
+                let mut flush = false;
+                let replies: Vec<Reply> = batch
+                    .into_iter()
+                    .map(|m| match m {
+                        Msg::Append(e, reply) => {
+                            entries.extend(e);
+                            reply
+                        }
+                        Msg::Flush(reply) => {
+                            flush = true;
+                            reply
+                        }
+                    })
+                    .collect();
                 let mut result = known.append(&db, entries).await.map_err(|e| {
                     tracing::error!(error = %e, "audit batch failed");
                     e.to_string()
                 });
-                // An empty message is `shutdown`: it also waits for the last WAL sync.
-                if batch.iter().any(|(e, _)| e.is_empty())
-                    && !db.lazy_commits_synced(SHUTDOWN_SYNC_LIMIT).await
-                {
+                if flush && !db.lazy_commits_synced(SHUTDOWN_SYNC_LIMIT).await {
                     tracing::error!("the last audit entries may not have reached the disk");
                     result = result.and(Err("WAL sync did not finish".into()));
                 }
-                for (_, reply) in batch {
+                for reply in replies {
                     let _ = reply.send(result.clone());
                 }
             }
@@ -190,9 +208,14 @@ impl AuditWriter {
 
     /// Append entries and wait until they are committed.
     pub async fn record_all(&self, entries: Vec<NewEntry>) -> crate::error::Result<()> {
+        self.ask(|reply| Msg::Append(entries, reply)).await
+    }
+
+    /// Send one message and wait for the batch that serves it.
+    async fn ask(&self, msg: impl FnOnce(Reply) -> Msg) -> crate::error::Result<()> {
         let (reply, wait) = oneshot::channel();
         self.tx
-            .send((entries, reply))
+            .send(msg(reply))
             .await
             .map_err(|_| anyhow::anyhow!("audit writer stopped"))?;
         wait.await
@@ -223,7 +246,7 @@ impl AuditWriter {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let (reply, _wait) = oneshot::channel();
-            if tx.send((vec![entry], reply)).await.is_err() {
+            if tx.send(Msg::Append(vec![entry], reply)).await.is_err() {
                 tracing::error!("audit writer stopped; a denial entry was not recorded");
             }
         });
@@ -231,7 +254,7 @@ impl AuditWriter {
 
     /// Wait until everything sent before this call is committed and on disk.
     pub async fn shutdown(&self) {
-        let _ = self.record_all(Vec::new()).await;
+        let _ = self.ask(Msg::Flush).await;
     }
 }
 
@@ -262,7 +285,9 @@ mod tests {
             read_ran.load(Ordering::SeqCst),
             "the read ran while the entry waited"
         );
-        let (entries, reply) = rx.recv().await.expect("the entry was queued");
+        let Some(Msg::Append(entries, reply)) = rx.recv().await else {
+            panic!("the entry was queued")
+        };
         assert_eq!(entries[0].action, "case.read");
         reply.send(Ok(())).unwrap();
         assert_eq!(answer.await.unwrap(), 7);
@@ -284,7 +309,9 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let writer = AuditWriter { tx };
         tokio::spawn(async move {
-            let (_, reply) = rx.recv().await.unwrap();
+            let Some(Msg::Append(_, reply)) = rx.recv().await else {
+                panic!("an append")
+            };
             reply.send(Err("disk full".into())).unwrap();
         });
         let answer = writer

@@ -1,5 +1,6 @@
-//! Passwords: the policy, and Argon2id hashing on low-priority threads behind a semaphore, so
-//! a login flood queues instead of starving the executor, other requests or memory (19 MiB each).
+//! Passwords: the policy, and Argon2id hashing on a few low-priority threads behind a
+//! semaphore, so a login flood queues instead of starving the executor, other requests or
+//! memory (19 MiB per thread).
 
 use std::{
     collections::HashSet,
@@ -116,6 +117,8 @@ impl Drop for Running<'_> {
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    /// As many threads as permits, at the lowest CPU priority, for the life of the hasher.
+    threads: Arc<rayon::ThreadPool>,
     queue: usize,
     gauge: Arc<Gauge>,
     params: Params,
@@ -135,8 +138,22 @@ impl Hasher {
             .hash_password(crate::crypto::random_token().as_bytes())
             .expect("hashing a fixed-size input")
             .to_string();
+        let concurrency = concurrency.max(1);
+        // Threads that live as long as the hasher. A thread per hash gave each its own malloc
+        // arena, and every arena kept its freed 19 MiB: a login flood left the process 350 MiB
+        // larger for good. A fixed set keeps at most one hash's memory per thread.
+        let threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(concurrency)
+            .thread_name(|_| "lfp-password-hash".into())
+            .start_handler(|_| lowest_priority())
+            // A hash that panics drops its answer channel; its caller gets an error, and
+            // the thread (and the process) live on.
+            .panic_handler(|_| tracing::error!("a password hash panicked"))
+            .build()
+            .expect("starting the password-hash threads");
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            threads: Arc::new(threads),
             queue,
             gauge: Arc::default(),
             params,
@@ -169,12 +186,12 @@ impl Hasher {
             .map_err(|e| HashError::Failed(e.into()))
     }
 
-    /// Run `f` under a slot on a thread of its own at the lowest CPU priority. Argon2 is
-    /// CPU-bound by design; at normal priority a login flood takes its cores away from every
-    /// other request (and, on PostgreSQL, from the database's own processes). At nice 19 the
-    /// kernel runs a hash only when nothing else wants the core, so logins slow down under
-    /// load instead of everything else. A thread per hash costs microseconds next to the
-    /// hash's tens of milliseconds, and leaves the shared blocking pool's priority alone.
+    /// Run `f` under a slot on one of the hasher's threads, which run at the lowest CPU
+    /// priority. Argon2 is CPU-bound by design; at normal priority a login flood takes its
+    /// cores away from every other request (and, on PostgreSQL, from the database's own
+    /// processes). At nice 19 the kernel runs a hash only when nothing else wants the core, so
+    /// logins slow down under load instead of everything else. Threads of their own leave the
+    /// shared blocking pool's priority alone.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -183,24 +200,18 @@ impl Hasher {
         let gauge = self.gauge.clone();
         let span = tracing::Span::current();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("lfp-password-hash".into())
-            .spawn(move || {
-                let _e = span.enter();
-                lowest_priority();
-                // Counted out before the slot is given back, or the next hash would be
-                // counted in while this one still is.
-                let out = {
-                    let _running = Running::new(&gauge);
-                    f()
-                };
-                drop(permit);
-                // The request may have gone away; the slot is free either way.
-                let _ = tx.send(out);
-            })
-            .map_err(|e| {
-                HashError::Failed(anyhow::Error::from(e).context("starting a hash thread"))
-            })?;
+        self.threads.spawn(move || {
+            let _e = span.enter();
+            // Counted out before the slot is given back, or the next hash would be counted
+            // in while this one still is.
+            let out = {
+                let _running = Running::new(&gauge);
+                f()
+            };
+            drop(permit);
+            // The request may have gone away; the slot is free either way.
+            let _ = tx.send(out);
+        });
         rx.await.map_err(|_| {
             HashError::Failed(anyhow::anyhow!("the hash thread ended without an answer"))
         })
@@ -321,6 +332,36 @@ mod tests {
             assert_eq!(t.await.unwrap(), i % 2 == 0);
         }
         assert!((1..=2).contains(&h.peak_running()), "{}", h.peak_running());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hashes_share_as_many_threads_as_slots() {
+        // A thread per hash left a malloc arena holding 19 MiB behind each (docs/benchmarks.md,
+        // round 12): the threads must be reused.
+        let h = Hasher::new(2, 64, true);
+        let tasks: Vec<_> = (0..24)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.run(|| std::thread::current().id()).await.unwrap() })
+            })
+            .collect();
+        let mut threads = HashSet::new();
+        for t in tasks {
+            threads.insert(t.await.unwrap());
+        }
+        assert!(
+            (1..=2).contains(&threads.len()),
+            "{} threads",
+            threads.len()
+        );
+        // And a hash that panics costs its caller an answer, not a thread or the process.
+        assert!(matches!(
+            h.run(|| panic!("boom")).await,
+            Err(HashError::Failed(_))
+        ));
+        let pw = SecretString::from("correct horse battery staple");
+        let hash = h.hash(&pw).await.unwrap();
+        assert!(h.verify(&pw, Some(&hash)).await.unwrap());
     }
 
     #[cfg(target_os = "linux")]
