@@ -311,7 +311,7 @@ async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
         .await
         .context("checking the message search rows")?;
     if off > 0 {
-        for sql in ["DELETE FROM message_fts", search_index::SQLITE_REINDEX] {
+        for sql in search_index::SQLITE_REBUILD {
             sea_orm::sqlx::query(sql)
                 .execute(&mut conn)
                 .await

@@ -135,9 +135,11 @@ impl KnownHead {
         if let (Some(head), true) = (self.head.take(), fits) {
             let slot = db.writer_slot().await;
             if db.commits() == self.commits {
-                match service::append_at_head(db.lazy_conn(), &head, entries.clone()).await {
+                let append = db.lazily(async |conn| {
+                    service::append_at_head(conn, &head, entries.clone()).await
+                });
+                match append.await {
                     Ok(next) => {
-                        db.lazily_committed();
                         self.head = Some(next);
                         return Ok(());
                     }

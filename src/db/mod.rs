@@ -364,9 +364,10 @@ impl Db {
     }
 
     /// The connection for appends whose commit need not wait for the disk (ADR 0007): the
-    /// audit writer's entries of reads, denials and failed sign-ins. Call
-    /// [`Db::lazily_committed`] after each commit made on it outside [`Db::begin_lazy_write`].
-    /// The main connection when `LFP_AUDIT_DURABLE_READS` is set.
+    /// audit writer's entries of reads, denials and failed sign-ins. Write through
+    /// [`Db::lazily`] or [`Db::begin_lazy_write`], which start the WAL sync after the commit;
+    /// this handle is for reading its settings. The main connection when
+    /// `LFP_AUDIT_DURABLE_READS` is set.
     pub fn lazy_conn(&self) -> &DatabaseConnection {
         self.lazy.as_ref().map_or(&self.conn, |l| &l.conn)
     }
@@ -388,11 +389,18 @@ impl Db {
         })
     }
 
-    /// A statement on [`Db::lazy_conn`] committed: start its sync (SQLite).
-    pub fn lazily_committed(&self) {
+    /// Run autocommitted statements on [`Db::lazy_conn`]; when they succeed, start the WAL sync
+    /// that follows each lazy commit (SQLite). A [`WriteTxn`] from [`Db::begin_lazy_write`]
+    /// does this on its own commit.
+    pub async fn lazily<T>(
+        &self,
+        statements: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
+        let out = statements(self.lazy_conn()).await?;
         if let Some(flush) = self.wal_flush() {
             flush.committed();
         }
+        Ok(out)
     }
 
     /// Resolves when every lazy commit made before the call is on disk: on SQLite once a WAL

@@ -92,8 +92,9 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
             .transpose()?
             .unwrap_or(0);
         if off > 0 {
-            exec("DELETE FROM message_fts".into()).await?;
-            exec(search_index::SQLITE_REINDEX.into()).await?;
+            for sql in search_index::SQLITE_REBUILD {
+                exec(sql.into()).await?;
+            }
         }
         search_rows = off as u64;
     }

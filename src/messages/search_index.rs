@@ -95,15 +95,19 @@ pub async fn add<C: ConnectionTrait>(conn: &C, entries: &[Entry<'_>]) -> Result<
     Ok(())
 }
 
-/// SQLite: every message's full-text row, from its sources (`lawfirm-pro recount`; the
-/// migrations keep their own frozen copies).
-pub const SQLITE_REINDEX: &str = "INSERT INTO message_fts(rowid, body, audience, message_id)
+/// SQLite: every message's full-text row again, from its sources, in place of what is there
+/// (`lawfirm-pro recount` and a restore when [`SQLITE_OUT_OF_STEP`] finds any; the migrations
+/// keep their own frozen copies). Run in order, in one transaction where the caller has one.
+pub const SQLITE_REBUILD: [&str; 2] = [
+    "DELETE FROM message_fts",
+    "INSERT INTO message_fts(rowid, body, audience, message_id)
     SELECT m.rowid, m.body,
            's' || lower(hex(m.sender_id)) || coalesce(' ' || (
                SELECT group_concat('r' || lower(hex(r.user_id)), ' ')
                  FROM message_recipient r WHERE r.message_id = m.id), ''),
            m.id
-      FROM message m";
+      FROM message m",
+];
 
 /// SQLite: full-text rows out of step with their messages (another message's rowid, or none).
 pub const SQLITE_OUT_OF_STEP: &str = "SELECT
