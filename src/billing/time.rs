@@ -667,10 +667,7 @@ pub async fn unbilled_minutes<C: ConnectionTrait>(conn: &C, staff: Option<Uuid>)
     if let Some(user) = staff {
         let m: Option<Option<i64>> = member::Entity::find()
             .select_only()
-            .column_as(
-                access::member_sum(access::MEMBER_CASE_UNBILLED_MINUTES),
-                "m",
-            )
+            .column_as(access::member_sum(member::Mirror::CaseUnbilledMinutes), "m")
             .filter(member::Column::UserId.eq(user))
             .filter(member::Column::Role.ne(MemberRole::Client.as_str()))
             .into_tuple()

@@ -102,18 +102,10 @@ pub fn visible_condition(p: &Principal) -> Option<sea_orm::Condition> {
     Some(sea_orm::Condition::all().add(legal_case::Column::Id.in_subquery(member_cases(p.user_id))))
 }
 
-/// Counters on each membership row, kept by triggers (migration
-/// `m20261204_000001_member_counters`): the member's unread, unhidden messages in the case,
-/// and the case's billable minutes not yet on an invoice.
-pub const MEMBER_UNREAD_MESSAGES: &str = "unread_messages";
-pub const MEMBER_CASE_UNBILLED_MINUTES: &str = "case_unbilled_minutes";
-/// At least the greatest id of the case's live documents (never lower; migration
-/// `m20261204_000003_member_last_document`).
-pub const MEMBER_CASE_LAST_DOCUMENT_ID: &str = "case_last_document_id";
-
 /// One of the membership counters summed over the rows selected, as a `BIGINT` on both
 /// backends (PostgreSQL's `SUM` of a `bigint` is `numeric`).
-pub fn member_sum(column: &str) -> SimpleExpr {
+pub fn member_sum(column: member::Mirror) -> SimpleExpr {
+    let column = sea_orm::Iden::to_string(&column);
     Expr::cust(format!("CAST(SUM(case_member.{column}) AS BIGINT)"))
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sea_orm::{
     ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    sea_query::{Alias, Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use super::{
     access,
     domain::{CasePhase, CaseStatus, DeadlineKind},
     entity::{deadline, legal_case, member, member_deadline},
-    service::{MEMBER_CASE_STATUS, MEMBER_CASE_UPDATED_AT, in_member_order, through_memberships},
+    service::{in_member_order, through_memberships},
 };
 use crate::{
     AppState,
@@ -113,7 +113,7 @@ async fn count_by_status(state: &AppState, p: &Principal) -> Result<BTreeMap<Str
     if p.is_admin() {
         return count_by(state, p, legal_case::Column::Status).await;
     }
-    let status = Expr::col((member::Entity, Alias::new(MEMBER_CASE_STATUS)));
+    let status = Expr::col((member::Entity, member::Mirror::CaseStatus));
     let rows: Vec<(Option<String>, i64)> = member::Entity::find()
         .select_only()
         .column_as(status.clone(), "status")
@@ -315,7 +315,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     } else {
         in_member_order(
             through_memberships(legal_case::Entity::find(), p.user_id),
-            MEMBER_CASE_UPDATED_AT,
+            member::Mirror::CaseUpdatedAt,
             true,
         )
     }

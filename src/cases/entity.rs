@@ -49,6 +49,25 @@ pub mod member {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    /// Columns that triggers keep on each membership row, outside the model so that reading
+    /// or adding a membership never touches them. Each is indexed after `user_id`.
+    #[derive(Clone, Copy, Debug, DeriveIden)]
+    pub enum Mirror {
+        /// Copies of the case's sort keys and status (migration
+        /// `m20261203_000002_member_case_order`).
+        CaseUpdatedAt,
+        CaseOpenedAt,
+        CaseStatus,
+        /// The member's unread, unhidden messages in the case
+        /// (`m20261204_000001_member_counters`).
+        UnreadMessages,
+        /// The case's billable minutes not yet on an invoice (same migration).
+        CaseUnbilledMinutes,
+        /// At least the greatest id of the case's live documents, never lower
+        /// (`m20261204_000003_member_last_document`).
+        CaseLastDocumentId,
+    }
 }
 
 pub mod timeline {

@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Statement,
-    sea_query::{Alias, Expr, ExprTrait, JoinType, SimpleExpr},
+    sea_query::{Expr, ExprTrait, JoinType, SimpleExpr},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -579,12 +579,6 @@ fn keyset_after(
     any
 }
 
-/// `case_member`'s copies of its case's sort keys and status, kept by triggers (migration
-/// `m20261203_000002_member_case_order`), each indexed after `user_id`.
-pub(super) const MEMBER_CASE_UPDATED_AT: &str = "case_updated_at";
-pub(super) const MEMBER_CASE_OPENED_AT: &str = "case_opened_at";
-pub(super) const MEMBER_CASE_STATUS: &str = "case_status";
-
 /// The cases `user` is on, joined to their membership row (one per case), so a query can
 /// be driven by that row's indexes. This is the visibility condition for a non-admin.
 pub(super) fn through_memberships(
@@ -606,9 +600,9 @@ pub(super) fn through_memberships(
 
 /// The membership row's copy of a case sort key, and its case id: the keyset of a member's
 /// list.
-fn member_key(col: &'static str) -> (Expr, Expr) {
+fn member_key(col: member::Mirror) -> (Expr, Expr) {
     (
-        Expr::col((member::Entity, Alias::new(col))),
+        Expr::col((member::Entity, col)),
         Expr::col((member::Entity, member::Column::CaseId)),
     )
 }
@@ -617,7 +611,7 @@ fn member_key(col: &'static str) -> (Expr, Expr) {
 /// sort key, then case id: the order of `ix_case_member_updated` / `_opened`.
 pub(super) fn in_member_order(
     q: sea_orm::Select<legal_case::Entity>,
-    col: &'static str,
+    col: member::Mirror,
     desc: bool,
 ) -> sea_orm::Select<legal_case::Entity> {
     let order = if desc {
@@ -724,8 +718,8 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
     // through the case's own index.
     let member_order = match key {
         _ if p.is_admin() => None,
-        SortKey::UpdatedAt => Some(MEMBER_CASE_UPDATED_AT),
-        SortKey::OpenedAt => Some(MEMBER_CASE_OPENED_AT),
+        SortKey::UpdatedAt => Some(member::Mirror::CaseUpdatedAt),
+        SortKey::OpenedAt => Some(member::Mirror::CaseOpenedAt),
         SortKey::Number => None,
     };
     match member_order {

@@ -9,7 +9,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement},
+    sea_query::{Expr, ExprTrait, JoinType, Query, SelectStatement},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -1142,7 +1142,7 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<DocumentStats> {
 }
 
 /// How many of the caller's cases the dashboard's newest documents are first looked for in:
-/// those with the greatest [`access::MEMBER_CASE_LAST_DOCUMENT_ID`].
+/// those with the greatest [`member::Mirror::CaseLastDocumentId`].
 const RECENT_CANDIDATE_CASES: u64 = 32;
 
 /// The dashboard's five newest documents the caller may see (admins: of the firm).
@@ -1203,10 +1203,7 @@ pub async fn recent_for_dashboard(
     let rows = if p.is_admin() {
         newest(None).all(conn).await?
     } else {
-        let last = Expr::col((
-            member::Entity,
-            Alias::new(access::MEMBER_CASE_LAST_DOCUMENT_ID),
-        ));
+        let last = Expr::col((member::Entity, member::Mirror::CaseLastDocumentId));
         let by_last = || {
             member::Entity::find()
                 .select_only()

@@ -833,7 +833,7 @@ async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<BTre
     let rows: Vec<(Uuid, i64)> = with_unread(user)
         .column(member::Column::CaseId)
         .column_as(
-            Expr::col((member::Entity, Alias::new(access::MEMBER_UNREAD_MESSAGES))),
+            Expr::col((member::Entity, member::Mirror::UnreadMessages)),
             "n",
         )
         .into_tuple()
@@ -855,7 +855,7 @@ fn with_unread(user: Uuid) -> Select<member::Entity> {
 /// counters, from the index alone.
 pub async fn unread_total<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<i64> {
     let n: Option<Option<i64>> = with_unread(user)
-        .column_as(access::member_sum(access::MEMBER_UNREAD_MESSAGES), "n")
+        .column_as(access::member_sum(member::Mirror::UnreadMessages), "n")
         .into_tuple()
         .one(conn)
         .await?;
