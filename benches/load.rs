@@ -1,6 +1,7 @@
 //! Load benchmark (not a test): the main read and write paths under `wrk` on loopback, against
 //! a firm made by `lawfirm-pro demo --scale N`, plus the same read paths' own SQL replayed
-//! directly against the same database at the same concurrency (the ≥ 50 % target's baseline).
+//! directly against the same database at the same concurrency (the ≥ 50 % target's baseline),
+//! each right after its path's HTTP run so that both meet the machine at the same speed.
 //!
 //! Run (needs `wrk` on PATH; see docs/benchmarks.md and scripts/bench):
 //!   cargo bench --bench load -- [--db sqlite|postgres://…/dbname] [--scale N] [-c 16] [-d 10]
@@ -424,6 +425,74 @@ async fn main() {
     );
     println!("load average at the start: {}\n", loadavg());
 
+    // Baseline: each read path's own SELECTs, captured from one request to an in-process
+    // server on the same database, and replayed directly (same number of connections) right
+    // after that path's HTTP run, so both meet the machine at the same speed.
+    let http = reqwest::Client::new();
+    let (ids, captured) = {
+        let mut config = Config::defaults();
+        config.data_dir = dir.clone();
+        config.database_url = url.clone();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build(config).await.unwrap();
+        let state = app.state().clone();
+        let ibase = format!("http://127.0.0.1:{}", app.port());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until(async move {
+            let _ = stop_rx.await;
+        }));
+        let itokens: BTreeMap<&str, String> = [
+            ("client", login(&http, &ibase, client, &password).await),
+            ("attorney", login(&http, &ibase, attorney, &password).await),
+        ]
+        .into_iter()
+        .collect();
+        let first_case = async |who: &str| {
+            let v: Value = http
+                .get(format!("{ibase}/api/v1/cases"))
+                .bearer_auth(&itokens[who])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["items"][0]["id"].as_str().unwrap().to_owned()
+        };
+        let ids = Ids {
+            client_case: first_case("client").await,
+            attorney_case: first_case("attorney").await,
+        };
+        let mut captured = BTreeMap::new();
+        for (name, who, path) in read_paths(&ids) {
+            let go = || {
+                http.get(format!("{ibase}{path}"))
+                    .bearer_auth(&itokens[who])
+                    .send()
+            };
+            go().await.unwrap();
+            state.db.statements().start();
+            go().await.unwrap();
+            let stmts: Vec<Statement> = state
+                .db
+                .statements()
+                .stop()
+                .into_iter()
+                .filter(|s| {
+                    let l = s.sql.trim_start().to_lowercase();
+                    (l.starts_with("select") || l.starts_with("with")) && !l.contains("audit_head")
+                })
+                .collect();
+            captured.insert((name, who), Arc::new(stmts));
+        }
+        let _ = stop_tx.send(());
+        let _ = running.await;
+        (ids, captured)
+    };
+    let replay_db = lawfirm_pro::db::Db::connect(&url, a.conns as u32)
+        .await
+        .expect("opening the database for the replay");
+
     // Start-up on the existing database, and idle memory.
     let mut server = start_server(&dir, &url).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -434,7 +503,6 @@ async fn main() {
         server.startup.as_secs_f64() * 1000.0,
         idle_rss as f64 / 1024.0
     );
-    let http = reqwest::Client::new();
     let base = server.base.clone();
     let tokens: BTreeMap<&str, String> = [
         ("client", login(&http, &base, client, &password).await),
@@ -442,27 +510,9 @@ async fn main() {
     ]
     .into_iter()
     .collect();
-    let first_case = |v: Value| v["items"][0]["id"].as_str().unwrap().to_owned();
-    let get = |path: String, who: &'static str| {
-        let (http, base, token) = (http.clone(), base.clone(), tokens[who].clone());
-        async move {
-            http.get(format!("{base}{path}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let ids = Ids {
-        client_case: first_case(get("/api/v1/cases".into(), "client").await),
-        attorney_case: first_case(get("/api/v1/cases".into(), "attorney").await),
-    };
 
     // Reads over HTTP, at fixed concurrency and at concurrency 1 (latency).
-    let mut http_stats = Vec::new();
+    let mut sql_stats = Vec::new();
     // Then an open loop at half the measured maximum: the "p99 at half of max throughput".
     println!(
         "| path | as | req/s | p50 ms | p99 ms | non-2xx | p50 ms at c=1 | ½-max rate | p50 ms | p99 ms |"
@@ -477,6 +527,15 @@ async fn main() {
         let full = format!("{base}{path}");
         settle(&http, &base).await;
         let s = wrk(&full, &tokens[who], a.conns, a.secs, None).await;
+        let stmts = captured[&(name, who)].clone();
+        let n = stmts.len();
+        sql_stats.push((
+            name,
+            who,
+            n,
+            replay(replay_db.conn(), stmts, a.conns, a.secs).await,
+            s.rps,
+        ));
         settle(&http, &base).await;
         let one = wrk(&full, &tokens[who], 1, a.secs.min(5), None).await;
         settle(&http, &base).await;
@@ -498,7 +557,6 @@ async fn main() {
             half.p50_ms,
             half.p99_ms
         );
-        http_stats.push((name, who, path, s));
     }
 
     // Writes and a login flood (not with --only: those compare one read path).
@@ -598,60 +656,15 @@ async fn main() {
     );
     server.child.kill().await.ok();
 
-    // Baseline: each read path's own SELECTs, captured from one in-process request, replayed
-    // directly against the same database with the same number of connections.
-    let mut config = Config::defaults();
-    config.data_dir = dir.clone();
-    config.database_url = url.clone();
-    config.bind = "127.0.0.1:0".parse().unwrap();
-    let app = Application::build(config).await.unwrap();
-    let state = app.state().clone();
-    let ibase = format!("http://127.0.0.1:{}", app.port());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = stop_rx.await;
-    }));
-    let itokens: BTreeMap<&str, String> = [
-        ("client", login(&http, &ibase, client, &password).await),
-        ("attorney", login(&http, &ibase, attorney, &password).await),
-    ]
-    .into_iter()
-    .collect();
-    let mut captured = Vec::new();
-    for (name, who, path, _) in &http_stats {
-        let go = || {
-            http.get(format!("{ibase}{path}"))
-                .bearer_auth(&itokens[who])
-                .send()
-        };
-        go().await.unwrap();
-        state.db.statements().start();
-        go().await.unwrap();
-        let stmts: Vec<Statement> = state
-            .db
-            .statements()
-            .stop()
-            .into_iter()
-            .filter(|s| {
-                let l = s.sql.trim_start().to_lowercase();
-                (l.starts_with("select") || l.starts_with("with")) && !l.contains("audit_head")
-            })
-            .collect();
-        captured.push((*name, *who, Arc::new(stmts)));
-    }
-    let _ = stop_tx.send(());
-    tokio::time::sleep(Duration::from_millis(200)).await;
     println!("\n| path | as | SELECTs | SQL req/s | SQL p50 ms | SQL p99 ms | HTTP / SQL |");
     println!("|---|---|---|---|---|---|---|");
-    for ((name, who, stmts), (_, _, _, h)) in captured.into_iter().zip(&http_stats) {
-        let n = stmts.len();
-        let s = replay(state.db.conn(), stmts, a.conns, a.secs).await;
+    for (name, who, n, s, h) in sql_stats {
         println!(
             "| {name} | {who} | {n} | {:.0} | {:.2} | {:.2} | {:.0} % |",
             s.rps,
             s.p50_ms,
             s.p99_ms,
-            100.0 * h.rps / s.rps
+            100.0 * h / s.rps
         );
     }
     println!("\nload average at the end: {}", loadavg());
