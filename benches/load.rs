@@ -171,6 +171,11 @@ async fn start_server(dir: &Path, url: &str) -> Server {
     }
 }
 
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    let r = http.get(url).bearer_auth(token).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 async fn login(http: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
     let b: Value = http
         .post(format!("{base}/api/v1/auth/login"))
@@ -407,6 +412,14 @@ fn read_paths(ids: &Ids) -> Vec<(&'static str, &'static str, String)> {
     ]
 }
 
+/// The read paths whose "name as" contains `only` (all without it).
+fn chosen_paths(ids: &Ids, only: Option<&str>) -> Vec<(&'static str, &'static str, String)> {
+    read_paths(ids)
+        .into_iter()
+        .filter(|(name, who, _)| only.is_none_or(|o| format!("{name} {who}").contains(o)))
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     lawfirm_pro::install_tls_provider();
@@ -448,15 +461,7 @@ async fn main() {
         .into_iter()
         .collect();
         let first_case = async |who: &str| {
-            let v: Value = http
-                .get(format!("{ibase}/api/v1/cases"))
-                .bearer_auth(&itokens[who])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = get_json(&http, &format!("{ibase}/api/v1/cases"), &itokens[who]).await;
             v["items"][0]["id"].as_str().unwrap().to_owned()
         };
         let ids = Ids {
@@ -464,7 +469,7 @@ async fn main() {
             attorney_case: first_case("attorney").await,
         };
         let mut captured = BTreeMap::new();
-        for (name, who, path) in read_paths(&ids) {
+        for (name, who, path) in chosen_paths(&ids, a.only.as_deref()) {
             let go = || {
                 http.get(format!("{ibase}{path}"))
                     .bearer_auth(&itokens[who])
@@ -518,15 +523,12 @@ async fn main() {
         "| path | as | req/s | p50 ms | p99 ms | non-2xx | p50 ms at c=1 | ½-max rate | p50 ms | p99 ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let chosen = read_paths(&ids).into_iter().filter(|(name, who, _)| {
-        a.only
-            .as_deref()
-            .is_none_or(|o| format!("{name} {who}").contains(o))
-    });
-    for (name, who, path) in chosen {
+    for (name, who, path) in chosen_paths(&ids, a.only.as_deref()) {
         let full = format!("{base}{path}");
         settle(&http, &base).await;
         let s = wrk(&full, &tokens[who], a.conns, a.secs, None).await;
+        // Requests wrk gave up on may still be running; the replay must not share the machine.
+        settle(&http, &base).await;
         let stmts = captured[&(name, who)].clone();
         let n = stmts.len();
         sql_stats.push((

@@ -148,7 +148,14 @@ impl Hasher {
             .start_handler(|_| lowest_priority())
             // A hash that panics drops its answer channel; its caller gets an error, and
             // the thread (and the process) live on.
-            .panic_handler(|_| tracing::error!("a password hash panicked"))
+            .panic_handler(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                tracing::error!(panic = why, "a password hash panicked");
+            })
             .build()
             .expect("starting the password-hash threads");
         Self {

@@ -396,11 +396,12 @@ impl Db {
         &self,
         statements: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, DbErr>,
     ) -> Result<T, DbErr> {
-        let out = statements(self.lazy_conn()).await?;
+        let out = statements(self.lazy_conn()).await;
+        // Even on an error: statements before the failing one may have committed.
         if let Some(flush) = self.wal_flush() {
             flush.committed();
         }
-        Ok(out)
+        out
     }
 
     /// Resolves when every lazy commit made before the call is on disk: on SQLite once a WAL
