@@ -79,7 +79,8 @@ impl AppState {
             config.password_hash_concurrency,
             config.password_hash_queue,
             config.insecure_fast_password_hashing,
-        );
+        )
+        .context("starting the password-hashing threads")?;
         let audit = audit::AuditWriter::spawn(db.clone());
         let hub = realtime::hub::Hub::new(
             config.ws_max_per_user,
@@ -146,9 +147,13 @@ impl Application {
             listener, state, ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        realtime::hub::spawn_dispatcher(state.hub.clone(), state.db.clone());
         // Background jobs; each stops when `state.shutdown` flips.
         let jobs = [
+            realtime::hub::spawn_dispatcher(
+                state.hub.clone(),
+                state.db.clone(),
+                state.shutdown.subscribe(),
+            ),
             mail::worker::spawn(state.clone()),
             appointments::reminders::spawn(state.clone()),
             db::fts::spawn_upkeep(state.clone()),

@@ -127,7 +127,12 @@ pub struct Hasher {
 }
 
 impl Hasher {
-    pub fn new(concurrency: usize, queue: usize, fast_for_tests: bool) -> Self {
+    /// Fails only if the operating system refuses the hashing threads (start-up error).
+    pub fn new(
+        concurrency: usize,
+        queue: usize,
+        fast_for_tests: bool,
+    ) -> Result<Self, rayon::ThreadPoolBuildError> {
         // OWASP: m = 19 MiB, t = 2, p = 1. Tests may use the minimum cost to stay quick.
         let params = if fast_for_tests {
             Params::new(Params::MIN_M_COST, 1, 1, None).expect("valid params")
@@ -156,16 +161,15 @@ impl Hasher {
                     .unwrap_or("(no message)");
                 tracing::error!(panic = why, "a password hash panicked");
             })
-            .build()
-            .expect("starting the password-hash threads");
-        Self {
+            .build()?;
+        Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency)),
             threads: Arc::new(threads),
             queue,
             gauge: Arc::default(),
             params,
             dummy: Arc::new(dummy),
-        }
+        })
     }
 
     /// The most hashes that have run at the same moment since start (tests, diagnostics).
@@ -301,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_cost_and_verify() {
-        let h = Hasher::new(1, 8, false);
+        let h = Hasher::new(1, 8, false).unwrap();
         let pw = SecretString::from("correct horse battery staple");
         let hash = h.hash(&pw).await.unwrap();
         assert!(
@@ -322,7 +326,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn at_most_the_configured_number_of_hashes_run_at_once() {
-        let h = Hasher::new(2, 64, true);
+        let h = Hasher::new(2, 64, true).unwrap();
         let pw = SecretString::from("correct horse battery staple");
         let hash = h.hash(&pw).await.unwrap();
         let tasks: Vec<_> = (0..24)
@@ -345,7 +349,7 @@ mod tests {
     async fn hashes_share_as_many_threads_as_slots() {
         // A thread per hash left a malloc arena holding 19 MiB behind each (docs/benchmarks.md,
         // round 12): the threads must be reused.
-        let h = Hasher::new(2, 64, true);
+        let h = Hasher::new(2, 64, true).unwrap();
         let tasks: Vec<_> = (0..24)
             .map(|_| {
                 let h = h.clone();
@@ -374,7 +378,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashes_run_at_the_lowest_cpu_priority_and_leave_the_caller_alone() {
-        let h = Hasher::new(1, 8, true);
+        let h = Hasher::new(1, 8, true).unwrap();
         let own = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
         let before = own();
         let inside = h.run(own).await.unwrap();
@@ -388,7 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_sheds_instead_of_waiting() {
-        let h = Hasher::new(1, 2, true);
+        let h = Hasher::new(1, 2, true).unwrap();
         let pw = SecretString::from("correct horse battery staple");
         // Hold the only slot, then fill the queue with two waiting verifications.
         let held = h.permits.clone().acquire_owned().await.unwrap();
@@ -419,7 +423,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_gives_up_while_waiting_leaves_the_queue() {
-        let h = Hasher::new(1, 1, true);
+        let h = Hasher::new(1, 1, true).unwrap();
         let pw = SecretString::from("correct horse battery staple");
         let held = h.permits.clone().acquire_owned().await.unwrap();
         let (h2, pw2) = (h.clone(), pw.clone());

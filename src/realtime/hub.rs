@@ -251,16 +251,28 @@ pub fn frame_json(e: &entity::Model) -> String {
     .to_string()
 }
 
-/// Run the dispatcher for this instance: PostgreSQL LISTEN/NOTIFY (ids from any instance) or,
-/// on SQLite, a wake-up after each local commit followed by reading new rows in id order.
-pub fn spawn_dispatcher(hub: Hub, db: Db) {
+/// Run the dispatcher for this instance until `stop` turns true: PostgreSQL LISTEN/NOTIFY
+/// (ids from any instance) or, on SQLite, a wake-up after each local commit followed by
+/// reading new rows in id order.
+pub fn spawn_dispatcher(
+    hub: Hub,
+    db: Db,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if let Some(pool) = db.pg_pool().cloned() {
-            pg_loop(hub, db, pool).await;
-        } else {
-            sqlite_loop(hub, db).await;
+        let run = async {
+            if let Some(pool) = db.pg_pool().cloned() {
+                pg_loop(hub, db, pool).await;
+            } else {
+                sqlite_loop(hub, db).await;
+            }
+        };
+        // Both loops only end here; a stopped server must not keep polling or listening.
+        tokio::select! {
+            _ = run => {}
+            _ = stop.wait_for(|s| *s) => {}
         }
-    });
+    })
 }
 
 async fn dispatch_rows(hub: &Hub, db: &Db, rows: Vec<entity::Model>) {

@@ -345,6 +345,45 @@ async fn a_thousand_sockets_all_receive_a_broadcast() {
     assert_eq!(got, 1000);
 }
 
+/// Instance B of `a`: same database and keys directory, its own process state and port.
+async fn second_instance(a: &TestApp) -> lawfirm_pro::Application {
+    let mut config = lawfirm_pro::Config::defaults();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = a.data_dir.path().to_path_buf();
+    config.database_url = a.database_url.clone();
+    config.public_url = url::Url::parse(crate::helpers::ORIGIN).unwrap();
+    config.insecure_fast_password_hashing = true;
+    lawfirm_pro::Application::build(config).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_stopped_instance_stops_reading_events() {
+    let a = spawn_app().await;
+    let b_app = second_instance(&a).await;
+    let b_db = b_app.state().db.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(b_app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let lead = a.user("attorney").await;
+    let client = a.user("client").await;
+    let case = new_case(&a, &lead, &[&client], &[]).await;
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    let log = b_db.statements();
+    log.start();
+    // A NOTIFY on PostgreSQL; on SQLite a stopped dispatcher would still poll every 2 s.
+    set_status(&a, &lead, &case, json!({"status": "pending"})).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let read: Vec<String> = log
+        .stop()
+        .into_iter()
+        .map(|s| s.sql)
+        .filter(|sql| sql.contains("\"event\""))
+        .collect();
+    assert!(read.is_empty(), "a stopped instance read events: {read:?}");
+}
+
 #[tokio::test]
 async fn two_instances_on_one_postgresql_deliver_across() {
     if crate::helpers::backend() != "postgres" {
@@ -352,14 +391,7 @@ async fn two_instances_on_one_postgresql_deliver_across() {
         return;
     }
     let a = spawn_app().await;
-    // Instance B: same database and keys directory, its own process state and port.
-    let mut config = lawfirm_pro::Config::defaults();
-    config.bind = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = a.data_dir.path().to_path_buf();
-    config.database_url = a.database_url.clone();
-    config.public_url = url::Url::parse(crate::helpers::ORIGIN).unwrap();
-    config.insecure_fast_password_hashing = true;
-    let b_app = lawfirm_pro::Application::build(config).await.unwrap();
+    let b_app = second_instance(&a).await;
     let b = TestApp {
         address: format!("http://127.0.0.1:{}", b_app.port()),
         client: crate::helpers::http(),
