@@ -265,12 +265,14 @@ pub(super) async fn form_user(
     req: Request,
 ) -> Result<(Principal, HashMap<String, String>), PageError> {
     let (mut parts, body) = req.into_parts();
-    let form = read_form(body).await?;
+    let form = parse_form(body).await?;
     if let Some(v) = form.get("csrf").and_then(|c| HeaderValue::from_str(c).ok()) {
         parts.headers.insert(CSRF_HEADER, v);
     }
+    // Who is asking comes before what is wrong with the form: a stranger learns nothing
+    // from a field's error, only that they must sign in.
     match AuthUser::from_request_parts(&mut parts, state).await {
-        Ok(AuthUser(p)) => Ok((p, form)),
+        Ok(AuthUser(p)) => Ok((p, refuse_nul(form)?)),
         Err(e) if e.status() == StatusCode::FORBIDDEN => Err(PageError::Service(Error::Forbidden(
             "This form has expired. Reload the page and try again.",
         ))),
@@ -279,11 +281,18 @@ pub(super) async fn form_user(
 }
 
 pub(super) async fn read_form(body: Body) -> Result<HashMap<String, String>, PageError> {
+    refuse_nul(parse_form(body).await?)
+}
+
+async fn parse_form(body: Body) -> Result<HashMap<String, String>, PageError> {
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
         .map_err(|_| Error::TooLarge("The form is too large.".into()))?;
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&bytes).into_owned().collect();
-    // PostgreSQL cannot store a NUL in text; refuse it here rather than fail at the insert.
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// PostgreSQL cannot store a NUL in text; refuse it here rather than fail at the insert.
+fn refuse_nul(form: HashMap<String, String>) -> Result<HashMap<String, String>, PageError> {
     if let Some(k) = form
         .iter()
         .filter(|(_, v)| v.contains('\0'))

@@ -508,6 +508,17 @@ async fn profile_saves_name_and_time_zone_and_changes_the_password() {
             && html.contains("<option selected>Asia/Tokyo</option>"),
         "the refused form changed nothing"
     );
+    // Without a session the same form only learns that it must sign in, not which field is wrong.
+    let r = post_form(
+        &app,
+        &browser(),
+        "/profile",
+        Some(&csrf),
+        &[("name", "Ada\u{0}Evil"), ("timezone", "UTC")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login"), "{}", location(&r));
 
     // Wrong current password: refused readably; a weak new one too.
     let r = post_form(
