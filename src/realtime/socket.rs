@@ -88,7 +88,9 @@ where
     }
     loop {
         tokio::select! {
-            _ = c.shutdown.changed() => {
+            // `wait_for`, not `changed`: a socket upgraded during the drain subscribed after
+            // the flip, and `changed` would never fire for it.
+            _ = async { c.shutdown.wait_for(|s| *s).await.map(|_| ()) } => {
                 let _ = sink.send(close(1001, "server shutting down")).await;
                 break;
             }
@@ -290,14 +292,22 @@ mod tests {
         }
     }
 
-    /// The connection logic over plain channels: no socket, no HTTP.
-    #[tokio::test]
-    async fn frames_flow_through_any_sink_and_stream() {
-        let (state, _dir) = state().await;
+    type Input = chan::UnboundedSender<Result<Message, std::convert::Infallible>>;
+
+    /// A new client's connection over plain channels: its id, its task, what it sends and
+    /// where to write what it receives.
+    fn open(
+        state: &AppState,
+    ) -> (
+        Uuid,
+        tokio::task::JoinHandle<()>,
+        chan::UnboundedReceiver<Message>,
+        Input,
+    ) {
         let user = Uuid::new_v4();
         let (_id, rx, cases) = state.hub.register(user, Role::Client, None).unwrap();
-        let (out_tx, mut out) = chan::unbounded::<Message>();
-        let (input, in_rx) = chan::unbounded::<Result<Message, std::convert::Infallible>>();
+        let (out_tx, out) = chan::unbounded::<Message>();
+        let (input, in_rx) = chan::unbounded();
         let conn = Connection {
             state: state.clone(),
             user_id: user,
@@ -307,7 +317,14 @@ mod tests {
             cases,
             shutdown: state.shutdown.subscribe(),
         };
-        let task = tokio::spawn(run(out_tx, in_rx, conn));
+        (user, tokio::spawn(run(out_tx, in_rx, conn)), out, input)
+    }
+
+    /// The connection logic over plain channels: no socket, no HTTP.
+    #[tokio::test]
+    async fn frames_flow_through_any_sink_and_stream() {
+        let (state, _dir) = state().await;
+        let (user, task, mut out, input) = open(&state);
         assert_eq!(text_of(out.next().await.unwrap())["type"], "ready");
 
         input
@@ -350,6 +367,23 @@ mod tests {
 
         state.shutdown.send(true).unwrap();
         assert_eq!(text_of(out.next().await.unwrap())["closed"], 1001);
+        task.await.unwrap();
+    }
+
+    /// A socket that opens while the server drains (it subscribed after the flip) is told to
+    /// go at once, not left open until its idle timeout.
+    #[tokio::test]
+    async fn a_socket_opened_during_shutdown_closes_at_once() {
+        let (state, _dir) = state().await;
+        // No receiver yet, so `send` would refuse; the value is set all the same.
+        state.shutdown.send_replace(true);
+        let (_user, task, mut out, _input) = open(&state);
+        assert_eq!(text_of(out.next().await.unwrap())["type"], "ready");
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), out.next())
+            .await
+            .expect("closed within 5 s, not at the idle timeout")
+            .unwrap();
+        assert_eq!(text_of(closed)["closed"], 1001);
         task.await.unwrap();
     }
 }

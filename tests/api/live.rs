@@ -361,6 +361,14 @@ async fn a_stopped_instance_stops_reading_events() {
     let a = spawn_app().await;
     let b_app = second_instance(&a).await;
     let b_db = b_app.state().db.clone();
+    let log = b_db.statements();
+    let reads_events = |seen: Vec<sea_orm::Statement>| -> Vec<String> {
+        seen.into_iter()
+            .map(|s| s.sql)
+            .filter(|sql| sql.contains("\"event\""))
+            .collect()
+    };
+    log.start();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(b_app.run_until(async {
         let _ = stopped.await;
@@ -368,19 +376,20 @@ async fn a_stopped_instance_stops_reading_events() {
     let lead = a.user("attorney").await;
     let client = a.user("client").await;
     let case = new_case(&a, &lead, &[&client], &[]).await;
+    // While it runs, B reads A's events (NOTIFY on PostgreSQL, its poll on SQLite): the check
+    // below can only fail for the right reason.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert!(
+        !reads_events(log.stop()).is_empty(),
+        "a running instance reads events"
+    );
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
-    let log = b_db.statements();
     log.start();
     // A NOTIFY on PostgreSQL; on SQLite a stopped dispatcher would still poll every 2 s.
     set_status(&a, &lead, &case, json!({"status": "pending"})).await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    let read: Vec<String> = log
-        .stop()
-        .into_iter()
-        .map(|s| s.sql)
-        .filter(|sql| sql.contains("\"event\""))
-        .collect();
+    let read = reads_events(log.stop());
     assert!(read.is_empty(), "a stopped instance read events: {read:?}");
 }
 
