@@ -157,8 +157,8 @@ impl Application {
             mail::worker::spawn(state.clone()),
             appointments::reminders::spawn(state.clone()),
             db::fts::spawn_upkeep(state.clone()),
+            documents::jobs::spawn(state.clone()),
         ];
-        documents::jobs::spawn(state.clone());
         let app = http::router(state.clone());
         let shutdown = state.shutdown.clone();
         let limits = http::serve::ServeLimits {

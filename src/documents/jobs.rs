@@ -23,19 +23,20 @@ pub struct SweepReport {
     pub purged_documents: usize,
 }
 
-pub fn spawn(state: AppState) {
+/// Run the sweeps every [`EVERY`] until shutdown (also when it began before this started).
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    let mut stop = state.shutdown.subscribe();
     tokio::spawn(async move {
-        let mut stop = state.shutdown.subscribe();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(EVERY) => {}
-                _ = stop.changed() => return,
+                _ = stop.wait_for(|s| *s) => return,
             }
             if let Err(e) = run_once(&state, crate::db::now()).await {
                 tracing::warn!(error = %e, "document sweep failed; retrying later");
             }
         }
-    });
+    })
 }
 
 /// One pass of both sweeps as of `now` (tests pass a time in the future).

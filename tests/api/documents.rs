@@ -1142,3 +1142,15 @@ async fn memory_does_not_grow_with_file_size() {
         "process grew by {grew} bytes for a {SIZE}-byte file"
     );
 }
+
+#[tokio::test]
+async fn the_sweep_job_ends_with_the_server_even_when_started_late() {
+    let app = spawn_app().await;
+    // Shutdown has begun before the job subscribes: it must still see it.
+    app.state.shutdown.send_replace(true);
+    let job = lawfirm_pro::documents::jobs::spawn(app.state.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(5), job)
+        .await
+        .expect("the sweep job ended, not slept for its 15 minutes")
+        .unwrap();
+}
