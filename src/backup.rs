@@ -74,8 +74,14 @@ pub async fn backup(
         .with_context(|| format!("creating {}", dir.display()))?;
 
     let database = match DbKind::parse(&config.database_url).map_err(anyhow::Error::msg)? {
-        DbKind::Sqlite { .. } => {
+        DbKind::Sqlite { path } => {
             let target = dir.join(SQLITE_FILE);
+            // Read entries waiting in the audit spool (ADR 0008) as they are now, before the
+            // copy: each one is either chained in the copy already or chained into it below.
+            let held = match crate::audit::spool::Spool::open(&path, false).await? {
+                Some(spool) => Some(spool.hold().await?),
+                None => None,
+            };
             // One read transaction: a consistent snapshot while writers go on (WAL mode).
             db.conn()
                 .execute_raw(Statement::from_sql_and_values(
@@ -85,6 +91,9 @@ pub async fn backup(
                 ))
                 .await
                 .context("copying the SQLite database (VACUUM INTO)")?;
+            if let Some(held) = held {
+                chain_spool_into(held, &target).await?;
+            }
             rebuild_fts(&target).await?;
             "sqlite"
         }
@@ -156,11 +165,13 @@ pub async fn restore(config: &Config, dir: &Path) -> anyhow::Result<RestoreRepor
 
     match (&kind, manifest.database.as_str()) {
         (DbKind::Sqlite { path }, "sqlite") => {
-            ensure!(
-                !path.exists(),
-                "{} already exists: restore into an empty data directory",
-                path.display()
-            );
+            for p in [path.clone(), crate::audit::spool::path_for(path)] {
+                ensure!(
+                    !p.exists(),
+                    "{} already exists: restore into an empty data directory",
+                    p.display()
+                );
+            }
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
@@ -270,6 +281,32 @@ pub fn verify(dir: &Path) -> anyhow::Result<Manifest> {
         problems.join("\n  ")
     );
     Ok(manifest)
+}
+
+/// Chain into the copy at `path` the spooled entries it does not hold yet.
+async fn chain_spool_into(held: crate::audit::spool::Held, path: &Path) -> anyhow::Result<()> {
+    use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .journal_mode(SqliteJournalMode::Delete)
+                .foreign_keys(true),
+        )
+        .await
+        .context("opening the database copy")?;
+    let copy = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+    let chained = held
+        .chain_into(&copy)
+        .await
+        .context("chaining the audit spool into the copy");
+    copy.close().await?;
+    let n = chained?;
+    if n > 0 {
+        tracing::info!(entries = n, "spooled audit entries chained into the backup");
+    }
+    Ok(())
 }
 
 /// `VACUUM` may renumber implicit rowids, and external-content FTS5 indexes refer to rowids, as

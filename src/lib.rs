@@ -68,6 +68,30 @@ impl AppState {
             db = db.without_lazy_commits();
         }
         db.migrate().await.context("running database migrations")?;
+        let spool = match db::DbKind::parse(&config.database_url) {
+            Ok(db::DbKind::Sqlite { path }) => {
+                let writes = !config.audit_durable_reads;
+                match audit::spool::Spool::open(&path, writes).await? {
+                    Some(spool) => {
+                        if writes {
+                            db = db.sync_before_commit(spool.flush());
+                        }
+                        // Whatever a crash (or a running server) left waiting reaches the
+                        // chain before this process reads or appends.
+                        let moved = spool
+                            .move_onto_chain(&db)
+                            .await
+                            .context("moving the audit spool onto the chain")?;
+                        if moved > 0 {
+                            tracing::info!(entries = moved, "spooled audit entries chained");
+                        }
+                        writes.then_some(spool)
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         let keys = crypto::Keys::load_or_create(
             &config.data_dir,
             config.master_key.as_ref(),
@@ -81,7 +105,7 @@ impl AppState {
             config.insecure_fast_password_hashing,
         )
         .context("starting the password-hashing threads")?;
-        let audit = audit::AuditWriter::spawn(db.clone());
+        let audit = audit::AuditWriter::spawn(db.clone(), spool);
         let hub = realtime::hub::Hub::new(
             config.ws_max_per_user,
             config.ws_max_per_ip,

@@ -3,11 +3,15 @@
 //! Changes append their entry inside their own transaction ([`service::append_in`]), so
 //! neither exists without the other. Events that change nothing (a login failure, a
 //! read of client data, a denial) go through the [`AuditWriter`] task, which commits them
-//! in batches under one head lock; the caller waits for its batch, so nothing is lost.
+//! in batches under one head lock; the caller waits for its batch, so nothing is lost. On
+//! SQLite those batches go to the [`spool`] first and reach the chain a moment later (ADR 0008).
 
 pub mod entity;
 pub mod routes;
 pub mod service;
+pub mod spool;
+
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -35,8 +39,12 @@ impl Outcome {
 }
 
 /// An entry before it is chained.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewEntry {
+    /// When it happened; `None` means when it is chained. Set for entries that wait in the
+    /// spool (ADR 0008), so they keep their own time.
+    #[serde(default)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
     pub actor_id: Option<Uuid>,
     pub action: String,
     pub resource_type: String,
@@ -52,6 +60,7 @@ impl NewEntry {
     /// `action` is `resource.verb`, e.g. `user.update`.
     pub fn new(action: &str, resource_type: &str) -> Self {
         Self {
+            at: None,
             actor_id: None,
             action: action.into(),
             resource_type: resource_type.into(),
@@ -108,6 +117,8 @@ enum Msg {
 #[derive(Clone)]
 pub struct AuditWriter {
     tx: mpsc::Sender<Msg>,
+    /// SQLite: where the writer's entries wait for the chain, and the database they go to.
+    spool: Option<(Arc<spool::Spool>, Db)>,
 }
 
 const MAX_BATCH: usize = 256;
@@ -165,8 +176,16 @@ impl KnownHead {
 }
 
 impl AuditWriter {
-    pub fn spawn(db: Db) -> Self {
+    /// Start the writer. With a `spool` (SQLite), entries are acknowledged once they are in
+    /// the spool and a mover task of its own chains them after [`spool::MOVE_DELAY`]: on the
+    /// writer's task the moves would hold up every read behind them.
+    pub fn spawn(db: Db, spool: Option<Arc<spool::Spool>>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+        let mover = spool.clone().map(|s| spawn_mover(s, db.clone()));
+        let handle = Self {
+            tx,
+            spool: spool.clone().map(|s| (s, db.clone())),
+        };
         tokio::spawn(async move {
             let mut known = KnownHead::default();
             while let Some(first) = rx.recv().await {
@@ -192,20 +211,28 @@ impl AuditWriter {
                         }
                     })
                     .collect();
-                let mut result = known.append(&db, entries).await.map_err(|e| {
+                let appended = !entries.is_empty();
+                let mut result = match &spool {
+                    Some(s) => s.append(entries).await,
+                    None => known.append(&db, entries).await.map_err(Into::into),
+                }
+                .map_err(|e| {
                     tracing::error!(error = %e, "audit batch failed");
                     e.to_string()
                 });
-                if flush && !db.lazy_commits_synced(SHUTDOWN_SYNC_LIMIT).await {
-                    tracing::error!("the last audit entries may not have reached the disk");
-                    result = result.and(Err("WAL sync did not finish".into()));
+                if flush {
+                    result = result.and(settle_and_sync(&db, spool.as_deref()).await);
                 }
                 for reply in replies {
                     let _ = reply.send(result.clone());
                 }
+                if let (Some(mover), true) = (&mover, appended) {
+                    // Full means a move is already due, and it will take these too.
+                    let _ = mover.try_send(());
+                }
             }
         });
-        Self { tx }
+        handle
     }
 
     /// Append entries and wait until they are committed.
@@ -258,6 +285,62 @@ impl AuditWriter {
     pub async fn shutdown(&self) {
         let _ = self.ask(Msg::Flush).await;
     }
+
+    /// The spool this writer acknowledges from (SQLite, unless `LFP_AUDIT_DURABLE_READS`).
+    pub fn spool(&self) -> Option<&Arc<spool::Spool>> {
+        self.spool.as_ref().map(|(s, _)| s)
+    }
+
+    /// Chain every entry acknowledged so far (SQLite's spool), so a reader of the trail sees
+    /// them all: the audit list, its verification, a user's own activity. At once elsewhere.
+    pub async fn settle(&self) -> crate::error::Result<()> {
+        if let Some((spool, db)) = &self.spool {
+            spool.move_onto_chain(db).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A clean stop: chain what the spool holds, then wait for every sync.
+async fn settle_and_sync(db: &Db, spool: Option<&spool::Spool>) -> Result<(), String> {
+    if let Some(s) = spool {
+        if let Err(e) = s.move_onto_chain(db).await {
+            // They stay in the spool, and the next start moves them.
+            tracing::error!(error = %e, "moving the spooled audit entries onto the chain failed");
+        }
+        if tokio::time::timeout(SHUTDOWN_SYNC_LIMIT, s.flush().wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("the audit spool's last entries may not have reached the disk");
+            return Err("spool sync did not finish".into());
+        }
+    }
+    if !db.lazy_commits_synced(SHUTDOWN_SYNC_LIMIT).await {
+        tracing::error!("the last audit entries may not have reached the disk");
+        return Err("WAL sync did not finish".into());
+    }
+    Ok(())
+}
+
+/// The mover: woken after each spooled batch, it waits [`spool::MOVE_DELAY`] so one move
+/// takes many batches, then chains them. A failed move is tried again each second until it
+/// succeeds or the writer stops (the entries stay in the spool for the next start).
+fn spawn_mover(spool: Arc<spool::Spool>, db: Db) -> mpsc::Sender<()> {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(spool::MOVE_DELAY).await;
+            while let Err(e) = spool.move_onto_chain(&db).await {
+                tracing::error!(error = %e, "moving spooled audit entries onto the chain failed");
+                if rx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    });
+    tx
 }
 
 #[cfg(test)]
@@ -272,7 +355,7 @@ mod tests {
     #[tokio::test]
     async fn an_audited_read_answers_only_after_its_entry_is_committed() {
         let (tx, mut rx) = mpsc::channel(4);
-        let writer = AuditWriter { tx };
+        let writer = AuditWriter { tx, spool: None };
         let read_ran = Arc::new(AtomicBool::new(false));
         let flag = read_ran.clone();
         let answer = writer.while_reading(NewEntry::new("case.read", "case"), async move {
@@ -299,7 +382,7 @@ mod tests {
     async fn an_audited_read_fails_when_its_entry_cannot_be_recorded() {
         let (tx, rx) = mpsc::channel(4);
         drop(rx);
-        let writer = AuditWriter { tx };
+        let writer = AuditWriter { tx, spool: None };
         let answer = writer
             .while_reading(NewEntry::new("case.read", "case"), async { Ok(7) })
             .await;
@@ -309,7 +392,7 @@ mod tests {
         );
 
         let (tx, mut rx) = mpsc::channel(4);
-        let writer = AuditWriter { tx };
+        let writer = AuditWriter { tx, spool: None };
         tokio::spawn(async move {
             let Some(Msg::Append(_, reply)) = rx.recv().await else {
                 panic!("an append")

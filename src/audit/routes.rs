@@ -60,7 +60,7 @@ async fn list(
         to: q.to,
     };
     Ok(Json(
-        service::list(&s.db, &p, f, limit, q.cursor.as_deref()).await?,
+        service::list(&s.db, &s.audit, &p, f, limit, q.cursor.as_deref()).await?,
     ))
 }
 
@@ -68,9 +68,9 @@ async fn list(
     responses((status = 200, body = VerifyReport), (status = 403, body = Problem)), security(("bearer" = [])))]
 async fn verify(
     State(s): State<AppState>,
-    _admin: AdminUser,
+    AdminUser(p): AdminUser,
 ) -> Result<Json<VerifyReport>, ApiError> {
-    Ok(Json(service::verify_chain(&s.db).await?))
+    Ok(Json(service::verify(&s.db, &s.audit, &p).await?))
 }
 
 #[utoipa::path(get, path = "/me/activity", tag = "me", params(PageParams),
@@ -82,6 +82,6 @@ async fn my_activity(
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let limit = Limit::parse(q.limit)?;
     Ok(Json(
-        service::my_activity(&s.db, &p, limit, q.cursor.as_deref()).await?,
+        service::my_activity(&s.db, &s.audit, &p, limit, q.cursor.as_deref()).await?,
     ))
 }

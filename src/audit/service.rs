@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    NewEntry,
+    AuditWriter, NewEntry,
     entity::{entry, head},
 };
 use crate::{
@@ -51,7 +51,7 @@ fn chain_hash(prev_hash: &str, m: &entry::Model) -> String {
 fn link(e: NewEntry, id: i64, at: DateTime<Utc>, prev_hash: &str) -> entry::Model {
     let mut m = entry::Model {
         id,
-        at,
+        at: e.at.unwrap_or(at),
         actor_id: e.actor_id,
         action: e.action,
         resource_type: e.resource_type,
@@ -346,10 +346,11 @@ pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
 }
 
 /// `GET /audit/verify` and the audit page's button: admins only.
-pub async fn verify(db: &Db, p: &Principal) -> Result<VerifyReport> {
+pub async fn verify(db: &Db, audit: &AuditWriter, p: &Principal) -> Result<VerifyReport> {
     if !p.is_admin() {
         return Err(Error::Forbidden("Only admins may verify the audit chain."));
     }
+    audit.settle().await?;
     verify_chain(db).await
 }
 
@@ -404,11 +405,14 @@ pub struct AuditFilter {
 /// `GET /audit`: admins see everything; attorneys only entries about cases they are on.
 pub async fn list(
     db: &Db,
+    audit: &AuditWriter,
     p: &Principal,
     f: AuditFilter,
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<AuditEntry>> {
+    // Every entry acknowledged before this request is on the list (the spool, ADR 0008).
+    audit.settle().await?;
     let case_scope = match p.role {
         Role::Admin => None,
         Role::Attorney => {
@@ -426,10 +430,12 @@ pub async fn list(
 /// `GET /me/activity`: the caller's own entries.
 pub async fn my_activity(
     db: &Db,
+    audit: &AuditWriter,
     p: &Principal,
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<AuditEntry>> {
+    audit.settle().await?;
     let f = AuditFilter {
         actor_id: Some(p.user_id),
         ..Default::default()

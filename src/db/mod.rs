@@ -65,6 +65,9 @@ pub struct Db {
     /// The audit writer's connection, whose commits do not wait for the disk (ADR 0007).
     /// `None` when reads' entries must be on disk before the answer (`LFP_AUDIT_DURABLE_READS`).
     lazy: Option<Lazy>,
+    /// SQLite with an audit spool (ADR 0008): a change commits only after the spool's WAL is
+    /// synced, so a change on disk implies every read entry acknowledged before it is too.
+    sync_before_commit: Option<Arc<WalFlush>>,
     statements: StatementLog,
 }
 
@@ -81,8 +84,8 @@ struct Lazy {
 }
 
 /// Syncs SQLite's WAL after lazy commits, one `fsync` at a time on a blocking thread; commits
-/// made while one runs share the next.
-struct WalFlush {
+/// made while one runs share the next. Also used for the audit spool's WAL (ADR 0008).
+pub(crate) struct WalFlush {
     wal: PathBuf,
     /// Lazy commits counted so far.
     committed: std::sync::atomic::AtomicU64,
@@ -92,7 +95,18 @@ struct WalFlush {
 }
 
 impl WalFlush {
-    fn committed(self: &Arc<Self>) {
+    /// A flush for the WAL file at `wal` (the database's real path plus `-wal`).
+    pub(crate) fn new(wal: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            wal,
+            committed: Default::default(),
+            synced: tokio::sync::watch::Sender::new(0),
+            running: Default::default(),
+        })
+    }
+
+    /// Count one commit and start a sync that covers it.
+    pub(crate) fn committed(self: &Arc<Self>) {
         use std::sync::atomic::Ordering::SeqCst;
         self.committed.fetch_add(1, SeqCst);
         if !self.running.swap(true, SeqCst) {
@@ -132,7 +146,17 @@ impl WalFlush {
         }
     }
 
-    async fn wait(&self) -> bool {
+    /// Commits counted so far, and how many of them a successful sync covered.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.committed.load(std::sync::atomic::Ordering::SeqCst),
+            *self.synced.borrow(),
+        )
+    }
+
+    /// Resolves once every commit counted before the call is synced; false if the flush is
+    /// gone (never, while its owner lives).
+    pub(crate) async fn wait(&self) -> bool {
         let target = self.committed.load(std::sync::atomic::Ordering::SeqCst);
         let mut rx = self.synced.subscribe();
         rx.wait_for(|s| *s >= target).await.is_ok()
@@ -185,6 +209,8 @@ pub struct WriteTxn {
     commits: Arc<std::sync::atomic::AtomicU64>,
     /// Set when the transaction runs on the lazy connection (SQLite): its commit starts a sync.
     flush: Option<Arc<WalFlush>>,
+    /// Waited for before the commit (the audit spool's WAL, ADR 0008).
+    sync_first: Option<Arc<WalFlush>>,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -198,6 +224,11 @@ impl std::ops::Deref for WriteTxn {
 
 impl WriteTxn {
     pub async fn commit(mut self) -> Result<(), DbErr> {
+        if let Some(first) = &self.sync_first
+            && !first.wait().await
+        {
+            return Err(DbErr::Custom("the audit spool's sync stopped".into()));
+        }
         let txn = self.txn.take().expect("live transaction");
         txn.commit().await?;
         if let Some(flush) = &self.flush {
@@ -280,13 +311,9 @@ impl Db {
                     commits: Arc::default(),
                     lazy: Some(Lazy {
                         conn: lazy,
-                        flush: Some(Arc::new(WalFlush {
-                            wal: wal.into(),
-                            committed: Default::default(),
-                            synced: tokio::sync::watch::Sender::new(0),
-                            running: Default::default(),
-                        })),
+                        flush: Some(WalFlush::new(wal.into())),
                     }),
+                    sync_before_commit: None,
                     statements,
                 })
             }
@@ -324,6 +351,7 @@ impl Db {
                         conn: lazy,
                         flush: None,
                     }),
+                    sync_before_commit: None,
                     statements,
                 })
             }
@@ -360,6 +388,7 @@ impl Db {
             committed: self.committed.clone(),
             commits: self.commits.clone(),
             flush: None,
+            sync_first: self.sync_before_commit.clone(),
         })
     }
 
@@ -386,6 +415,7 @@ impl Db {
             committed: self.committed.clone(),
             commits: self.commits.clone(),
             flush: self.wal_flush().cloned(),
+            sync_first: None,
         })
     }
 
@@ -418,16 +448,19 @@ impl Db {
 
     /// Lazy commits on SQLite so far and how many are known synced, for tests and metrics.
     pub fn lazy_sync_counts(&self) -> Option<(u64, u64)> {
-        let flush = self.wal_flush()?;
-        Some((
-            flush.committed.load(std::sync::atomic::Ordering::SeqCst),
-            *flush.synced.borrow(),
-        ))
+        Some(self.wal_flush()?.counts())
     }
 
     /// Every commit waits for the disk, the audit writer's included (`LFP_AUDIT_DURABLE_READS`).
     pub fn without_lazy_commits(mut self) -> Self {
         self.lazy = None;
+        self
+    }
+
+    /// Make every [`Db::begin_write`] transaction wait for `flush` before it commits (the audit
+    /// spool's WAL, ADR 0008). Call before the handle is cloned.
+    pub(crate) fn sync_before_commit(mut self, flush: Arc<WalFlush>) -> Self {
+        self.sync_before_commit = Some(flush);
         self
     }
 

@@ -733,6 +733,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
             let (action, resource) = ACTIONS[i % ACTIONS.len()];
             let actor = if i % 3 == 0 { client } else { lead };
             NewEntry {
+                at: None,
                 actor_id: Some(actor),
                 action: action.into(),
                 resource_type: resource.into(),

@@ -1694,7 +1694,8 @@ async fn audit_page(
     } else {
         None
     };
-    let page = crate::audit::service::list(&state.db, p, filter, limit, cursor).await?;
+    let page =
+        crate::audit::service::list(&state.db, &state.audit, p, filter, limit, cursor).await?;
     let actors: Vec<Uuid> = page.items.iter().filter_map(|e| e.actor_id).collect();
     let names = crate::users::service::names_of(state.db.conn(), &actors).await?;
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
@@ -1776,7 +1777,7 @@ pub async fn audit_verify(
     req: Request,
 ) -> Result<Response, PageError> {
     let (p, _) = form_user(&state, req).await?;
-    let r = crate::audit::service::verify(&state.db, &p).await?;
+    let r = crate::audit::service::verify(&state.db, &state.audit, &p).await?;
     let result = VerifyResult {
         ok: r.ok,
         checked: r.entries_checked,

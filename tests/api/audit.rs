@@ -644,6 +644,7 @@ async fn concurrent_appends_form_one_unbroken_chain() {
         r.expect("task ran").expect("append succeeded");
     }
 
+    app.state.audit.settle().await.unwrap();
     let after = verify_chain(&app.state.db).await.unwrap();
     assert!(after.ok, "{after:?}");
     assert_eq!(after.first_bad_id, None);
@@ -715,15 +716,16 @@ async fn attorneys_read_the_audit_entries_of_their_own_cases_only() {
     assert!(!items.iter().any(|e| e["case_id"] == b_case.as_str()));
 }
 
-/// An audited read commits its entry in one statement on SQLite: the audit writer knows the
-/// head it left, and the trigger `audit_log_chain` checks each row against the stored head and
-/// moves it. A change appending its own entry moves the head behind the writer's back; the
-/// next read still lands on the chain. The trigger refuses any row that does not extend the
-/// chain at its head, and a refused row leaves nothing behind. PostgreSQL reads and locks the
-/// head in each append's transaction.
+/// With `LFP_AUDIT_DURABLE_READS` (no spool), an audited read commits its entry in one
+/// statement on SQLite: the audit writer knows the head it left, and the trigger
+/// `audit_log_chain` checks each row against the stored head and moves it. A change appending
+/// its own entry moves the head behind the writer's back; the next read still lands on the
+/// chain. The trigger refuses any row that does not extend the chain at its head, and a
+/// refused row leaves nothing behind. PostgreSQL reads and locks the head in each append's
+/// transaction.
 #[tokio::test]
 async fn an_audited_read_appends_its_entry_in_one_statement() {
-    let app = app().await;
+    let app = crate::helpers::spawn_app_with(|c| c.audit_durable_reads = true).await;
     let admin = busy_firm(&app).await;
     let attorney = app.user("attorney").await;
     let db = &app.state.db;
@@ -852,18 +854,20 @@ async fn audited_reads_commit_without_waiting_for_the_disk_and_changes_still_wai
     assert_eq!(r.status(), StatusCode::OK);
     match db.backend() {
         DbBackend::Sqlite => {
-            assert_eq!(sync_setting(db, db.lazy_conn()).await, "1", "NORMAL");
             assert_eq!(sync_setting(db, db.conn()).await, "2", "FULL");
-            // The read's commit started a sync of the WAL, which finishes on its own.
-            let (committed, _) = db.lazy_sync_counts().expect("SQLite counts lazy commits");
-            assert!(committed >= 1, "the read's entry was a lazy commit");
-            assert!(
-                db.lazy_commits_synced(std::time::Duration::from_secs(10))
-                    .await,
-                "a sync of the WAL succeeded"
-            );
-            let (_, synced) = db.lazy_sync_counts().unwrap();
-            assert!(synced >= committed, "{synced} < {committed}");
+            // The read's entry went to the spool, whose commit started a sync of its WAL,
+            // which finishes on its own (ADR 0008).
+            let spool = app.state.audit.spool().expect("SQLite spools read entries");
+            let (committed, _) = spool.sync_counts();
+            assert!(committed >= 2, "the spool's creation and the read's entry");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while spool.sync_counts().1 < committed {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the spool's WAL was synced"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
         }
         _ => {
             assert_eq!(sync_setting(db, db.lazy_conn()).await, "off from client");
@@ -892,4 +896,74 @@ async fn audited_reads_commit_without_waiting_for_the_disk_and_changes_still_wai
     let reads = audit(&strict, &admin.access, "action=case.list&limit=10").await;
     assert_eq!(reads.len(), 1, "{reads:?}");
     assert_eq!(verify(&strict, &admin.access).await["ok"], true);
+}
+
+/// Rows of `audit_log` with this action, read straight from the database.
+async fn chained(app: &TestApp, action: &str) -> i64 {
+    let db = &app.state.db;
+    db.conn()
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            db.backend(),
+            match db.backend() {
+                DbBackend::Postgres => "SELECT count(*) FROM audit_log WHERE action = $1",
+                _ => "SELECT count(*) FROM audit_log WHERE action = ?",
+            },
+            [action.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
+/// SQLite (ADR 0008): a read's entry is acknowledged from the audit spool and reaches the chain
+/// by itself a moment later, or at once when someone reads the trail, so the trail's readers
+/// never miss an answered read. PostgreSQL commits read entries directly and has no spool.
+#[tokio::test]
+async fn read_entries_reach_the_chain_through_the_spool() {
+    let app = app().await;
+    let admin = app.user("admin").await;
+    let attorney = app.user("attorney").await;
+    let Some(spool) = app.state.audit.spool().cloned() else {
+        assert_eq!(app.state.db.backend(), DbBackend::Postgres, "SQLite spools");
+        return;
+    };
+    let read = || async {
+        let r = app.get("/api/v1/cases", Some(&attorney.access)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    };
+
+    // The trail right after a read shows it: listing it first chains what waits.
+    read().await;
+    let listed = audit(&app, &admin.access, "action=case.list").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["actor_id"], attorney.id.to_string());
+    assert_eq!(spool.waiting().await.unwrap(), 0, "moved and cleared");
+    let mine = activity(&app, &attorney.access).await;
+    assert!(mine.iter().any(|e| e["action"] == "case.list"), "{mine:?}");
+
+    // With nobody reading the trail, the mover chains the next ones on its own.
+    read().await;
+    let before = Utc::now() - chrono::Duration::milliseconds(1);
+    read().await;
+    let after = Utc::now();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while chained(&app, "case.list").await < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mover chained them"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(chained(&app, "case.list").await, 3, "each once");
+    // The entries keep the time of the read, not of the move.
+    let listed = audit(&app, &admin.access, "action=case.list").await;
+    let newest: DateTime<Utc> = listed[0]["at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        before <= newest && newest <= after,
+        "{before} <= {newest} <= {after}"
+    );
+    let report = verify(&app, &admin.access).await;
+    assert_eq!(report["ok"], true, "{report}");
 }

@@ -77,6 +77,27 @@ fn object_hashes(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// `lawfirm-pro restore` of `backup` into a new data directory and database, which must
+/// succeed with the audit chain verified; the target and its `DATABASE_URL`.
+async fn restore_verified(backup: &std::path::Path) -> (tempfile::TempDir, String) {
+    let target = tempfile::tempdir().unwrap();
+    let target_url = fresh_database_url(target.path()).await;
+    let out = command(target.path(), &target_url)
+        .arg("restore")
+        .arg(backup)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "restore: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("audit chain ok"), "{stdout}");
+    (target, target_url)
+}
+
 async fn populate(app: &TestApp) {
     let attorney = app.user("attorney").await;
     let client = app.user("client").await;
@@ -144,22 +165,9 @@ async fn a_backup_taken_while_serving_restores_every_row_and_object() {
             .any(|f| f["path"] == "objects/ab/object-2" && f["size"] == 200_000)
     );
 
-    let target = tempfile::tempdir().unwrap();
-    let target_url = fresh_database_url(target.path()).await;
-    let out = command(target.path(), &target_url)
-        .arg("restore")
-        .arg(&backup_path)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "restore: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("audit chain ok"), "{stdout}");
+    let (target, target_url) = restore_verified(&backup_path).await;
 
+    app.state.audit.settle().await.unwrap();
     let original = snapshot(&app.state.db).await;
     let restored_db = Db::connect(&target_url, 2).await.unwrap();
     let restored = snapshot(&restored_db).await;
@@ -317,4 +325,63 @@ async fn a_backup_taken_while_serving_restores_every_row_and_object() {
             );
         }
     }
+}
+
+/// SQLite (ADR 0008): an entry acknowledged from the audit spool but not chained yet when a
+/// backup is taken is on the restored chain, and still reaches the live chain once.
+#[tokio::test]
+async fn a_backup_holds_the_read_entries_still_waiting_in_the_spool() {
+    let app = spawn_app().await;
+    let Some(spool) = app.state.audit.spool().cloned() else {
+        assert_eq!(backend(), "postgres", "SQLite spools read entries");
+        return;
+    };
+    // Appended as the audit writer does, without waking its mover: still waiting below.
+    spool
+        .append(vec![lawfirm_pro::audit::NewEntry::new(
+            "test.spooled_at_backup",
+            "test",
+        )])
+        .await
+        .unwrap();
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backup_path = backup_dir.path().join("b");
+    let out = command(app.data_dir.path(), &app.database_url)
+        .arg("backup")
+        .arg(&backup_path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        spool.waiting().await.unwrap(),
+        1,
+        "the backup moved nothing"
+    );
+
+    let (_target, target_url) = restore_verified(&backup_path).await;
+    let sql = "SELECT count(*) FROM audit_log WHERE action = 'test.spooled_at_backup'";
+    let count = |db: Db| async move {
+        let n = db
+            .conn()
+            .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        db.close().await;
+        n
+    };
+    assert_eq!(count(Db::connect(&target_url, 1).await.unwrap()).await, 1);
+    app.state.audit.settle().await.unwrap();
+    assert_eq!(
+        count(app.state.db.clone()).await,
+        1,
+        "and once on the live chain"
+    );
 }

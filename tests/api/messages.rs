@@ -184,8 +184,10 @@ async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
 }
 
 async fn audit_actions(app: &TestApp, actor: &Login) -> Vec<(String, Option<String>, String)> {
-    // Reads are committed by the audit writer in batches; let it finish.
+    // Reads are committed by the audit writer in batches; let it finish, then chain what it
+    // spooled.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    app.state.audit.settle().await.unwrap();
     entry::Entity::find()
         .filter(entry::Column::ActorId.eq(actor.id))
         .all(app.state.db.conn())

@@ -1179,6 +1179,7 @@ async fn the_api_offers_the_same_password_reset() {
         .filter(|m| m.kind == "password_reset" && m.to_address == client.email)
         .count();
     assert_eq!(mails, 3, "one account gets at most 3 reset mails an hour");
+    app.state.audit.settle().await.unwrap();
     let refused = lawfirm_pro::audit::entity::entry::Entity::find()
         .all(app.state.db.conn())
         .await

@@ -425,6 +425,7 @@ async fn a_new_matter_needs_the_reviewed_conflict_check_and_commits_with_its_par
     let created = |id: String| {
         let app = &app;
         async move {
+            app.state.audit.settle().await.unwrap();
             lawfirm_pro::audit::entity::entry::Entity::find()
                 .all(app.state.db.conn())
                 .await
@@ -671,6 +672,7 @@ async fn matter_forms_change_what_the_api_answers() {
     let (_, html) = s.get(&app, "/staff/deadlines").await;
     assert!(html.contains("File the answer"));
     // The list across matters is a read of client data: audited with the cases it showed.
+    app.state.audit.settle().await.unwrap();
     let listed = lawfirm_pro::audit::entity::entry::Entity::find()
         .all(app.state.db.conn())
         .await
