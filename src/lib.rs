@@ -71,19 +71,21 @@ impl AppState {
         let spool = match db::DbKind::parse(&config.database_url) {
             Ok(db::DbKind::Sqlite { path }) => {
                 let writes = !config.audit_durable_reads;
-                match audit::spool::Spool::open(&path, writes).await? {
+                match audit::spool::attach(&db, &path, writes).await? {
                     Some(spool) => {
                         if writes {
                             db = db.sync_before_commit(spool.flush());
                         }
                         // Whatever a crash (or a running server) left waiting reaches the
-                        // chain before this process reads or appends.
-                        let moved = spool
-                            .move_onto_chain(&db)
-                            .await
-                            .context("moving the audit spool onto the chain")?;
-                        if moved > 0 {
-                            tracing::info!(entries = moved, "spooled audit entries chained");
+                        // chain before this process reads or appends. If that fails, the
+                        // entries stay in the spool for the next move.
+                        match spool.move_onto_chain(&db).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(entries = n, "spooled audit entries chained"),
+                            Err(e) => tracing::error!(
+                                error = %e,
+                                "moving the audit spool onto the chain failed; entries wait"
+                            ),
                         }
                         writes.then_some(spool)
                     }

@@ -411,8 +411,6 @@ pub async fn list(
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<AuditEntry>> {
-    // Every entry acknowledged before this request is on the list (the spool, ADR 0008).
-    audit.settle().await?;
     let case_scope = match p.role {
         Role::Admin => None,
         Role::Attorney => {
@@ -424,6 +422,8 @@ pub async fn list(
             ));
         }
     };
+    // Every entry acknowledged before this request is on the list (the spool, ADR 0008).
+    audit.settle().await?;
     query(db, f, limit, cursor, case_scope).await
 }
 

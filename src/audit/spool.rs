@@ -47,6 +47,56 @@ pub fn path_for(db_path: &Path) -> PathBuf {
     p.into()
 }
 
+/// The spool of the SQLite database `db` (at `db_path`), ready for this process: opened (and
+/// created when `create` is set) and registered in the database's `audit_spool` table. A spool
+/// the database does not know that holds entries belongs to another database (this one was
+/// replaced beside it): it is set aside, named in the log, and never chained here.
+pub async fn attach(db: &Db, db_path: &Path, create: bool) -> anyhow::Result<Option<Arc<Spool>>> {
+    for _ in 0..2 {
+        let Some(spool) = Spool::open(db_path, create).await? else {
+            return Ok(None);
+        };
+        let known = db
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "SELECT 1 FROM audit_spool WHERE spool_id = ?",
+                [spool.id.clone().into()],
+            ))
+            .await?
+            .is_some();
+        if known {
+            return Ok(Some(spool));
+        }
+        if spool.waiting().await? == 0 {
+            let _slot = db.writer_slot().await;
+            claim(db.conn(), &spool.id).await?;
+            return Ok(Some(spool));
+        }
+        spool.pool.close().await;
+        let path = path_for(db_path);
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".foreign-{}", crate::db::now().timestamp()));
+        for suffix in ["", "-wal", "-shm"] {
+            let (mut from, mut to) = (path.as_os_str().to_owned(), aside.clone());
+            from.push(suffix);
+            to.push(suffix);
+            if std::path::Path::new(&from).exists() {
+                std::fs::rename(&from, &to)
+                    .with_context(|| format!("setting aside {}", path.display()))?;
+            }
+        }
+        tracing::error!(
+            path = %std::path::Path::new(&aside).display(),
+            "the audit spool holds entries of another database; set aside, not chained"
+        );
+        if !create {
+            return Ok(None);
+        }
+    }
+    anyhow::bail!("the audit spool could not be opened")
+}
+
 /// An open spool. One per process and database; other processes may open the same file.
 pub struct Spool {
     pool: sqlx::SqlitePool,
@@ -75,8 +125,13 @@ impl Spool {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         // Two: the writer appends while a move reads.
+        // Connections stay open: when the last one closes, SQLite checkpoints and deletes the
+        // WAL, and a sync racing that would find no file.
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await
@@ -163,28 +218,38 @@ impl Spool {
     /// belongs to) and forget it here. Returns how many entries moved.
     pub async fn move_onto_chain(&self, db: &Db) -> anyhow::Result<u64> {
         let _one = self.moving.lock().await;
+        // Taken before the writer slot, so the slot never waits for a spool connection.
+        let mut conn = self.pool.acquire().await?;
         let mut moved = 0;
         loop {
+            // Nothing waiting (the usual case for a reader of the trail): the main database is
+            // not touched.
+            let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM spool)")
+                .fetch_one(&mut *conn)
+                .await?;
+            if !any {
+                return Ok(moved);
+            }
             let txn = db.begin_write().await?;
-            let mut conn = self.pool.acquire().await?;
+            claim(&*txn, &self.id).await?;
             let (cursor, chained) = chain_from(&*txn, &self.id, &mut conn).await?;
             let Some((last, n)) = chained else {
                 drop(txn);
-                // Rows a crash kept from being cleared after their move (rare: look first).
-                let stale: bool =
-                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM spool WHERE seq <= ?)")
-                        .bind(cursor)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                if stale {
-                    sqlx::query("DELETE FROM spool WHERE seq <= ?")
-                        .bind(cursor)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                // Rows a crash kept from being cleared after their move.
+                sqlx::query("DELETE FROM spool WHERE seq <= ?")
+                    .bind(cursor)
+                    .execute(&mut *conn)
+                    .await?;
                 return Ok(moved);
             };
-            // Waits for the spool's sync first (`Db::sync_before_commit`), then for the disk.
+            // The rows must be on disk in the spool before their move is on disk in the
+            // database: otherwise a power cut could take them (and the spool's sequence) back
+            // while the count says moved, and new entries would reuse the numbers and be
+            // skipped. Another process's rows are covered by no sync counted here, so sync now.
+            anyhow::ensure!(
+                self.flush.sync_now().await,
+                "the audit spool could not be synced"
+            );
             txn.commit().await?;
             moved += n;
             // Already chained: a failure here only leaves rows the next move skips and deletes.
@@ -245,6 +310,7 @@ impl Held {
         let mut total = 0;
         loop {
             let txn = target.begin().await?;
+            claim(&txn, &self.id).await?;
             let (_, chained) = chain_from(&txn, &self.id, &mut self.conn).await?;
             let Some((_, n)) = chained else {
                 break;
@@ -259,6 +325,20 @@ impl Held {
         sqlx::Connection::close(self.conn).await?;
         Ok(total)
     }
+}
+
+/// The first statement of a move's transaction: a write, so the transaction takes SQLite's
+/// write lock at once (waiting its turn behind another process's move) instead of reading
+/// first and failing to upgrade when someone wrote in between (`SQLITE_BUSY_SNAPSHOT`).
+async fn claim<C: ConnectionTrait>(txn: &C, id: &str) -> Result<(), sea_orm::DbErr> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        "INSERT INTO audit_spool (spool_id, moved_seq) VALUES (?, 0) \
+         ON CONFLICT (spool_id) DO NOTHING",
+        [id.into()],
+    ))
+    .await
+    .map(|_| ())
 }
 
 async fn insert<'e>(
@@ -302,11 +382,25 @@ async fn chain_from<C: ConnectionTrait>(
     let Some(last) = rows.last().map(|r| r.get::<i64, _>("seq")) else {
         return Ok((cursor, None));
     };
-    let entries = rows
+    // A row that does not parse (never written by this version) must not stop every later
+    // entry: the chain records that it was there and what was wrong with it.
+    let entries: Vec<NewEntry> = rows
         .iter()
-        .map(|r| serde_json::from_str::<NewEntry>(r.get("entry")))
-        .collect::<Result<Vec<_>, _>>()
-        .context("a spooled audit entry does not parse")?;
+        .map(|r| {
+            let (seq, text): (i64, &str) = (r.get("seq"), r.get("entry"));
+            serde_json::from_str::<NewEntry>(text).unwrap_or_else(|e| {
+                tracing::error!(seq, error = %e, "an audit spool row does not parse");
+                NewEntry::new("audit.spool_unreadable", "audit_spool")
+                    .outcome(super::Outcome::Failure)
+                    .resource(seq)
+                    .details(serde_json::json!({
+                        "error": e.to_string(),
+                        "bytes": text.len(),
+                        "start": text.chars().take(200).collect::<String>(),
+                    }))
+            })
+        })
+        .collect();
     let n = entries.len() as u64;
     service::append_in(txn, entries).await?;
     txn.execute_raw(Statement::from_sql_and_values(

@@ -154,12 +154,31 @@ impl WalFlush {
         )
     }
 
-    /// Resolves once every commit counted before the call is synced; false if the flush is
-    /// gone (never, while its owner lives).
-    pub(crate) async fn wait(&self) -> bool {
-        let target = self.committed.load(std::sync::atomic::Ordering::SeqCst);
+    /// Resolves once every commit counted before the call is synced. A sync that failed is
+    /// tried again here each second (not only by the next commit, which may never come).
+    pub(crate) async fn wait(self: &Arc<Self>) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let target = self.committed.load(SeqCst);
         let mut rx = self.synced.subscribe();
-        rx.wait_for(|s| *s >= target).await.is_ok()
+        loop {
+            if *rx.borrow_and_update() >= target {
+                return true;
+            }
+            if !self.running.swap(true, SeqCst) {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.run());
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
+                return false;
+            }
+        }
+    }
+
+    /// Count a commit made elsewhere (another process's, on the same file) and wait for a
+    /// sync that covers it: an `fsync` covers every write to the file, whoever made it.
+    pub(crate) async fn sync_now(self: &Arc<Self>) -> bool {
+        self.committed();
+        self.wait().await
     }
 }
 
@@ -198,6 +217,10 @@ impl StatementLog {
     }
 }
 
+/// How long a change waits for the audit spool's sync before it gives up uncommitted (a
+/// failing disk): the spool's read entries must reach the disk before a later change does.
+const SPOOL_SYNC_LIMIT: Duration = Duration::from_secs(10);
+
 /// A transaction that may write. On SQLite it holds the process-wide writer slot until the
 /// transaction has really ended — also when it is dropped without commit (early return or
 /// error): the rollback then runs on a task that keeps the slot until it is done, so the next
@@ -225,9 +248,13 @@ impl std::ops::Deref for WriteTxn {
 impl WriteTxn {
     pub async fn commit(mut self) -> Result<(), DbErr> {
         if let Some(first) = &self.sync_first
-            && !first.wait().await
+            && !matches!(
+                tokio::time::timeout(SPOOL_SYNC_LIMIT, first.wait()).await,
+                Ok(true)
+            )
         {
-            return Err(DbErr::Custom("the audit spool's sync stopped".into()));
+            // Dropped uncommitted (rolled back): the caller answers 503.
+            return Err(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout));
         }
         let txn = self.txn.take().expect("live transaction");
         txn.commit().await?;

@@ -947,3 +947,121 @@ async fn entries_left_in_the_spool_are_chained_once_by_the_next_process() {
     let s = spool::Spool::open(&path, false).await.unwrap().unwrap();
     assert_eq!(s.waiting().await.unwrap(), 0, "the stale rows are cleared");
 }
+
+/// A command run beside a busy server (`audit verify` chains the spool first, ADR 0008): both
+/// move entries from the same spool at once; every read the server answered reaches the chain
+/// once, and neither side fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_beside_a_busy_server_chains_every_read_once() {
+    let p = Portal::seeded().await;
+    let case_lists = || async {
+        let db = p.db().await;
+        let n = count(
+            &db,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'case.list'",
+        )
+        .await;
+        db.close().await;
+        n
+    };
+    let s = p.start().await;
+    let alice = p.login(&s, "alice.attorney@demo.lawfirm.example").await;
+    let before = case_lists().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers = (0..4).map(|_| {
+        let (stop, client, base, token) = (
+            stop.clone(),
+            p.client.clone(),
+            s.base.clone(),
+            alice.clone(),
+        );
+        tokio::spawn(async move {
+            let mut answered = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = client
+                    .get(format!("{base}/api/v1/cases?limit=5"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK, "a read beside the command");
+                answered += 1;
+            }
+            answered
+        })
+    });
+    let readers: Vec<_> = readers.collect();
+    for _ in 0..3 {
+        p.audit_verifies().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut answered = 0;
+    for r in readers {
+        answered += r.await.unwrap();
+    }
+    assert!(answered > 0);
+    // A change after the reads, then the trail through the server, which chains what waits.
+    let admin = p.login(&s, "admin@demo.lawfirm.example").await;
+    let r = p
+        .call(
+            &s,
+            reqwest::Method::GET,
+            "/api/v1/audit/verify",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["ok"], true);
+    assert_eq!(
+        case_lists().await - before,
+        answered,
+        "every answered read chained once"
+    );
+    s.kill9().await;
+}
+
+/// A spool the database does not know (left beside a database that was replaced) is set
+/// aside, not chained into this database's trail. PostgreSQL has no spool.
+#[tokio::test]
+async fn a_spool_from_another_database_is_set_aside() {
+    use lawfirm_pro::audit::{NewEntry, spool};
+    let p = Portal::seeded().await;
+    let lawfirm_pro::db::DbKind::Sqlite { path } = lawfirm_pro::db::DbKind::parse(&p.url).unwrap()
+    else {
+        assert_eq!(crate::helpers::backend(), "postgres");
+        return;
+    };
+    let spool_path = spool::path_for(&path);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", spool_path.display()));
+    }
+    // A new spool file: an id of its own that this database never registered.
+    let s = spool::Spool::open(&path, true).await.unwrap().unwrap();
+    s.append(vec![NewEntry::new("test.foreign", "test")])
+        .await
+        .unwrap();
+    drop(s);
+    p.audit_verifies().await;
+    let db = p.db().await;
+    let n = count(
+        &db,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'test.foreign'",
+    )
+    .await;
+    db.close().await;
+    assert_eq!(n, 0, "never chained here");
+    let aside = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(".audit-spool.foreign-")
+        })
+        .count();
+    assert!(aside >= 1, "set aside for the operator to look at");
+    // The next start has a spool of its own again.
+    let s = spool::Spool::open(&path, false).await.unwrap();
+    assert!(s.is_some());
+}
