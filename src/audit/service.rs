@@ -297,12 +297,17 @@ pub struct VerifyReport {
 
 /// Recompute the chain from the first entry, in pages, and compare it with the head.
 pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
+    // The head first, and the chain up to it: entries appended while this runs (a busy
+    // server) are after it, and an append moves the head in the same transaction, so every
+    // entry up to it is already visible.
+    let h = read_head(db).await?;
     let mut expected_prev = "0".repeat(64);
     let mut expected_id = 1i64;
     let mut checked = 0u64;
     loop {
         let batch = entry::Entity::find()
             .filter(entry::Column::Id.gte(expected_id))
+            .filter(entry::Column::Id.lte(h.last_id))
             .order_by_asc(entry::Column::Id)
             .limit(2000)
             .all(db.conn())
@@ -327,10 +332,6 @@ pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
         }
     }
     // The head catches a deleted tail: it remembers where the chain must end.
-    let h = head::Entity::find_by_id(1)
-        .one(db.conn())
-        .await?
-        .ok_or(Error::NotFound)?;
     if h.last_id != expected_id - 1 || h.last_hash != expected_prev {
         return Ok(VerifyReport {
             ok: false,
@@ -338,11 +339,32 @@ pub async fn verify_chain(db: &Db) -> Result<VerifyReport> {
             first_bad_id: Some(expected_id),
         });
     }
+    // Rows past the head are new appends, unless the head has not moved: then they were put
+    // there without extending the chain.
+    let past_head = entry::Entity::find()
+        .filter(entry::Column::Id.gt(h.last_id))
+        .one(db.conn())
+        .await?
+        .is_some();
+    if past_head && read_head(db).await?.last_id == h.last_id {
+        return Ok(VerifyReport {
+            ok: false,
+            entries_checked: checked,
+            first_bad_id: Some(h.last_id + 1),
+        });
+    }
     Ok(VerifyReport {
         ok: true,
         entries_checked: checked,
         first_bad_id: None,
     })
+}
+
+async fn read_head(db: &Db) -> Result<head::Model> {
+    head::Entity::find_by_id(1)
+        .one(db.conn())
+        .await?
+        .ok_or(Error::NotFound)
 }
 
 /// `GET /audit/verify` and the audit page's button: admins only.

@@ -136,28 +136,30 @@ impl Spool {
             .connect_with(opts)
             .await
             .with_context(|| format!("opening the audit spool {}", path.display()))?;
-        let mut tx = pool.begin().await?;
+        // Each statement on its own (all are idempotent): a transaction that read first and
+        // then wrote could not wait its turn behind a running server's append (it would fail
+        // with SQLITE_BUSY instead), which autocommitted writes do.
+        let tx = &pool;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS spool_meta \
              (id INTEGER PRIMARY KEY CHECK (id = 1), spool_id TEXT NOT NULL)",
         )
-        .execute(&mut *tx)
+        .execute(tx)
         .await?;
         // AUTOINCREMENT: a sequence number is never reused after the rows below it are gone.
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS spool \
              (seq INTEGER PRIMARY KEY AUTOINCREMENT, entry TEXT NOT NULL)",
         )
-        .execute(&mut *tx)
+        .execute(tx)
         .await?;
         sqlx::query("INSERT OR IGNORE INTO spool_meta (id, spool_id) VALUES (1, ?)")
             .bind(uuid::Uuid::new_v4().to_string())
-            .execute(&mut *tx)
+            .execute(tx)
             .await?;
         let id: String = sqlx::query_scalar("SELECT spool_id FROM spool_meta WHERE id = 1")
-            .fetch_one(&mut *tx)
+            .fetch_one(tx)
             .await?;
-        tx.commit().await?;
         let mut wal = std::fs::canonicalize(&path)?.into_os_string();
         wal.push("-wal");
         let flush = WalFlush::new(wal.into());

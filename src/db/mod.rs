@@ -542,6 +542,28 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
 mod tests {
     use super::*;
 
+    /// A sync that failed is not counted, and whoever waits for it tries again (a commit that
+    /// would start the next sync may never come): here the file appears after a failure.
+    #[tokio::test]
+    async fn a_failed_sync_is_retried_by_its_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("db-wal");
+        let flush = WalFlush::new(wal.clone());
+        flush.committed();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(flush.counts(), (1, 0), "a failed sync counts nothing");
+        let waiter = tokio::spawn({
+            let flush = flush.clone();
+            async move { flush.wait().await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished(), "nothing synced yet");
+        std::fs::write(&wal, b"frames").unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(done, Ok(Ok(true))), "{done:?}");
+        assert_eq!(flush.counts(), (1, 1));
+    }
+
     #[test]
     fn parses_urls() {
         assert_eq!(

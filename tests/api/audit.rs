@@ -967,3 +967,29 @@ async fn read_entries_reach_the_chain_through_the_spool() {
     let report = verify(&app, &admin.access).await;
     assert_eq!(report["ok"], true, "{report}");
 }
+
+/// Verification reads the head first and checks the chain up to it, so entries appended
+/// meanwhile do not look like damage; a row past a head that did not move does.
+#[tokio::test]
+async fn verify_finds_rows_past_a_head_that_did_not_move() {
+    let app = app().await;
+    busy_firm(&app).await;
+    app.state.audit.settle().await.unwrap();
+    let report = verify_chain(&app.state.db).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let last = report.entries_checked as i64;
+    if app.state.db.backend() == DbBackend::Sqlite {
+        // The trigger refuses such a row: an attacker able to write the file drops it first.
+        app.sql("DROP TRIGGER audit_log_chain").await;
+    }
+    app.sql(&format!(
+        "INSERT INTO audit_log (id, at, action, resource_type, outcome, details, prev_hash, hash) \
+         VALUES ({}, '2026-12-01T00:00:00Z', 'case.read', 'case', 'success', '{{}}', 'x', 'y')",
+        last + 1
+    ))
+    .await;
+    let report = verify_chain(&app.state.db).await.unwrap();
+    assert!(!report.ok, "{report:?}");
+    assert_eq!(report.first_bad_id, Some(last + 1));
+    assert_eq!(report.entries_checked as i64, last);
+}

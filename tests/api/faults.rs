@@ -1065,3 +1065,52 @@ async fn a_spool_from_another_database_is_set_aside() {
     let s = spool::Spool::open(&path, false).await.unwrap();
     assert!(s.is_some());
 }
+
+/// A spool row that does not parse (a damaged or foreign line) does not hold up the entries
+/// after it: the chain records it as `audit.spool_unreadable` and moves on. PostgreSQL has no
+/// spool.
+#[tokio::test]
+async fn an_unreadable_spool_row_is_chained_as_such_and_the_rest_follow() {
+    use lawfirm_pro::audit::{NewEntry, spool};
+    let p = Portal::seeded().await;
+    let lawfirm_pro::db::DbKind::Sqlite { path } = lawfirm_pro::db::DbKind::parse(&p.url).unwrap()
+    else {
+        assert_eq!(crate::helpers::backend(), "postgres");
+        return;
+    };
+    let s = spool::Spool::open(&path, false).await.unwrap().unwrap();
+    {
+        let mut c = <sea_orm::sqlx::SqliteConnection as sea_orm::sqlx::Connection>::connect(
+            &format!("sqlite://{}", spool::path_for(&path).display()),
+        )
+        .await
+        .unwrap();
+        sea_orm::sqlx::query("INSERT INTO spool (entry) VALUES ('{\"action\": 7')")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    s.append(vec![NewEntry::new("test.after_garbage", "test")])
+        .await
+        .unwrap();
+    drop(s);
+    p.audit_verifies().await;
+    let db = p.db().await;
+    let unreadable = rows(
+        &db,
+        "SELECT outcome, details FROM audit_log WHERE action = 'audit.spool_unreadable'",
+    )
+    .await;
+    assert_eq!(unreadable.len(), 1);
+    let outcome: String = unreadable[0].try_get("", "outcome").unwrap();
+    let details: String = unreadable[0].try_get("", "details").unwrap();
+    assert_eq!(outcome, "failure");
+    assert!(details.contains("\\\"action\\\": 7"), "{details}");
+    let after = count(
+        &db,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'test.after_garbage'",
+    )
+    .await;
+    db.close().await;
+    assert_eq!(after, 1, "the entry after it is chained too");
+}
