@@ -153,6 +153,29 @@ impl Portal {
         Db::connect(&self.url, 1).await.unwrap()
     }
 
+    /// The SQLite database file, or `None` on PostgreSQL (which has no audit spool).
+    fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        match lawfirm_pro::db::DbKind::parse(&self.url).unwrap() {
+            lawfirm_pro::db::DbKind::Sqlite { path } => Some(path),
+            lawfirm_pro::db::DbKind::Postgres => {
+                assert_eq!(crate::helpers::backend(), "postgres");
+                None
+            }
+        }
+    }
+
+    /// Chained audit entries with this action, counted on a connection of the test's own.
+    async fn chained(&self, action: &str) -> i64 {
+        let db = self.db().await;
+        let n = count(
+            &db,
+            &format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}'"),
+        )
+        .await;
+        db.close().await;
+        n
+    }
+
     /// `lawfirm-pro audit verify` on the data as the crash left it; its report.
     async fn audit_verifies(&self) -> String {
         let out = bin_command(self.dir.path(), &self.url)
@@ -176,6 +199,17 @@ impl Server {
     async fn kill9(mut self) {
         self.child.kill().await.unwrap();
     }
+}
+
+/// A plain connection to the audit spool of the SQLite database at `db_path`.
+async fn spool_conn(db_path: &std::path::Path) -> sea_orm::sqlx::SqliteConnection {
+    let url = format!(
+        "sqlite://{}",
+        lawfirm_pro::audit::spool::path_for(db_path).display()
+    );
+    <sea_orm::sqlx::SqliteConnection as sea_orm::sqlx::Connection>::connect(&url)
+        .await
+        .unwrap()
 }
 
 async fn rows(db: &Db, sql: &str) -> Vec<sea_orm::QueryResult> {
@@ -829,13 +863,7 @@ async fn a_websocket_flood_is_cut_off_and_others_are_unaffected() {
 #[tokio::test]
 async fn reads_answered_before_a_kill_are_all_in_the_trail() {
     let p = Portal::seeded().await;
-    let case_lists = || async {
-        let db = p.db().await;
-        let sql = "SELECT COUNT(*) FROM audit_log WHERE action = 'case.list'";
-        let n = count(&db, sql).await;
-        db.close().await;
-        n
-    };
+    let case_lists = || p.chained("case.list");
     let s = p.start().await;
     let alice = p.login(&s, "alice.attorney@demo.lawfirm.example").await;
     let before = case_lists().await;
@@ -874,21 +902,10 @@ async fn reads_answered_before_a_kill_are_all_in_the_trail() {
 async fn entries_left_in_the_spool_are_chained_once_by_the_next_process() {
     use lawfirm_pro::audit::{NewEntry, spool};
     let p = Portal::seeded().await;
-    let lawfirm_pro::db::DbKind::Sqlite { path } = lawfirm_pro::db::DbKind::parse(&p.url).unwrap()
-    else {
-        assert_eq!(crate::helpers::backend(), "postgres");
+    let Some(path) = p.sqlite_path() else {
         return;
     };
-    let left = || async {
-        let db = p.db().await;
-        let n = count(
-            &db,
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'test.left_behind'",
-        )
-        .await;
-        db.close().await;
-        n
-    };
+    let left = || p.chained("test.left_behind");
     // A process appends and dies before its mover runs.
     let s = spool::Spool::open(&path, true).await.unwrap().unwrap();
     let entries = (0..3)
@@ -896,11 +913,7 @@ async fn entries_left_in_the_spool_are_chained_once_by_the_next_process() {
         .collect();
     s.append(entries).await.unwrap();
     let spooled: Vec<(i64, String)> = {
-        let mut c = <sea_orm::sqlx::SqliteConnection as sea_orm::sqlx::Connection>::connect(
-            &format!("sqlite://{}", spool::path_for(&path).display()),
-        )
-        .await
-        .unwrap();
+        let mut c = spool_conn(&path).await;
         sea_orm::sqlx::query_as("SELECT seq, entry FROM spool ORDER BY seq")
             .fetch_all(&mut c)
             .await
@@ -927,11 +940,7 @@ async fn entries_left_in_the_spool_are_chained_once_by_the_next_process() {
     {
         let s = spool::Spool::open(&path, false).await.unwrap().unwrap();
         assert_eq!(s.waiting().await.unwrap(), 0, "cleared after the move");
-        let mut c = <sea_orm::sqlx::SqliteConnection as sea_orm::sqlx::Connection>::connect(
-            &format!("sqlite://{}", spool::path_for(&path).display()),
-        )
-        .await
-        .unwrap();
+        let mut c = spool_conn(&path).await;
         for (seq, entry) in &spooled {
             sea_orm::sqlx::query("INSERT INTO spool (seq, entry) VALUES (?, ?)")
                 .bind(seq)
@@ -954,16 +963,7 @@ async fn entries_left_in_the_spool_are_chained_once_by_the_next_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_beside_a_busy_server_chains_every_read_once() {
     let p = Portal::seeded().await;
-    let case_lists = || async {
-        let db = p.db().await;
-        let n = count(
-            &db,
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'case.list'",
-        )
-        .await;
-        db.close().await;
-        n
-    };
+    let case_lists = || p.chained("case.list");
     let s = p.start().await;
     let alice = p.login(&s, "alice.attorney@demo.lawfirm.example").await;
     let before = case_lists().await;
@@ -1027,9 +1027,7 @@ async fn a_command_beside_a_busy_server_chains_every_read_once() {
 async fn a_spool_from_another_database_is_set_aside() {
     use lawfirm_pro::audit::{NewEntry, spool};
     let p = Portal::seeded().await;
-    let lawfirm_pro::db::DbKind::Sqlite { path } = lawfirm_pro::db::DbKind::parse(&p.url).unwrap()
-    else {
-        assert_eq!(crate::helpers::backend(), "postgres");
+    let Some(path) = p.sqlite_path() else {
         return;
     };
     let spool_path = spool::path_for(&path);
@@ -1043,14 +1041,7 @@ async fn a_spool_from_another_database_is_set_aside() {
         .unwrap();
     drop(s);
     p.audit_verifies().await;
-    let db = p.db().await;
-    let n = count(
-        &db,
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'test.foreign'",
-    )
-    .await;
-    db.close().await;
-    assert_eq!(n, 0, "never chained here");
+    assert_eq!(p.chained("test.foreign").await, 0, "never chained here");
     let aside = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .flatten()
@@ -1073,18 +1064,12 @@ async fn a_spool_from_another_database_is_set_aside() {
 async fn an_unreadable_spool_row_is_chained_as_such_and_the_rest_follow() {
     use lawfirm_pro::audit::{NewEntry, spool};
     let p = Portal::seeded().await;
-    let lawfirm_pro::db::DbKind::Sqlite { path } = lawfirm_pro::db::DbKind::parse(&p.url).unwrap()
-    else {
-        assert_eq!(crate::helpers::backend(), "postgres");
+    let Some(path) = p.sqlite_path() else {
         return;
     };
     let s = spool::Spool::open(&path, false).await.unwrap().unwrap();
     {
-        let mut c = <sea_orm::sqlx::SqliteConnection as sea_orm::sqlx::Connection>::connect(
-            &format!("sqlite://{}", spool::path_for(&path).display()),
-        )
-        .await
-        .unwrap();
+        let mut c = spool_conn(&path).await;
         sea_orm::sqlx::query("INSERT INTO spool (entry) VALUES ('{\"action\": 7')")
             .execute(&mut c)
             .await
