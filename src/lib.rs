@@ -107,7 +107,8 @@ impl AppState {
             config.insecure_fast_password_hashing,
         )
         .context("starting the password-hashing threads")?;
-        let audit = audit::AuditWriter::spawn(db.clone(), spool);
+        let metrics = Arc::new(http::metrics::Metrics::default());
+        let audit = audit::AuditWriter::spawn(db.clone(), spool, metrics.audit.clone());
         let hub = realtime::hub::Hub::new(
             config.ws_max_per_user,
             config.ws_max_per_ip,
@@ -120,7 +121,7 @@ impl AppState {
             hasher,
             tokens: Arc::new(tokens),
             audit,
-            metrics: Arc::default(),
+            metrics,
             hub,
             limits: Arc::default(),
             storage,

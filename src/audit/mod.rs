@@ -179,9 +179,15 @@ impl AuditWriter {
     /// Start the writer. With a `spool` (SQLite), entries are acknowledged once they are in
     /// the spool and a mover task of its own chains them after [`spool::MOVE_DELAY`]: on the
     /// writer's task the moves would hold up every read behind them.
-    pub fn spawn(db: Db, spool: Option<Arc<spool::Spool>>) -> Self {
+    pub fn spawn(
+        db: Db,
+        spool: Option<Arc<spool::Spool>>,
+        timings: crate::http::metrics::AuditTimings,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Msg>(4096);
-        let mover = spool.clone().map(|s| spawn_mover(s, db.clone()));
+        let mover = spool
+            .clone()
+            .map(|s| spawn_mover(s, db.clone(), timings.moved.clone()));
         let handle = Self {
             tx,
             spool: spool.clone().map(|s| (s, db.clone())),
@@ -212,6 +218,7 @@ impl AuditWriter {
                     })
                     .collect();
                 let appended = !entries.is_empty();
+                let started = std::time::Instant::now();
                 let mut result = match &spool {
                     Some(s) => s.append(entries).await,
                     None => known.append(&db, entries).await.map_err(Into::into),
@@ -220,6 +227,9 @@ impl AuditWriter {
                     tracing::error!(error = %e, "audit batch failed");
                     e.to_string()
                 });
+                if appended {
+                    timings.append.observe(started.elapsed().as_secs_f64());
+                }
                 if flush {
                     result = result.and(settle_and_sync(&db, spool.as_deref()).await);
                 }
@@ -326,11 +336,16 @@ async fn settle_and_sync(db: &Db, spool: Option<&spool::Spool>) -> Result<(), St
 /// The mover: woken after each spooled batch, it waits [`spool::MOVE_DELAY`] so one move
 /// takes many batches, then chains them. A failed move is tried again each second until it
 /// succeeds or the writer stops (the entries stay in the spool for the next start).
-fn spawn_mover(spool: Arc<spool::Spool>, db: Db) -> mpsc::Sender<()> {
+fn spawn_mover(
+    spool: Arc<spool::Spool>,
+    db: Db,
+    timing: prometheus_client::metrics::histogram::Histogram,
+) -> mpsc::Sender<()> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             tokio::time::sleep(spool::MOVE_DELAY).await;
+            let started = std::time::Instant::now();
             while let Err(e) = spool.move_onto_chain(&db).await {
                 tracing::error!(error = %e, "moving spooled audit entries onto the chain failed");
                 if rx.is_closed() {
@@ -338,6 +353,7 @@ fn spawn_mover(spool: Arc<spool::Spool>, db: Db) -> mpsc::Sender<()> {
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
+            timing.observe(started.elapsed().as_secs_f64());
         }
     });
     tx

@@ -25,17 +25,43 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    /// The audit writer's own timings (what an audited request waits on).
+    pub audit: AuditTimings,
+}
+
+/// Durations of the audit writer's steps, in seconds: the commit a batch of entries waits for
+/// (to the spool on SQLite, to the chain otherwise), and the mover's moves from spool to chain.
+#[derive(Clone)]
+pub struct AuditTimings {
+    pub append: Histogram,
+    pub moved: Histogram,
+}
+
+fn seconds() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ])
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RouteLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ])
-        });
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(seconds);
+        let audit = AuditTimings {
+            append: seconds(),
+            moved: seconds(),
+        };
+        registry.register(
+            "audit_append_duration_seconds",
+            "Audit batch commits (SQLite: to the spool)",
+            audit.append.clone(),
+        );
+        registry.register(
+            "audit_move_duration_seconds",
+            "Moves of spooled audit entries onto the chain (SQLite)",
+            audit.moved.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -50,6 +76,7 @@ impl Default for Metrics {
             registry,
             requests,
             latency,
+            audit,
         }
     }
 }

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{problem, spawn_app};
+use crate::helpers::{TestApp, problem, spawn_app};
 
 #[tokio::test]
 async fn probes_answer_and_metrics_count_by_route() {
@@ -23,6 +23,40 @@ async fn probes_answer_and_metrics_count_by_route() {
         text.contains("http_request_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+/// One counter or histogram count from `/metrics`, by its full name.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
+#[tokio::test]
+async fn metrics_time_the_audit_writer() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let appends = "audit_append_duration_seconds_count";
+    let moves = "audit_move_duration_seconds_count";
+    let before = metric(&app, appends).await;
+    let moved_before = metric(&app, moves).await;
+    let r = app.get("/api/v1/cases", Some(&attorney.access)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // The read's entry was committed before its answer, so its batch is already timed.
+    assert!(metric(&app, appends).await > before);
+    if app.state.audit.spool().is_none() {
+        // PostgreSQL chains at once: there is nothing to move.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(metric(&app, moves).await, 0.0);
+        return;
+    }
+    // SQLite: the mover chains the read's entry on its own and times the move.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&app, moves).await <= moved_before {
+        assert!(std::time::Instant::now() < deadline, "the mover ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
