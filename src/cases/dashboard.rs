@@ -336,57 +336,61 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     let entry = NewEntry::new("dashboard.read", "dashboard")
         .by(p)
         .details(serde_json::json!({"cases": summaries.len()}));
+    // The parts are independent reads: each on its own pooled connection at once, so the
+    // answer waits for the slowest of them rather than for their sum.
     let rest = async {
+        let conn = state.db.conn();
+        let now = Utc::now();
+        // Today in UTC (the principal carries no time zone).
+        let start = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc();
+        let staff = async {
+            if !p.is_staff() {
+                return Ok(None);
+            }
+            let (by_status, deadlines, todays, unbilled) = tokio::try_join!(
+                count_by_status(state, p),
+                upcoming_deadlines(state, p, 30, None, DASHBOARD_DEADLINES),
+                crate::appointments::service::upcoming_for(
+                    conn,
+                    p.user_id,
+                    start,
+                    Some(start + Duration::days(1)),
+                    50,
+                ),
+                crate::billing::time::unbilled_minutes(conn, (!p.is_admin()).then_some(p.user_id)),
+            )?;
+            Ok::<_, crate::error::Error>(Some((by_status, deadlines, todays, unbilled)))
+        };
+        let (unread, upcoming, outstanding, recent, staff) = tokio::try_join!(
+            crate::messages::query::unread_total(conn, p.user_id),
+            crate::appointments::service::upcoming_for(conn, p.user_id, now, None, 5),
+            crate::billing::summary::outstanding_cents(conn, p),
+            crate::documents::service::recent_for_dashboard(state, p),
+            staff,
+        )?;
         let mut d = Dashboard {
             cases: summaries,
-            unread_messages: crate::messages::query::unread_total(state.db.conn(), p.user_id)
-                .await?,
-            upcoming_appointments: crate::appointments::service::upcoming_for(
-                state.db.conn(),
-                p.user_id,
-                Utc::now(),
-                None,
-                5,
-            )
-            .await?,
-            outstanding_balance_cents: crate::billing::summary::outstanding_cents(
-                state.db.conn(),
-                p,
-            )
-            .await?,
+            unread_messages: unread,
+            upcoming_appointments: upcoming,
+            outstanding_balance_cents: outstanding,
             currency: state.config.billing.currency.code().into(),
-            recent_documents: crate::documents::service::recent_for_dashboard(state, p).await?,
+            recent_documents: recent,
             cases_by_status: None,
             deadlines_next_30_days: None,
             deadlines_next_cursor: None,
             todays_appointments: None,
             unbilled_minutes: None,
         };
-        if p.is_staff() {
-            d.cases_by_status = Some(count_by_status(state, p).await?);
-            let today = Utc::now().date_naive();
-            let upcoming = upcoming_deadlines(state, p, 30, None, DASHBOARD_DEADLINES).await?;
-            d.deadlines_next_cursor = Some(upcoming.next_cursor);
-            d.deadlines_next_30_days = Some(upcoming.items);
-            // Today in UTC (the principal carries no time zone).
-            let start = today.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-            d.todays_appointments = Some(
-                crate::appointments::service::upcoming_for(
-                    state.db.conn(),
-                    p.user_id,
-                    start,
-                    Some(start + Duration::days(1)),
-                    50,
-                )
-                .await?,
-            );
-            d.unbilled_minutes = Some(
-                crate::billing::time::unbilled_minutes(
-                    state.db.conn(),
-                    (!p.is_admin()).then_some(p.user_id),
-                )
-                .await?,
-            );
+        if let Some((by_status, deadlines, todays, unbilled)) = staff {
+            d.cases_by_status = Some(by_status);
+            d.deadlines_next_cursor = Some(deadlines.next_cursor);
+            d.deadlines_next_30_days = Some(deadlines.items);
+            d.todays_appointments = Some(todays);
+            d.unbilled_minutes = Some(unbilled);
         }
         Ok::<_, crate::error::Error>(d)
     };
