@@ -77,6 +77,13 @@ const MERGE_PAGES: u32 = 200;
 /// index, so the upkeep waits until writes have built up a sizable second b-tree.
 pub const SIZABLE_PAGES: i64 = 64;
 
+/// More b-trees than this are merged however small they are: each is one more seek for every
+/// probed row, and writes small enough to do little of FTS5's own merging leave up to 15 of
+/// them. Measured at scale 100 after the load benchmark's writes: the attorney's case search
+/// statement took 3.5 ms over 15 b-trees (one of 289 leaf pages, 14 of one page) and 1.1–1.6
+/// ms over one (docs/benchmarks.md, round 16).
+pub const MANY_BTREES: i64 = 8;
+
 /// Steps one pass may take per index: a pass that writers keep feeding still ends.
 const MAX_STEPS: u32 = 2_000;
 
@@ -130,8 +137,8 @@ async fn btrees_of_size(db: &Db, fts: &str, min_pages: i64) -> Result<i64, DbErr
     row.try_get("", "n")
 }
 
-/// Merge each SQLite full-text index that has two or more b-trees of at least `min_pages`
-/// down to one, a step at a time so writers get the lock in between, until done, `stop()`, or
+/// Merge each SQLite full-text index that has two or more b-trees of at least `min_pages`, or
+/// more than [`MANY_BTREES`] of any size, down to one, a step at a time so writers get the lock in between, until done, `stop()`, or
 /// [`MAX_STEPS`]. Returns the steps that did work (0 on PostgreSQL, whose GIN indexes
 /// autovacuum keeps).
 pub async fn merge_sizable(db: &Db, min_pages: i64, stop: impl Fn() -> bool) -> Result<u32, DbErr> {
@@ -140,7 +147,9 @@ pub async fn merge_sizable(db: &Db, min_pages: i64, stop: impl Fn() -> bool) -> 
     }
     let mut steps = 0;
     for fts in SQLITE_INDEXES {
-        if btrees_of_size(db, fts, min_pages).await? < 2 {
+        if btrees_of_size(db, fts, min_pages).await? < 2
+            && btrees_of_size(db, fts, 1).await? <= MANY_BTREES
+        {
             continue;
         }
         let mut taken = 0;

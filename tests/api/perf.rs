@@ -2528,10 +2528,11 @@ async fn full_text_upkeep_merges_each_index_into_one_btree() {
     assert_eq!(answers[0].as_array().unwrap().len(), 6);
     assert_eq!(answers[2].as_array().unwrap().len(), 6);
 
-    // The server's pass leaves small b-trees alone (merging rewrites the whole index); a pass
-    // that is told to stop does nothing; one that counts every b-tree as sizable merges.
-    use lawfirm_pro::db::fts::{SIZABLE_PAGES, merge_sizable};
+    // The server's pass leaves a few small b-trees alone (merging rewrites the whole index); a
+    // pass that is told to stop does nothing; one that counts every b-tree as sizable merges.
+    use lawfirm_pro::db::fts::{MANY_BTREES, SIZABLE_PAGES, merge_sizable};
     let db = &app.state.db;
+    assert!(before.iter().all(|&n| n <= MANY_BTREES), "{before:?}");
     assert_eq!(merge_sizable(db, SIZABLE_PAGES, || false).await.unwrap(), 0);
     assert_eq!(merge_sizable(db, 1, || true).await.unwrap(), 0);
     assert_eq!(fts_btrees(&app).await, before);
@@ -2546,5 +2547,53 @@ async fn full_text_upkeep_merges_each_index_into_one_btree() {
         lawfirm_pro::db::fts::compact(&app.state.db).await.unwrap(),
         0,
         "nothing left to merge"
+    );
+
+    // A write that leaves the indexed text alone (a status change) leaves the index alone.
+    let btrees = fts_btrees(&app).await;
+    for status in ["pending", "open", "pending", "open"] {
+        let r = app
+            .post(
+                &format!("/api/v1/cases/{case}/status"),
+                Some(&attorney),
+                json!({ "status": status }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    }
+    assert_eq!(
+        fts_btrees(&app).await,
+        btrees,
+        "status changes re-indexed nothing"
+    );
+
+    // Many small writes of indexed text leave many small b-trees, each one more seek per
+    // probed row: past MANY_BTREES the server's pass merges them too.
+    let mut renames = 0;
+    while fts_btrees(&app).await[0] <= MANY_BTREES {
+        assert!(renames < 200, "{:?}", fts_btrees(&app).await);
+        let r = app
+            .patch(
+                &format!("/api/v1/cases/{case}"),
+                Some(&attorney),
+                json!({ "title": format!("Wombat matter, take {renames}") }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        renames += 1;
+    }
+    let steps = merge_sizable(db, SIZABLE_PAGES, || false).await.unwrap();
+    assert!(steps >= 1, "{steps}");
+    assert_eq!(fts_btrees(&app).await[0], 1, "the case index merged");
+    // The case is found by its last title only.
+    let last = format!("/api/v1/cases?q=take%20{}", renames - 1);
+    let found = get_json(&app, &last, &attorney).await["items"].clone();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["id"], case.to_string());
+    let old = get_json(&app, "/api/v1/cases?q=wombat%20take%200", &attorney).await["items"].clone();
+    assert_eq!(
+        old.as_array().unwrap().len(),
+        usize::from(renames == 1),
+        "{old}"
     );
 }

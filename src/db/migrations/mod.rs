@@ -24,6 +24,7 @@ mod m20261204_000003_member_last_document;
 mod m20261205_000001_message_fts_rowid;
 mod m20261206_000001_audit_chain_trigger;
 mod m20261207_000001_audit_spool;
+mod m20261208_000001_fts_update_triggers;
 
 pub struct Migrator;
 
@@ -74,6 +75,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_message_fts_rowid::Migration),
             Box::new(m20261206_000001_audit_chain_trigger::Migration),
             Box::new(m20261207_000001_audit_spool::Migration),
+            Box::new(m20261208_000001_fts_update_triggers::Migration),
         ]
     }
 }
