@@ -235,8 +235,26 @@ fn chain(head: &Head, entries: Vec<NewEntry>) -> (Vec<entry::ActiveModel>, Head)
     (rows, next)
 }
 
-/// Entries per multi-row `INSERT` of [`append_in`] and [`append_at_head`]: 13 columns each.
+/// Entries per multi-row `INSERT` of [`append_at_head`]: 13 columns each.
 pub const ROWS_PER_INSERT: usize = 500;
+
+/// The row counts of [`append_in`]'s multi-row `INSERT`s: `n` as a sum of powers of two, at
+/// most 256, largest first. Each row count is another statement text, which the pooled
+/// connection that runs it prepares and keeps (up to 100 per connection); one text per batch
+/// size made the server's memory grow with the variety of batch sizes it had seen (the
+/// spool's moves on SQLite, the writer's batches on PostgreSQL). Nine texts at most, whatever
+/// the batches: RSS after the load benchmark's six case paths 158–166 → 127–136 MiB
+/// (docs/benchmarks.md, round 16).
+fn insert_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = if n >= 256 { 256 } else { 1 << n.ilog2() };
+        n -= size;
+        Some(size)
+    })
+}
 
 /// Append entries inside the caller's transaction and return the new head. The head row is
 /// locked for the rest of the transaction (`FOR UPDATE` on PostgreSQL; SQLite has one writer
@@ -253,8 +271,9 @@ pub async fn append_in<C: ConnectionTrait>(
     }
     let head = lock_head(conn).await?;
     let (rows, next) = chain(&head, entries);
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        entry::Entity::insert_many(chunk.to_vec())
+    let mut rows = rows.into_iter();
+    for size in insert_sizes(rows.len()) {
+        entry::Entity::insert_many(rows.by_ref().take(size))
             .exec_without_returning(conn)
             .await?;
     }
@@ -511,4 +530,29 @@ async fn query(
         .await?;
     let rows: Vec<AuditEntry> = rows.into_iter().map(Into::into).collect();
     Ok(page_from(rows, limit, |e| e.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::insert_sizes;
+
+    #[test]
+    fn inserts_come_in_nine_sizes_that_add_up() {
+        assert_eq!(insert_sizes(0).count(), 0);
+        assert_eq!(insert_sizes(1).collect::<Vec<_>>(), [1]);
+        assert_eq!(insert_sizes(200).collect::<Vec<_>>(), [128, 64, 8]);
+        assert_eq!(
+            insert_sizes(500).collect::<Vec<_>>(),
+            [256, 128, 64, 32, 16, 4]
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 0..=2_000 {
+            let sizes: Vec<usize> = insert_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.is_sorted_by(|a, b| a >= b), "{n}: {sizes:?}");
+            seen.extend(sizes);
+        }
+        assert_eq!(seen.len(), 9, "{seen:?}");
+        assert!(seen.iter().all(|s| s.is_power_of_two() && *s <= 256));
+    }
 }

@@ -73,8 +73,9 @@ pub const SQLITE_INDEXES: [&str; 3] = ["legal_case_fts", "message_fts", "documen
 const MERGE_PAGES: u32 = 200;
 
 /// A b-tree of at least this many leaf pages (256 KiB) is worth merging into the others.
-/// Smaller ones cost a seek or two in pages already cached, and every merge rewrites the
-/// index, so the upkeep waits until writes have built up a sizable second b-tree.
+/// A few smaller ones cost a seek or two in pages already cached, and every merge rewrites the
+/// index, so the upkeep waits until writes have built up a sizable second b-tree, or many
+/// small ones ([`MANY_BTREES`]).
 pub const SIZABLE_PAGES: i64 = 64;
 
 /// More b-trees than this are merged however small they are: each is one more seek for every
