@@ -2988,3 +2988,37 @@ async fn patching_the_statute_of_limitations_moves_its_deadline() {
     assert_eq!(sol.len(), 1, "one statute-of-limitations deadline: {list}");
     assert_eq!(sol[0]["due_on"], sooner.to_string(), "{list}");
 }
+
+/// The dashboard reads its parts at once, each on a pooled connection: with a pool smaller
+/// than its parts and several dashboards at a time they queue for connections, and every one
+/// still answers (no part holds a connection while it waits for another).
+#[tokio::test]
+async fn dashboards_answer_together_on_a_two_connection_pool() {
+    let app = crate::helpers::spawn_app_with(|c| c.db_max_connections = 2).await;
+    let (lead, client) = (app.user("attorney").await, app.user("client").await);
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Pool matter", "client_ids": [client.id]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let all = futures::future::join_all((0..8).map(|i| {
+        let token = if i % 2 == 0 {
+            &lead.access
+        } else {
+            &client.access
+        };
+        app.get("/api/v1/dashboard", Some(token))
+    }));
+    let answers = tokio::time::timeout(HANG, all)
+        .await
+        .expect("every dashboard answered");
+    for (i, r) in answers.into_iter().enumerate() {
+        assert_eq!(r.status(), StatusCode::OK, "dashboard {i}");
+        let d: Value = r.json().await.unwrap();
+        assert_eq!(d["cases"].as_array().unwrap().len(), 1, "{d}");
+        assert_eq!(d.get("unbilled_minutes").is_some(), i % 2 == 0, "{d}");
+    }
+}

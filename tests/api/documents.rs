@@ -1154,3 +1154,74 @@ async fn the_sweep_job_ends_with_the_server_even_when_started_late() {
         .expect("the sweep job ended, not slept for its 15 minutes")
         .unwrap();
 }
+
+/// The search index follows a document's indexed text and only that: a new title and a new
+/// version's file name are found, the old ones no longer; confidentiality and a legal hold
+/// (no indexed text) change nothing in what the search finds.
+#[tokio::test]
+async fn document_search_follows_title_and_version_changes() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let d = upload(
+        &app,
+        &lead.access,
+        &case,
+        "aardvark notes.pdf",
+        pdf(100),
+        "internal",
+    )
+    .await;
+    let id = d["id"].as_str().unwrap().to_owned();
+    let found = |q: &'static str| {
+        let (app, token) = (&app, lead.access.clone());
+        async move { ids_at(app, &token, &format!("/api/v1/documents/search?q={q}")).await }
+    };
+    let just = |id: &str| HashSet::from([id.to_owned()]);
+    assert_eq!(found("aardvark").await, just(&id));
+
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{id}"),
+            Some(&lead.access),
+            json!({"title": "Pangolin memo"}),
+        )
+        .await;
+    expect(r, StatusCode::OK, "rename").await;
+    assert_eq!(found("pangolin").await, just(&id));
+    // The file name is still indexed; the old title was the file name. (Names carry a space:
+    // PostgreSQL's parser reads "aardvark.pdf" as one file-name token, SQLite's as two words.)
+    assert_eq!(found("aardvark").await, just(&id));
+
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/documents/{id}/versions")))
+        .bearer_auth(&lead.access)
+        .multipart(form("narwhal brief.pdf", pdf(120), None, None))
+        .send()
+        .await
+        .unwrap();
+    expect(r, StatusCode::CREATED, "new version").await;
+    assert_eq!(found("narwhal").await, just(&id));
+    assert!(found("aardvark").await.is_empty(), "old file name gone");
+    assert_eq!(found("pangolin").await, just(&id));
+
+    let r = app
+        .patch(
+            &format!("/api/v1/documents/{id}"),
+            Some(&lead.access),
+            json!({"confidentiality": "privileged"}),
+        )
+        .await;
+    expect(r, StatusCode::OK, "confidentiality").await;
+    let r = app
+        .post(
+            &format!("/api/v1/documents/{id}/legal-hold"),
+            Some(&lead.access),
+            json!({"on": true}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(found("narwhal").await, just(&id));
+    assert_eq!(found("pangolin").await, just(&id));
+}

@@ -2590,10 +2590,7 @@ async fn full_text_upkeep_merges_each_index_into_one_btree() {
     let found = get_json(&app, &last, &attorney).await["items"].clone();
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found[0]["id"], case.to_string());
+    // More than MANY_BTREES renames, so the first title is long gone.
     let old = get_json(&app, "/api/v1/cases?q=wombat%20take%200", &attorney).await["items"].clone();
-    assert_eq!(
-        old.as_array().unwrap().len(),
-        usize::from(renames == 1),
-        "{old}"
-    );
+    assert_eq!(old.as_array().unwrap().len(), 0, "{old}");
 }
