@@ -122,24 +122,27 @@ async fn total_changes<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
     row.try_get("", "n")
 }
 
-/// B-trees of `fts` with at least `min_pages` leaf pages (`_idx` keeps a row per leaf page).
-async fn btrees_of_size(db: &Db, fts: &str, min_pages: i64) -> Result<i64, DbErr> {
+/// B-trees of `fts`: all of them, and those with at least `min_pages` leaf pages (`_idx`
+/// keeps a row per leaf page), in one pass over `_idx`.
+async fn btrees(db: &Db, fts: &str, min_pages: i64) -> Result<(i64, i64), DbErr> {
     let row = db
         .conn()
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
             format!(
-                "SELECT COUNT(*) AS n FROM (SELECT segid FROM {fts}_idx GROUP BY segid HAVING COUNT(*) >= ?)"
+                "SELECT COUNT(*) AS n, COALESCE(SUM(pages >= ?), 0) AS sizable \
+                 FROM (SELECT COUNT(*) AS pages FROM {fts}_idx GROUP BY segid)"
             ),
             [min_pages.into()],
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("{fts}_idx")))?;
-    row.try_get("", "n")
+    Ok((row.try_get("", "n")?, row.try_get("", "sizable")?))
 }
 
 /// Merge each SQLite full-text index that has two or more b-trees of at least `min_pages`, or
-/// more than [`MANY_BTREES`] of any size, down to one, a step at a time so writers get the lock in between, until done, `stop()`, or
+/// more than [`MANY_BTREES`] of any size, down to one, a step at a time so writers get the
+/// lock in between, until done, `stop()`, or
 /// [`MAX_STEPS`]. Returns the steps that did work (0 on PostgreSQL, whose GIN indexes
 /// autovacuum keeps).
 pub async fn merge_sizable(db: &Db, min_pages: i64, stop: impl Fn() -> bool) -> Result<u32, DbErr> {
@@ -148,9 +151,8 @@ pub async fn merge_sizable(db: &Db, min_pages: i64, stop: impl Fn() -> bool) -> 
     }
     let mut steps = 0;
     for fts in SQLITE_INDEXES {
-        if btrees_of_size(db, fts, min_pages).await? < 2
-            && btrees_of_size(db, fts, 1).await? <= MANY_BTREES
-        {
+        let (all, sizable) = btrees(db, fts, min_pages).await?;
+        if sizable < 2 && all <= MANY_BTREES {
             continue;
         }
         let mut taken = 0;
