@@ -21,6 +21,13 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// Commands that issue statements slow by design (see `telemetry::init`).
+    pub fn is_bulk(&self) -> bool {
+        matches!(self.command, Some(Command::Demo { scale: Some(_) }))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the portal (the default).

@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    lawfirm_pro::telemetry::init(config.log_format);
+    lawfirm_pro::telemetry::init(config.log_format, cli.is_bulk());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -236,3 +236,33 @@ async fn demo_seeds_a_firm_whose_printed_logins_work() {
         "John sees his own matter only: {cases}"
     );
 }
+
+/// Logs are stderr in both formats: a command's stdout (the demo's logins, a backup's
+/// summary) stays what the command prints, so scripts can read it.
+#[tokio::test]
+async fn json_logs_go_to_stderr_and_leave_stdout_to_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_database_url(dir.path()).await;
+    let out = command(dir.path(), &url)
+        .env("LFP_LOG_FORMAT", "json")
+        .arg("demo")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("password: "), "{stdout}");
+    assert!(
+        stdout.lines().all(|l| !l.trim_start().starts_with('{')),
+        "no log line on stdout: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l["level"] == "WARN"),
+        "the first start's new-key warning, as JSON on stderr: {stderr}"
+    );
+}

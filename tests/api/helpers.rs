@@ -86,7 +86,7 @@ async fn spawn_app_at(
 ) -> TestApp {
     // `TEST_LOG=1 cargo test …` shows the server's logs (e.g. the cause of a 500).
     if std::env::var_os("TEST_LOG").is_some() {
-        lawfirm_pro::telemetry::init(lawfirm_pro::config::LogFormat::Pretty);
+        lawfirm_pro::telemetry::init(lawfirm_pro::config::LogFormat::Pretty, false);
     }
     let database_url = database_url.to_owned();
     let mut config = Config::defaults();
