@@ -106,7 +106,8 @@ async fn prepare(a: &Args) -> (PathBuf, String, String) {
             .args(["demo", "--scale", &a.scale.to_string()])
             .env("LFP_DATA_DIR", &dir)
             .env("DATABASE_URL", &url)
-            .env("LFP_LOG", "warn")
+            // Not sqlx's slow-statement warnings: the bulk inserts are slow by design.
+            .env("LFP_LOG", "warn,sqlx=error")
             .stderr(Stdio::inherit())
             .output()
             .await

@@ -123,7 +123,8 @@ impl Spool {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("journal_size_limit", crate::db::WAL_SIZE_LIMIT.to_string());
         // Two: the writer appends while a move reads.
         // Connections stay open: when the last one closes, SQLite checkpoints and deletes the
         // WAL, and a sync racing that would find no file.

@@ -20,6 +20,12 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+/// The size SQLite cuts a database's write-ahead log back to when it starts the log over
+/// after a checkpoint. Without a limit the file keeps its largest size ever (a full-text
+/// merge or a bulk import left 577 MB behind on a large firm), though only its first frames
+/// are in use.
+pub const WAL_SIZE_LIMIT: u64 = 64 << 20;
+
 /// Which engine a `DATABASE_URL` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DbKind {
@@ -305,7 +311,8 @@ impl Db {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(10));
+                    .busy_timeout(Duration::from_secs(10))
+                    .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))
@@ -562,6 +569,38 @@ mod tests {
         let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(matches!(done, Ok(Ok(true))), "{done:?}");
         assert_eq!(flush.counts(), (1, 1));
+    }
+
+    /// After a large write is checkpointed, the next write starts the log over and cuts the
+    /// file back to [`WAL_SIZE_LIMIT`] instead of leaving it at its largest size.
+    #[tokio::test]
+    async fn the_write_ahead_log_shrinks_back_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::connect(&format!("sqlite://{}", path.display()), 2)
+            .await
+            .unwrap();
+        let conn = db.conn();
+        conn.execute_unprepared("CREATE TABLE t (b BLOB)")
+            .await
+            .unwrap();
+        let mib = (WAL_SIZE_LIMIT >> 20) + 8;
+        conn.execute_unprepared(&format!(
+            "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+             WHERE x < {mib}) SELECT randomblob(1048576) FROM c"
+        ))
+        .await
+        .unwrap();
+        let wal = dir.path().join("t.db-wal");
+        let grown = std::fs::metadata(&wal).unwrap().len();
+        assert!(grown > WAL_SIZE_LIMIT, "{grown}");
+        conn.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+            .unwrap();
+        conn.execute_unprepared("DELETE FROM t").await.unwrap();
+        let after = std::fs::metadata(&wal).unwrap().len();
+        assert!(after <= WAL_SIZE_LIMIT, "{grown} -> {after}");
+        db.close().await;
     }
 
     #[test]
