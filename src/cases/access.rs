@@ -2,8 +2,9 @@
 //! this module; a case the caller may not see is `NotFound`, never `Forbidden`.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, IntoColumnRef, Query, SimpleExpr},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait, IntoColumnRef, Query, SimpleExpr},
 };
 use uuid::Uuid;
 
@@ -53,17 +54,56 @@ pub async fn membership<C: ConnectionTrait>(
     Ok(m.and_then(|m| MemberRole::parse(&m.role).ok()))
 }
 
+/// The column [`require`] reads the caller's role into.
+const ROLE: &str = "caller_role";
+
+/// The role of `user` on the outer row's case (`legal_case.id`), or NULL: a primary-key probe.
+fn role_of(user: Uuid) -> SimpleExpr {
+    let q = Query::select()
+        .column(member::Column::Role)
+        .from(member::Entity)
+        .and_where(
+            Expr::col((member::Entity, member::Column::CaseId))
+                .equals((legal_case::Entity, legal_case::Column::Id)),
+        )
+        .and_where(member::Column::UserId.eq(user))
+        .to_owned();
+    SimpleExpr::SubQuery(None, Box::new(q.into()))
+}
+
+/// A case and the caller's role on it, read together.
+struct CaseWithRole {
+    case: legal_case::Model,
+    role: Option<String>,
+}
+
+impl FromQueryResult for CaseWithRole {
+    fn from_query_result(row: &QueryResult, pre: &str) -> std::result::Result<Self, DbErr> {
+        Ok(Self {
+            case: legal_case::Model::from_query_result(row, pre)?,
+            role: row.try_get(pre, ROLE)?,
+        })
+    }
+}
+
 /// Load a case the caller may see, or `NotFound` (audited as a denial when the case exists).
+/// One statement: the case with the caller's role on it (every case-scoped request starts
+/// here, so a second round trip for the membership would cost each of them).
 pub async fn require<C: ConnectionTrait>(
     state: &AppState,
     conn: &C,
     p: &Principal,
     case_id: Uuid,
 ) -> Result<CaseAccess> {
-    let Some(case) = legal_case::Entity::find_by_id(case_id).one(conn).await? else {
+    let Some(CaseWithRole { case, role }) = legal_case::Entity::find_by_id(case_id)
+        .column_as(role_of(p.user_id), ROLE)
+        .into_model::<CaseWithRole>()
+        .one(conn)
+        .await?
+    else {
         return Err(Error::NotFound);
     };
-    let role = membership(conn, case_id, p.user_id).await?;
+    let role = role.and_then(|r| MemberRole::parse(&r).ok());
     if role.is_none() && !p.is_admin() {
         // Detached: callers may be inside the write transaction the audit writer needs.
         state.audit.record_detached(

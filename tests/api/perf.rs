@@ -2594,3 +2594,43 @@ async fn full_text_upkeep_merges_each_index_into_one_btree() {
     let old = get_json(&app, "/api/v1/cases?q=wombat%20take%200", &attorney).await["items"].clone();
     assert_eq!(old.as_array().unwrap().len(), 0, "{old}");
 }
+
+/// A case-scoped read loads the case and the caller's role on it in one statement (every
+/// such request starts with the access check): no separate probe of the caller's membership
+/// row, for a member and for an admin who is not one.
+#[tokio::test]
+async fn case_access_is_read_with_the_case() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let log = app.state.db.statements();
+    let client = login(&app, &g.clients[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    let cases = get_json(&app, "/api/v1/cases?limit=1", &client).await;
+    let case = cases["items"][0]["id"].as_str().unwrap().to_owned();
+    for token in [&client, &admin] {
+        for path in [
+            format!("/api/v1/cases/{case}"),
+            format!("/api/v1/cases/{case}/messages"),
+            format!("/api/v1/cases/{case}/documents"),
+        ] {
+            get_json(&app, &path, token).await;
+            app.state.audit.settle().await.unwrap();
+            log.start();
+            get_json(&app, &path, token).await;
+            let stmts = own(&log.stop());
+            let probes: Vec<&String> = stmts
+                .iter()
+                .filter(|s| {
+                    s.starts_with("SELECT \"case_member\".")
+                        && (s.contains("\"case_member\".\"user_id\" = ?")
+                            || s.contains("\"case_member\".\"user_id\" = $"))
+                })
+                .collect();
+            assert!(probes.is_empty(), "{path}: {probes:#?}");
+            let with_role = stmts
+                .iter()
+                .filter(|s| s.contains("FROM \"legal_case\"") && s.contains("caller_role"))
+                .count();
+            assert_eq!(with_role, 1, "{path}: {stmts:#?}");
+        }
+    }
+}
