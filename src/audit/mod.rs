@@ -227,7 +227,8 @@ impl AuditWriter {
                     tracing::error!(error = %e, "audit batch failed");
                     e.to_string()
                 });
-                if appended {
+                // Commits only: a failed batch's time says nothing about how long one takes.
+                if appended && result.is_ok() {
                     timings.append.observe(started.elapsed().as_secs_f64());
                 }
                 if flush {
@@ -345,15 +346,26 @@ fn spawn_mover(
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             tokio::time::sleep(spool::MOVE_DELAY).await;
-            let started = std::time::Instant::now();
-            while let Err(e) = spool.move_onto_chain(&db).await {
-                tracing::error!(error = %e, "moving spooled audit entries onto the chain failed");
-                if rx.is_closed() {
-                    return;
+            loop {
+                // Each move that chained entries, on its own: not the retries' waits, not a
+                // run that found the spool already emptied (by a barrier's move).
+                let started = std::time::Instant::now();
+                match spool.move_onto_chain(&db).await {
+                    Ok(moved) => {
+                        if moved > 0 {
+                            timing.observe(started.elapsed().as_secs_f64());
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "moving spooled audit entries onto the chain failed");
+                        if rx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
-            timing.observe(started.elapsed().as_secs_f64());
         }
     });
     tx
