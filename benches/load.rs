@@ -107,7 +107,7 @@ async fn prepare(a: &Args) -> (PathBuf, String, String) {
             .env("LFP_DATA_DIR", &dir)
             .env("DATABASE_URL", &url)
             // Not sqlx's slow-statement warnings: the bulk inserts are slow by design.
-            .env("LFP_LOG", "warn,sqlx=error")
+            .env("LFP_LOG", "warn,sqlx::query=error")
             .stderr(Stdio::inherit())
             .output()
             .await

@@ -836,11 +836,12 @@ pub struct UnreadCount {
 /// sqlx's connection thread and the request (1,360 rows took 3 ms, the index range 0.3 ms).
 async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<BTreeMap<Uuid, i64>> {
     let pairs = match conn.get_database_backend() {
-        // A UUID is a 16-byte blob on SQLite: hex it (`Uuid::parse_str` reads the simple form).
-        DbBackend::Sqlite => {
-            "json_group_array(json_array(hex(case_member.case_id), case_member.unread_messages))"
+        // As text: sqlx does not decode PostgreSQL's `json` type into a `String`.
+        DbBackend::Postgres => {
+            "json_agg(json_build_array(case_member.case_id, case_member.unread_messages))::text"
         }
-        _ => "json_agg(json_build_array(case_member.case_id, case_member.unread_messages))::text",
+        // A UUID is a 16-byte blob on SQLite: hex it (`Uuid::parse_str` reads the simple form).
+        _ => "json_group_array(json_array(hex(case_member.case_id), case_member.unread_messages))",
     };
     let json: Option<Option<String>> = with_unread(user)
         .column_as(Expr::cust(pairs), "pairs")
