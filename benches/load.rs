@@ -189,7 +189,14 @@ async fn login(http: &reqwest::Client, base: &str, email: &str, password: &str) 
         .unwrap();
     b["access_token"]
         .as_str()
-        .unwrap_or_else(|| panic!("login {email}: {b}"))
+        // bench-data/ remembers a firm by its logins.txt alone: a new, empty database (a
+        // fresh throwaway PostgreSQL cluster) behind an old logins.txt ends up here.
+        .unwrap_or_else(|| {
+            panic!(
+                "login {email}: {b}\n(is the firm of bench-data/*/logins.txt in this database? \
+                 delete that directory to generate it again)"
+            )
+        })
         .to_owned()
 }
 
