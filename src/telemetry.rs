@@ -9,11 +9,12 @@ use crate::config::LogFormat;
 /// design (the scale generator inserts thousands of rows per statement): sqlx's
 /// slow-statement warning (target `sqlx::query`) would print each one's whole text, megabytes
 /// of placeholders; sqlx's other warnings (the pool's) stay.
-pub fn default_filter(bulk: bool) -> &'static str {
+pub fn default_filter(bulk: bool) -> String {
+    let base = "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn";
     if bulk {
-        "info,sqlx=warn,sqlx::query=error,sea_orm=warn,sea_orm_migration=warn"
+        format!("{base},sqlx::query=error")
     } else {
-        "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"
+        base.to_owned()
     }
 }
 

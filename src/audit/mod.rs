@@ -351,10 +351,9 @@ fn spawn_mover(
                 // run that found the spool already emptied (by a barrier's move).
                 let started = std::time::Instant::now();
                 match spool.move_onto_chain(&db).await {
-                    Ok(moved) => {
-                        if moved > 0 {
-                            timing.observe(started.elapsed().as_secs_f64());
-                        }
+                    Ok(0) => break,
+                    Ok(_) => {
+                        timing.observe(started.elapsed().as_secs_f64());
                         break;
                     }
                     Err(e) => {

@@ -142,9 +142,8 @@ async fn btrees(db: &Db, fts: &str, min_pages: i64) -> Result<(i64, i64), DbErr>
 
 /// Merge each SQLite full-text index that has two or more b-trees of at least `min_pages`, or
 /// more than [`MANY_BTREES`] of any size, down to one, a step at a time so writers get the
-/// lock in between, until done, `stop()`, or
-/// [`MAX_STEPS`]. Returns the steps that did work (0 on PostgreSQL, whose GIN indexes
-/// autovacuum keeps).
+/// lock in between, until done, `stop()`, or [`MAX_STEPS`]. Returns the steps that did work
+/// (0 on PostgreSQL, whose GIN indexes autovacuum keeps).
 pub async fn merge_sizable(db: &Db, min_pages: i64, stop: impl Fn() -> bool) -> Result<u32, DbErr> {
     if db.backend() != DbBackend::Sqlite {
         return Ok(0);
