@@ -126,8 +126,9 @@ const MAX_BATCH: usize = 256;
 /// How long a clean stop waits for the last WAL sync before it gives up and says so.
 const SHUTDOWN_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The chain head the writer's last append left, and [`Db::commits`] just after it: while no
-/// other transaction has committed since, it is still the head.
+/// The chain head the writer's last append left, and [`Db::commits`] when it last read it:
+/// while no other transaction of this process has committed since, it is most likely still
+/// the head (each append checks).
 #[derive(Default)]
 struct KnownHead {
     head: Option<service::Head>,
@@ -135,29 +136,43 @@ struct KnownHead {
 }
 
 impl KnownHead {
-    /// One batch. On SQLite, when the head is known, one `INSERT` under the writer slot (the
-    /// trigger `audit_log_chain` checks and moves the head); otherwise, or if that insert is
-    /// refused, a transaction that reads the head first, as on PostgreSQL.
-    async fn append(&mut self, db: &Db, entries: Vec<NewEntry>) -> Result<(), sea_orm::DbErr> {
+    /// One batch. When the head is known, one statement per [`service::insert_sizes`] part
+    /// (1 to 256 entries each), each checked against the stored head and moving it
+    /// ([`service::append_at_head`]); otherwise, or from the first part refused, a transaction
+    /// that reads and locks the head first.
+    async fn append(&mut self, db: &Db, mut entries: Vec<NewEntry>) -> Result<(), sea_orm::DbErr> {
         if entries.is_empty() {
             return Ok(());
         }
-        let fits = entries.len() <= service::ROWS_PER_INSERT;
-        if let (Some(head), true) = (self.head.take(), fits) {
+        if let Some(mut head) = self.head.take() {
+            // SQLite: the writer slot keeps other transactions out between the check and the
+            // insert. PostgreSQL has none; there the statement's own check decides.
             let slot = db.writer_slot().await;
             if db.commits() == self.commits {
-                let append = db.lazily(async |conn| {
-                    service::append_at_head(conn, &head, entries.clone()).await
-                });
-                match append.await {
-                    Ok(next) => {
-                        self.head = Some(next);
-                        return Ok(());
+                while let Some(size) = service::insert_sizes(entries.len()).next() {
+                    let rest = entries.split_off(size);
+                    let part = &entries;
+                    let append = db.lazily(async |conn| {
+                        service::append_at_head(conn, &head, part.clone()).await
+                    });
+                    match append.await {
+                        Ok(next) => {
+                            head = next;
+                            entries = rest;
+                        }
+                        // Most likely someone appended outside this process's transactions (a
+                        // command-line tool, another instance): nothing of this part was
+                        // written; read the head again below.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "one-statement audit append refused");
+                            entries.extend(rest);
+                            break;
+                        }
                     }
-                    // Most likely someone appended outside this process's transactions (a
-                    // command-line tool) and the trigger refused the insert: nothing was
-                    // written; read the head again below.
-                    Err(e) => tracing::debug!(error = %e, "one-statement audit append refused"),
+                }
+                if entries.is_empty() {
+                    self.head = Some(head);
+                    return Ok(());
                 }
             }
             drop(slot);
@@ -165,12 +180,10 @@ impl KnownHead {
         let txn = db.begin_lazy_write().await?;
         let next = service::append_in(&*txn, entries).await?;
         txn.commit().await?;
-        if db.backend() == sea_orm::DbBackend::Sqlite {
-            // Another transaction may have committed between ours and this count; then the
-            // next batch reads the head again, at the cost of one refused insert at worst.
-            self.head = next;
-            self.commits = db.commits();
-        }
+        // Another transaction may have committed between ours and this count; then the next
+        // batch reads the head again, at the cost of one refused statement at worst.
+        self.head = next;
+        self.commits = db.commits();
         Ok(())
     }
 }
