@@ -14,6 +14,7 @@ use sea_orm::{
     sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement, SimpleExpr},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{
@@ -824,39 +825,58 @@ pub async fn case_messages(
 pub struct UnreadCount {
     pub total: i64,
     /// Case id → unread messages; cases without unread messages are left out.
-    pub by_case: BTreeMap<Uuid, i64>,
+    #[schema(value_type = BTreeMap<Uuid, i64>)]
+    pub by_case: Box<RawValue>,
 }
 
-/// Unread, not hidden, in cases the user is on now: case → count. The counters of the user's
-/// membership rows (kept by triggers), only the rows that have any: one range of
+/// Unread, not hidden, in cases the user is on now: the total and case → count. The counters
+/// of the user's membership rows (kept by triggers), only the rows that have any: one range of
 /// `ix_case_member_unread`, however many messages and cases are behind it.
 ///
-/// The pairs come back as one JSON array in one row: an attorney of a large firm has unread
-/// messages in over a thousand cases, and on SQLite each result row is a hand-over between
-/// sqlx's connection thread and the request (1,360 rows took 3 ms, the index range 0.3 ms).
-async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<BTreeMap<Uuid, i64>> {
+/// The pairs come back as one `case:count,…` text in one row, written out as the JSON object
+/// directly: an attorney of a large firm has unread messages in over a thousand cases, and one
+/// row per case (on SQLite a hand-over between sqlx's connection thread and the request each),
+/// or a JSON array decoded into a map and encoded again, cost more than the index range
+/// (docs/benchmarks.md, rounds 17 and 18). Building the object in SQL is no cheaper on
+/// PostgreSQL and dearer on SQLite, which would spell out each 16-byte UUID with hyphens.
+async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<UnreadCount> {
     let pairs = match conn.get_database_backend() {
-        // As text: sqlx does not decode PostgreSQL's `json` type into a `String`.
         DbBackend::Postgres => {
-            "json_agg(json_build_array(case_member.case_id, case_member.unread_messages))::text"
+            "string_agg(case_member.case_id::text || ':' || case_member.unread_messages, ',')"
         }
         // A UUID is a 16-byte blob on SQLite: hex it (`Uuid::parse_str` reads the simple form).
-        _ => "json_group_array(json_array(hex(case_member.case_id), case_member.unread_messages))",
+        _ => "group_concat(hex(case_member.case_id) || ':' || case_member.unread_messages, ',')",
     };
-    let json: Option<Option<String>> = with_unread(user)
+    let row: Option<(Option<i64>, Option<String>)> = with_unread(user)
+        .column_as(access::member_sum(member::Mirror::UnreadMessages), "total")
         .column_as(Expr::cust(pairs), "pairs")
         .into_tuple()
         .one(conn)
         .await?;
-    // PostgreSQL's json_agg over no rows is NULL, SQLite's json_group_array "[]".
-    let Some(json) = json.flatten() else {
-        return Ok(BTreeMap::new());
-    };
-    let pairs: Vec<(String, i64)> = serde_json::from_str(&json).context("unread counters")?;
-    pairs
-        .into_iter()
-        .map(|(case, n)| Ok((Uuid::parse_str(&case).context("unread counters")?, n)))
-        .collect()
+    // Over no rows the sum and the list are NULL.
+    let (total, pairs) = row.unwrap_or_default();
+    Ok(UnreadCount {
+        total: total.unwrap_or(0),
+        by_case: case_counts(pairs.as_deref().unwrap_or("")).context("unread counters")?,
+    })
+}
+
+/// `case:count,…` (a case id in any form `Uuid::parse_str` reads) as the JSON object
+/// `{"<hyphenated case id>": count, …}`. Every key and value is parsed and written anew.
+fn case_counts(pairs: &str) -> anyhow::Result<Box<RawValue>> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(pairs.len() + pairs.len() / 4 + 2);
+    out.push('{');
+    for (i, pair) in pairs.split(',').filter(|p| !p.is_empty()).enumerate() {
+        let (case, n) = pair.split_once(':').context("a pair without ':'")?;
+        let (case, n) = (Uuid::parse_str(case)?, n.parse::<i64>()?);
+        if i > 0 {
+            out.push(',');
+        }
+        write!(out, "\"{}\":{n}", case.hyphenated())?;
+    }
+    out.push('}');
+    Ok(RawValue::from_string(out)?)
 }
 
 /// The user's membership rows with unread messages (`ix_case_member_unread`), no columns yet.
@@ -881,11 +901,7 @@ pub async fn unread_total<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<i6
 
 /// `GET /messages/unread-count`.
 pub async fn unread_count(state: &AppState, p: &Principal) -> Result<UnreadCount> {
-    let by_case = unread_by_case(state.db.conn(), p.user_id).await?;
-    Ok(UnreadCount {
-        total: by_case.values().sum(),
-        by_case,
-    })
+    unread_by_case(state.db.conn(), p.user_id).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -1051,6 +1067,32 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<MessageStats> {
 mod tests {
     use super::*;
     use chrono::Duration;
+
+    #[test]
+    fn unread_pairs_become_an_object_keyed_by_hyphenated_case_ids() {
+        assert_eq!(case_counts("").unwrap().get(), "{}");
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        // SQLite hands the simple form over, PostgreSQL the hyphenated one.
+        let text = format!(
+            "{}:3,{}:12",
+            a.simple().to_string().to_uppercase(),
+            b.hyphenated()
+        );
+        let object: BTreeMap<Uuid, i64> =
+            serde_json::from_str(case_counts(&text).unwrap().get()).unwrap();
+        assert_eq!(object, BTreeMap::from([(a, 3), (b, 12)]));
+        assert!(
+            case_counts(&text)
+                .unwrap()
+                .get()
+                .contains(&format!("\"{a}\":3"))
+        );
+        for bad in ["x:1", "{a}", "{a}:", "{a}:1\"", "{a}:1:2"] {
+            let bad = bad.replace("{a}", &a.to_string());
+            assert!(case_counts(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_ranked_cursor_carries_its_score_exactly() {
