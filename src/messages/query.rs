@@ -203,9 +203,10 @@ fn search_text(v: &mut Validator, q: Option<&str>) -> Option<String> {
 /// word); `n` is the body's length in characters.
 const SQLITE_SCORE: &str = "t * 2.2 / (t + 1.2 * (0.25 + 0.75 * n / 400.0))";
 
-/// A search with at least this many matches among the caller's messages of the box searched
-/// is walked in date order, each message probed (at most [`WALK_ROWS`] of them); one with
-/// fewer is read as the set of its matches and sorted. A walk reaches a page of `k` matches
+/// A search whose first short walk did not fill the page ([`page_searched`]), with at least
+/// this many matches among the caller's messages of the box searched, is walked in date order,
+/// each message probed (at most [`WALK_ROWS`] of them); one with fewer is read as the set of
+/// its matches and sorted. A walk reaches a page of `k` matches
 /// after about `k × box / matches` messages and the set holds fewer than this many, so either
 /// way a page costs a few hundred rows however large the box (the two balance near
 /// √(k × box): 460 for 21 of 10,000).
@@ -310,7 +311,11 @@ impl Search {
     }
 
     /// Probe the message of each row walked (`message_id` of the outer row) for a match: a
-    /// key lookup, never a join the planner could turn into reading every match first.
+    /// key lookup, never a join the planner could turn into reading every match first. On
+    /// SQLite that is a lookup in the list of all the reader's matches, built once per
+    /// statement ([`Self::matches`]): a full-text query per row probed instead costs 13 µs a
+    /// row on the scale-100 firm and 73 µs on the scale-1 one (FTS5 seeks each term's doclist
+    /// anew), more than the list (docs/benchmarks.md, round 18).
     fn probe(&self, message_id: impl sea_orm::sea_query::IntoColumnRef) -> SimpleExpr {
         Expr::exists(
             Query::select()
@@ -387,8 +392,13 @@ enum Rows {
 /// 10,000 on average.
 const WALK_ROWS: u64 = 1_000;
 
+/// Rows of the box the first, short walk of a search probes per row of the page asked for
+/// ([`page_searched`]): a page fills within them when at least one message in five matches.
+const FIRST_WALK_PER_ROW: u64 = 5;
+
 /// A search walk in date order and the index range it walks.
 struct Walk {
+    /// The box's rows, each checked like a row of the box; the probe is added per walk.
     rows: Rows,
     /// The box's own rows in walk order with only what its index holds (no probe): what the
     /// walk's length is counted in.
@@ -396,13 +406,14 @@ struct Walk {
 }
 
 impl Walk {
-    /// The key of the last row the walk may visit after the cursor, or `None` when fewer than
-    /// [`WALK_ROWS`] are left (then the walk is the whole rest of the box). One index range,
-    /// read to an offset.
+    /// The key of the last of `rows` rows the walk may visit after the cursor, or `None` when
+    /// fewer are left (then the walk is the whole rest of the box). One index range, read to
+    /// an offset.
     async fn end<C: ConnectionTrait>(
         &self,
         conn: &C,
         cursor: Option<&Cursor>,
+        rows: u64,
     ) -> Result<Option<(DateTime<Utc>, Uuid)>> {
         let span = match cursor {
             Some(c) => self.span.clone().after(c)?,
@@ -414,27 +425,49 @@ impl Walk {
                     recipient::Column::MessageCreatedAt,
                     recipient::Column::MessageId,
                 );
-                key_at_walk_end(conn, q, key).await
+                key_at_walk_end(conn, q, key, rows).await
             }
             Rows::Messages(q) => {
-                key_at_walk_end(conn, q, (message::Column::CreatedAt, message::Column::Id)).await
+                let key = (message::Column::CreatedAt, message::Column::Id);
+                key_at_walk_end(conn, q, key, rows).await
             }
         }
     }
+
+    /// The page of a walk of at most `rows` rows after the cursor, each probed for a match;
+    /// `None` if it did not fill the page and the box goes on.
+    async fn page<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        search: &Search,
+        rows: u64,
+        limit: Limit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Option<Fetched>> {
+        let end = self.end(conn, cursor, rows).await?;
+        let walked = self.rows.clone().matching(search);
+        let walked = match end {
+            Some((t, id)) => walked.within(t, id),
+            None => walked,
+        };
+        let fetched = fetch(conn, walked, limit, cursor).await?;
+        Ok((end.is_none() || fetched.0.len() as u64 > limit.get()).then_some(fetched))
+    }
 }
 
-/// The `(sort, id)` key of the [`WALK_ROWS`]th row of `q`, newest first.
+/// The `(sort, id)` key of the `rows`th row of `q`, newest first.
 async fn key_at_walk_end<E: EntityTrait, C: ConnectionTrait>(
     conn: &C,
     q: Select<E>,
     (sort, id): (E::Column, E::Column),
+    rows: u64,
 ) -> Result<Option<(DateTime<Utc>, Uuid)>> {
     Ok(q.select_only()
         .column(sort)
         .column(id)
         .order_by_desc(sort)
         .order_by_desc(id)
-        .offset(WALK_ROWS - 1)
+        .offset(rows - 1)
         .limit(1)
         .into_tuple()
         .one(conn)
@@ -553,27 +586,33 @@ async fn page_ranked<C: ConnectionTrait>(
     finish(conn, viewer, (rows, keys), limit).await
 }
 
-/// A search walk of at most [`WALK_ROWS`] rows of the box; if that does not fill the page (the
-/// matches are further back, or filtered out by the box), the set of matches instead.
-async fn page_capped<C: ConnectionTrait>(
+/// One page of a search, newest first, by the cheapest of three shapes that give the same page:
+/// 1. a short walk of the box in date order, each row probed ([`FIRST_WALK_PER_ROW`] rows per
+///    row of the page): enough when the matches are dense, as the words people look for in
+///    their own messages mostly are, and then nothing is counted (on PostgreSQL the count
+///    reads the term's posting list across the firm: 3.4 ms on the scale-100 firm);
+/// 2. with fewer than [`COMMON_MATCHES`] matches, their set, sorted;
+/// 3. otherwise a walk of at most [`WALK_ROWS`] rows, then the set if that did not fill the
+///    page (the matches are further back, or filtered out by the box).
+async fn page_searched<C: ConnectionTrait>(
     conn: &C,
     viewer: Uuid,
-    walk: Walk,
-    fallback: Rows,
+    walk: &Walk,
+    search: &Search,
+    set: Rows,
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<MessageView>> {
     let cursor: Option<Cursor> = decode_cursor(cursor)?;
-    let end = walk.end(conn, cursor.as_ref()).await?;
-    let rows = match end {
-        Some((t, id)) => walk.rows.within(t, id),
-        None => walk.rows,
-    };
-    let fetched = fetch(conn, rows, limit, cursor.as_ref()).await?;
-    let fetched = if end.is_some() && fetched.0.len() as u64 <= limit.get() {
-        fetch(conn, fallback, limit, cursor.as_ref()).await?
-    } else {
-        fetched
+    let c = cursor.as_ref();
+    let first = (limit.get() + 1) * FIRST_WALK_PER_ROW;
+    let fetched = match walk.page(conn, search, first, limit, c).await? {
+        Some(page) => page,
+        None if !search.is_common(conn).await? => fetch(conn, set, limit, c).await?,
+        None => match walk.page(conn, search, WALK_ROWS, limit, c).await? {
+            Some(page) => page,
+            None => fetch(conn, set, limit, c).await?,
+        },
     };
     finish(conn, viewer, fetched, limit).await
 }
@@ -774,18 +813,9 @@ pub async fn inbox(state: &AppState, p: &Principal, f: InboxFilter) -> Result<Pa
             };
             page_ranked(conn, me, in_case(q), search, limit, cursor).await?
         }
-        // Few matches: their set.
-        Some(search) if !search.is_common(conn).await? => {
-            page(conn, me, set(&search), limit, cursor).await?
-        }
-        // Many: the box in date order, each message probed until the page is full, at most
-        // `WALK_ROWS` of them; then the set after all (the matches were further back).
         Some(search) => {
-            let walk = Walk {
-                rows: walk.matching(&search),
-                span,
-            };
-            page_capped(conn, me, walk, set(&search), limit, cursor).await?
+            let walk = Walk { rows: walk, span };
+            page_searched(conn, me, &walk, &search, set(&search), limit, cursor).await?
         }
         None => page(conn, me, walk, limit, cursor).await?,
     };
