@@ -3,7 +3,10 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use lawfirm_pro::audit::{NewEntry, service::verify_chain};
+use lawfirm_pro::audit::{
+    NewEntry,
+    service::{Head, append_at_head, verify_chain},
+};
 use reqwest::{StatusCode, header::USER_AGENT};
 use sea_orm::{ConnectionTrait, DbBackend};
 use serde_json::{Value, json};
@@ -781,6 +784,40 @@ async fn an_audited_read_appends_its_entry_in_one_statement() {
     let last = report["entries_checked"].as_i64().unwrap();
     let reads = audit(&app, &admin.access, "action=case.list&limit=100").await;
     assert_eq!(reads.len(), 4, "every read is on the chain");
+    let head = || async {
+        let row = db
+            .conn()
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.backend(),
+                "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let id: i64 = row.try_get("", "last_id").unwrap();
+        let hash: String = row.try_get("", "last_hash").unwrap();
+        (id, hash)
+    };
+
+    // The one-statement append checks the head it is given against the stored one: another
+    // hash at the same id, or an id the chain has not reached, writes nothing (the new rows'
+    // ids would not collide with any entry, so only that check refuses them).
+    let (id, hash) = head().await;
+    for stale in [
+        Head {
+            last_id: id,
+            last_hash: "0".repeat(64),
+        },
+        Head {
+            last_id: id + 1,
+            last_hash: hash.clone(),
+        },
+    ] {
+        let entry = vec![NewEntry::new("test.stale", "test")];
+        let appended = append_at_head(db.conn(), &stale, entry).await;
+        assert!(appended.is_err(), "{stale:?}: {appended:?}");
+    }
+    assert_eq!(head().await, (id, hash), "a refused append moves nothing");
 
     if db.backend() != DbBackend::Sqlite {
         // Another instance appends (a transaction this process does not count): the writer's
@@ -802,20 +839,6 @@ async fn an_audited_read_appends_its_entry_in_one_statement() {
         assert_eq!(reads.len(), 6, "every read is on the chain once");
         return;
     }
-    let head = || async {
-        let row = db
-            .conn()
-            .query_one_raw(sea_orm::Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT last_id, last_hash FROM audit_head WHERE id = 1",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        let id: i64 = row.try_get("", "last_id").unwrap();
-        let hash: String = row.try_get("", "last_hash").unwrap();
-        (id, hash)
-    };
     let (id, hash) = head().await;
     assert_eq!(id, last);
     let row = |id: i64, prev: &str, hash: &str| {
