@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Iterable, ModelTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
     sea_query::{Alias, CommonTableExpression, Expr, Query, ValueTuple},
 };
 use serde::Serialize;
@@ -69,40 +69,9 @@ fn link(e: NewEntry, id: i64, at: DateTime<Utc>, prev_hash: &str) -> entry::Mode
     m
 }
 
-/// The columns of an `audit_log` row, in the order of [`values`].
-const COLUMNS: [entry::Column; 13] = [
-    entry::Column::Id,
-    entry::Column::At,
-    entry::Column::ActorId,
-    entry::Column::Action,
-    entry::Column::ResourceType,
-    entry::Column::ResourceId,
-    entry::Column::CaseId,
-    entry::Column::Outcome,
-    entry::Column::Ip,
-    entry::Column::UserAgent,
-    entry::Column::Details,
-    entry::Column::PrevHash,
-    entry::Column::Hash,
-];
-
-/// The values of `m` for [`COLUMNS`].
-fn values(m: &entry::Model) -> [sea_orm::Value; 13] {
-    [
-        m.id.into(),
-        m.at.into(),
-        m.actor_id.into(),
-        m.action.clone().into(),
-        m.resource_type.clone().into(),
-        m.resource_id.clone().into(),
-        m.case_id.into(),
-        m.outcome.clone().into(),
-        m.ip.clone().into(),
-        m.user_agent.clone().into(),
-        m.details.clone().into(),
-        m.prev_hash.clone().into(),
-        m.hash.clone().into(),
-    ]
+/// The values of `m`, in the order of `entry::Column::iter()` (the model's fields).
+fn values(m: &entry::Model) -> Vec<sea_orm::Value> {
+    entry::Column::iter().map(|c| m.get(c)).collect()
 }
 
 /// Rows per multi-row `INSERT` of a bulk load: 13 columns × 2,000 = 26,000 bound values,
@@ -167,9 +136,11 @@ where
         );
         for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
             let mut insert = sea_orm::sea_query::Query::insert();
-            insert.into_table(entry::Entity).columns(COLUMNS);
+            insert
+                .into_table(entry::Entity)
+                .columns(entry::Column::iter());
             for m in chunk {
-                insert.values_panic(values(m).map(Expr::from));
+                insert.values_panic(values(m).into_iter().map(Expr::from));
             }
             txn.execute_raw(backend.build(&insert)).await?;
         }
@@ -329,12 +300,10 @@ pub async fn append_at_head<C: ConnectionTrait>(
     let v = Alias::new("v");
     let rows_if_moved = Query::select()
         .exprs(
-            (1..=COLUMNS.len()).map(|i| Expr::col((v.clone(), Alias::new(format!("column{i}"))))),
+            (1..=entry::Column::iter().len())
+                .map(|i| Expr::col((v.clone(), Alias::new(format!("column{i}"))))),
         )
-        .from_values(
-            rows.iter().map(|m| ValueTuple::Many(values(m).into())),
-            v.clone(),
-        )
+        .from_values(rows.iter().map(|m| ValueTuple::Many(values(m))), v.clone())
         .and_where(Expr::exists(
             Query::select()
                 .expr(Expr::val(1))
@@ -350,7 +319,7 @@ pub async fn append_at_head<C: ConnectionTrait>(
                 .to_owned(),
         )
         .into_table(entry::Entity)
-        .columns(COLUMNS)
+        .columns(entry::Column::iter())
         .select_from(rows_if_moved)
         .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
         .to_owned();

@@ -313,9 +313,9 @@ impl Search {
     /// Probe the message of each row walked (`message_id` of the outer row) for a match: a
     /// key lookup, never a join the planner could turn into reading every match first. On
     /// SQLite that is a lookup in the list of all the reader's matches, built once per
-    /// statement ([`Self::matches`]): a full-text query per row probed instead costs 13 µs a
-    /// row on the scale-100 firm and 73 µs on the scale-1 one (FTS5 seeks each term's doclist
-    /// anew), more than the list (docs/benchmarks.md, round 18).
+    /// statement ([`Self::matches`]): a full-text query per row probed instead cost about 22 µs
+    /// a row on the scale-100 firm and 43 µs on the scale-1 one, so a short walk paid 4.5 ms
+    /// where the list took 0.4 ms at scale 1 (docs/benchmarks.md, round 18).
     fn probe(&self, message_id: impl sea_orm::sea_query::IntoColumnRef) -> SimpleExpr {
         Expr::exists(
             Query::select()
