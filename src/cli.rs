@@ -57,7 +57,8 @@ pub enum Command {
     /// Restore a backup made by `backup` into an empty database and data directory.
     Restore { dir: PathBuf },
     /// Rebuild the read models the database keeps by triggers (unread and unbilled counters,
-    /// each staff member's deadlines, newest-document bounds) from their sources and print how
+    /// each staff member's deadlines, newest-document bounds, each member's documents) from
+    /// their sources and print how
     /// many rows were out of step. A repair after hand edits; stop the server first.
     Recount,
     /// Inspect the audit trail.
@@ -119,9 +120,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let r = crate::db::recount::recount(&state.db).await?;
             state.audit.shutdown().await;
             println!(
-                "recounted: {} membership counters, {} deadline rows, {} document bounds corrected, \
+                "recounted: {} membership counters, {} deadline rows, {} document bounds, \
+                 {} member document rows corrected, \
                  {} message search rows out of step (all rebuilt if any)",
-                r.counters, r.deadlines, r.document_bounds, r.search_rows
+                r.counters, r.deadlines, r.document_bounds, r.member_documents, r.search_rows
             );
             Ok(ExitCode::SUCCESS)
         }

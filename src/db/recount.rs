@@ -1,5 +1,5 @@
 //! `lawfirm-pro recount`: rebuild the read models that triggers keep (migrations
-//! `m20261204_*`) and SQLite's message full-text rows (aligned with their messages' rowids,
+//! `m20261204_*`, `m20261209_000001`) and SQLite's message full-text rows (aligned with their messages' rowids,
 //! `m20261205_000001`) from their sources, and say how many rows were out of step.
 //!
 //! The triggers keep them exact on every write path; this is the repair for what no trigger
@@ -22,6 +22,8 @@ pub struct Recount {
     pub deadlines: u64,
     /// Membership rows whose newest-document bound was below a document of the case.
     pub document_bounds: u64,
+    /// `member_document` rows removed or added.
+    pub member_documents: u64,
     /// SQLite: full-text rows under another message's rowid or none, plus messages without
     /// one (a row can count twice); any at all rebuilds every row. PostgreSQL keeps them in the
     /// message row itself.
@@ -80,6 +82,21 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
                 OR d.id > case_member.case_last_document_id))"
     ))
     .await?;
+    let removed_documents = exec(
+        "DELETE FROM member_document WHERE NOT EXISTS (
+           SELECT 1 FROM document d JOIN case_member m ON m.case_id = d.case_id
+            WHERE d.id = member_document.document_id AND m.user_id = member_document.user_id)"
+            .into(),
+    )
+    .await?;
+    let added_documents = exec(
+        "INSERT INTO member_document (user_id, document_id)
+         SELECT m.user_id, d.id FROM document d JOIN case_member m ON m.case_id = d.case_id
+          WHERE NOT EXISTS (SELECT 1 FROM member_document w
+                             WHERE w.user_id = m.user_id AND w.document_id = d.id)"
+            .into(),
+    )
+    .await?;
     let mut search_rows = 0;
     if db.backend() == DbBackend::Sqlite {
         let off: i64 = txn
@@ -103,6 +120,7 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
         counters,
         deadlines: removed + added,
         document_bounds,
+        member_documents: removed_documents + added_documents,
         search_rows,
     })
 }

@@ -98,3 +98,24 @@ pub mod case_hold {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Each member's documents in id order, kept by triggers (migration
+/// `m20261209_000001_member_documents`): one row per document and member of its case. A
+/// driver for staff's firm-wide lists; visibility is still decided on `document`.
+pub mod member_document {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "member_document")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub document_id: Uuid,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait, JoinType, Query, SelectStatement},
 };
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     domain::Confidentiality,
-    entity::{case_hold, document, upload, version},
+    entity::{case_hold, document, member_document, upload, version},
     upload::Stored,
 };
 use crate::{
@@ -765,48 +765,27 @@ fn roles_seeing(role: Role) -> Vec<(Confidentiality, Vec<MemberRole>)> {
         .collect()
 }
 
-/// How the visibility condition names `document.case_id`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CaseColumn {
-    /// The planner may drive the query from the case index (few cases: a client's).
-    Indexed,
-    /// SQLite only (elsewhere the same as `Indexed`): `+case_id`, SQLite's way to say "not
-    /// through an index", so a newest-first page walks the id order and stops at the limit
-    /// instead of reading every document of thousands of cases and sorting them (an
-    /// attorney's: 4,000 rows sorted for 51 shown).
-    Walk,
-}
-
 /// Live documents the caller may see, as a condition on `document`: an admin's, all; anyone
 /// else's, per level, those of the cases where their membership role sees that level. The
 /// cases are read from the caller's membership rows inside the statement, so it is the same
 /// whether they are on two cases or two thousand (no id list bound into it): on SQLite an
-/// `IN (subquery)` per level, which lets a client's few cases drive the plan; on PostgreSQL
-/// one semi-join ([`member_sees`]).
-fn visible(backend: DbBackend, p: &Principal, col: CaseColumn) -> Condition {
+/// `IN (subquery)` per level, which lets a client's few cases (or a rare term's few matches)
+/// drive the plan; on PostgreSQL one semi-join ([`member_sees`]).
+fn visible(backend: DbBackend, p: &Principal) -> Condition {
+    if p.is_admin() || backend == DbBackend::Postgres {
+        return visible_per_row(p);
+    }
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
-    if p.is_admin() {
-        return live;
-    }
-    let levels = roles_seeing(p.role);
-    if backend == DbBackend::Postgres {
-        return live.add(Expr::exists(member_sees(p.user_id, &levels)));
-    }
-    let walk = col == CaseColumn::Walk;
     let mut any = Condition::any();
-    for (c, roles) in &levels {
+    for (c, roles) in &roles_seeing(p.role) {
         // The roles are named even when all of them see the level: a membership row whose
         // role this version does not know grants nothing, as in `access::require`.
-        let cases = access::member_cases_as(p.user_id, roles);
-        let case_in = if walk {
-            Expr::cust("+\"document\".\"case_id\"").in_subquery(cases)
-        } else {
-            document::Column::CaseId.in_subquery(cases)
-        };
         any = any.add(
             Condition::all()
                 .add(document::Column::Confidentiality.eq(c.as_str()))
-                .add(case_in),
+                .add(
+                    document::Column::CaseId.in_subquery(access::member_cases_as(p.user_id, roles)),
+                ),
         );
     }
     if any.is_empty() {
@@ -814,6 +793,22 @@ fn visible(backend: DbBackend, p: &Principal, col: CaseColumn) -> Condition {
         return live.add(Expr::cust("1 = 0"));
     }
     live.add(any)
+}
+
+/// [`visible`] checked row by row: the caller's membership row of each document's case,
+/// probed by its key ([`member_sees`]). PostgreSQL's only form; on SQLite the form for a walk
+/// along the caller's own documents (`member_document`), which visits a few dozen rows where
+/// the `IN` lists of [`visible`] would first read every case the caller is on.
+fn visible_per_row(p: &Principal) -> Condition {
+    let live = Condition::all().add(document::Column::DeletedAt.is_null());
+    if p.is_admin() {
+        return live;
+    }
+    let levels = roles_seeing(p.role);
+    if levels.is_empty() {
+        return live.add(Expr::cust("1 = 0"));
+    }
+    live.add(Expr::exists(member_sees(p.user_id, &levels)))
 }
 
 /// PostgreSQL's form of [`visible`]: a semi-join on the caller's membership row of the
@@ -890,20 +885,15 @@ async fn text_match<C: ConnectionTrait>(
     conn: &C,
     text: &str,
     narrow: bool,
-) -> Result<(sea_orm::sea_query::SimpleExpr, CaseColumn)> {
+) -> Result<(sea_orm::sea_query::SimpleExpr, bool)> {
     match conn.get_database_backend() {
-        DbBackend::Postgres => Ok((probe_match(DbBackend::Postgres, text), CaseColumn::Indexed)),
-        _ if narrow => Ok((probe_match(DbBackend::Sqlite, text), CaseColumn::Indexed)),
+        DbBackend::Postgres => Ok((probe_match(DbBackend::Postgres, text), false)),
+        _ if narrow => Ok((probe_match(DbBackend::Sqlite, text), false)),
         _ => {
             let common = crate::db::fts::sqlite_is_common(conn, "document_fts", text).await?;
-            let col = if common {
-                CaseColumn::Walk
-            } else {
-                CaseColumn::Indexed
-            };
             Ok((
                 crate::db::fts::sqlite_match("document", "document_fts", text, common),
-                col,
+                !common,
             ))
         }
     }
@@ -932,20 +922,42 @@ pub struct DocumentFilter {
     pub cursor: Option<String>,
 }
 
-/// Newest first by id (UUIDv7, so creation order); the cursor is the last id.
+/// Newest first by id (UUIDv7, so creation order); the cursor is the last id. With `mine`,
+/// the rows are walked along that member's own documents (`member_document`, the same ids in
+/// the same order), so the `LIMIT` ends a walk of their documents, not of the firm's.
 async fn page(
     state: &AppState,
     cond: Condition,
+    mine: Option<Uuid>,
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Page<DocumentView>> {
     let after: Option<Uuid> = decode_cursor(cursor)?;
     let mut q = document::Entity::find().filter(cond);
+    let order = match mine {
+        Some(user) => {
+            QueryTrait::query(&mut q).join(
+                JoinType::InnerJoin,
+                member_document::Entity,
+                Condition::all()
+                    .add(
+                        Expr::col((member_document::Entity, member_document::Column::DocumentId))
+                            .equals((document::Entity, document::Column::Id)),
+                    )
+                    .add(
+                        Expr::col((member_document::Entity, member_document::Column::UserId))
+                            .eq(user),
+                    ),
+            );
+            Expr::col((member_document::Entity, member_document::Column::DocumentId))
+        }
+        None => Expr::col((document::Entity, document::Column::Id)),
+    };
     if let Some(a) = after {
-        q = q.filter(document::Column::Id.lt(a));
+        q = q.filter(order.clone().lt(a));
     }
     let rows = q
-        .order_by_desc(document::Column::Id)
+        .order_by_desc(order)
         .limit(limit.get() + 1)
         .all(state.db.conn())
         .await?;
@@ -984,7 +996,7 @@ pub async fn list_case_documents(
         // One case's documents: its index bounds the rows, so probe each one.
         cond = cond.add(probe_match(state.db.backend(), text));
     }
-    let out = page(state, cond, limit, f.cursor.as_deref()).await?;
+    let out = page(state, cond, None, limit, f.cursor.as_deref()).await?;
     let mut details = serde_json::json!({
         "count": out.items.len(),
         "document_ids": out.items.iter().map(|d| d.id).collect::<Vec<_>>(),
@@ -1045,24 +1057,27 @@ async fn visible_page(
     let q_text = check_q(&mut v, s.q.as_deref());
     v.finish()?;
     let conn = state.db.conn();
-    // A client sees a handful of cases: drive from them. Staff see thousands: walk the id
-    // order (SQLite), unless a rare search term makes its set of matches the smaller side.
+    // A client sees a handful of cases: drive from them. An admin sees everything: walk the
+    // firm's documents. Other staff see thousands of cases, a share of the firm's that shrinks
+    // as it grows: walk their own documents newest first, unless a rare search term makes its
+    // set of matches the smaller side (SQLite; PostgreSQL's planner weighs its GIN index).
     let narrow = p.sees_few_cases();
-    let (text, col) = match &q_text {
+    let (text, by_matches) = match &q_text {
         Some(t) => {
-            let (m, col) = text_match(conn, t, narrow).await?;
-            (Some(m), col)
+            let (m, by_matches) = text_match(conn, t, narrow).await?;
+            (Some(m), by_matches)
         }
-        None if narrow || conn.get_database_backend() == DbBackend::Postgres => {
-            (None, CaseColumn::Indexed)
-        }
-        None => (None, CaseColumn::Walk),
+        None => (None, false),
     };
-    let mut cond = visible(conn.get_database_backend(), p, col);
+    let mine = (!narrow && !p.is_admin() && !by_matches).then_some(p.user_id);
+    let mut cond = match mine {
+        Some(_) => visible_per_row(p),
+        None => visible(conn.get_database_backend(), p),
+    };
     if let Some(m) = text {
         cond = cond.add(m);
     }
-    let out = page(state, cond, limit, s.cursor.as_deref()).await?;
+    let out = page(state, cond, mine, limit, s.cursor.as_deref()).await?;
     state
         .audit
         .record(
@@ -1096,7 +1111,7 @@ pub struct DocumentStats {
 /// `GET /documents/stats`: counts and bytes of the documents the caller may see.
 pub async fn stats(state: &AppState, p: &Principal) -> Result<DocumentStats> {
     let conn = state.db.conn();
-    let cond = visible(conn.get_database_backend(), p, CaseColumn::Indexed);
+    let cond = visible(conn.get_database_backend(), p);
     let rows: Vec<(Uuid, String, i64, Option<i64>)> = document::Entity::find()
         .select_only()
         .column(document::Column::CaseId)

@@ -25,6 +25,7 @@ mod m20261205_000001_message_fts_rowid;
 mod m20261206_000001_audit_chain_trigger;
 mod m20261207_000001_audit_spool;
 mod m20261208_000001_fts_update_triggers;
+mod m20261209_000001_member_documents;
 
 pub struct Migrator;
 
@@ -76,6 +77,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_audit_chain_trigger::Migration),
             Box::new(m20261207_000001_audit_spool::Migration),
             Box::new(m20261208_000001_fts_update_triggers::Migration),
+            Box::new(m20261209_000001_member_documents::Migration),
         ]
     }
 }
