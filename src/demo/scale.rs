@@ -506,6 +506,12 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
 
     // Messages, each with a recipient row for every other member of its case.
     let mut msg_rng = StdRng::seed_from_u64(seed ^ 2);
+    // Sent over the last year and inserted oldest first, as a live firm's are written: row
+    // order (SQLite's rowids, PostgreSQL's heap) follows time, as it would there.
+    let mut sent_at: Vec<_> = (0..sizes.messages)
+        .map(|_| now - Duration::minutes(msg_rng.random_range(1..525_600)))
+        .collect();
+    sent_at.sort_unstable();
     let pb = bar("messages", sizes.messages);
     let mut start = 0;
     while start < sizes.messages {
@@ -528,7 +534,7 @@ pub async fn generate(state: &AppState, sizes: Sizes, seed: u64) -> anyhow::Resu
             // some attorneys never received anything).
             let (sender, role) = members[(i / sizes.cases) % 2];
             let id = Uuid::now_v7();
-            let at = now - Duration::minutes(msg_rng.random_range(1..525_600));
+            let at = sent_at[i];
             let n = msg_rng.random_range(6..30);
             let body = words(&mut msg_rng, n);
             let to: Vec<Uuid> = members
