@@ -877,10 +877,12 @@ fn probe_match(backend: DbBackend, text: &str) -> sea_orm::sea_query::SimpleExpr
     }
 }
 
-/// Full-text match on `document`. PostgreSQL: the GIN index. SQLite: a client (few visible
-/// documents) probes the index per candidate row; staff get the set of matching rowids when
-/// the term is rare, or, when it is common, a per-row probe along the id order, which stops
-/// after a page (`walk`), since building a firm-wide set of every match costs more.
+/// Full-text match on `document`, and whether the set of matches should drive the page
+/// (`true`: a rare term on SQLite). PostgreSQL: the tsvector, its planner choosing between
+/// the GIN index and the walk. SQLite: a client (few visible documents) probes the index per
+/// candidate row; staff get the set of matching rowids when the term is rare, or, when it is
+/// common, a per-row probe along the walk of their own documents, which stops after a page,
+/// since building a firm-wide set of every match costs more.
 async fn text_match<C: ConnectionTrait>(
     conn: &C,
     text: &str,

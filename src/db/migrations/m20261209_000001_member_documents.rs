@@ -64,7 +64,7 @@ const SQLITE_TRIGGERS: &[&str] = &[
           AND document_id IN (SELECT d.id FROM document d WHERE d.case_id = OLD.case_id);
      END",
     "CREATE TRIGGER member_document_member_au AFTER UPDATE OF case_id, user_id ON case_member
-       BEGIN
+       WHEN OLD.case_id IS NOT NEW.case_id OR OLD.user_id IS NOT NEW.user_id BEGIN
        DELETE FROM member_document WHERE user_id = OLD.user_id
           AND document_id IN (SELECT d.id FROM document d WHERE d.case_id = OLD.case_id);
        INSERT OR IGNORE INTO member_document (user_id, document_id)
@@ -80,6 +80,7 @@ const POSTGRES_TRIGGERS: &[&str] = &[
      BEGIN
        PERFORM 1 FROM legal_case WHERE id = NEW.case_id FOR NO KEY UPDATE;
        IF TG_OP = 'UPDATE' THEN
+         PERFORM 1 FROM legal_case WHERE id = OLD.case_id FOR NO KEY UPDATE;
          DELETE FROM member_document WHERE document_id = OLD.id;
        END IF;
        INSERT INTO member_document (user_id, document_id)
