@@ -306,24 +306,25 @@ impl Search {
                 [self.text.clone(), search_index::tsquery(&self.audience)],
             ),
             _ => {
-                let text = search_index::fts5_query(&self.text, &self.audience);
-                match self.rowids {
-                    // FTS5 seeks each term's list to the range and stops at its end.
-                    Some((lo, hi)) => Expr::cust_with_values(
-                        format!(
-                            "{table}.rowid IN (SELECT rowid FROM message_fts \
-                             WHERE message_fts MATCH ? AND rowid >= ? AND rowid <= ?)"
-                        ),
-                        [sea_orm::Value::from(text), lo.into(), hi.into()],
+                let mut values = vec![sea_orm::Value::from(search_index::fts5_query(
+                    &self.text,
+                    &self.audience,
+                ))];
+                // FTS5 seeks each term's list to the range and stops at its end.
+                let range = match self.rowids {
+                    Some((lo, hi)) => {
+                        values.extend([lo.into(), hi.into()]);
+                        " AND rowid >= ? AND rowid <= ?"
+                    }
+                    None => "",
+                };
+                Expr::cust_with_values(
+                    format!(
+                        "{table}.rowid IN (SELECT rowid FROM message_fts \
+                         WHERE message_fts MATCH ?{range})"
                     ),
-                    None => Expr::cust_with_values(
-                        format!(
-                            "{table}.rowid IN (SELECT rowid FROM message_fts \
-                             WHERE message_fts MATCH ?)"
-                        ),
-                        [text],
-                    ),
-                }
+                    values,
+                )
             }
         }
     }
@@ -434,11 +435,7 @@ impl Walk {
         cursor: Option<&Cursor>,
         rows: u64,
     ) -> Result<Option<(DateTime<Utc>, Uuid)>> {
-        let span = match cursor {
-            Some(c) => self.span.clone().after(c)?,
-            None => self.span.clone(),
-        };
-        match span {
+        match self.span_after(cursor)? {
             Rows::Received(q) => {
                 let key = (
                     recipient::Column::MessageCreatedAt,
@@ -453,6 +450,14 @@ impl Walk {
         }
     }
 
+    /// The box's own rows after the cursor (all of them on a first page).
+    fn span_after(&self, cursor: Option<&Cursor>) -> Result<Rows> {
+        match cursor {
+            Some(c) => self.span.clone().after(c),
+            None => Ok(self.span.clone()),
+        }
+    }
+
     /// The page of a walk of at most `rows` rows after the cursor, each probed for a match;
     /// `None` if it did not fill the page and the box goes on.
     async fn page<C: ConnectionTrait>(
@@ -464,42 +469,25 @@ impl Walk {
         cursor: Option<&Cursor>,
     ) -> Result<Option<Fetched>> {
         let end = self.end(conn, cursor, rows).await?;
-        let bounded;
-        let search = match search.backend {
-            DbBackend::Postgres => search,
-            // SQLite probes each message in the list of the reader's matches: read only the
-            // part of it the walk can meet, between the least and greatest rowid of the
-            // messages walked. A live firm's rowids follow the order messages are written, so
-            // that is about the walk's own matches, not every match of the reader since the
-            // first (2,876 for "settlement" on the scale-100 firm); out of order, it is the
-            // whole list as before.
+        // SQLite probes each message in the list of the reader's matches: read only the part
+        // of it the walk can meet, between the least and greatest rowid of the messages walked.
+        // A live firm's rowids follow the order messages are written, so that is about the
+        // walk's own matches, not every match of the reader since the first (2,876 for
+        // "settlement" on the scale-100 firm); out of order, it is the whole list as before.
+        let rowids = match search.backend {
+            DbBackend::Postgres => None,
             _ => {
-                let span = match cursor {
-                    Some(c) => self.span.clone().after(c)?,
-                    None => self.span.clone(),
-                };
-                let span = match end {
-                    Some((t, id)) => span.within(t, id),
-                    None => span,
-                };
-                match span.rowid_range(conn).await? {
-                    Some(r) => {
-                        bounded = Search {
-                            rowids: Some(r),
-                            ..search.clone()
-                        };
-                        &bounded
-                    }
-                    // Nothing to walk: the page below is empty either way.
-                    None => search,
-                }
+                self.span_after(cursor)?
+                    .within(end)
+                    .rowid_range(conn)
+                    .await?
             }
         };
-        let walked = self.rows.clone().matching(search);
-        let walked = match end {
-            Some((t, id)) => walked.within(t, id),
-            None => walked,
+        let search = Search {
+            rowids,
+            ..search.clone()
         };
+        let walked = self.rows.clone().matching(&search).within(end);
         let fetched = fetch(conn, walked, limit, cursor).await?;
         Ok((end.is_none() || fetched.0.len() as u64 > limit.get()).then_some(fetched))
     }
@@ -554,9 +542,10 @@ impl Rows {
         Ok(self.filter(after_in_range(sort, id, t, c.id, true)))
     }
 
-    /// Only the rows of the walk up to and including `(at, last)`, bounding the same index
-    /// range as the cursor does from the other side.
-    fn within(self, at: DateTime<Utc>, last: Uuid) -> Self {
+    /// Only the rows of the walk up to and including its end `(at, last)`, bounding the same
+    /// index range as the cursor does from the other side; all of them without an end.
+    fn within(self, end: Option<(DateTime<Utc>, Uuid)>) -> Self {
+        let Some((at, last)) = end else { return self };
         let (sort, id) = self.key();
         self.filter(
             sea_orm::Condition::all()

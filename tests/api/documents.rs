@@ -64,13 +64,12 @@ async fn upload_raw(
     bytes: Vec<u8>,
     conf: Option<&str>,
 ) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
-        .bearer_auth(token)
-        .multipart(form(name, bytes, conf, None))
-        .send()
-        .await
-        .expect("upload sent")
+    app.post_multipart(
+        &format!("/api/v1/cases/{case}/documents"),
+        token,
+        form(name, bytes, conf, None),
+    )
+    .await
 }
 
 async fn upload(
@@ -354,22 +353,20 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
         .await;
     problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     let r = app
-        .client
-        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
-        .bearer_auth(&lead.access)
-        .multipart(multipart::Form::new().text("title", "no file"))
-        .send()
-        .await
-        .unwrap();
+        .post_multipart(
+            &format!("/api/v1/cases/{case}/documents"),
+            &lead.access,
+            multipart::Form::new().text("title", "no file"),
+        )
+        .await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     let r = app
-        .client
-        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
-        .bearer_auth(&lead.access)
-        .multipart(form("a.pdf", pdf(10), Some("secret"), None))
-        .send()
-        .await
-        .unwrap();
+        .post_multipart(
+            &format!("/api/v1/cases/{case}/documents"),
+            &lead.access,
+            form("a.pdf", pdf(10), Some("secret"), None),
+        )
+        .await;
     let b = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(b["errors"][0]["field"], "confidentiality");
     assert!(
@@ -1114,13 +1111,12 @@ async fn memory_does_not_grow_with_file_size() {
         .mime_str("application/pdf")
         .unwrap();
     let r = app
-        .client
-        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
-        .bearer_auth(&lead.access)
-        .multipart(multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
+        .post_multipart(
+            &format!("/api/v1/cases/{case}/documents"),
+            &lead.access,
+            multipart::Form::new().part("file", part),
+        )
+        .await;
     let d = expect(r, StatusCode::CREATED, "big upload").await;
     let after_upload = rss();
     let mut r = content(&app, &lead.access, d["id"].as_str().unwrap(), None).await;

@@ -158,6 +158,22 @@ impl TestApp {
         self.request(Method::PATCH, path, token, Some(body)).await
     }
 
+    /// A multipart POST (a document upload) as the holder of `token`.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        token: &str,
+        form: reqwest::multipart::Form,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("multipart request sent")
+    }
+
     /// Create a user directly through the service (as the system operator).
     pub async fn create_user(&self, role: &str) -> (Uuid, String) {
         let email = format!(

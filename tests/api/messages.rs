@@ -1245,13 +1245,8 @@ async fn attachments_must_be_visible_to_every_recipient() {
                         .file_name("brief.pdf"),
                 );
             let r = app
-                .client
-                .post(app.url(&format!("/api/v1/cases/{case}/documents")))
-                .bearer_auth(token)
-                .multipart(form)
-                .send()
-                .await
-                .unwrap();
+                .post_multipart(&format!("/api/v1/cases/{case}/documents"), &token, form)
+                .await;
             id(&expect(r, StatusCode::CREATED, "upload").await)
         }
     };

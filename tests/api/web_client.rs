@@ -146,13 +146,8 @@ async fn upload(app: &TestApp, token: &str, case: &str, name: &str, text: &str) 
                 .unwrap(),
         );
     let r = app
-        .client
-        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+        .post_multipart(&format!("/api/v1/cases/{case}/documents"), token, form)
+        .await;
     let b = json_ok(r, StatusCode::CREATED, "upload").await;
     b["id"].as_str().unwrap().to_owned()
 }
