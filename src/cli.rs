@@ -120,10 +120,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let r = crate::db::recount::recount(&state.db).await?;
             state.audit.shutdown().await;
             println!(
-                "recounted: {} membership counters, {} deadline rows, {} document bounds, \
-                 {} member document rows corrected, \
+                "recounted: {} membership case copies, {} membership counters, {} deadline rows, \
+                 {} document bounds, {} member document rows corrected, \
                  {} message search rows out of step (all rebuilt if any)",
-                r.counters, r.deadlines, r.document_bounds, r.member_documents, r.search_rows
+                r.case_copies,
+                r.counters,
+                r.deadlines,
+                r.document_bounds,
+                r.member_documents,
+                r.search_rows
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -59,6 +59,11 @@ pub mod member {
         CaseUpdatedAt,
         CaseOpenedAt,
         CaseStatus,
+        /// Copies of the case's phase and priority, carried with the status at the end of
+        /// the two page-order indexes so that a filtered walk tests them in the index
+        /// (`m20261210_000001_member_case_filters`).
+        CasePhase,
+        CasePriority,
         /// The member's unread, unhidden messages in the case
         /// (`m20261204_000001_member_counters`).
         UnreadMessages,

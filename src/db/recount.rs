@@ -1,5 +1,5 @@
 //! `lawfirm-pro recount`: rebuild the read models that triggers keep (migrations
-//! `m20261204_*`, `m20261209_000001`) and SQLite's message full-text rows (aligned with their messages' rowids,
+//! `m20261203_000002`, `m20261204_*`, `m20261209_000001`, `m20261210_000001`) and SQLite's message full-text rows (aligned with their messages' rowids,
 //! `m20261205_000001`) from their sources, and say how many rows were out of step.
 //!
 //! The triggers keep them exact on every write path; this is the repair for what no trigger
@@ -16,6 +16,9 @@ use super::Db;
 /// Rows corrected, by read model.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recount {
+    /// Membership rows whose copies of their case's sort keys, status, phase or priority
+    /// differed from the case.
+    pub case_copies: u64,
     /// Membership rows whose unread or unbilled counter differed from a recount.
     pub counters: u64,
     /// `member_deadline` rows removed or added.
@@ -30,6 +33,8 @@ pub struct Recount {
     pub search_rows: u64,
 }
 
+/// The case columns each membership row copies (`m20261203_000002`, `m20261210_000001`).
+const COPIED: &str = "c.updated_at, c.opened_at, c.status, c.phase, c.priority";
 const UNREAD: &str = "(SELECT COUNT(*) FROM message_recipient r
     WHERE r.user_id = case_member.user_id AND r.case_id = case_member.case_id
       AND r.deleted_at IS NULL AND r.read_at IS NULL)";
@@ -51,6 +56,16 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
             )
         }
     };
+    let case_copies = exec(format!(
+        "UPDATE case_member SET
+           (case_updated_at, case_opened_at, case_status, case_phase, case_priority) =
+           (SELECT {COPIED} FROM legal_case c WHERE c.id = case_member.case_id)
+         WHERE EXISTS (SELECT 1 FROM legal_case c WHERE c.id = case_member.case_id
+           AND (c.updated_at, c.opened_at, c.status, c.phase, c.priority) IS DISTINCT FROM
+               (case_member.case_updated_at, case_member.case_opened_at, case_member.case_status,
+                case_member.case_phase, case_member.case_priority))"
+    ))
+    .await?;
     let counters = exec(format!(
         "UPDATE case_member SET unread_messages = {UNREAD}, case_unbilled_minutes = {UNBILLED}
          WHERE unread_messages <> {UNREAD} OR case_unbilled_minutes <> {UNBILLED}"
@@ -117,6 +132,7 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
     }
     txn.commit().await?;
     Ok(Recount {
+        case_copies,
         counters,
         deadlines: removed + added,
         document_bounds,

@@ -1515,16 +1515,7 @@ async fn member_case_lists_follow_their_cases_sort_keys() {
     counts("after a status change").await;
     agree("after a change").await;
     // The plan: the membership index in page order, no sort step.
-    let log = app.state.db.statements();
-    log.start();
-    get_json(&app, "/api/v1/cases?status=open&limit=3", &attorney).await;
-    let stmts = log.stop();
-    let list = stmts
-        .iter()
-        .find(|s| s.sql.contains("FROM \"legal_case\"") && s.sql.contains("LIMIT"))
-        .expect("the case list statement");
-    let settings = "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off";
-    let plan = plan_with(&app, backend, list, settings).await.join("\n");
+    let (list, plan) = list_plan(&app, "/api/v1/cases?status=open&limit=3", &attorney).await;
     assert!(
         plan.contains("ix_case_member_updated"),
         "{}\n{plan}",
@@ -1536,6 +1527,159 @@ async fn member_case_lists_follow_their_cases_sort_keys() {
     app.state.db.migrate().await.expect("re-run");
     assert_eq!(agree("migrated again").await, mine);
     counts("migrated again").await;
+}
+
+/// The case list statement of `GET path` and its plan with sequential scans and sorts
+/// discouraged (PostgreSQL plans a tiny firm's tables by scanning them otherwise).
+async fn list_plan(app: &TestApp, path: &str, token: &str) -> (Statement, String) {
+    let log = app.state.db.statements();
+    log.start();
+    get_json(app, path, token).await;
+    let list = log
+        .stop()
+        .into_iter()
+        .find(|s| s.sql.contains("FROM \"legal_case\"") && s.sql.contains("LIMIT"))
+        .expect("the case list statement");
+    let settings = "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off";
+    let plan = plan_with(app, app.state.db.backend(), &list, settings).await;
+    (list, plan.join("\n"))
+}
+
+/// A member's list filtered by status, phase and priority tests the filters on the membership
+/// index it walks (copies of the case's values, kept by triggers): page by page it is exactly
+/// the admin's filtered list narrowed to the member's cases, for each filter and sort, before
+/// and right after the case's priority, phase and status change; and the plan reads the
+/// filters from the walked index alone.
+#[tokio::test]
+async fn member_case_filters_are_tested_on_the_membership_index() {
+    let (app, g) = firm(Sizes::tiny()).await;
+    let backend = app.state.db.backend();
+    let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let admin = login(&app, &g.admin, &g.password).await;
+    let mine = all_pages(&app, "/api/v1/cases?sort=number", &attorney, 100).await;
+    let agree = |label: &'static str, filters: Vec<String>| {
+        let (app, mine, attorney, admin) = (&app, &mine, attorney.clone(), admin.clone());
+        async move {
+            let mut found = 0;
+            for filter in &filters {
+                for sort in ["-opened_at", "updated_at"] {
+                    let path = format!("/api/v1/cases?{filter}&sort={sort}");
+                    let listed = all_pages(app, &path, &attorney, 3).await;
+                    let all = all_pages(app, &path, &admin, 3).await;
+                    let want: Vec<String> = all.into_iter().filter(|c| mine.contains(c)).collect();
+                    assert_eq!(listed, want, "{label}: {path}");
+                    found += listed.len();
+                }
+            }
+            found
+        }
+    };
+    let mut filters = vec![];
+    for status in ["open", "pending", "closed"] {
+        filters.push(format!("status={status}"));
+        for priority in ["low", "normal", "high", "urgent"] {
+            filters.push(format!("status={status}&priority={priority}"));
+        }
+    }
+    for phase in ["intake", "discovery", "trial"] {
+        filters.push(format!("phase={phase}"));
+        filters.push(format!("phase={phase}&priority=high&status=open"));
+    }
+    assert!(
+        agree("generated", filters.clone()).await > 0,
+        "some filters find cases"
+    );
+
+    // One open case of the attorney's changes priority, phase and status in turn; each
+    // filtered list shows it under its new values at once.
+    let case = all_pages(
+        &app,
+        "/api/v1/cases?status=open&sort=-opened_at",
+        &attorney,
+        100,
+    )
+    .await
+    .pop()
+    .expect("an open case");
+    let finds = |filter: &'static str| {
+        let (app, attorney, case) = (&app, attorney.clone(), case.clone());
+        async move {
+            let path = format!("/api/v1/cases?{filter}&sort=-opened_at");
+            all_pages(app, &path, &attorney, 100).await.contains(&case)
+        }
+    };
+    let r = app
+        .patch(
+            &format!("/api/v1/cases/{case}"),
+            Some(&attorney),
+            json!({"priority": "urgent"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(finds("status=open&priority=urgent").await);
+    assert!(!finds("priority=low").await && !finds("priority=normal").await);
+    let path = format!("/api/v1/cases/{case}/status");
+    let to_appeal = json!({"phase": "appeal"});
+    assert_eq!(
+        post_status(&app, &path, &attorney, to_appeal).await,
+        StatusCode::OK
+    );
+    assert!(finds("phase=appeal&priority=urgent&status=open").await);
+    assert!(!finds("phase=intake").await);
+    let to_pending = json!({"status": "pending"});
+    assert_eq!(
+        post_status(&app, &path, &attorney, to_pending).await,
+        StatusCode::OK
+    );
+    assert!(finds("status=pending&phase=appeal&priority=urgent").await);
+    assert!(!finds("status=open").await);
+    agree("after the changes", filters).await;
+    assert_eq!(stale_case_copies(&app).await, 0);
+
+    // The plan: the page-order membership index, the filters tested in it, no sort.
+    let path = "/api/v1/cases?status=open&priority=high&phase=intake&sort=-opened_at";
+    let (list, plan) = list_plan(&app, path, &attorney).await;
+    assert!(
+        plan.contains("ix_case_member_opened"),
+        "{}\n{plan}",
+        list.sql
+    );
+    assert!(!sorts(backend, &plan), "{}\n{plan}", list.sql);
+    if backend == DbBackend::Sqlite {
+        // The membership row itself is never read: the walk is on the covering index.
+        assert!(
+            plan.contains("USING COVERING INDEX ix_case_member_opened"),
+            "{}\n{plan}",
+            list.sql
+        );
+        for other in [
+            "ix_case_member_status",
+            "ix_legal_case_status",
+            "ix_legal_case_priority",
+        ] {
+            assert!(!plan.contains(other), "{}\n{plan}", list.sql);
+        }
+    } else {
+        assert!(
+            list.sql.contains("\"case_member\".\"case_priority\""),
+            "the filter is on the copy: {}",
+            list.sql
+        );
+    }
+
+    // The migration on existing rows: undone, re-run, the same lists and copies.
+    undo_migrations_from(&app, "m20261210_000001_member_case_filters").await;
+    let r = app
+        .patch(
+            &format!("/api/v1/cases/{case}"),
+            Some(&attorney),
+            json!({"priority": "low"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    app.state.db.migrate().await.expect("re-run");
+    assert_eq!(stale_case_copies(&app).await, 0);
+    assert!(finds("status=pending&priority=low").await);
 }
 
 /// A member's case search walks their own cases in page order. On SQLite a term in 1,000 or
@@ -1643,6 +1787,17 @@ async fn case_of_both(app: &TestApp, a: &str, b: &str) -> String {
         .into_iter()
         .find(|c| theirs.contains(c))
         .expect("a case of both")
+}
+
+/// Membership rows whose copies of their case's sort keys, status, phase or priority are not
+/// the case's.
+async fn stale_case_copies(app: &TestApp) -> i64 {
+    let mirror = "SELECT case_id, user_id, case_updated_at, case_opened_at, case_status,
+                         case_phase, case_priority FROM case_member";
+    let truth = "SELECT m.case_id, m.user_id, c.updated_at, c.opened_at, c.status, c.phase,
+                        c.priority
+                 FROM case_member m JOIN legal_case c ON c.id = m.case_id";
+    rows_apart(app, mirror, truth).await
 }
 
 /// Membership rows whose newest-document bound is below a document of their case.
@@ -2422,6 +2577,7 @@ async fn concurrent_writes_to_one_case_keep_the_mirrors_exact() {
             assert!(st.is_success(), "round {round}, {what}: {st}");
         }
     }
+    assert_eq!(stale_case_copies(&app).await, 0);
     assert_eq!(stale_counters(&app).await, 0);
     assert_eq!(stale_member_deadlines(&app).await, 0);
     assert_eq!(understated_document_bounds(&app).await, 0);
@@ -2438,7 +2594,7 @@ async fn recount_repairs_hand_edited_read_models() {
     assert!(
         recount()
             .await
-            .contains("0 membership counters, 0 deadline rows, 0 document bounds, 0 member document rows corrected"),
+            .contains("0 membership case copies, 0 membership counters, 0 deadline rows, 0 document bounds, 0 member document rows corrected"),
         "a fresh firm is in step"
     );
     let clients = count(
@@ -2471,6 +2627,11 @@ async fn recount_repairs_hand_edited_read_models() {
         .await;
     app.sql("UPDATE case_member SET case_last_document_id = NULL")
         .await;
+    // Clients' copies of their case: a wrong priority, no phase.
+    app.sql(
+        "UPDATE case_member SET case_priority = 'urgent', case_phase = NULL WHERE role = 'client'",
+    )
+    .await;
     // Clients' document rows gone, and one row for a document of a case the admin is not on.
     app.sql(
         "DELETE FROM member_document WHERE user_id IN
@@ -2483,6 +2644,8 @@ async fn recount_repairs_hand_edited_read_models() {
                 (SELECT id FROM document ORDER BY id LIMIT 1)",
     )
     .await;
+    // Each wrong row counts twice: as it is and as it should be.
+    assert_eq!(stale_case_copies(&app).await, 2 * clients);
     assert!(stale_counters(&app).await > 0);
     assert!(stale_member_deadlines(&app).await > 0);
     assert!(understated_document_bounds(&app).await > 0);
@@ -2490,12 +2653,13 @@ async fn recount_repairs_hand_edited_read_models() {
 
     assert!(
         recount().await.contains(&format!(
-            "{clients} membership counters, {staff_rows} deadline rows, \
+            "{clients} membership case copies, {clients} membership counters, {staff_rows} deadline rows, \
              {with_documents} document bounds, {} member document rows corrected",
             client_documents + 1
         )),
         "exact counts"
     );
+    assert_eq!(stale_case_copies(&app).await, 0);
     assert_eq!(stale_counters(&app).await, 0);
     assert_eq!(stale_member_deadlines(&app).await, 0);
     assert_eq!(understated_document_bounds(&app).await, 0);

@@ -42,7 +42,7 @@ const INDEXES: &[&str] = &[
     "CREATE INDEX ix_case_member_status ON case_member (user_id, case_status)",
 ];
 
-const SQLITE_TRIGGERS: &[&str] = &[
+pub(super) const SQLITE_TRIGGERS: &[&str] = &[
     "CREATE TRIGGER case_member_order_ai AFTER INSERT ON case_member BEGIN
        UPDATE case_member SET
          case_updated_at = (SELECT updated_at FROM legal_case WHERE id = NEW.case_id),
@@ -58,7 +58,7 @@ const SQLITE_TRIGGERS: &[&str] = &[
      END",
 ];
 
-const POSTGRES_TRIGGERS: &[&str] = &[
+pub(super) const POSTGRES_TRIGGERS: &[&str] = &[
     "CREATE FUNCTION case_member_order_fill() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
        SELECT updated_at, opened_at, status
@@ -83,12 +83,12 @@ const POSTGRES_TRIGGERS: &[&str] = &[
        EXECUTE FUNCTION legal_case_order_copy()",
 ];
 
-const SQLITE_DOWN: &[&str] = &[
+pub(super) const SQLITE_DOWN: &[&str] = &[
     "DROP TRIGGER legal_case_order_au",
     "DROP TRIGGER case_member_order_ai",
 ];
 
-const POSTGRES_DOWN: &[&str] = &[
+pub(super) const POSTGRES_DOWN: &[&str] = &[
     "DROP TRIGGER legal_case_order_au ON legal_case",
     "DROP TRIGGER case_member_order_bi ON case_member",
     "DROP FUNCTION legal_case_order_copy()",

@@ -26,6 +26,7 @@ mod m20261206_000001_audit_chain_trigger;
 mod m20261207_000001_audit_spool;
 mod m20261208_000001_fts_update_triggers;
 mod m20261209_000001_member_documents;
+mod m20261210_000001_member_case_filters;
 
 pub struct Migrator;
 
@@ -78,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_audit_spool::Migration),
             Box::new(m20261208_000001_fts_update_triggers::Migration),
             Box::new(m20261209_000001_member_documents::Migration),
+            Box::new(m20261210_000001_member_case_filters::Migration),
         ]
     }
 }
