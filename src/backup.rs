@@ -22,7 +22,6 @@ use sha2::{Digest, Sha256};
 use crate::{
     Config,
     db::{Db, DbKind},
-    messages::search_index,
 };
 
 const MANIFEST: &str = "manifest.json";
@@ -341,18 +340,21 @@ async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("rebuilding the search index {name}"))?;
     }
-    // Message search rows sit under their message's rowid (ADR 0004): rebuilt from the copy's
-    // own messages if any is out of step.
-    let (off,): (i64,) = sea_orm::sqlx::query_as(search_index::SQLITE_OUT_OF_STEP)
-        .fetch_one(&mut conn)
-        .await
-        .context("checking the message search rows")?;
-    if off > 0 {
-        for sql in search_index::SQLITE_REBUILD {
-            sea_orm::sqlx::query(sql)
-                .execute(&mut conn)
-                .await
-                .context("rebuilding the message search rows")?;
+    // Message search rows sit under their message's rowid (ADR 0004), member case search rows
+    // under their user's and membership's: rebuilt from the copy's own rows if any is out of
+    // step (`VACUUM INTO` may renumber rowids).
+    for (count, rebuild) in crate::db::recount::SQLITE_ROWID_KEYED {
+        let (off,): (i64,) = sea_orm::sqlx::query_as(count)
+            .fetch_one(&mut conn)
+            .await
+            .context("checking the search rows keyed by rowid")?;
+        if off > 0 {
+            for &sql in rebuild {
+                sea_orm::sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .context("rebuilding the search rows keyed by rowid")?;
+            }
         }
     }
     conn.close().await?;

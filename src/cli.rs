@@ -122,13 +122,15 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             println!(
                 "recounted: {} membership case copies, {} membership counters, {} deadline rows, \
                  {} document bounds, {} member document rows corrected, \
-                 {} message search rows out of step (all rebuilt if any)",
+                 {} message search rows and {} member case search rows out of step \
+                 (each index rebuilt if any)",
                 r.case_copies,
                 r.counters,
                 r.deadlines,
                 r.document_bounds,
                 r.member_documents,
-                r.search_rows
+                r.search_rows,
+                r.member_search_rows
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -8,4 +8,5 @@ pub mod domain;
 pub mod entity;
 pub mod members;
 pub mod routes;
+pub mod search_index;
 pub mod service;

@@ -819,27 +819,20 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
                 "(legal_case.search @@ plainto_tsquery('simple', $1) OR legal_case.number = $2)",
                 [text.to_owned(), text.to_owned()],
             )),
-            // A client is on a handful of cases: probe the index for each. A member walking
-            // their own cases in page order probes too when the term is common (the walk
-            // stops after a page: 22 ms for the set of 1,000s of firm-wide matches against
-            // a few probes), and takes the set of matches when it is rare (a probe per case
-            // of thousands would cost more). Otherwise (admins, sorted by number) the set.
-            _ => {
-                let probe = p.sees_few_cases()
-                    || (member_order.is_some()
-                        && crate::db::fts::sqlite_is_common(
-                            state.db.conn(),
-                            "legal_case_fts",
-                            text,
-                        )
-                        .await?);
-                q.filter(crate::db::fts::sqlite_match(
-                    "legal_case",
-                    "legal_case_fts",
-                    text,
-                    probe,
-                ))
+            // A member walking their own cases in page order keeps those of their memberships
+            // that match, which their own range of `case_member_fts` lists (cost per match
+            // among their cases, not per case walked nor per firm-wide match).
+            _ if member_order.is_some() => {
+                q.filter(super::search_index::sqlite_member_match(text, p.user_id))
             }
+            // Sorted by number: a client's handful of cases probe the firm's index each;
+            // otherwise (admins, staff) the set of the firm's matches.
+            _ => q.filter(crate::db::fts::sqlite_match(
+                "legal_case",
+                "legal_case_fts",
+                text,
+                p.sees_few_cases(),
+            )),
         };
     }
     if let Some(col) = member_order {

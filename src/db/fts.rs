@@ -67,7 +67,12 @@ pub async fn sqlite_is_common<C: ConnectionTrait>(
 }
 
 /// SQLite's full-text indexes (FTS5, external content keyed by their table's rowid).
-pub const SQLITE_INDEXES: [&str; 3] = ["legal_case_fts", "message_fts", "document_fts"];
+pub const SQLITE_INDEXES: [&str; 4] = [
+    "legal_case_fts",
+    "message_fts",
+    "document_fts",
+    "case_member_fts",
+];
 
 /// Pages (4 KiB) one merge step writes: about 20 ms of the write lock at a time.
 const MERGE_PAGES: u32 = 200;

@@ -31,7 +31,24 @@ pub struct Recount {
     /// one (a row can count twice); any at all rebuilds every row. PostgreSQL keeps them in the
     /// message row itself.
     pub search_rows: u64,
+    /// SQLite: `case_member_fts` rows under a key no membership has, plus memberships without
+    /// one; any at all rebuilds every row.
+    pub member_search_rows: u64,
 }
+
+/// SQLite's full-text rows keyed by other tables' rowids, which `VACUUM` or a dump reloaded
+/// without `--preserve-rowids` may renumber: for each, what counts the rows out of step and
+/// what rebuilds them all.
+pub const SQLITE_ROWID_KEYED: [(&str, &[&str]); 2] = [
+    (
+        search_index::SQLITE_OUT_OF_STEP,
+        &search_index::SQLITE_REBUILD,
+    ),
+    (
+        crate::cases::search_index::SQLITE_OUT_OF_STEP,
+        &crate::cases::search_index::SQLITE_REBUILD,
+    ),
+];
 
 /// The case columns each membership row copies (`m20261203_000002`, `m20261210_000001`).
 const COPIED: &str = "c.updated_at, c.opened_at, c.status, c.phase, c.priority";
@@ -112,23 +129,22 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
             .into(),
     )
     .await?;
-    let mut search_rows = 0;
+    let mut off = [0u64; SQLITE_ROWID_KEYED.len()];
     if db.backend() == DbBackend::Sqlite {
-        let off: i64 = txn
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                search_index::SQLITE_OUT_OF_STEP,
-            ))
-            .await?
-            .map(|r| r.try_get("", "n"))
-            .transpose()?
-            .unwrap_or(0);
-        if off > 0 {
-            for sql in search_index::SQLITE_REBUILD {
-                exec(sql.into()).await?;
+        for ((count, rebuild), off) in SQLITE_ROWID_KEYED.iter().zip(&mut off) {
+            let n: i64 = txn
+                .query_one_raw(Statement::from_string(DbBackend::Sqlite, *count))
+                .await?
+                .map(|r| r.try_get("", "n"))
+                .transpose()?
+                .unwrap_or(0);
+            if n > 0 {
+                for sql in *rebuild {
+                    exec((*sql).into()).await?;
+                }
             }
+            *off = n as u64;
         }
-        search_rows = off as u64;
     }
     txn.commit().await?;
     Ok(Recount {
@@ -137,6 +153,7 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
         deadlines: removed + added,
         document_bounds,
         member_documents: removed_documents + added_documents,
-        search_rows,
+        search_rows: off[0],
+        member_search_rows: off[1],
     })
 }

@@ -139,6 +139,8 @@ async fn a_backup_taken_while_serving_restores_every_row_and_object() {
         // Message search rows out of step with their messages' rowids in the original (what a
         // renumbering VACUUM would leave): the copy must not inherit that.
         app.sql("UPDATE message SET rowid = rowid + 1000").await;
+        // Members' case search rows keyed by rowids that no longer hold.
+        app.sql("UPDATE case_member SET rowid = rowid + 1000").await;
     }
 
     // 1. Quiet portal: the restored copy equals the original exactly.
@@ -216,6 +218,21 @@ async fn a_backup_taken_while_serving_restores_every_row_and_object() {
         assert_eq!(messages, 3, "each message's search row under its rowid");
         let rows = count("SELECT count(*) FROM message_fts").await;
         assert_eq!(rows, 3, "no stale rows beside them");
+        let stale = count(lawfirm_pro::cases::search_index::SQLITE_OUT_OF_STEP).await;
+        assert_eq!(
+            stale, 0,
+            "one members' case search row per membership, under its key"
+        );
+        let by_member =
+            count("SELECT count(*) FROM case_member_fts WHERE case_member_fts MATCH 'matter'")
+                .await;
+        let memberships = count(
+            "SELECT count(*) FROM case_member m JOIN legal_case c ON c.id = m.case_id \
+             WHERE c.title LIKE 'Matter%'",
+        )
+        .await;
+        assert_eq!(by_member, memberships);
+        assert!(memberships >= 3);
     }
     restored_db.close().await;
     assert_eq!(

@@ -1682,12 +1682,22 @@ async fn member_case_filters_are_tested_on_the_membership_index() {
     assert!(finds("status=pending&priority=low").await);
 }
 
-/// A member's case search walks their own cases in page order. On SQLite a term in 1,000 or
-/// more cases ("v", in every "X v. Y" title) is probed per case along that walk, a rarer one
-/// is the set of its matches; whichever shape runs, each sort gives page by page exactly the
-/// admin's results for the same search, narrowed to the member's cases.
+/// SQLite `case_member_fts` rows under a key no membership has, plus memberships without one.
+async fn stale_member_search_rows(app: &TestApp) -> i64 {
+    if app.state.db.backend() != DbBackend::Sqlite {
+        return 0;
+    }
+    count(app, lawfirm_pro::cases::search_index::SQLITE_OUT_OF_STEP).await
+}
+
+/// A member's case search walks their own cases in page order; on SQLite it keeps those of
+/// their memberships that match, which their own range of `case_member_fts` lists. For a term
+/// in every title ("v"), a rarer one, two words together and a case number, each sort gives
+/// page by page exactly the admin's results narrowed to the caller's cases (attorney and
+/// client), also right after a case is renamed and a member joins and leaves; the rows stay
+/// one per membership under its key.
 #[tokio::test]
-async fn member_case_search_agrees_whichever_shape_runs() {
+async fn member_case_search_reads_the_members_own_index() {
     let (app, g) = firm(Sizes {
         cases: 1_200,
         ..Sizes::tiny()
@@ -1695,34 +1705,102 @@ async fn member_case_search_agrees_whichever_shape_runs() {
     .await;
     let backend = app.state.db.backend();
     let attorney = login(&app, &g.attorneys[0], &g.password).await;
+    let client = login(&app, &g.clients[0], &g.password).await;
     let admin = login(&app, &g.admin, &g.password).await;
+    let agree = |label: String, q: String| {
+        let (app, attorney, client, admin) =
+            (&app, attorney.clone(), client.clone(), admin.clone());
+        async move {
+            let mut found = 0;
+            for token in [&attorney, &client] {
+                let mine = all_pages(app, "/api/v1/cases?sort=number", token, 100).await;
+                for sort in ["-updated_at", "opened_at", "number"] {
+                    let path = format!("/api/v1/cases?q={q}&sort={sort}");
+                    let log = app.state.db.statements();
+                    log.start();
+                    let listed = all_pages(app, &path, token, 20).await;
+                    let stmts = log.stop();
+                    let all = all_pages(app, &path, &admin, 100).await;
+                    let want: Vec<String> = all.into_iter().filter(|c| mine.contains(c)).collect();
+                    assert_eq!(listed, want, "{label}: {path}");
+                    found += listed.len();
+                    let list = stmts
+                        .iter()
+                        .find(|s| s.sql.contains("FROM \"legal_case\"") && s.sql.contains("LIMIT"))
+                        .expect("the case list statement");
+                    if backend == DbBackend::Sqlite && sort != "number" {
+                        assert!(list.sql.contains("case_member_fts"), "{path}: {}", list.sql);
+                        assert!(!list.sql.contains("legal_case_fts"), "{path}: {}", list.sql);
+                    }
+                }
+            }
+            found
+        }
+    };
     let mine = all_pages(&app, "/api/v1/cases?sort=number", &attorney, 100).await;
     assert!(mine.len() > 100, "several pages: {}", mine.len());
-    for (q, probed) in [("v", true), ("smith", false)] {
-        for sort in ["-updated_at", "opened_at"] {
-            let path = format!("/api/v1/cases?q={q}&sort={sort}");
-            let log = app.state.db.statements();
-            log.start();
-            let listed = all_pages(&app, &path, &attorney, 100).await;
-            let stmts = log.stop();
-            let all = all_pages(&app, &path, &admin, 100).await;
-            let want: Vec<String> = all.into_iter().filter(|c| mine.contains(c)).collect();
-            assert!(!want.is_empty(), "{path} finds cases");
-            assert_eq!(listed, want, "{path}");
-            if backend == DbBackend::Sqlite {
-                let list = stmts
-                    .iter()
-                    .find(|s| s.sql.contains("FROM \"legal_case\"") && s.sql.contains("LIMIT"))
-                    .expect("the case list statement");
-                assert_eq!(
-                    list.sql.contains("EXISTS (SELECT 1 FROM legal_case_fts"),
-                    probed,
-                    "{path}: {}",
-                    list.sql
-                );
-            }
-        }
+    let number = get_json(&app, &format!("/api/v1/cases/{}", mine[7]), &attorney).await["number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for q in ["v", "smith", "v%20smith", &number] {
+        let found = agree(format!("generated, q={q}"), q.to_owned()).await;
+        assert!(found > 0, "q={q} finds cases");
     }
+    assert_eq!(stale_member_search_rows(&app).await, 0);
+
+    // The plan: the membership index in page order, the caller's matches as one list.
+    if backend == DbBackend::Sqlite {
+        let (list, plan) = list_plan(&app, "/api/v1/cases?q=v", &attorney).await;
+        assert!(
+            plan.contains("USING COVERING INDEX ix_case_member_updated"),
+            "{}\n{plan}",
+            list.sql
+        );
+        assert!(plan.contains("LIST SUBQUERY"), "{}\n{plan}", list.sql);
+        assert!(!sorts(backend, &plan), "{}\n{plan}", list.sql);
+    }
+
+    // A renamed case is found by its new words at once, by old and new members alike.
+    let case = mine[3].clone();
+    let r = app
+        .patch(
+            &format!("/api/v1/cases/{case}"),
+            Some(&attorney),
+            json!({"title": "Wombat holdings v. Numbat trust"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let found = |token: String| {
+        let app = &app;
+        async move { all_pages(app, "/api/v1/cases?q=wombat%20numbat", &token, 20).await }
+    };
+    assert_eq!(found(attorney.clone()).await, vec![case.clone()]);
+    let other = login(&app, &g.attorneys[1], &g.password).await;
+    let other_id = my_id(&app, &other).await;
+    if !found(other.clone()).await.is_empty() {
+        panic!("not yet a member");
+    }
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/members"),
+            Some(&admin),
+            json!({"user_id": other_id, "role": "attorney"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(found(other.clone()).await, vec![case.clone()]);
+    agree("after joining".into(), "wombat".into()).await;
+    delete_ok(
+        &app,
+        &format!("/api/v1/cases/{case}/members/{other_id}"),
+        &admin,
+    )
+    .await;
+    assert!(found(other.clone()).await.is_empty());
+    assert_eq!(found(attorney.clone()).await, vec![case.clone()]);
+    agree("after leaving".into(), "v".into()).await;
+    assert_eq!(stale_member_search_rows(&app).await, 0);
 }
 
 /// Membership rows whose counters differ from a recount of what they count: unread, unhidden
@@ -2589,7 +2667,7 @@ async fn concurrent_writes_to_one_case_keep_the_mirrors_exact() {
 /// recomputed from their sources, and it reports exactly how many rows were off.
 #[tokio::test]
 async fn recount_repairs_hand_edited_read_models() {
-    let (app, _g) = firm(Sizes::tiny()).await;
+    let (app, g) = firm(Sizes::tiny()).await;
     let recount = || run_ok(app.data_dir.path(), &app.database_url, &["recount"]);
     assert!(
         recount()
@@ -2664,6 +2742,28 @@ async fn recount_repairs_hand_edited_read_models() {
     assert_eq!(stale_member_deadlines(&app).await, 0);
     assert_eq!(understated_document_bounds(&app).await, 0);
     assert_eq!(stale_member_documents(&app).await, 0);
+
+    // SQLite: members' case search rows emptied (as if rowids were renumbered) find nothing
+    // until the recount rebuilds them.
+    if app.state.db.backend() == DbBackend::Sqlite {
+        let attorney = login(&app, &g.attorneys[0], &g.password).await;
+        let search = "/api/v1/cases?q=v&limit=5";
+        let before = get_json(&app, search, &attorney).await["items"].clone();
+        assert_eq!(before.as_array().unwrap().len(), 5);
+        app.sql("INSERT INTO case_member_fts(case_member_fts) VALUES ('delete-all')")
+            .await;
+        let memberships = count(&app, "SELECT COUNT(*) AS n FROM case_member").await;
+        assert_eq!(stale_member_search_rows(&app).await, memberships);
+        assert_eq!(get_json(&app, search, &attorney).await["items"], json!([]));
+        assert!(
+            recount().await.contains(&format!(
+                "{memberships} member case search rows out of step"
+            )),
+            "counted"
+        );
+        assert_eq!(stale_member_search_rows(&app).await, 0);
+        assert_eq!(get_json(&app, search, &attorney).await["items"], before);
+    }
 }
 
 /// B-trees in each SQLite full-text index (FTS5 keeps one row per leaf page of each in `_idx`).
@@ -2705,7 +2805,7 @@ async fn full_text_upkeep_merges_each_index_into_one_btree() {
     }
     assert_eq!(
         fts_btrees(&app).await,
-        [1, 1, 1],
+        [1, 1, 1, 1],
         "the generator merged them"
     );
 
@@ -2729,7 +2829,10 @@ async fn full_text_upkeep_merges_each_index_into_one_btree() {
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let before = fts_btrees(&app).await;
-    assert!(before[0] > 1 && before[1] > 1, "{before:?}");
+    assert!(
+        before[0] > 1 && before[1] > 1 && before[3] > 1,
+        "{before:?}"
+    );
     let searches = [
         "/api/v1/messages?box=sent&q=quokka&limit=100",
         "/api/v1/messages?box=sent&q=quokka&sort=relevance&limit=100",
@@ -2755,7 +2858,7 @@ async fn full_text_upkeep_merges_each_index_into_one_btree() {
     assert_eq!(fts_btrees(&app).await, before);
     let steps = merge_sizable(db, 1, || false).await.unwrap();
     assert!(steps >= 2, "{steps}");
-    assert_eq!(fts_btrees(&app).await, [1, 1, 1]);
+    assert_eq!(fts_btrees(&app).await, [1, 1, 1, 1]);
     for (path, before) in searches.iter().zip(&answers) {
         let after = get_json(&app, path, &attorney).await["items"].clone();
         assert_eq!(&after, before, "{path}");

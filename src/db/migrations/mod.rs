@@ -27,6 +27,7 @@ mod m20261207_000001_audit_spool;
 mod m20261208_000001_fts_update_triggers;
 mod m20261209_000001_member_documents;
 mod m20261210_000001_member_case_filters;
+mod m20261210_000002_member_case_search;
 
 pub struct Migrator;
 
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000001_fts_update_triggers::Migration),
             Box::new(m20261209_000001_member_documents::Migration),
             Box::new(m20261210_000001_member_case_filters::Migration),
+            Box::new(m20261210_000002_member_case_search::Migration),
         ]
     }
 }

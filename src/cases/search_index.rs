@@ -1,0 +1,58 @@
+//! SQLite: the full text of each case once per member, `case_member_fts`, keyed so that one
+//! member's rows are one range of rowids (migration `m20261210_000002_member_case_search`).
+//!
+//! A member's case search walks their own cases in page order (`ix_case_member_updated` /
+//! `_opened`) and keeps those that match. Asking `legal_case_fts` about each walked case costs
+//! a probe of the firm-wide index (about 10 µs at 100,000 cases; a term common in the firm but
+//! rare among the member's cases probes all of them: 27 ms for "contract garcia"), and the set
+//! of the firm's matches costs per firm-wide match. Here the question is "which of *my*
+//! memberships match", which FTS5 answers by seeking the member's rowid range: it costs per
+//! match among the member's own cases, whatever the size of the firm.
+//!
+//! The key is `(app_user.rowid << 32) | case_member.rowid`. Both are implicit rowids, which
+//! `VACUUM` may renumber: `lawfirm-pro backup` rebuilds the rows in its copy and `lawfirm-pro
+//! recount` on a live database ([`SQLITE_REBUILD`]). The rows only narrow the walk; whether a
+//! case is shown is still decided by the caller's membership row it is joined through.
+//! PostgreSQL matches `legal_case.search` (GIN) and needs none of this.
+
+use sea_orm::sea_query::{Expr, SimpleExpr};
+use uuid::Uuid;
+
+use crate::db::fts;
+
+/// Empty the index and fill it from every membership and its case.
+pub const SQLITE_REBUILD: [&str; 3] = [
+    "INSERT INTO case_member_fts(case_member_fts) VALUES ('delete-all')",
+    "INSERT INTO case_member_fts(rowid, number, title, description)
+       SELECT (u.rowid << 32) | m.rowid, c.number, c.title, c.description
+         FROM case_member m JOIN legal_case c ON c.id = m.case_id
+         JOIN app_user u ON u.id = m.user_id",
+    "INSERT INTO case_member_fts(case_member_fts) VALUES ('optimize')",
+];
+
+/// Rows of the index under a key no membership has, plus memberships without a row: what a
+/// renumbering of rowids leaves behind.
+pub const SQLITE_OUT_OF_STEP: &str = "SELECT
+      (SELECT COUNT(*) FROM (SELECT rowid FROM case_member_fts
+                             EXCEPT SELECT (u.rowid << 32) | m.rowid
+                               FROM case_member m JOIN app_user u ON u.id = m.user_id))
+    + (SELECT COUNT(*) FROM (SELECT (u.rowid << 32) | m.rowid
+                               FROM case_member m JOIN app_user u ON u.id = m.user_id
+                             EXCEPT SELECT rowid FROM case_member_fts)) AS n";
+
+/// Memberships of `user` whose case matches `text`, for a query joined to `case_member`
+/// (FTS5 seeks the user's range of keys; each `rowid & 0xffffffff` is a `case_member` rowid).
+pub fn sqlite_member_match(text: &str, user: Uuid) -> SimpleExpr {
+    Expr::cust_with_values(
+        "case_member.rowid IN (
+           SELECT case_member_fts.rowid & 4294967295 FROM case_member_fts
+            WHERE case_member_fts MATCH ?
+              AND case_member_fts.rowid BETWEEN (SELECT rowid << 32 FROM app_user WHERE id = ?)
+                  AND (SELECT (rowid << 32) | 4294967295 FROM app_user WHERE id = ?))",
+        [
+            sea_orm::Value::from(fts::words(text)),
+            user.into(),
+            user.into(),
+        ],
+    )
+}
