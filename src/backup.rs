@@ -309,7 +309,8 @@ async fn chain_spool_into(held: crate::audit::spool::Held, path: &Path) -> anyho
 }
 
 /// `VACUUM` may renumber implicit rowids, and external-content FTS5 indexes refer to rowids, as
-/// do the message search rows: rebuild them in the copy from the copy's own rows.
+/// do the message search rows and the members' case search rows (`case_member_fts`): rebuild
+/// them in the copy from the copy's own rows.
 async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
     use sea_orm::sqlx::{
         ConnectOptions, Connection,
@@ -343,7 +344,7 @@ async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
     // Message search rows sit under their message's rowid (ADR 0004), member case search rows
     // under their user's and membership's: rebuilt from the copy's own rows if any is out of
     // step (`VACUUM INTO` may renumber rowids).
-    for (count, rebuild) in crate::db::recount::SQLITE_ROWID_KEYED {
+    for (count, rebuild, _) in crate::db::recount::SQLITE_ROWID_KEYED {
         let (off,): (i64,) = sea_orm::sqlx::query_as(count)
             .fetch_one(&mut conn)
             .await

@@ -51,7 +51,8 @@ pub mod member {
     impl ActiveModelBehavior for ActiveModel {}
 
     /// Columns that triggers keep on each membership row, outside the model so that reading
-    /// or adding a membership never touches them. Each is indexed after `user_id`.
+    /// or adding a membership never touches them. Each is in an index that starts with
+    /// `user_id`.
     #[derive(Clone, Copy, Debug, DeriveIden)]
     pub enum Mirror {
         /// Copies of the case's sort keys and status (migration

@@ -94,6 +94,8 @@ pub async fn add_member(
         serde_json::json!({"change": "member_added", "user_id": m.user_id, "role": role}),
     )
     .await?;
+    // Also what keeps the new row's copies of the case exact on PostgreSQL: its insert trigger
+    // reads the case unlocked, and the touch copies every column again under the row lock.
     touch(&*txn, case_id).await?;
     append_in(
         &*txn,

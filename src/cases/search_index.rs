@@ -11,9 +11,12 @@
 //!
 //! The key is `(app_user.rowid << 32) | case_member.rowid`. Both are implicit rowids, which
 //! `VACUUM` may renumber: `lawfirm-pro backup` rebuilds the rows in its copy and `lawfirm-pro
-//! recount` on a live database ([`SQLITE_REBUILD`]). The rows only narrow the walk; whether a
-//! case is shown is still decided by the caller's membership row it is joined through.
-//! PostgreSQL matches `legal_case.search` (GIN) and needs none of this.
+//! recount` on a live database ([`SQLITE_REBUILD`]). Each row also carries its member's token
+//! (`u` and the user id's hex digits), which the query requires: a row under a key that no
+//! longer means what it did can hide a match of the caller's, never stand for another user's
+//! case text. The rows only narrow the walk; whether a case is shown is still decided by the
+//! caller's membership row it is joined through. PostgreSQL matches `legal_case.search` (GIN)
+//! and needs none of this.
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use uuid::Uuid;
@@ -23,8 +26,9 @@ use crate::db::fts;
 /// Empty the index and fill it from every membership and its case.
 pub const SQLITE_REBUILD: [&str; 3] = [
     "INSERT INTO case_member_fts(case_member_fts) VALUES ('delete-all')",
-    "INSERT INTO case_member_fts(rowid, number, title, description)
-       SELECT (u.rowid << 32) | m.rowid, c.number, c.title, c.description
+    "INSERT INTO case_member_fts(rowid, number, title, description, member)
+       SELECT (u.rowid << 32) | m.rowid, c.number, c.title, c.description,
+              'u' || lower(hex(m.user_id))
          FROM case_member m JOIN legal_case c ON c.id = m.case_id
          JOIN app_user u ON u.id = m.user_id",
     "INSERT INTO case_member_fts(case_member_fts) VALUES ('optimize')",
@@ -39,6 +43,15 @@ pub const SQLITE_OUT_OF_STEP: &str = "SELECT
     + (SELECT COUNT(*) FROM (SELECT (u.rowid << 32) | m.rowid
                                FROM case_member m JOIN app_user u ON u.id = m.user_id
                              EXCEPT SELECT rowid FROM case_member_fts)) AS n";
+
+/// The FTS5 query: `text` in the case's columns, on a row of `user`'s.
+pub fn fts5_query(text: &str, user: Uuid) -> String {
+    format!(
+        "{{number title description}} : ({}) AND member : \"u{}\"",
+        fts::words(text),
+        user.simple()
+    )
+}
 
 /// Memberships of `user` whose case matches `text`, for a query joined to `case_member`
 /// (FTS5 seeks the user's range of keys; each `rowid & 0xffffffff` is a `case_member` rowid).

@@ -40,7 +40,8 @@ pub fn sqlite_match(table: &str, fts: &str, text: &str, narrow: bool) -> SimpleE
 }
 
 /// Matches at which a term counts as common: beyond this, a set of every matching rowid
-/// costs more than probing the index along an ordered walk that stops after a page.
+/// costs more than probing the index along an ordered walk that stops after a page. (Used by
+/// the staff's document search; a member's case search reads `case_member_fts` instead.)
 pub const COMMON_MATCHES: i64 = 1_000;
 
 /// Does `text` match at least [`COMMON_MATCHES`] rows of `fts`? Reads at most that many
@@ -66,7 +67,9 @@ pub async fn sqlite_is_common<C: ConnectionTrait>(
         >= COMMON_MATCHES)
 }
 
-/// SQLite's full-text indexes (FTS5, external content keyed by their table's rowid).
+/// SQLite's full-text indexes (FTS5): cases' and documents' with external content keyed by
+/// their table's rowid, messages' with its own text under the message's rowid, and the
+/// members' case search rows (contentless, keyed by user and membership rowids).
 pub const SQLITE_INDEXES: [&str; 4] = [
     "legal_case_fts",
     "message_fts",
@@ -86,8 +89,8 @@ pub const SIZABLE_PAGES: i64 = 64;
 /// More b-trees than this are merged however small they are: each is one more seek for every
 /// probed row, and writes small enough to do little of FTS5's own merging leave up to 15 of
 /// them. Measured at scale 100 after the load benchmark's writes: the attorney's case search
-/// statement took 3.5 ms over 15 b-trees (one of 289 leaf pages, 14 of one page) and 1.1–1.6
-/// ms over one (docs/benchmarks.md, round 16).
+/// statement (then probing `legal_case_fts` per case walked) took 3.5 ms over 15 b-trees (one
+/// of 289 leaf pages, 14 of one page) and 1.1–1.6 ms over one (docs/benchmarks.md, round 16).
 pub const MANY_BTREES: i64 = 8;
 
 /// Steps one pass may take per index: a pass that writers keep feeding still ends.

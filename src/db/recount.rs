@@ -1,6 +1,7 @@
 //! `lawfirm-pro recount`: rebuild the read models that triggers keep (migrations
-//! `m20261203_000002`, `m20261204_*`, `m20261209_000001`, `m20261210_000001`) and SQLite's message full-text rows (aligned with their messages' rowids,
-//! `m20261205_000001`) from their sources, and say how many rows were out of step.
+//! `m20261203_000002`, `m20261204_*`, `m20261209_000001`, `m20261210_000001`) and SQLite's
+//! full-text rows keyed by rowids: messages' (`m20261205_000001`) and members' case search
+//! rows (`m20261210_000002`) from their sources, and say how many rows were out of step.
 //!
 //! The triggers keep them exact on every write path; this is the repair for what no trigger
 //! sees: hand edits of the database, a restore from a partial dump, a bug. Run it with the
@@ -32,21 +33,24 @@ pub struct Recount {
     /// message row itself.
     pub search_rows: u64,
     /// SQLite: `case_member_fts` rows under a key no membership has, plus memberships without
-    /// one; any at all rebuilds every row.
+    /// one; the rows are rebuilt either way.
     pub member_search_rows: u64,
 }
 
 /// SQLite's full-text rows keyed by other tables' rowids, which `VACUUM` or a dump reloaded
-/// without `--preserve-rowids` may renumber: for each, what counts the rows out of step and
-/// what rebuilds them all.
-pub const SQLITE_ROWID_KEYED: [(&str, &[&str]); 2] = [
+/// without `--preserve-rowids` may renumber: for each, what counts the rows out of step, what
+/// rebuilds them all, and whether to rebuild them even when the count finds nothing (the
+/// members' case search rows hold copies of case text the count cannot read back).
+pub const SQLITE_ROWID_KEYED: [(&str, &[&str], bool); 2] = [
     (
         search_index::SQLITE_OUT_OF_STEP,
         &search_index::SQLITE_REBUILD,
+        false,
     ),
     (
         crate::cases::search_index::SQLITE_OUT_OF_STEP,
         &crate::cases::search_index::SQLITE_REBUILD,
+        true,
     ),
 ];
 
@@ -131,14 +135,14 @@ pub async fn recount(db: &Db) -> anyhow::Result<Recount> {
     .await?;
     let mut off = [0u64; SQLITE_ROWID_KEYED.len()];
     if db.backend() == DbBackend::Sqlite {
-        for ((count, rebuild), off) in SQLITE_ROWID_KEYED.iter().zip(&mut off) {
+        for ((count, rebuild, always), off) in SQLITE_ROWID_KEYED.iter().zip(&mut off) {
             let n: i64 = txn
                 .query_one_raw(Statement::from_string(DbBackend::Sqlite, *count))
                 .await?
                 .map(|r| r.try_get("", "n"))
                 .transpose()?
                 .unwrap_or(0);
-            if n > 0 {
+            if n > 0 || *always {
                 for sql in *rebuild {
                     exec((*sql).into()).await?;
                 }

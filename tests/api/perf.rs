@@ -1585,6 +1585,21 @@ async fn member_case_filters_are_tested_on_the_membership_index() {
         filters.push(format!("phase={phase}"));
         filters.push(format!("phase={phase}&priority=high&status=open"));
     }
+    // Opening dates, alone and with the others (a seek of the opening-date walk, a filter of
+    // the other).
+    let by_opening = all_pages(&app, "/api/v1/cases?sort=opened_at", &attorney, 100).await;
+    let date_of = |i: usize| {
+        let (app, attorney, id) = (&app, attorney.clone(), by_opening[i].clone());
+        async move {
+            let c = get_json(app, &format!("/api/v1/cases/{id}"), &attorney).await;
+            c["opened_at"].as_str().unwrap()[..10].to_owned()
+        }
+    };
+    let (from, to) = (date_of(3).await, date_of(by_opening.len() - 4).await);
+    assert!(from < to, "{from} {to}");
+    filters.push(format!("opened_from={from}&opened_to={to}"));
+    filters.push(format!("opened_from={from}&status=open"));
+    filters.push(format!("opened_to={to}&priority=high"));
     assert!(
         agree("generated", filters.clone()).await > 0,
         "some filters find cases"
@@ -2551,6 +2566,9 @@ async fn concurrent_writes_to_one_case_keep_the_mirrors_exact() {
         None,
     )
     .await;
+    // Open, so that its phase may change.
+    let open = json!({"status": "open", "phase": "intake"});
+    post_status(&app, &format!("/api/v1/cases/{case}/status"), &admin, open).await;
     let status = |r: reqwest::Response| r.status();
     let add_deadline = |title: String, kind: &'static str, due: String| {
         let (app, case, attorney) = (&app, &case, &attorney);
@@ -2611,13 +2629,39 @@ async fn concurrent_writes_to_one_case_keep_the_mirrors_exact() {
                 .await
                 .status()
         };
-        let (m, d, t, s, u) = tokio::join!(membership, deadline, time, message, document);
+        // The case's copied columns and indexed text change meanwhile.
+        let edit = async {
+            let priority = ["low", "high"][round as usize % 2];
+            let title = format!("Wallaby round {round} matter");
+            let r = app
+                .patch(
+                    &format!("/api/v1/cases/{case}"),
+                    Some(&attorney),
+                    json!({"priority": priority, "title": title}),
+                )
+                .await;
+            status(r)
+        };
+        let phase = async {
+            let phase = ["discovery", "negotiation"][round as usize % 2];
+            post_status(
+                &app,
+                &format!("/api/v1/cases/{case}/status"),
+                &attorney,
+                json!({ "phase": phase }),
+            )
+            .await
+        };
+        let (m, d, t, s, u, e, p) =
+            tokio::join!(membership, deadline, time, message, document, edit, phase);
         for (what, st) in [
             ("join", m),
             ("deadline", d),
             ("time", t),
             ("send", s),
             ("upload", u),
+            ("edit", e),
+            ("phase", p),
         ] {
             assert!(st.is_success(), "round {round}, {what}: {st}");
         }
@@ -2656,6 +2700,16 @@ async fn concurrent_writes_to_one_case_keep_the_mirrors_exact() {
         }
     }
     assert_eq!(stale_case_copies(&app).await, 0);
+    assert_eq!(stale_member_search_rows(&app).await, 0);
+    for token in [&attorney, &client] {
+        let path = "/api/v1/cases?q=wallaby%205&priority=high&phase=negotiation";
+        assert_eq!(all_pages(&app, path, token, 10).await, vec![case.clone()]);
+        let path = "/api/v1/cases?q=wallaby%204";
+        assert!(
+            all_pages(&app, path, token, 10).await.is_empty(),
+            "the old title"
+        );
+    }
     assert_eq!(stale_counters(&app).await, 0);
     assert_eq!(stale_member_deadlines(&app).await, 0);
     assert_eq!(understated_document_bounds(&app).await, 0);
