@@ -18,9 +18,13 @@
 //! caller's membership row it is joined through. PostgreSQL matches `legal_case.search` (GIN)
 //! and needs none of this.
 
-use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::{
+    ColumnTrait,
+    sea_query::{Expr, Query, SelectStatement, SimpleExpr},
+};
 use uuid::Uuid;
 
+use super::entity::member;
 use crate::db::fts;
 
 /// Empty the index and fill it from every membership and its case.
@@ -63,9 +67,35 @@ pub fn sqlite_member_match(text: &str, user: Uuid) -> SimpleExpr {
               AND case_member_fts.rowid BETWEEN (SELECT rowid << 32 FROM app_user WHERE id = ?)
                   AND (SELECT (rowid << 32) | 4294967295 FROM app_user WHERE id = ?))",
         [
-            sea_orm::Value::from(fts::words(text)),
+            sea_orm::Value::from(fts5_query(text, user)),
             user.into(),
             user.into(),
         ],
     )
+}
+
+/// The cases of `user`'s memberships whose text matches `text`: for a list that is not walked
+/// through the memberships (sorted by number).
+pub fn sqlite_member_cases(text: &str, user: Uuid) -> SelectStatement {
+    Query::select()
+        .column(member::Column::CaseId)
+        .from(member::Entity)
+        .and_where(member::Column::UserId.eq(user))
+        .and_where(sqlite_member_match(text, user))
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_keeps_user_text_quoted_in_the_case_columns_and_adds_the_members_token() {
+        let u = Uuid::parse_str("01a2359f-f5fe-70a0-ace4-b3fe472ee1ac").unwrap();
+        assert_eq!(
+            fts5_query("Smith \"v\" member:x", u),
+            "{number title description} : (\"Smith\" \"\"\"v\"\"\" \"member:x\") AND \
+             member : \"u01a2359ff5fe70a0ace4b3fe472ee1ac\""
+        );
+    }
 }

@@ -843,13 +843,18 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
             _ if member_order.is_some() => {
                 q.filter(super::search_index::sqlite_member_match(text, p.user_id))
             }
-            // Sorted by number: a client's handful of cases probe the firm's index each;
-            // otherwise (admins, staff) the set of the firm's matches.
+            // Sorted by number, a member's matches are still read from their own rows: the
+            // set of them, at most one per case they are on.
+            _ if !p.is_admin() => q.filter(
+                legal_case::Column::Id
+                    .in_subquery(super::search_index::sqlite_member_cases(text, p.user_id)),
+            ),
+            // An admin sees every case: the set of the firm's matches.
             _ => q.filter(crate::db::fts::sqlite_match(
                 "legal_case",
                 "legal_case_fts",
                 text,
-                p.sees_few_cases(),
+                false,
             )),
         };
     }

@@ -1743,7 +1743,7 @@ async fn member_case_search_reads_the_members_own_index() {
                         .iter()
                         .find(|s| s.sql.contains("FROM \"legal_case\"") && s.sql.contains("LIMIT"))
                         .expect("the case list statement");
-                    if backend == DbBackend::Sqlite && sort != "number" {
+                    if backend == DbBackend::Sqlite {
                         assert!(list.sql.contains("case_member_fts"), "{path}: {}", list.sql);
                         assert!(!list.sql.contains("legal_case_fts"), "{path}: {}", list.sql);
                     }
@@ -1816,6 +1816,38 @@ async fn member_case_search_reads_the_members_own_index() {
     assert_eq!(found(attorney.clone()).await, vec![case.clone()]);
     agree("after leaving".into(), "v".into()).await;
     assert_eq!(stale_member_search_rows(&app).await, 0);
+
+    // SQLite: a row under one of the attorney's keys that carries another member's token (what
+    // renumbered rowids can leave behind) is never read as the attorney's; with their own token
+    // the same row is.
+    if backend == DbBackend::Sqlite {
+        let plant = |email: &str| {
+            format!(
+                "INSERT OR REPLACE INTO case_member_fts(rowid, number, title, description, member)
+                 SELECT ((SELECT rowid FROM app_user WHERE id = m.user_id) << 32) | m.rowid,
+                        'x', 'Platypus estate', '', 'u' || lower(hex(u.id))
+                   FROM case_member m, app_user u
+                  WHERE m.user_id = (SELECT id FROM app_user WHERE email = '{}')
+                    AND m.case_id = (SELECT id FROM legal_case WHERE title LIKE 'Wombat%')
+                    AND u.email = '{email}'",
+                g.attorneys[0]
+            )
+        };
+        app.sql(&plant(&g.clients[0])).await;
+        let path = "/api/v1/cases?q=platypus";
+        for sort in ["-updated_at", "number"] {
+            let path = format!("{path}&sort={sort}");
+            assert!(
+                all_pages(&app, &path, &attorney, 20).await.is_empty(),
+                "{path}"
+            );
+        }
+        app.sql(&plant(&g.attorneys[0])).await;
+        assert_eq!(
+            all_pages(&app, path, &attorney, 20).await,
+            vec![case.clone()]
+        );
+    }
 }
 
 /// Membership rows whose counters differ from a recount of what they count: unread, unhidden
