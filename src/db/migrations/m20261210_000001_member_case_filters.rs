@@ -55,14 +55,25 @@ const SQLITE_TRIGGERS: &[&str] = &[
            WHERE id = NEW.case_id)
        WHERE case_id = NEW.case_id AND user_id = NEW.user_id;
      END",
+    // SQLite rewrites every index holding a column an UPDATE sets, changed or not: a touch of
+    // the case (every message, document, time entry) sets `updated_at` alone, so it rewrites
+    // one index entry per member instead of three; the rest is copied when it changes.
+    "CREATE TRIGGER legal_case_updated_au AFTER UPDATE OF updated_at ON legal_case
+       WHEN OLD.updated_at IS NOT NEW.updated_at BEGIN
+       UPDATE case_member SET case_updated_at = NEW.updated_at WHERE case_id = NEW.id;
+     END",
     "CREATE TRIGGER legal_case_order_au
-       AFTER UPDATE OF updated_at, opened_at, status, phase, priority ON legal_case BEGIN
-       UPDATE case_member SET case_updated_at = NEW.updated_at, case_opened_at = NEW.opened_at,
-                              case_status = NEW.status, case_phase = NEW.phase,
-                              case_priority = NEW.priority
+       AFTER UPDATE OF opened_at, status, phase, priority ON legal_case
+       WHEN OLD.opened_at IS NOT NEW.opened_at OR OLD.status IS NOT NEW.status
+         OR OLD.phase IS NOT NEW.phase OR OLD.priority IS NOT NEW.priority BEGIN
+       UPDATE case_member SET case_opened_at = NEW.opened_at, case_status = NEW.status,
+                              case_phase = NEW.phase, case_priority = NEW.priority
        WHERE case_id = NEW.id;
      END",
 ];
+
+/// This migration's SQLite trigger that the one it extends does not have.
+const SQLITE_OWN: &[&str] = &["DROP TRIGGER IF EXISTS legal_case_updated_au"];
 
 const POSTGRES_TRIGGERS: &[&str] = &[
     "CREATE FUNCTION case_member_order_fill() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -94,12 +105,14 @@ const POSTGRES_TRIGGERS: &[&str] = &[
 ];
 
 /// The triggers of the migration this one extends go, and come back when it is undone (the
-/// names are the same, so its own `DOWN` lists drop either version).
+/// names are the same, so its own `DOWN` lists drop either version; SQLite's extra trigger is
+/// dropped first).
 async fn replace_triggers(
     m: &SchemaManager<'_>,
     sqlite: &[&str],
     postgres: &[&str],
 ) -> Result<(), DbErr> {
+    exec_per_backend(m, SQLITE_OWN, &[]).await?;
     exec_per_backend(m, order::SQLITE_DOWN, order::POSTGRES_DOWN).await?;
     exec_per_backend(m, sqlite, postgres).await
 }
