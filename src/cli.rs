@@ -122,8 +122,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             println!(
                 "recounted: {} membership case copies, {} membership counters, {} deadline rows, \
                  {} document bounds, {} member document rows corrected, \
-                 {} message search rows and {} member case search rows out of step \
-                 (each index rebuilt if any)",
+                 {} message search rows out of step (all rebuilt if any), \
+                 {} member case search rows out of step (all rebuilt)",
                 r.case_copies,
                 r.counters,
                 r.deadlines,

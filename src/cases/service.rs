@@ -667,6 +667,12 @@ fn order_by_case_key(
     Ok(q.order_by(legal_case::Column::Id, order))
 }
 
+/// `+"table"."column" op ?`: SQLite cannot use an index for the comparison (its planner has no
+/// statistics and would pick an index on the column over the membership walk).
+fn unindexed(table: &str, column: &str, op: &str, v: impl Into<sea_orm::Value>) -> SimpleExpr {
+    Expr::cust_with_values(format!("+\"{table}\".\"{column}\" {op} ?"), [v.into()])
+}
+
 /// `GET /cases`: only visible cases, filtered, sorted, keyset-paginated.
 pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Result<Page<CaseView>> {
     let limit = Limit::parse(f.limit)?;
@@ -740,17 +746,9 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
     let by_members = (member_order.is_some() || p.sees_few_cases()) && sqlite;
     let equals = |col: legal_case::Column, copy: member::Mirror, v: String| -> SimpleExpr {
         match (member_order.is_some(), by_members) {
-            (true, true) => Expr::cust_with_values(
-                format!(
-                    "+\"case_member\".\"{}\" = ?",
-                    sea_orm::Iden::to_string(&copy)
-                ),
-                [v],
-            ),
+            (true, true) => unindexed("case_member", &sea_orm::Iden::to_string(&copy), "=", v),
             (true, false) => Expr::col((member::Entity, copy)).eq(v),
-            (false, true) => {
-                Expr::cust_with_values(format!("+\"legal_case\".\"{}\" = ?", col.as_str()), [v])
-            }
+            (false, true) => unindexed("legal_case", col.as_str(), "=", v),
             (false, false) => col.eq(v),
         }
     };
@@ -783,7 +781,7 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
     {
         let pa = pa.to_lowercase();
         q = q.filter(if by_members {
-            Expr::cust_with_values("+\"legal_case\".\"practice_area\" = ?", [pa])
+            unindexed("legal_case", "practice_area", "=", pa)
         } else {
             legal_case::Column::PracticeArea.eq(pa)
         });
@@ -806,7 +804,7 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
         let op = if after { ">=" } else { "<" };
         match member_order {
             Some(member::Mirror::CaseUpdatedAt) if sqlite => {
-                Expr::cust_with_values(format!("+\"case_member\".\"case_opened_at\" {op} ?"), [at])
+                unindexed("case_member", "case_opened_at", op, at)
             }
             Some(_) => {
                 let col = Expr::col((member::Entity, member::Mirror::CaseOpenedAt));

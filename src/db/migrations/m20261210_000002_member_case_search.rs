@@ -27,6 +27,19 @@ macro_rules! key {
     };
 }
 
+/// The row of the new membership `NEW`, with its case's text and its member's token.
+macro_rules! insert_new {
+    () => {
+        concat!(
+            "INSERT OR REPLACE INTO case_member_fts(rowid, number, title, description, member)
+               SELECT ",
+            key!("NEW"),
+            ", c.number, c.title, c.description, 'u' || lower(hex(NEW.user_id))
+               FROM legal_case c WHERE c.id = NEW.case_id;"
+        )
+    };
+}
+
 const UP: &[&str] = &[
     "CREATE VIRTUAL TABLE case_member_fts USING fts5(number, title, description, member,
        content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2')",
@@ -37,13 +50,9 @@ const UP: &[&str] = &[
          JOIN app_user u ON u.id = m.user_id",
     "INSERT INTO case_member_fts(case_member_fts) VALUES ('optimize')",
     concat!(
-        "CREATE TRIGGER case_member_search_ai AFTER INSERT ON case_member BEGIN
-           INSERT OR REPLACE INTO case_member_fts(rowid, number, title, description, member)
-             SELECT ",
-        key!("NEW"),
-        ", c.number, c.title, c.description, 'u' || lower(hex(NEW.user_id))
-             FROM legal_case c WHERE c.id = NEW.case_id;
-         END"
+        "CREATE TRIGGER case_member_search_ai AFTER INSERT ON case_member BEGIN ",
+        insert_new!(),
+        " END"
     ),
     concat!(
         "CREATE TRIGGER case_member_search_ad AFTER DELETE ON case_member BEGIN
@@ -58,12 +67,9 @@ const UP: &[&str] = &[
            DELETE FROM case_member_fts WHERE rowid = ",
         key!("OLD"),
         ";
-           INSERT OR REPLACE INTO case_member_fts(rowid, number, title, description, member)
-             SELECT ",
-        key!("NEW"),
-        ", c.number, c.title, c.description, 'u' || lower(hex(NEW.user_id))
-             FROM legal_case c WHERE c.id = NEW.case_id;
-         END"
+           ",
+        insert_new!(),
+        " END"
     ),
     "CREATE TRIGGER legal_case_member_search_au
        AFTER UPDATE OF number, title, description ON legal_case
