@@ -24,8 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lawfirm_pro::db::{Db, Logged};
 use lawfirm_pro::{Application, Config};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lawfirm-pro");
@@ -395,23 +396,26 @@ async fn server_timed(http: &reqwest::Client, base: &str) -> Timed {
     t
 }
 
-/// Replay `stmts` (one request's SELECTs, in order) from `conns` tasks for `secs` seconds.
-async fn replay(
-    conn: &sea_orm::DatabaseConnection,
-    stmts: Arc<Vec<Statement>>,
-    conns: usize,
-    secs: u64,
-) -> Stat {
+/// Replay `stmts` (one request's SELECTs, in order, each on the pool it ran on in the server)
+/// from `conns` tasks for `secs` seconds.
+async fn replay(db: &Arc<Db>, stmts: Arc<Vec<Logged>>, conns: usize, secs: u64) -> Stat {
     let until = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (conn, stmts) = (conn.clone(), stmts.clone());
+        let (db, stmts) = (db.clone(), stmts.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < until {
                 let t = Instant::now();
                 for s in stmts.iter() {
-                    conn.query_all_raw(s.clone()).await.expect("replayed SQL");
+                    let conn = if s.custom_plan {
+                        db.custom_plans()
+                    } else {
+                        db.conn()
+                    };
+                    conn.query_all_raw(s.statement.clone())
+                        .await
+                        .expect("replayed SQL");
                 }
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
             }
@@ -547,13 +551,13 @@ async fn main() {
             go().await.unwrap();
             state.db.statements().start();
             go().await.unwrap();
-            let stmts: Vec<Statement> = state
+            let stmts: Vec<Logged> = state
                 .db
                 .statements()
-                .stop()
+                .stop_logged()
                 .into_iter()
                 .filter(|s| {
-                    let l = s.sql.trim_start().to_lowercase();
+                    let l = s.statement.sql.trim_start().to_lowercase();
                     (l.starts_with("select") || l.starts_with("with")) && !l.contains("audit_head")
                 })
                 .collect();
@@ -563,9 +567,11 @@ async fn main() {
         let _ = running.await;
         (ids, captured)
     };
-    let replay_db = lawfirm_pro::db::Db::connect(&url, a.conns as u32)
-        .await
-        .expect("opening the database for the replay");
+    let replay_db = Arc::new(
+        Db::connect(&url, a.conns as u32)
+            .await
+            .expect("opening the database for the replay"),
+    );
 
     // Start-up on the existing database, and idle memory.
     let mut server = start_server(&dir, &url).await;
@@ -605,7 +611,7 @@ async fn main() {
             name,
             who,
             n,
-            replay(replay_db.conn(), stmts, a.conns, a.secs).await,
+            replay(&replay_db, stmts, a.conns, a.secs).await,
             s.rps,
         ));
         settle(&http, &base).await;

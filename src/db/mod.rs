@@ -74,6 +74,10 @@ pub struct Db {
     /// SQLite with an audit spool (ADR 0008): a change commits only after the spool's WAL is
     /// synced, so a change on disk implies every read entry acknowledged before it is too.
     sync_before_commit: Option<Arc<WalFlush>>,
+    /// PostgreSQL: a second pool whose statements are planned for each execution's parameters,
+    /// for the reads whose best plan depends on whose rows they read (ADR 0010). `None` on
+    /// SQLite.
+    custom_plans: Option<DatabaseConnection>,
     statements: StatementLog,
 }
 
@@ -194,7 +198,15 @@ impl WalFlush {
 #[derive(Clone, Default)]
 pub struct StatementLog {
     on: Arc<std::sync::atomic::AtomicBool>,
-    taken: Arc<std::sync::Mutex<Vec<sea_orm::Statement>>>,
+    taken: Arc<std::sync::Mutex<Vec<Logged>>>,
+}
+
+/// One recorded statement and the pool it ran on.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub statement: sea_orm::Statement,
+    /// Ran on [`Db::custom_plans`]' own pool (PostgreSQL), planned for its parameters.
+    pub custom_plan: bool,
 }
 
 impl StatementLog {
@@ -206,18 +218,26 @@ impl StatementLog {
 
     /// Stop recording and hand over what was recorded since `start`.
     pub fn stop(&self) -> Vec<sea_orm::Statement> {
+        self.stop_logged()
+            .into_iter()
+            .map(|l| l.statement)
+            .collect()
+    }
+
+    /// [`StatementLog::stop`], with the pool each statement ran on.
+    pub fn stop_logged(&self) -> Vec<Logged> {
         self.on.store(false, std::sync::atomic::Ordering::SeqCst);
         std::mem::take(&mut *self.taken.lock().expect("statement log"))
     }
 
-    fn attach(&self, conn: &mut DatabaseConnection) {
+    fn attach(&self, conn: &mut DatabaseConnection, custom_plan: bool) {
         let log = self.clone();
         conn.set_metric_callback(move |info| {
             if log.on.load(std::sync::atomic::Ordering::Relaxed) {
-                log.taken
-                    .lock()
-                    .expect("statement log")
-                    .push(info.statement.clone());
+                log.taken.lock().expect("statement log").push(Logged {
+                    statement: info.statement.clone(),
+                    custom_plan,
+                });
             }
         });
     }
@@ -313,17 +333,13 @@ impl Db {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
                     .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
+                let pool = sqlite_pool(max_connections)
                     .connect_with(opts.clone())
                     .await
                     .with_context(|| format!("opening SQLite database {}", path.display()))?;
                 // Opened on first use: commands that never audit a read never open it.
-                let lazy_pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_lazy_with(opts.synchronous(SqliteSynchronous::Normal));
+                let lazy_pool =
+                    sqlite_pool(1).connect_lazy_with(opts.synchronous(SqliteSynchronous::Normal));
                 // SQLite names the WAL after the database's real path (symlinks resolved).
                 let mut wal = std::fs::canonicalize(&path)
                     .with_context(|| format!("resolving {}", path.display()))?
@@ -335,9 +351,9 @@ impl Db {
                 }
                 let statements = StatementLog::default();
                 let mut conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
-                statements.attach(&mut conn);
+                statements.attach(&mut conn, false);
                 let mut lazy = SqlxSqliteConnector::from_sqlx_sqlite_pool(lazy_pool);
-                statements.attach(&mut lazy);
+                statements.attach(&mut lazy, false);
                 Ok(Self {
                     conn,
                     writer: Some(Arc::new(Mutex::new(()))),
@@ -348,34 +364,38 @@ impl Db {
                         flush: Some(WalFlush::new(wal.into())),
                     }),
                     sync_before_commit: None,
+                    custom_plans: None,
                     statements,
                 })
             }
             DbKind::Postgres => {
                 let opts: PgConnectOptions = url.parse().context("DATABASE_URL")?;
-                // Plan every statement for its actual parameters. Per user the data is skewed
-                // (an attorney has 10,000 received messages and 2,000 cases, a client a few),
-                // and after five executions PostgreSQL may switch a prepared statement to a
-                // generic plan built for an average user: the attorney's unread view then read
-                // and sorted every unread row instead of walking its index (12 ms instead of
-                // 1.4 ms at scale 10). Replanning costs a fraction of a millisecond.
-                let opts = opts.options([("plan_cache_mode", "force_custom_plan")]);
-                let pool = PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    // Fail fast when the server is down: callers answer 503 and retry later.
-                    .acquire_timeout(Duration::from_secs(5))
+                // PostgreSQL's default plan cache (`auto`): a prepared statement is planned for
+                // its parameters five times, then reuses one generic plan when that is about as
+                // cheap, which saves planning (0.2-1.4 ms a statement) on most reads.
+                let pool = pg_pool(max_connections)
                     .connect_with(opts.clone())
                     .await
                     .context("connecting to PostgreSQL")?;
-                let lazy_pool = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_lazy_with(opts.options([("synchronous_commit", "off")]));
+                // Reads whose best plan depends on the user take this pool, planned for each
+                // execution's parameters: the data is skewed per user (an attorney has 10,000
+                // received messages and 2,000 cases, a client a few), and a generic plan built
+                // for an average user read and sorted every unread row of the attorney's
+                // unread view (12 ms instead of 1.4 ms at scale 10). Opened as needed; at most
+                // half the main pool's connections, as few reads take it.
+                let custom_plans = pg_pool((max_connections / 2).max(2)).connect_lazy_with(
+                    opts.clone()
+                        .options([("plan_cache_mode", "force_custom_plan")]),
+                );
+                let lazy_pool =
+                    pg_pool(1).connect_lazy_with(opts.options([("synchronous_commit", "off")]));
                 let statements = StatementLog::default();
                 let mut conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-                statements.attach(&mut conn);
+                statements.attach(&mut conn, false);
                 let mut lazy = SqlxPostgresConnector::from_sqlx_postgres_pool(lazy_pool);
-                statements.attach(&mut lazy);
+                statements.attach(&mut lazy, false);
+                let mut custom_plans = SqlxPostgresConnector::from_sqlx_postgres_pool(custom_plans);
+                statements.attach(&mut custom_plans, true);
                 Ok(Self {
                     conn,
                     writer: None,
@@ -386,6 +406,7 @@ impl Db {
                         flush: None,
                     }),
                     sync_before_commit: None,
+                    custom_plans: Some(custom_plans),
                     statements,
                 })
             }
@@ -394,6 +415,14 @@ impl Db {
 
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
+    }
+
+    /// The connection for a read whose best plan depends on whose rows it reads (a member's
+    /// walk over skewed data: an attorney's thousands of rows against a client's few), planned
+    /// for each execution's parameters on PostgreSQL instead of reusing a generic plan
+    /// (ADR 0010). Never inside a transaction of [`Db::conn`]: read through the transaction.
+    pub fn custom_plans(&self) -> &DatabaseConnection {
+        self.custom_plans.as_ref().unwrap_or(&self.conn)
     }
 
     /// The statement log of this handle (off unless started).
@@ -518,7 +547,8 @@ impl Db {
     }
 
     pub async fn close(self) {
-        for conn in self.lazy.iter().map(|l| &l.conn).chain([&self.conn]) {
+        let lazy = self.lazy.iter().map(|l| &l.conn);
+        for conn in lazy.chain(&self.custom_plans).chain([&self.conn]) {
             if let Err(e) = conn.close_by_ref().await {
                 tracing::warn!(error = %e, "closing a connection pool failed");
             }
@@ -529,6 +559,36 @@ impl Db {
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         (self.backend() == DbBackend::Postgres).then(|| self.conn.get_postgres_connection_pool())
     }
+}
+
+/// sqlx pings a pooled connection when it is taken and again when it is put back: two round
+/// trips around every statement (a fifth of the server's time in a PostgreSQL load run). The
+/// one on release stays (it also flushes what a cancelled query left); the one on taking is
+/// kept only for a connection idle long enough for the server or a firewall to have dropped it.
+const PING_IF_IDLE: Duration = Duration::from_secs(30);
+
+fn pg_pool(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        // Fail fast when the server is down: callers answer 503 and retry later.
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// A local file never drops a connection: no ping when taking one (see [`PING_IF_IDLE`]).
+fn sqlite_pool(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
 }
 
 /// Now, truncated to microseconds: both backends then store and return the same instant.
