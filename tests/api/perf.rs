@@ -1288,8 +1288,8 @@ async fn document_pages_agree_whichever_search_shape_runs() {
 /// unbilled minutes and unread messages from the counters on the membership rows
 /// (`ix_case_member_unbilled`, `ix_case_member_unread`; partial indexes, so the query must
 /// state their conditions literally), and no statement binds the attorney's case ids as a list.
-/// PostgreSQL plans every statement for its parameters (`plan_cache_mode`), so a generic plan
-/// made for a client cannot serve an attorney's unread view.
+/// On PostgreSQL the documents read is planned for its parameters (`plan_cache_mode` of the
+/// `custom_plans` pool), so a generic plan made for a client cannot serve an attorney.
 #[tokio::test]
 async fn staff_dashboard_reads_follow_the_memberships() {
     let (app, g) = firm(Sizes::tiny()).await;
@@ -1363,11 +1363,13 @@ async fn staff_dashboard_reads_follow_the_memberships() {
             ),
         }
     }
+    // The documents read, whose best plan follows the caller, is planned per execution on
+    // PostgreSQL (ADR 0010; which statements run there: the test below).
     if backend == DbBackend::Postgres {
         let row = app
             .state
             .db
-            .conn()
+            .custom_plans()
             .query_one_raw(Statement::from_string(backend, "SHOW plan_cache_mode"))
             .await
             .unwrap()
