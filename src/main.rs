@@ -2,11 +2,6 @@
 
 use clap::Parser;
 
-// glibc's malloc took a fifth of the server's CPU under load (many small, short-lived
-// allocations per request across worker threads); mimalloc serves them from per-thread pages.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     lawfirm_pro::install_tls_provider();
     let cli = lawfirm_pro::cli::Cli::parse();
