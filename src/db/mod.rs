@@ -378,11 +378,10 @@ impl Db {
                     .await
                     .context("connecting to PostgreSQL")?;
                 // Reads whose best plan depends on the user take this pool, planned for each
-                // execution's parameters: the data is skewed per user (an attorney has 10,000
-                // received messages and 2,000 cases, a client a few), and a generic plan built
-                // for an average user read and sorted every unread row of the attorney's
-                // unread view (12 ms instead of 1.4 ms at scale 10). Opened as needed; at most
-                // half the main pool's connections, as few reads take it.
+                // execution's parameters: the data is skewed per user (an attorney has 2,000
+                // cases, a client a few), and a generic plan made the attorney's document
+                // search 16-37 ms instead of 2 at scale 100 (ADR 0010). Opened as needed; at
+                // most half the main pool's connections, as few reads take it.
                 let custom_plans = pg_pool((max_connections / 2).max(2)).connect_lazy_with(
                     opts.clone()
                         .options([("plan_cache_mode", "force_custom_plan")]),

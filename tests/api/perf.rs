@@ -3312,23 +3312,17 @@ async fn reads_whose_plan_depends_on_the_caller_are_planned_per_execution() {
     let db = &app.state.db;
     let pg = db.backend() == DbBackend::Postgres;
     if pg {
-        let mode = |conn: &'static str| {
-            let c = if conn == "main" {
-                db.conn()
-            } else {
-                db.custom_plans()
-            };
-            async move {
-                let st = Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT current_setting('plan_cache_mode') AS m",
-                );
-                let row = c.query_one_raw(st).await.unwrap().unwrap();
-                row.try_get::<String>("", "m").unwrap()
-            }
-        };
-        assert_eq!(mode("main").await, "auto");
-        assert_eq!(mode("custom").await, "force_custom_plan");
+        for (conn, mode) in [
+            (db.conn(), "auto"),
+            (db.custom_plans(), "force_custom_plan"),
+        ] {
+            let st = Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_setting('plan_cache_mode') AS m",
+            );
+            let row = conn.query_one_raw(st).await.unwrap().unwrap();
+            assert_eq!(row.try_get::<String>("", "m").unwrap(), mode);
+        }
     } else {
         assert!(std::ptr::eq(db.conn(), db.custom_plans()));
     }
