@@ -14,7 +14,6 @@ use axum::{
     extract::FromRequestParts,
     http::{Method, header, request::Parts},
 };
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -97,53 +96,48 @@ async fn authenticate_with(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
 
-    let (session, user) = if let Some(token) = bearer {
+    let session = if let Some(token) = bearer {
         let claims = state
             .tokens
             .verify(token)
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
-        let (s, u) = service::session_with_active_user(&state.db, SessionKey::Id(claims.sid))
+        let s = service::session_with_active_user(&state.db, SessionKey::Id(claims.sid))
             .await?
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
         if s.user_id != claims.sub {
             return Err(invalid);
         }
-        (s, u)
+        s
     } else {
         let jar = axum_extra::extract::CookieJar::from_headers(&parts.headers);
         let cookie = jar
             .get(SESSION_COOKIE)
             .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
-        let (s, u) =
-            service::session_with_active_user(&state.db, SessionKey::Cookie(cookie.value()))
-                .await?
-                .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
+        let s = service::session_with_active_user(&state.db, SessionKey::Cookie(cookie.value()))
+            .await?
+            .ok_or(Error::Unauthorized(AuthFailure::InvalidToken))?;
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             match csrf {
-                Csrf::Header => check_csrf(state, parts, s.id)?,
+                Csrf::Header => check_csrf(state, parts, s.session_id)?,
                 Csrf::Deferred if !origin_ok(state, parts) => return Err(csrf_refused()),
                 Csrf::Deferred => {}
             }
         }
-        (s, u)
+        s
     };
     let now = crate::db::now();
     if session.revoked_at.is_some() || session.expires_at <= now {
         return Err(invalid);
     }
-    let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("stored role: {e}"))?;
+    let role = Role::parse(&session.role).map_err(|e| anyhow::anyhow!("stored role: {e}"))?;
     // Record use at most once a minute, so reads do not turn into writes.
     if now - session.last_used_at > chrono::Duration::seconds(60) {
-        let txn = state.db.begin_write().await?;
-        let mut am: entity::session::ActiveModel = session.clone().into();
-        am.last_used_at = Set(now);
-        am.update(&*txn).await?;
-        txn.commit().await?;
+        service::touch_session(&state.db, session.session_id, now).await?;
     }
     Ok(Principal {
-        user_id: user.id,
+        user_id: session.user_id,
         role,
-        session_id: Some(session.id),
+        session_id: Some(session.session_id),
         meta,
     })
 }

@@ -31,6 +31,46 @@ pub mod document {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    /// What a document's view shows: a list reads these columns only, not the up to 1 KiB of
+    /// `search_text` per row that no view shows.
+    #[derive(Clone, Debug, DerivePartialModel)]
+    #[sea_orm(entity = "Entity")]
+    pub struct Shown {
+        pub id: Uuid,
+        pub case_id: Uuid,
+        pub title: String,
+        pub filename: String,
+        pub content_type: String,
+        pub size: i64,
+        pub sha256: String,
+        pub version: i32,
+        pub confidentiality: String,
+        pub uploaded_by: Uuid,
+        pub legal_hold: bool,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    impl From<&Model> for Shown {
+        fn from(d: &Model) -> Self {
+            Self {
+                id: d.id,
+                case_id: d.case_id,
+                title: d.title.clone(),
+                filename: d.filename.clone(),
+                content_type: d.content_type.clone(),
+                size: d.size,
+                sha256: d.sha256.clone(),
+                version: d.version,
+                confidentiality: d.confidentiality.clone(),
+                uploaded_by: d.uploaded_by,
+                legal_hold: d.legal_hold,
+                created_at: d.created_at,
+                updated_at: d.updated_at,
+            }
+        }
+    }
 }
 
 pub mod version {

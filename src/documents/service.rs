@@ -64,22 +64,26 @@ pub struct VersionView {
     pub created_at: DateTime<Utc>,
 }
 
-fn conf_of(d: &document::Model) -> Confidentiality {
-    // Unknown stored values are treated as the most restrictive.
-    Confidentiality::parse(&d.confidentiality).unwrap_or(Confidentiality::Privileged)
+/// A stored confidentiality; unknown values are treated as the most restrictive.
+fn stored_conf(stored: &str) -> Confidentiality {
+    Confidentiality::parse(stored).unwrap_or(Confidentiality::Privileged)
 }
 
-fn view(d: &document::Model, case_held: bool) -> DocumentView {
+fn conf_of(d: &document::Model) -> Confidentiality {
+    stored_conf(&d.confidentiality)
+}
+
+fn view(d: document::Shown, case_held: bool) -> DocumentView {
     DocumentView {
         id: d.id,
         case_id: d.case_id,
-        title: d.title.clone(),
-        filename: d.filename.clone(),
-        content_type: d.content_type.clone(),
+        confidentiality: stored_conf(&d.confidentiality),
+        title: d.title,
+        filename: d.filename,
+        content_type: d.content_type,
         size: d.size,
-        sha256: d.sha256.clone(),
+        sha256: d.sha256,
         version: d.version,
-        confidentiality: conf_of(d),
         uploaded_by: d.uploaded_by,
         legal_hold: d.legal_hold || case_held,
         created_at: d.created_at,
@@ -90,7 +94,7 @@ fn view(d: &document::Model, case_held: bool) -> DocumentView {
 /// Views of many documents with their case holds in one query.
 async fn views<C: ConnectionTrait>(
     conn: &C,
-    docs: &[document::Model],
+    docs: Vec<document::Shown>,
 ) -> Result<Vec<DocumentView>> {
     let mut case_ids: Vec<Uuid> = docs.iter().map(|d| d.case_id).collect();
     case_ids.sort();
@@ -109,8 +113,11 @@ async fn views<C: ConnectionTrait>(
             .collect()
     };
     Ok(docs
-        .iter()
-        .map(|d| view(d, held.contains(&d.case_id)))
+        .into_iter()
+        .map(|d| {
+            let held = held.contains(&d.case_id);
+            view(d, held)
+        })
         .collect())
 }
 
@@ -373,7 +380,7 @@ async fn create_inner(
     .await?;
     let held = case_held(&*txn, case_id).await?;
     txn.commit().await?;
-    Ok(view(&d, held))
+    Ok(view((&d).into(), held))
 }
 
 /// `POST /documents/{id}/versions`: a new latest version; history is kept.
@@ -426,7 +433,7 @@ pub async fn add_version(
         .await?;
         let held = case_held(&*txn, d.case_id).await?;
         txn.commit().await?;
-        Ok(view(&d, held))
+        Ok(view((&d).into(), held))
     }
     .await;
     if r.is_err() {
@@ -444,7 +451,7 @@ pub async fn get_document(state: &AppState, p: &Principal, id: Uuid) -> Result<D
         .audit
         .while_reading(entry, case_held(conn, d.case_id))
         .await?;
-    Ok(view(&d, held))
+    Ok(view((&d).into(), held))
 }
 
 /// The audit entry of an authorised read of one document.
@@ -548,7 +555,7 @@ pub async fn patch_document(
     }
     if changed.is_empty() {
         let held = case_held(&*txn, d.case_id).await?;
-        return Ok(view(&d, held));
+        return Ok(view((&d).into(), held));
     }
     am.updated_at = Set(crate::db::now());
     let d = am.update(&*txn).await?;
@@ -575,7 +582,7 @@ pub async fn patch_document(
     .await?;
     let held = case_held(&*txn, d.case_id).await?;
     txn.commit().await?;
-    Ok(view(&d, held))
+    Ok(view((&d).into(), held))
 }
 
 /// `DELETE /documents/{id}`: soft delete by the uploader or staff; 409 while on hold.
@@ -670,7 +677,7 @@ pub async fn set_legal_hold(
     .await?;
     let held = case_held(&*txn, d.case_id).await?;
     txn.commit().await?;
-    Ok(view(&d, held))
+    Ok(view((&d).into(), held))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -961,9 +968,10 @@ async fn page(
     let rows = q
         .order_by_desc(order)
         .limit(limit.get() + 1)
+        .into_partial_model::<document::Shown>()
         .all(conn)
         .await?;
-    let items = views(conn, &rows).await?;
+    let items = views(conn, rows).await?;
     Ok(page_from(items, limit, |d: &DocumentView| d.id))
 }
 
@@ -1219,6 +1227,7 @@ pub async fn recent_for_dashboard(
         document::Entity::find()
             .filter(document::Column::Id.in_subquery(ids))
             .order_by_desc(document::Column::Id)
+            .into_partial_model::<document::Shown>()
     };
     let rows = if p.is_admin() {
         newest(None).all(conn).await?

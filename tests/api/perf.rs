@@ -207,6 +207,38 @@ async fn read_paths(app: &TestApp, g: &Generated) -> Vec<(String, Vec<Statement>
 }
 
 #[tokio::test]
+async fn main_reads_fetch_no_secret_and_no_search_text() {
+    // Every authenticated request looks up its session and user: it must not carry the
+    // password hash or TOTP secret out of the database each time. Lists must not fetch the
+    // text a document is searched by (up to 1 KiB a row) that no view shows.
+    let (app, g) = firm(Sizes {
+        cases: 4,
+        messages: 40,
+        documents: 8,
+        ..Sizes::tiny()
+    })
+    .await;
+    let paths = read_paths(&app, &g).await;
+    let mut session_lookups = 0;
+    for (path, stmts) in &paths {
+        for st in own(stmts) {
+            let l = st.to_lowercase();
+            // The select list: up to the first FROM (subqueries come after it).
+            let selected = l.split(" from ").next().unwrap_or_default();
+            for column in ["password_hash", "totp_secret", "search_text", "cookie_hash"] {
+                assert!(!selected.contains(column), "{path} selects {column}:\n{st}");
+            }
+            session_lookups += usize::from(l.contains("from \"session\""));
+        }
+    }
+    assert!(
+        session_lookups >= paths.len(),
+        "every request looks up its session ({session_lookups} in {} requests)",
+        paths.len()
+    );
+}
+
+#[tokio::test]
 async fn main_reads_make_the_same_number_of_queries_for_ten_times_the_rows() {
     // Same people, ten times the cases, messages and documents per person: a per-row query
     // anywhere (N+1) makes the second count larger.
