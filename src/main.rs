@@ -2,10 +2,10 @@
 
 use clap::Parser;
 
-/// jemalloc instead of glibc's malloc: the server spends about a fifth of its CPU allocating
-/// (a `perf` profile under load), and with jemalloc it serves 15–20 % more requests a second
-/// on PostgreSQL at 39–44 MiB idle and less under load (docs/benchmarks.md, round 22; mimalloc
-/// was as fast but idled at 55–66 MiB, over the 50 MB target).
+/// jemalloc instead of glibc's malloc: the server spent about a fifth of its CPU allocating
+/// (a `perf` profile under load), and with jemalloc it serves 12–23 % more requests a second
+/// on PostgreSQL, idling at 38–44 MiB and holding less under load (docs/benchmarks.md, round
+/// 22; mimalloc was as fast but idled at 55–66 MiB, over the 50 MB target: round 21).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

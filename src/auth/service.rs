@@ -79,7 +79,7 @@ pub async fn session_with_active_user(
     };
     Ok(q.column_as(session::Column::Id, "session_id")
         .column(session::Column::UserId)
-        .column_as(Expr::col((user::Entity, user::Column::Role)), "role")
+        .column(user::Column::Role)
         .column(session::Column::ExpiresAt)
         .column(session::Column::RevokedAt)
         .column(session::Column::LastUsedAt)

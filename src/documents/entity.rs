@@ -19,7 +19,7 @@ pub mod document {
         pub confidentiality: String,
         pub uploaded_by: Uuid,
         pub legal_hold: bool,
-        /// The first KiB of text-like content, for full-text search.
+        /// The first 64 KiB of text-like content, for full-text search.
         pub search_text: String,
         pub deleted_at: Option<DateTimeUtc>,
         pub deleted_by: Option<Uuid>,
@@ -32,7 +32,7 @@ pub mod document {
 
     impl ActiveModelBehavior for ActiveModel {}
 
-    /// What a document's view shows: a list reads these columns only, not the up to 1 KiB of
+    /// What a document's view shows: a list reads these columns only, not the up to 64 KiB of
     /// `search_text` per row that no view shows.
     #[derive(Clone, Debug, DerivePartialModel)]
     #[sea_orm(entity = "Entity")]
@@ -52,18 +52,18 @@ pub mod document {
         pub updated_at: DateTimeUtc,
     }
 
-    impl From<&Model> for Shown {
-        fn from(d: &Model) -> Self {
+    impl From<Model> for Shown {
+        fn from(d: Model) -> Self {
             Self {
                 id: d.id,
                 case_id: d.case_id,
-                title: d.title.clone(),
-                filename: d.filename.clone(),
-                content_type: d.content_type.clone(),
+                title: d.title,
+                filename: d.filename,
+                content_type: d.content_type,
                 size: d.size,
-                sha256: d.sha256.clone(),
+                sha256: d.sha256,
                 version: d.version,
-                confidentiality: d.confidentiality.clone(),
+                confidentiality: d.confidentiality,
                 uploaded_by: d.uploaded_by,
                 legal_hold: d.legal_hold,
                 created_at: d.created_at,

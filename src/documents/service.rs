@@ -115,8 +115,8 @@ async fn views<C: ConnectionTrait>(
     Ok(docs
         .into_iter()
         .map(|d| {
-            let held = held.contains(&d.case_id);
-            view(d, held)
+            let on_hold = held.contains(&d.case_id);
+            view(d, on_hold)
         })
         .collect())
 }
@@ -380,7 +380,7 @@ async fn create_inner(
     .await?;
     let held = case_held(&*txn, case_id).await?;
     txn.commit().await?;
-    Ok(view((&d).into(), held))
+    Ok(view(d.into(), held))
 }
 
 /// `POST /documents/{id}/versions`: a new latest version; history is kept.
@@ -433,7 +433,7 @@ pub async fn add_version(
         .await?;
         let held = case_held(&*txn, d.case_id).await?;
         txn.commit().await?;
-        Ok(view((&d).into(), held))
+        Ok(view(d.into(), held))
     }
     .await;
     if r.is_err() {
@@ -451,7 +451,7 @@ pub async fn get_document(state: &AppState, p: &Principal, id: Uuid) -> Result<D
         .audit
         .while_reading(entry, case_held(conn, d.case_id))
         .await?;
-    Ok(view((&d).into(), held))
+    Ok(view(d.into(), held))
 }
 
 /// The audit entry of an authorised read of one document.
@@ -555,7 +555,7 @@ pub async fn patch_document(
     }
     if changed.is_empty() {
         let held = case_held(&*txn, d.case_id).await?;
-        return Ok(view((&d).into(), held));
+        return Ok(view(d.into(), held));
     }
     am.updated_at = Set(crate::db::now());
     let d = am.update(&*txn).await?;
@@ -582,7 +582,7 @@ pub async fn patch_document(
     .await?;
     let held = case_held(&*txn, d.case_id).await?;
     txn.commit().await?;
-    Ok(view((&d).into(), held))
+    Ok(view(d.into(), held))
 }
 
 /// `DELETE /documents/{id}`: soft delete by the uploader or staff; 409 while on hold.
@@ -677,7 +677,7 @@ pub async fn set_legal_hold(
     .await?;
     let held = case_held(&*txn, d.case_id).await?;
     txn.commit().await?;
-    Ok(view((&d).into(), held))
+    Ok(view(d.into(), held))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -76,6 +76,19 @@ pub async fn find_active(db: &Db, id: Uuid) -> Result<Option<user::Model>> {
         .await?)
 }
 
+/// An active user's name and time zone: what a web page shows of its viewer, without reading
+/// the row's secrets on every page.
+pub async fn name_and_zone_of_active(db: &Db, id: Uuid) -> Result<Option<(String, String)>> {
+    Ok(user::Entity::find_by_id(id)
+        .select_only()
+        .column(user::Column::Name)
+        .column(user::Column::Timezone)
+        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
+        .into_tuple()
+        .one(db.conn())
+        .await?)
+}
+
 /// Binds a sealed TOTP secret to its user, so it cannot be copied to another account.
 pub fn totp_context(user_id: Uuid) -> Vec<u8> {
     format!("totp:{user_id}").into_bytes()

@@ -44,20 +44,20 @@ pub struct Viewer {
 
 impl Viewer {
     pub(super) async fn load(state: &AppState, p: &Principal) -> Result<Self, PageError> {
-        let user = crate::users::service::find_active(&state.db, p.user_id)
+        let (name, timezone) = crate::users::service::name_and_zone_of_active(&state.db, p.user_id)
             .await?
             .ok_or(PageError::SignIn(None))?;
         Ok(Self {
-            id: user.id,
-            name: user.name,
+            id: p.user_id,
+            name,
             role: p.role.as_str().to_owned(),
             csrf: p
                 .session_id
                 .map(|s| state.tokens.csrf_token(s))
                 .unwrap_or_default(),
-            unread: crate::messages::query::unread_total(state.db.conn(), user.id).await?,
+            unread: crate::messages::query::unread_total(state.db.conn(), p.user_id).await?,
             // An unknown zone (should not happen: it is validated on write) falls back to UTC.
-            tz: user.timezone.parse().unwrap_or(Tz::UTC),
+            tz: timezone.parse().unwrap_or(Tz::UTC),
         })
     }
 

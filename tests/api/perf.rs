@@ -210,7 +210,7 @@ async fn read_paths(app: &TestApp, g: &Generated) -> Vec<(String, Vec<Statement>
 async fn main_reads_fetch_no_secret_and_no_search_text() {
     // Every authenticated request looks up its session and user: it must not carry the
     // password hash or TOTP secret out of the database each time. Lists must not fetch the
-    // text a document is searched by (up to 1 KiB a row) that no view shows.
+    // text a document is searched by (up to 64 KiB a row) that no view shows.
     let (app, g) = firm(Sizes {
         cases: 4,
         messages: 40,
