@@ -351,6 +351,13 @@ impl Db {
                 }
                 let statements = StatementLog::default();
                 let mut conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+                if !sqlite_plans_are_stable(&conn).await? {
+                    tracing::warn!(
+                        "SQLite was built without SQLITE_ENABLE_QPSG (build from the repository, \
+                         whose .cargo/config.toml sets it): statements are compiled again on \
+                         every execution (ADR 0012)"
+                    );
+                }
                 statements.attach(&mut conn, false);
                 let mut lazy = SqlxSqliteConnector::from_sqlx_sqlite_pool(lazy_pool);
                 statements.attach(&mut lazy, false);
@@ -590,6 +597,19 @@ fn sqlite_pool(max_connections: u32) -> SqlitePoolOptions {
         .test_before_acquire(false)
 }
 
+/// Whether the linked SQLite keeps a statement's plan whatever values are bound (the query
+/// planner stability guarantee, ADR 0012). Without it SQLite 3.51 compiles every statement
+/// with a bound `LIMIT` (all of sea-orm's `one()` and pages) again on each execution.
+pub async fn sqlite_plans_are_stable(conn: &DatabaseConnection) -> Result<bool, DbErr> {
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT sqlite_compileoption_used('ENABLE_QPSG') AS on_",
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "on_")).transpose()? == Some(1))
+}
+
 /// Now, truncated to microseconds: both backends then store and return the same instant.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
@@ -607,6 +627,17 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The build links SQLite with the query-planner stability guarantee (`.cargo/config.toml`,
+    /// ADR 0012): without it every read with a bound `LIMIT` is compiled anew each time it runs.
+    #[tokio::test]
+    async fn sqlite_is_built_to_keep_compiled_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url, 1).await.unwrap();
+        assert!(sqlite_plans_are_stable(db.conn()).await.unwrap());
+        db.close().await;
+    }
 
     /// A sync that failed is not counted, and whoever waits for it tries again (a commit that
     /// would start the next sync may never come): here the file appears after a failure.
