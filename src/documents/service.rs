@@ -1174,10 +1174,10 @@ const RECENT_CANDIDATE_CASES: u64 = 32;
 
 /// The dashboard's five newest documents the caller may see (admins: of the firm).
 ///
-/// Driven by the caller's membership rows: the role on the case (joined, not loaded into an
-/// `IN` list of every case id) decides which confidentiality levels count, and the newest five
-/// ids are picked from the index `ix_document_live_case` alone, then only those rows are read.
-/// A member's cases are first narrowed to the [`RECENT_CANDIDATE_CASES`] whose greatest
+/// The role on the case (a membership row joined or probed, never an `IN` list of every case
+/// id) decides which confidentiality levels count, and the newest five ids are picked from the
+/// index `ix_document_live_case` alone, then only those rows are read. A member's cases are
+/// first narrowed to the [`RECENT_CANDIDATE_CASES`] whose greatest
 /// document id is greatest (`ix_case_member_last_document`). That copy is an upper bound of the
 /// case's live document ids, so the answer is complete when five were found and the fifth is
 /// newer than anything a case left out can hold; otherwise (a caller whose newest cases hold
@@ -1193,34 +1193,41 @@ pub async fn recent_for_dashboard(
     let newest = |candidates: Option<SelectStatement>| {
         let mut ids = document::Entity::find()
             .select_only()
-            .column(document::Column::Id)
-            .filter(document::Column::DeletedAt.is_null());
-        if !p.is_admin() {
-            sea_orm::QueryTrait::query(&mut ids).join(
-                JoinType::InnerJoin,
-                member::Entity,
-                Condition::all()
-                    .add(
-                        Expr::col((member::Entity, member::Column::CaseId))
-                            .equals((document::Entity, document::Column::CaseId)),
-                    )
-                    .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
-            );
-            let mut levels = Condition::any();
-            for (c, roles) in roles_seeing(p.role) {
-                levels = levels.add(
-                    Condition::all()
-                        .add(document::Column::Confidentiality.eq(c.as_str()))
-                        .add(
-                            Expr::col((member::Entity, member::Column::Role))
-                                .is_in(roles.iter().map(|r| r.as_str())),
-                        ),
-                );
-            }
-            ids = ids.filter(levels);
-        }
+            .column(document::Column::Id);
         if let Some(c) = candidates {
-            ids = ids.filter(document::Column::CaseId.in_subquery(c));
+            // The candidate cases drive: each one's documents, each probed for the caller's
+            // membership row by its key. Joined instead, SQLite (no statistics: it takes an
+            // attorney's 2,000 membership rows for ten) walked every membership row of the
+            // caller first, 0.42 instead of 0.11 ms on the scale-100 firm.
+            ids = ids
+                .filter(visible_per_row(p))
+                .filter(document::Column::CaseId.in_subquery(c));
+        } else {
+            ids = ids.filter(document::Column::DeletedAt.is_null());
+            if !p.is_admin() {
+                sea_orm::QueryTrait::query(&mut ids).join(
+                    JoinType::InnerJoin,
+                    member::Entity,
+                    Condition::all()
+                        .add(
+                            Expr::col((member::Entity, member::Column::CaseId))
+                                .equals((document::Entity, document::Column::CaseId)),
+                        )
+                        .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
+                );
+                let mut levels = Condition::any();
+                for (c, roles) in roles_seeing(p.role) {
+                    levels = levels.add(
+                        Condition::all()
+                            .add(document::Column::Confidentiality.eq(c.as_str()))
+                            .add(
+                                Expr::col((member::Entity, member::Column::Role))
+                                    .is_in(roles.iter().map(|r| r.as_str())),
+                            ),
+                    );
+                }
+                ids = ids.filter(levels);
+            }
         }
         let ids =
             sea_orm::QueryTrait::into_query(ids.order_by_desc(document::Column::Id).limit(SHOWN));
