@@ -928,47 +928,70 @@ pub struct UnreadCount {
 /// of the user's membership rows (kept by triggers), only the rows that have any: one range of
 /// `ix_case_member_unread`, however many messages and cases are behind it.
 ///
-/// The pairs come back as one `case:count,…` text in one row, written out as the JSON object
-/// directly: an attorney of a large firm has unread messages in over a thousand cases, and one
-/// row per case (on SQLite a hand-over between sqlx's connection thread and the request each),
-/// or a JSON array decoded into a map and encoded again, cost more than the index range
-/// (docs/benchmarks.md, rounds 17 and 18). Building the object in SQL is no cheaper on
-/// PostgreSQL and dearer on SQLite, which would spell out each 16-byte UUID with hyphens.
+/// The counters come back in one row, written out as the JSON object directly: an attorney of
+/// a large firm has unread messages in over a thousand cases, and one row per case (on SQLite a
+/// hand-over between sqlx's connection thread and the request each), or a JSON array decoded
+/// into a map and encoded again, cost more than the index range (docs/benchmarks.md, rounds
+/// 17 and 18). The case ids come as their 16 bytes each, concatenated (PostgreSQL `uuid_send`,
+/// SQLite's blobs as they are stored), the counts as one text: no UUID is spelled out in SQL
+/// and parsed back (round 23: spelling them out in hex was most of SQLite's time for this
+/// query). Two aggregates of one group see its rows in the same order, so the n-th id goes
+/// with the n-th count.
 async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<UnreadCount> {
-    let pairs = match conn.get_database_backend() {
-        DbBackend::Postgres => {
-            "string_agg(case_member.case_id::text || ':' || case_member.unread_messages, ',')"
-        }
-        // A UUID is a 16-byte blob on SQLite: hex it (`Uuid::parse_str` reads the simple form).
-        _ => "group_concat(hex(case_member.case_id) || ':' || case_member.unread_messages, ',')",
+    let (ids, counts) = match conn.get_database_backend() {
+        DbBackend::Postgres => (
+            "string_agg(uuid_send(case_member.case_id), ''::bytea)",
+            "string_agg(case_member.unread_messages::text, ',')",
+        ),
+        // `group_concat` appends a blob's bytes as they are; the cast keeps them a blob.
+        _ => (
+            "CAST(group_concat(case_member.case_id, '') AS BLOB)",
+            "group_concat(case_member.unread_messages, ',')",
+        ),
     };
-    let row: Option<(Option<i64>, Option<String>)> = with_unread(user)
+    /// The total, the case ids' bytes and the counts' text (all NULL over no rows).
+    type Counters = (Option<i64>, Option<Vec<u8>>, Option<String>);
+    let row: Option<Counters> = with_unread(user)
         .column_as(access::member_sum(member::Mirror::UnreadMessages), "total")
-        .column_as(Expr::cust(pairs), "pairs")
+        .column_as(Expr::cust(ids), "ids")
+        .column_as(Expr::cust(counts), "counts")
         .into_tuple()
         .one(conn)
         .await?;
-    // Over no rows the sum and the list are NULL.
-    let (total, pairs) = row.unwrap_or_default();
+    let (total, ids, counts) = row.unwrap_or_default();
     Ok(UnreadCount {
         total: total.unwrap_or(0),
-        by_case: case_counts(pairs.as_deref().unwrap_or("")).context("unread counters")?,
+        by_case: case_counts(&ids.unwrap_or_default(), counts.as_deref().unwrap_or(""))
+            .context("unread counters")?,
     })
 }
 
-/// `case:count,…` (a case id in any form `Uuid::parse_str` reads) as the JSON object
-/// `{"<hyphenated case id>": count, …}`. Every key and value is parsed and written anew.
-fn case_counts(pairs: &str) -> anyhow::Result<Box<RawValue>> {
+/// Case ids (16 bytes each, concatenated) and their counts (`n,n,…`, in the same order) as
+/// the JSON object `{"<hyphenated case id>": count, …}`.
+fn case_counts(ids: &[u8], counts: &str) -> anyhow::Result<Box<RawValue>> {
     use std::fmt::Write;
-    let mut out = String::with_capacity(pairs.len() + pairs.len() / 4 + 2);
+    anyhow::ensure!(
+        ids.len().is_multiple_of(16),
+        "case ids of {} bytes",
+        ids.len()
+    );
+    let ids = ids.chunks_exact(16);
+    let counts = counts.split(',').filter(|c| !c.is_empty());
+    anyhow::ensure!(
+        ids.len() == counts.clone().count(),
+        "{} case ids, other counts",
+        ids.len()
+    );
+    let mut out = String::with_capacity(ids.len() * 44 + 2);
     out.push('{');
-    for (i, pair) in pairs.split(',').filter(|p| !p.is_empty()).enumerate() {
-        let (case, n) = pair.split_once(':').context("a pair without ':'")?;
-        let (case, n) = (Uuid::parse_str(case)?, n.parse::<i64>()?);
+    let mut buf = Uuid::encode_buffer();
+    for (i, (case, n)) in ids.zip(counts).enumerate() {
+        let case = Uuid::from_slice(case)?;
+        let n = n.parse::<i64>()?;
         if i > 0 {
             out.push(',');
         }
-        write!(out, "\"{}\":{n}", case.hyphenated())?;
+        write!(out, "\"{}\":{n}", case.hyphenated().encode_lower(&mut buf))?;
     }
     out.push('}');
     Ok(RawValue::from_string(out)?)
@@ -1164,28 +1187,31 @@ mod tests {
     use chrono::Duration;
 
     #[test]
-    fn unread_pairs_become_an_object_keyed_by_hyphenated_case_ids() {
-        assert_eq!(case_counts("").unwrap().get(), "{}");
+    fn unread_counters_become_an_object_keyed_by_hyphenated_case_ids() {
+        assert_eq!(case_counts(&[], "").unwrap().get(), "{}");
         let a = Uuid::now_v7();
         let b = Uuid::now_v7();
-        // SQLite hands the simple form over, PostgreSQL the hyphenated one.
-        let text = format!(
-            "{}:3,{}:12",
-            a.simple().to_string().to_uppercase(),
-            b.hyphenated()
-        );
+        let ids = [a.as_bytes().as_slice(), b.as_bytes()].concat();
         let object: BTreeMap<Uuid, i64> =
-            serde_json::from_str(case_counts(&text).unwrap().get()).unwrap();
+            serde_json::from_str(case_counts(&ids, "3,12").unwrap().get()).unwrap();
         assert_eq!(object, BTreeMap::from([(a, 3), (b, 12)]));
         assert!(
-            case_counts(&text)
+            case_counts(&ids, "3,12")
                 .unwrap()
                 .get()
                 .contains(&format!("\"{a}\":3"))
         );
-        for bad in ["x:1", "{a}", "{a}:", "{a}:1\"", "{a}:1:2"] {
-            let bad = bad.replace("{a}", &a.to_string());
-            assert!(case_counts(&bad).is_err(), "{bad}");
+        // Ids and counts out of step, a torn id, a count that is not a number: an error,
+        // never a made-up pair.
+        for (ids, counts) in [
+            (&ids[..], "3"),
+            (&ids[..], "3,12,1"),
+            (&ids[..31], "3,12"),
+            (&ids[..16], "x"),
+            (&ids[..16], "1\""),
+            (&[][..], "1"),
+        ] {
+            assert!(case_counts(ids, counts).is_err(), "{counts}");
         }
     }
 
