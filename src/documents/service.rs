@@ -805,8 +805,17 @@ fn visible(backend: DbBackend, p: &Principal) -> Condition {
 /// [`visible`] checked row by row: the caller's membership row of each document's case,
 /// probed by its key ([`member_sees`]). PostgreSQL's only form; on SQLite the form for a walk
 /// along the caller's own documents (`member_document`), which visits a few dozen rows where
-/// the `IN` lists of [`visible`] would first read every case the caller is on.
+/// the `IN` lists of [`visible`] would first read every case the caller is on. SQLite 3.51 may
+/// plan the `EXISTS` as a join (`existsToJoin`); the walk measured well either way (round 23).
 fn visible_per_row(p: &Principal) -> Condition {
+    per_row(p, false)
+}
+
+/// [`visible_per_row`]; with `probe_only`, the membership check carries a `LIMIT 1`, which
+/// keeps SQLite 3.51 from turning it into a join (`existsToJoin` skips subqueries with a
+/// `LIMIT`) and so from choosing its own way into the documents (see [`recent_for_dashboard`]).
+/// Only for SQLite: PostgreSQL plans the semi-join from statistics.
+fn per_row(p: &Principal, probe_only: bool) -> Condition {
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
     if p.is_admin() {
         return live;
@@ -815,13 +824,18 @@ fn visible_per_row(p: &Principal) -> Condition {
     if levels.is_empty() {
         return live.add(Expr::cust("1 = 0"));
     }
-    live.add(Expr::exists(member_sees(p.user_id, &levels)))
+    let mut probe = member_sees(p.user_id, &levels);
+    if probe_only {
+        probe.limit(1);
+    }
+    live.add(Expr::exists(probe))
 }
 
-/// PostgreSQL's form of [`visible`]: a semi-join on the caller's membership row of the
-/// document's case, the role on it deciding the level per row. PostgreSQL estimates a join;
-/// the `OR` of three `IN (subquery)` arms it guessed so loosely that a rare search term walked
-/// the whole id index (0.24 s instead of 0.2 ms for an attorney on the scale-100 firm).
+/// The semi-join form of [`visible`] (PostgreSQL's only one; SQLite's for walks): the
+/// caller's membership row of the document's case, the role on it deciding the level per row.
+/// PostgreSQL estimates a join; the `OR` of three `IN (subquery)` arms it guessed so loosely
+/// that a rare search term walked the whole id index (0.24 s instead of 0.2 ms for an attorney
+/// on the scale-100 firm).
 fn member_sees(
     user: Uuid,
     levels: &[(Confidentiality, Vec<MemberRole>)],
@@ -1198,23 +1212,11 @@ pub async fn recent_for_dashboard(
         if let Some(c) = candidates {
             // The candidate cases drive: each one's documents, each probed for the caller's
             // membership row by its key. Joined instead, SQLite (no statistics: it takes an
-            // attorney's 2,000 membership rows for ten) walked every membership row of the
-            // caller first, 0.42 instead of 0.11 ms on the scale-100 firm.
-            let levels = roles_seeing(p.role);
-            let mut probe = member_sees(p.user_id, &levels);
-            if backend == DbBackend::Sqlite {
-                // SQLite 3.51 turns an `EXISTS` into a join (`existsToJoin`) unless it has a
-                // `LIMIT`, and joined it read every live document of the firm, once per level
-                // (110 ms for an attorney at scale 100). PostgreSQL plans the semi-join well.
-                probe.limit(1);
-            }
+            // attorney's 2,000 membership rows for ten) started from every membership row of
+            // the caller. As a join, SQLite 3.51 read a whole index of the firm's documents
+            // once per level (110 ms for an attorney at scale 100), hence the probe's `LIMIT`.
             ids = ids
-                .filter(document::Column::DeletedAt.is_null())
-                .filter(if levels.is_empty() {
-                    Expr::cust("1 = 0")
-                } else {
-                    Expr::exists(probe)
-                })
+                .filter(per_row(p, backend == DbBackend::Sqlite))
                 .filter(document::Column::CaseId.in_subquery(c));
         } else {
             ids = ids.filter(document::Column::DeletedAt.is_null());

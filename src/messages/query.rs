@@ -932,65 +932,62 @@ pub struct UnreadCount {
 /// a large firm has unread messages in over a thousand cases, and one row per case (on SQLite a
 /// hand-over between sqlx's connection thread and the request each), or a JSON array decoded
 /// into a map and encoded again, cost more than the index range (docs/benchmarks.md, rounds
-/// 17 and 18). The case ids come as their 16 bytes each, concatenated (PostgreSQL `uuid_send`,
-/// SQLite's blobs as they are stored), the counts as one text: no UUID is spelled out in SQL
-/// and parsed back (round 23: spelling them out in hex was most of SQLite's time for this
-/// query). Two aggregates of one group see its rows in the same order, so the n-th id goes
-/// with the n-th count.
+/// 17 and 18). Each case is one record of its id's 16 bytes (PostgreSQL `uuid_send`, SQLite's
+/// blob as stored) followed by its count's digits, records joined by commas: no UUID is
+/// spelled out in SQL and parsed back (round 23: spelling them out in hex was most of SQLite's
+/// time for this query), and id and count travel together in one aggregate.
 async fn unread_by_case<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<UnreadCount> {
-    let (ids, counts) = match conn.get_database_backend() {
-        DbBackend::Postgres => (
-            "string_agg(uuid_send(case_member.case_id), ''::bytea)",
-            "string_agg(case_member.unread_messages::text, ',')",
-        ),
-        // `group_concat` appends a blob's bytes as they are; the cast keeps them a blob.
-        _ => (
-            "CAST(group_concat(case_member.case_id, '') AS BLOB)",
-            "group_concat(case_member.unread_messages, ',')",
-        ),
+    let records = match conn.get_database_backend() {
+        DbBackend::Postgres => {
+            "string_agg(uuid_send(case_member.case_id) \
+             || convert_to(case_member.unread_messages::text, 'UTF8'), ','::bytea)"
+        }
+        // `||` and `group_concat` keep a blob's bytes as they are; the cast keeps them a blob.
+        _ => "CAST(group_concat(case_member.case_id || case_member.unread_messages, ',') AS BLOB)",
     };
-    /// The total, the case ids' bytes and the counts' text (all NULL over no rows).
-    type Counters = (Option<i64>, Option<Vec<u8>>, Option<String>);
-    let row: Option<Counters> = with_unread(user)
+    let row: Option<(Option<i64>, Option<Vec<u8>>)> = with_unread(user)
         .column_as(access::member_sum(member::Mirror::UnreadMessages), "total")
-        .column_as(Expr::cust(ids), "ids")
-        .column_as(Expr::cust(counts), "counts")
+        .column_as(Expr::cust(records), "records")
         .into_tuple()
         .one(conn)
         .await?;
-    let (total, ids, counts) = row.unwrap_or_default();
+    // Over no rows the sum and the records are NULL.
+    let (total, records) = row.unwrap_or_default();
     Ok(UnreadCount {
         total: total.unwrap_or(0),
-        by_case: case_counts(&ids.unwrap_or_default(), counts.as_deref().unwrap_or(""))
-            .context("unread counters")?,
+        by_case: case_counts(&records.unwrap_or_default()).context("unread counters")?,
     })
 }
 
-/// Case ids (16 bytes each, concatenated) and their counts (`n,n,…`, in the same order) as
-/// the JSON object `{"<hyphenated case id>": count, …}`.
-fn case_counts(ids: &[u8], counts: &str) -> anyhow::Result<Box<RawValue>> {
+/// `<16-byte case id><count digits>` records joined by commas (the id is read by its length,
+/// so its bytes may be anything) as the JSON object `{"<hyphenated case id>": count, …}`.
+fn case_counts(records: &[u8]) -> anyhow::Result<Box<RawValue>> {
     use std::fmt::Write;
-    anyhow::ensure!(
-        ids.len().is_multiple_of(16),
-        "case ids of {} bytes",
-        ids.len()
-    );
-    let ids = ids.chunks_exact(16);
-    let counts = counts.split(',').filter(|c| !c.is_empty());
-    anyhow::ensure!(
-        ids.len() == counts.clone().count(),
-        "{} case ids, other counts",
-        ids.len()
-    );
-    let mut out = String::with_capacity(ids.len() * 44 + 2);
+    let mut out = String::with_capacity(records.len() * 2 + 2);
     out.push('{');
     let mut buf = Uuid::encode_buffer();
-    for (i, (case, n)) in ids.zip(counts).enumerate() {
-        let case = Uuid::from_slice(case)?;
-        let n = n.parse::<i64>()?;
-        if i > 0 {
+    let mut rest = records;
+    while !rest.is_empty() {
+        anyhow::ensure!(rest.len() > 16, "a record of {} bytes", rest.len());
+        let (case, tail) = rest.split_at(16);
+        let end = tail.iter().position(|b| *b == b',');
+        let digits = &tail[..end.unwrap_or(tail.len())];
+        anyhow::ensure!(
+            !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+            "a count that is not a number"
+        );
+        let n: i64 = std::str::from_utf8(digits)?.parse()?;
+        rest = match end {
+            // A separator must have a record after it.
+            Some(e) => Some(&tail[e + 1..])
+                .filter(|r| !r.is_empty())
+                .context("a separator at the end")?,
+            None => &[],
+        };
+        if out.len() > 1 {
             out.push(',');
         }
+        let case = Uuid::from_slice(case)?;
         write!(out, "\"{}\":{n}", case.hyphenated().encode_lower(&mut buf))?;
     }
     out.push('}');
@@ -1188,30 +1185,38 @@ mod tests {
 
     #[test]
     fn unread_counters_become_an_object_keyed_by_hyphenated_case_ids() {
-        assert_eq!(case_counts(&[], "").unwrap().get(), "{}");
+        assert_eq!(case_counts(&[]).unwrap().get(), "{}");
         let a = Uuid::now_v7();
-        let b = Uuid::now_v7();
-        let ids = [a.as_bytes().as_slice(), b.as_bytes()].concat();
+        // An id whose bytes hold the separator and digits: it is read by its length.
+        let b = Uuid::from_bytes(*b",12,3,,,4,5,6,7,");
+        let record = |id: &Uuid, n: &str| [id.as_bytes().as_slice(), n.as_bytes()].concat();
+        let records = [record(&a, "3"), record(&b, "12")].join(&b',');
         let object: BTreeMap<Uuid, i64> =
-            serde_json::from_str(case_counts(&ids, "3,12").unwrap().get()).unwrap();
+            serde_json::from_str(case_counts(&records).unwrap().get()).unwrap();
         assert_eq!(object, BTreeMap::from([(a, 3), (b, 12)]));
         assert!(
-            case_counts(&ids, "3,12")
+            case_counts(&records)
                 .unwrap()
                 .get()
                 .contains(&format!("\"{a}\":3"))
         );
-        // Ids and counts out of step, a torn id, a count that is not a number: an error,
-        // never a made-up pair.
-        for (ids, counts) in [
-            (&ids[..], "3"),
-            (&ids[..], "3,12,1"),
-            (&ids[..31], "3,12"),
-            (&ids[..16], "x"),
-            (&ids[..16], "1\""),
-            (&[][..], "1"),
+        // A torn id, a missing or non-numeric count, a dangling separator: an error, never a
+        // made-up pair.
+        let torn = &records[..10];
+        let no_count = a.as_bytes().to_vec();
+        let not_a_number = record(&a, "x1");
+        let signed = record(&a, "+1");
+        let dangling = [record(&a, "3").as_slice(), b","].concat();
+        let empty_record = [record(&a, "3").as_slice(), b",,"].concat();
+        for bad in [
+            torn,
+            &no_count,
+            &not_a_number,
+            &signed,
+            &dangling,
+            &empty_record,
         ] {
-            assert!(case_counts(ids, counts).is_err(), "{counts}");
+            assert!(case_counts(bad).is_err(), "{bad:?}");
         }
     }
 
