@@ -125,6 +125,17 @@ impl Spool {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("journal_size_limit", crate::db::WAL_SIZE_LIMIT.to_string());
+        if !exists {
+            // One connection makes the file and switches it to WAL before the pool opens two:
+            // two connections switching a new, empty file at once can fail with "database is
+            // locked".
+            use sqlx::Connection;
+            sqlx::SqliteConnection::connect_with(&opts)
+                .await
+                .with_context(|| format!("creating the audit spool {}", path.display()))?
+                .close()
+                .await?;
+        }
         // Two: the writer appends while a move reads.
         // Connections stay open: when the last one closes, SQLite checkpoints and deletes the
         // WAL, and a sync racing that would find no file.
