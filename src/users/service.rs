@@ -69,21 +69,22 @@ pub async fn find_by_email(db: &Db, raw: &str) -> Result<Option<user::Model>> {
         .await?)
 }
 
+/// The user `id`, only while active: the one place that says what "active" means here.
+fn active(id: Uuid) -> sea_orm::Select<user::Entity> {
+    user::Entity::find_by_id(id).filter(user::Column::Status.eq(UserStatus::Active.as_str()))
+}
+
 pub async fn find_active(db: &Db, id: Uuid) -> Result<Option<user::Model>> {
-    Ok(user::Entity::find_by_id(id)
-        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
-        .one(db.conn())
-        .await?)
+    Ok(active(id).one(db.conn()).await?)
 }
 
 /// An active user's name and time zone: what a web page shows of its viewer, without reading
 /// the row's secrets on every page.
 pub async fn name_and_zone_of_active(db: &Db, id: Uuid) -> Result<Option<(String, String)>> {
-    Ok(user::Entity::find_by_id(id)
+    Ok(active(id)
         .select_only()
         .column(user::Column::Name)
         .column(user::Column::Timezone)
-        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
         .into_tuple()
         .one(db.conn())
         .await?)
