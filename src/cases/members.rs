@@ -2,8 +2,8 @@
 
 use chrono::NaiveDate;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -79,33 +79,13 @@ pub async fn add_member(
             "That person is already a member of the case.".into(),
         ));
     }
-    member::ActiveModel {
-        case_id: Set(case_id),
-        user_id: Set(m.user_id),
-        role: Set(role.as_str().into()),
-        added_at: Set(crate::db::now()),
-    }
-    .insert(&*txn)
-    .await?;
-    super::service::case_updated(
+    insert_member(
         &*txn,
         case_id,
-        Audience::Case,
-        serde_json::json!({"change": "member_added", "user_id": m.user_id, "role": role}),
-    )
-    .await?;
-    // Also what keeps the new row's copies of the case exact on PostgreSQL: its insert trigger
-    // reads the case unlocked, and the touch copies every column again under the row lock.
-    touch(&*txn, case_id).await?;
-    append_in(
-        &*txn,
-        vec![
-            NewEntry::new("case.member_add", "case")
-                .by(p)
-                .resource(case_id)
-                .case(case_id)
-                .details(serde_json::json!({"user_id": m.user_id, "role": role})),
-        ],
+        m.user_id,
+        role,
+        NewEntry::new("case.member_add", "case").by(p),
+        serde_json::json!({}),
     )
     .await?;
     let name = users::service::names_of(&*txn, &[m.user_id])
@@ -119,6 +99,45 @@ pub async fn add_member(
         name,
         role,
     })
+}
+
+/// Put `user_id` on the case as `role` in `conn`'s transaction, once the caller has checked
+/// who may: the row, the live event, the case's change time, and `entry` (its actor already
+/// set) as the audit of it, with `details` added to its own.
+pub(crate) async fn insert_member<C: ConnectionTrait>(
+    conn: &C,
+    case_id: Uuid,
+    user_id: Uuid,
+    role: MemberRole,
+    entry: NewEntry,
+    mut details: serde_json::Value,
+) -> Result<()> {
+    member::ActiveModel {
+        case_id: Set(case_id),
+        user_id: Set(user_id),
+        role: Set(role.as_str().into()),
+        added_at: Set(crate::db::now()),
+    }
+    .insert(conn)
+    .await?;
+    super::service::case_updated(
+        conn,
+        case_id,
+        Audience::Case,
+        serde_json::json!({"change": "member_added", "user_id": user_id, "role": role}),
+    )
+    .await?;
+    // Also what keeps the new row's copies of the case exact on PostgreSQL: its insert trigger
+    // reads the case unlocked, and the touch copies every column again under the row lock.
+    touch(conn, case_id).await?;
+    details["user_id"] = serde_json::json!(user_id);
+    details["role"] = serde_json::json!(role);
+    append_in(
+        conn,
+        vec![entry.resource(case_id).case(case_id).details(details)],
+    )
+    .await?;
+    Ok(())
 }
 
 /// `DELETE /cases/{id}/members/{user_id}` (lead attorney, admin). The lead attorney stays.

@@ -589,14 +589,15 @@ pub async fn patch_document(
 pub async fn delete_document(state: &AppState, p: &Principal, id: Uuid) -> Result<()> {
     let txn = state.db.begin_write().await?;
     let (d, a) = load_visible(state, &*txn, p, id).await?;
-    if d.legal_hold || case_held(&*txn, d.case_id).await? {
-        return Err(Error::Conflict(
-            "The document is under legal hold and cannot be deleted.".into(),
-        ));
-    }
+    // Who may comes first: the hold is not news for someone who may not delete anyway.
     if !(a.is_staff(p) || d.uploaded_by == p.user_id) {
         return Err(Error::Forbidden(
             "Only the uploader or the legal team may delete a document.",
+        ));
+    }
+    if d.legal_hold || case_held(&*txn, d.case_id).await? {
+        return Err(Error::Conflict(
+            "The document is under legal hold and cannot be deleted.".into(),
         ));
     }
     let t = crate::db::now();

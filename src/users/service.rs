@@ -677,7 +677,9 @@ pub async fn create_invitation(
     Ok(InvitationCreated {
         id,
         expires_at,
-        token: Some(token),
+        // With a mailer the link goes to the invitee alone: whoever invites must not be able
+        // to accept in their place (an account in someone else's name).
+        token: state.config.smtp_url.is_none().then_some(token),
     })
 }
 
@@ -805,8 +807,64 @@ pub async fn accept_invitation(
         .filter(invitation::Column::Id.eq(inv.id))
         .exec(&*txn)
         .await?;
+    join_invited_case(&*txn, &inv, &m, meta).await?;
     txn.commit().await?;
     Ok(m.into())
+}
+
+/// The case an invitation names (`POST /invitations {case_id}`): the new user joins it in the
+/// acceptance's transaction, as the member role their firm role fits (admins see every case
+/// and join none), if whoever invited them still may add people to it (an active admin, or
+/// its lead attorney, as when they invited). If not, the account is made without the case
+/// and the audit entry says so: an invitation does not outlive its inviter's authority.
+async fn join_invited_case<C: ConnectionTrait>(
+    conn: &C,
+    inv: &invitation::Model,
+    user: &user::Model,
+    meta: &RequestMeta,
+) -> Result<()> {
+    use crate::cases::{access::membership, domain::MemberRole, entity::legal_case};
+    let Some(case_id) = inv.case_id else {
+        return Ok(());
+    };
+    let role = match Role::parse(&user.role) {
+        Ok(Role::Client) => MemberRole::Client,
+        Ok(Role::Paralegal) => MemberRole::Paralegal,
+        Ok(Role::Attorney) => MemberRole::Attorney,
+        _ => return Ok(()),
+    };
+    let may = match inv.invited_by {
+        Some(by) => match active_roles(conn, &[by]).await?.get(&by) {
+            Some(Role::Admin) => legal_case::Entity::find_by_id(case_id).count(conn).await? > 0,
+            Some(_) => membership(conn, case_id, by).await? == Some(MemberRole::LeadAttorney),
+            None => false,
+        },
+        None => false,
+    };
+    let entry = NewEntry::new("case.member_add", "case")
+        .meta(meta)
+        .actor(Some(user.id));
+    let details = serde_json::json!({"invitation_id": inv.id, "invited_by": inv.invited_by});
+    if may {
+        return crate::cases::members::insert_member(conn, case_id, user.id, role, entry, details)
+            .await;
+    }
+    append_in(
+        conn,
+        vec![
+            entry
+                .resource(case_id)
+                .case(case_id)
+                .outcome(Outcome::Failure)
+                .details(serde_json::json!({
+                    "user_id": user.id, "role": role, "invitation_id": inv.id,
+                    "invited_by": inv.invited_by,
+                    "reason": "whoever invited them may no longer add people to this case",
+                })),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// On a start with no users, print a one-time link that makes the first admin. The setup

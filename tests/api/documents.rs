@@ -823,7 +823,13 @@ async fn versions_legal_holds_and_soft_delete() {
     )
     .await;
     assert_eq!(h["legal_hold"], true);
-    for who in [&lead, &para, &client] {
+    // While on, nobody who may delete does; who may not hears that first (the client did not
+    // upload it).
+    for (who, status) in [
+        (&lead, StatusCode::CONFLICT),
+        (&para, StatusCode::CONFLICT),
+        (&client, StatusCode::FORBIDDEN),
+    ] {
         let r = app
             .request(
                 reqwest::Method::DELETE,
@@ -832,7 +838,7 @@ async fn versions_legal_holds_and_soft_delete() {
                 None,
             )
             .await;
-        problem(r, StatusCode::CONFLICT).await;
+        problem(r, status).await;
     }
     expect(
         app.post(
@@ -883,6 +889,18 @@ async fn versions_legal_holds_and_soft_delete() {
     )
     .await;
     assert_eq!(got["legal_hold"], true);
+    // The client's own upload, which they may delete, is held too.
+    let held = upload(&app, &client.access, &case, "held.pdf", pdf(7), "shared").await;
+    let delete_held = async || {
+        app.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/documents/{}", held["id"].as_str().unwrap()),
+            Some(&client.access),
+            None,
+        )
+        .await
+    };
+    problem(delete_held().await, StatusCode::CONFLICT).await;
     expect(
         app.post(
             &format!("/api/v1/cases/{case}/legal-hold"),
@@ -894,6 +912,11 @@ async fn versions_legal_holds_and_soft_delete() {
         "case release",
     )
     .await;
+    assert_eq!(
+        delete_held().await.status(),
+        StatusCode::NO_CONTENT,
+        "released, their own"
+    );
 
     // Delete: uploader or staff. A client may not delete the firm's upload.
     let r = app
@@ -952,12 +975,12 @@ async fn versions_legal_holds_and_soft_delete() {
     let kept = upload(&app, &lead.access, &case, "kept.pdf", pdf(5), "shared").await;
     let kept = kept["id"].as_str().unwrap().to_owned();
     let objects_before = stored_files(&app).len();
-    assert_eq!(objects_before, 4, "v1, v2, mine, kept");
+    assert_eq!(objects_before, 5, "v1, v2, held, mine, kept");
     let later = lawfirm_pro::db::now() + chrono::Duration::days(31);
     let report = lawfirm_pro::documents::jobs::run_once(&app.state, later)
         .await
         .unwrap();
-    assert_eq!(report.purged_documents, 2);
+    assert_eq!(report.purged_documents, 3);
     assert_eq!(stored_files(&app).len(), 1);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM document").await, 1);
     let r = content(&app, &lead.access, &kept, None).await;

@@ -9,7 +9,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, TestApp, problem, spawn_app, spawn_app_with};
+use crate::helpers::{Login, PASSWORD, TestApp, problem, spawn_app, spawn_app_with};
 
 /// A password that passes the policy and differs from the harness default.
 const OTHER_PASSWORD: &str = "violet kettle marches sideways";
@@ -1163,6 +1163,127 @@ async fn who_may_invite_whom() {
     )
     .await;
     assert_eq!(error_fields(&b), set(&["email", "role"]));
+}
+
+/// An invitation to a case puts the new client on it when they accept, as long as whoever
+/// invited them still leads it; a disabled inviter's invitation makes the account only.
+#[tokio::test]
+async fn an_invitation_to_a_case_makes_the_client_a_member() {
+    let app = app().await;
+    let admin = app.user("admin").await;
+    let lead = app.user("attorney").await;
+    let other = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case: Value = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Estate of Ames", "client_ids": [client.id]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let case_id = case["id"].as_str().unwrap().to_owned();
+    let invite_to = async |who: &str, email: &str| {
+        app.post(
+            "/api/v1/invitations",
+            Some(who),
+            json!({"email": email, "role": "client", "case_id": case_id}),
+        )
+        .await
+    };
+    // Only its lead attorney (or an admin) invites to a case; others learn nothing of it.
+    problem(
+        invite_to(&other.access, "x@example.com").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let accept = async |inv: reqwest::Response, email: &str| -> Login {
+        assert_eq!(inv.status(), StatusCode::CREATED);
+        let inv: Value = inv.json().await.unwrap();
+        let r = app
+            .post(
+                "/api/v1/auth/accept-invitation",
+                None,
+                json!({"token": inv["token"], "name": "Nora Heir", "password": OTHER_PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let r = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": OTHER_PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let b: Value = r.json().await.unwrap();
+        Login {
+            id: b["user"]["id"].as_str().unwrap().parse().unwrap(),
+            email: email.into(),
+            access: b["access_token"].as_str().unwrap().into(),
+            refresh: b["refresh_token"].as_str().unwrap_or_default().into(),
+        }
+    };
+    let heir = accept(
+        invite_to(&lead.access, "nora.heir@example.com").await,
+        "nora.heir@example.com",
+    )
+    .await;
+    let seen = app
+        .get(&format!("/api/v1/cases/{case_id}"), Some(&heir.access))
+        .await;
+    assert_eq!(seen.status(), StatusCode::OK);
+    let detail: Value = app
+        .get(&format!("/api/v1/cases/{case_id}"), Some(&lead.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        detail["members"].to_string().contains(&heir.id.to_string()),
+        "{detail}"
+    );
+
+    // Invited, then the inviter is disabled: the account is made, the case is not joined.
+    let pending = invite_to(&lead.access, "late.heir@example.com").await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", lead.id),
+            Some(&admin.access),
+            json!({"status": "disabled"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let late = accept(pending, "late.heir@example.com").await;
+    let r = app
+        .get(&format!("/api/v1/cases/{case_id}"), Some(&late.access))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let log: Value = app
+        .get(
+            &format!("/api/v1/audit?action=case.member_add&resource_id={case_id}"),
+            Some(&admin.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let outcomes: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["details"]["user_id"].as_str().unwrap_or(""),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (heir_id, late_id) = (heir.id.to_string(), late.id.to_string());
+    assert!(outcomes.contains(&(heir_id.as_str(), "success")), "{log}");
+    assert!(outcomes.contains(&(late_id.as_str(), "failure")), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------
