@@ -166,14 +166,20 @@ async fn audience<C: ConnectionTrait>(
     Ok(match c {
         Confidentiality::Shared => Audience::Case,
         Confidentiality::Internal => Audience::CaseStaff,
-        Confidentiality::Privileged => Audience::Users(
-            access::members_of(conn, case_id)
-                .await?
-                .into_iter()
-                .filter(|(_, r)| r.is_attorney())
-                .map(|(u, _)| u)
-                .collect(),
-        ),
+        // The same rule as reading it ([`Confidentiality::visible_to`]): attorneys on the case
+        // who are still attorneys (or admins) in the firm, not a demoted account's case row.
+        Confidentiality::Privileged => {
+            let members = access::members_of(conn, case_id).await?;
+            let ids: Vec<Uuid> = members.iter().map(|(u, _)| *u).collect();
+            let firm = crate::users::service::active_roles(conn, &ids).await?;
+            Audience::Users(
+                members
+                    .into_iter()
+                    .filter(|(u, r)| firm.get(u).is_some_and(|f| c.visible_to(*f, Some(*r))))
+                    .map(|(u, _)| u)
+                    .collect(),
+            )
+        }
     })
 }
 

@@ -199,7 +199,7 @@ impl Hub {
                     |c| {
                         let member_ok = members
                             .get(&c.user_id)
-                            .is_some_and(|r| !staff_only || r.is_staff());
+                            .is_some_and(|r| !staff_only || staff_on_case(c.role, *r));
                         // Admins who are not members get a case's events only by subscribing to it.
                         let admin_ok = c.role == Role::Admin && subscribed(c, case_id);
                         (member_ok && narrowed_ok(c, Some(case_id))) || admin_ok
@@ -211,6 +211,14 @@ impl Hub {
         }
         Ok(())
     }
+}
+
+/// Staff on the case *and* in the firm, as `CaseAccess::is_staff` decides for HTTP: an account
+/// demoted to client keeps its case row until someone removes it, and must not keep the staff's
+/// events. (A change of firm role revokes the sessions, which closes the socket; the next one
+/// carries the new role.)
+pub(crate) fn staff_on_case(firm: Role, on_case: MemberRole) -> bool {
+    firm.is_staff() && on_case.is_staff()
 }
 
 fn subscribed(c: &Conn, case_id: Uuid) -> bool {

@@ -19,7 +19,7 @@ use super::{
     entity,
     hub::{Push, audience_users, frame_json},
 };
-use crate::{AppState, cases::access, users::domain::Role};
+use crate::{AppState, audit::NewEntry, cases::access, users::domain::Role};
 
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -173,13 +173,24 @@ async fn handle_frame(c: &Connection, raw: &str, last_sent: &mut i64) -> Vec<Mes
     match frame {
         ClientFrame::Ping => vec![text(serde_json::json!({"type": "pong"}))],
         ClientFrame::Subscribe { case_id } => {
-            let allowed = c.role == Role::Admin
-                || matches!(
-                    access::membership(c.state.db.conn(), case_id, c.user_id).await,
-                    Ok(Some(_))
-                );
-            if !allowed {
+            let member = matches!(
+                access::membership(c.state.db.conn(), case_id, c.user_id).await,
+                Ok(Some(_))
+            );
+            if !member && c.role != Role::Admin {
                 return err("case not found");
+            }
+            if !member {
+                // An admin following a case they are not on is admin access, audited as such.
+                let entry = NewEntry::new("case.live_subscribe", "case")
+                    .actor(Some(c.user_id))
+                    .resource(case_id)
+                    .case(case_id)
+                    .details(serde_json::json!({"admin_access": true}));
+                if let Err(e) = c.state.audit.record(entry).await {
+                    tracing::error!(error = %e, "could not audit an admin's live subscription");
+                    return err("could not subscribe; try again");
+                }
             }
             c.cases
                 .lock()
@@ -253,7 +264,7 @@ pub async fn replay(
             (aud, Some(case)) => {
                 let member = memberships
                     .get(&case)
-                    .is_some_and(|r| aud != "case_staff" || r.is_staff());
+                    .is_some_and(|r| aud != "case_staff" || super::hub::staff_on_case(c.role, *r));
                 let admin =
                     c.role == Role::Admin && narrowed.as_ref().is_some_and(|s| s.contains(&case));
                 member || admin

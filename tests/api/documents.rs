@@ -38,7 +38,12 @@ async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Log
     b["id"].as_str().unwrap().to_owned()
 }
 
-fn form(name: &str, bytes: Vec<u8>, conf: Option<&str>, title: Option<&str>) -> multipart::Form {
+pub(crate) fn form(
+    name: &str,
+    bytes: Vec<u8>,
+    conf: Option<&str>,
+    title: Option<&str>,
+) -> multipart::Form {
     // File names go as raw UTF-8, as browsers send them.
     let mut f = multipart::Form::new().percent_encode_noop();
     if let Some(t) = title {
@@ -88,7 +93,7 @@ async fn upload(
     .await
 }
 
-fn pdf(n: usize) -> Vec<u8> {
+pub(crate) fn pdf(n: usize) -> Vec<u8> {
     let mut v = b"%PDF-1.7\n".to_vec();
     v.extend((0..n).map(|i| (i * 7 % 251) as u8));
     v

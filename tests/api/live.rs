@@ -167,6 +167,101 @@ async fn events_reach_members_only_and_internal_ones_staff_only() {
     );
 }
 
+/// An attorney demoted to client who is still on a case (nobody removed the row) gets what a
+/// client gets live: no staff-only change, no privileged document; a shared change still.
+/// An admin following a case they are not on is audited.
+#[tokio::test]
+async fn a_demoted_attorney_gets_only_what_clients_get_live() {
+    let app = spawn_app().await;
+    let admin = app.user("admin").await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let second = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[&client], &[&second]).await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", second.id),
+            Some(&admin.access),
+            json!({"role": "client"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let demoted = app.login_as(&second.email).await;
+    let (mut d, last) = connect(&app, &demoted.access).await;
+    let (mut l, _) = connect(&app, &lead.access).await;
+    let (mut a, _) = connect(&app, &admin.access).await;
+    a.send(Message::Text(
+        json!({"type": "subscribe", "case_id": case})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let f = next_frame(&mut a, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(f["type"], "subscribed");
+
+    set_status(
+        &app,
+        &lead,
+        &case,
+        json!({"phase": "discovery", "client_visible": false}),
+    )
+    .await;
+    let r = app
+        .post_multipart(
+            &format!("/api/v1/cases/{case}/documents"),
+            &lead.access,
+            crate::documents::form(
+                "advice.pdf",
+                crate::documents::pdf(50),
+                Some("privileged"),
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Both reach the lead (delivery is in order), the staff change the subscribed admin.
+    for kind in ["case.updated", "document.created"] {
+        let f = next_frame(&mut l, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(f["type"], kind, "{f}");
+    }
+    let f = next_frame(&mut a, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(f["data"]["phase"], "discovery", "{f}");
+    set_status(&app, &lead, &case, json!({"status": "pending"})).await;
+    let f = next_frame(&mut d, Duration::from_secs(5))
+        .await
+        .expect("the shared change");
+    assert_eq!(f["data"]["status"], "pending", "{f}");
+    // Nor does a resume replay the staff's events.
+    let (mut d, _) = connect(&app, &demoted.access).await;
+    d.send(Message::Text(
+        json!({"type": "resume", "after": last}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let f = next_frame(&mut d, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(f["data"]["status"], "pending", "{f}");
+    assert!(
+        next_frame(&mut d, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+
+    let log: Value = app
+        .get(
+            &format!("/api/v1/audit?action=case.live_subscribe&resource_id={case}"),
+            Some(&admin.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{log}");
+    assert_eq!(items[0]["actor_id"], admin.id.to_string());
+    assert_eq!(items[0]["details"]["admin_access"], true);
+}
+
 #[tokio::test]
 async fn removal_from_a_case_stops_delivery_at_once() {
     let app = spawn_app().await;
