@@ -462,6 +462,28 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
         .all(state.db.conn())
         .await?;
     let items: Vec<UserView> = rows.into_iter().map(Into::into).collect();
+    // Clients' names, emails and phones are client data: which ones a page showed is audited,
+    // as a case list names its cases.
+    let clients: Vec<Uuid> = items
+        .iter()
+        .filter(|u| u.role == Role::Client)
+        .map(|u| u.id)
+        .collect();
+    if !clients.is_empty() {
+        state
+            .audit
+            .record(
+                NewEntry::new("user.list", "user")
+                    .by(p)
+                    .details(serde_json::json!({
+                        "count": items.len(),
+                        "client_ids": clients,
+                        "q": f.q,
+                        "role": f.role,
+                    })),
+            )
+            .await?;
+    }
     Ok(page_from(items, limit, |u: &UserView| {
         (u.name.clone(), u.id)
     }))

@@ -182,6 +182,39 @@ async fn staff_list_users_and_only_admins_see_disabled_accounts() {
         let b = page(&app, "/api/v1/users?status=disabled", &who.access).await;
         assert!(!ids(&b).contains(&gone_id.to_string()), "{b}");
     }
+    // Which clients a page showed, and to whom, is in the trail; a page of staff only is not.
+    page(&app, "/api/v1/users?role=attorney", &paralegal.access).await;
+    let log = page(&app, "/api/v1/audit?action=user.list", &admin.access).await;
+    let by: Vec<(String, Vec<Value>)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor_id"].as_str().unwrap().to_owned(),
+                e["details"]["client_ids"].as_array().unwrap().clone(),
+            )
+        })
+        .collect();
+    let of = |who: &Login| -> Vec<&Vec<Value>> {
+        by.iter()
+            .filter(|(a, _)| *a == who.id.to_string())
+            .map(|(_, c)| c)
+            .collect()
+    };
+    // Two pages each (the staff's "disabled" page shows the active ones); not the staff page.
+    let shown = vec![json!(client_id.to_string())];
+    for who in [&attorney, &paralegal] {
+        assert_eq!(of(who), vec![&shown, &shown], "{log}");
+    }
+    let admin_pages = of(&admin);
+    assert_eq!(admin_pages.len(), 2, "{log}");
+    assert!(
+        admin_pages
+            .iter()
+            .all(|c| c.contains(&json!(gone_id.to_string()))),
+        "{log}"
+    );
 }
 
 #[tokio::test]
