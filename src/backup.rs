@@ -97,15 +97,16 @@ pub async fn backup(
             "sqlite"
         }
         DbKind::Postgres => {
-            run_tool(
+            run_pg_tool(
                 "pg_dump",
                 &[
                     "--format=custom",
                     "--no-owner",
                     "--no-privileges",
                     &format!("--file={}", dir.join(PG_FILE).display()),
-                    &config.database_url,
                 ],
+                "",
+                &config.database_url,
             )
             .await?;
             "postgres"
@@ -198,16 +199,17 @@ pub async fn restore(config: &Config, dir: &Path) -> anyhow::Result<RestoreRepor
                 tables == 0,
                 "the target PostgreSQL database is not empty ({tables} tables): restore into a new database"
             );
-            run_tool(
+            run_pg_tool(
                 "pg_restore",
                 &[
                     "--no-owner",
                     "--no-privileges",
                     "--exit-on-error",
                     "--single-transaction",
-                    &format!("--dbname={}", config.database_url),
                     &dir.join(PG_FILE).to_string_lossy(),
                 ],
+                "--dbname=",
+                &config.database_url,
             )
             .await?;
         }
@@ -362,9 +364,51 @@ async fn rebuild_fts(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_tool(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = tokio::process::Command::new(program)
-        .args(args)
+/// `DATABASE_URL` for a PostgreSQL client tool without its password, and the password apart:
+/// a command line is readable by every local user (`ps`, `/proc/<pid>/cmdline`) while the
+/// tool runs, its environment only by the same user. The password may sit in the URL's user
+/// part or in a `password=` parameter; either way it leaves the URL.
+fn without_password(url: &str) -> anyhow::Result<(String, Option<String>)> {
+    let mut u = url::Url::parse(url).context("DATABASE_URL is not a URL")?;
+    let mut password = u.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+    if password.is_some() {
+        u.set_password(None)
+            .map_err(|()| anyhow::anyhow!("DATABASE_URL cannot lose its password"))?;
+    }
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if let Some((_, p)) = pairs.iter().find(|(k, _)| k == "password") {
+        password = Some(p.clone());
+        let kept: Vec<&(String, String)> = pairs.iter().filter(|(k, _)| k != "password").collect();
+        if kept.is_empty() {
+            u.set_query(None);
+        } else {
+            u.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    Ok((u.into(), password))
+}
+
+/// Run a PostgreSQL client tool; `url` (the database) is the last argument, its password goes
+/// in `PGPASSWORD` ([`without_password`]).
+async fn run_pg_tool(program: &str, args: &[&str], url_arg: &str, url: &str) -> anyhow::Result<()> {
+    let (url, password) = without_password(url)?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).arg(format!("{url_arg}{url}"));
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    run(program, cmd).await
+}
+
+async fn run(program: &str, mut cmd: tokio::process::Command) -> anyhow::Result<()> {
+    let out = cmd
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -453,6 +497,37 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_tools_get_the_url_without_its_password() {
+        let cases = [
+            (
+                "postgres://lfp:s%40cret%2F1@db.example:5432/firm?sslmode=require",
+                "postgres://lfp@db.example:5432/firm?sslmode=require",
+                Some("s@cret/1"),
+            ),
+            (
+                "postgres://lfp@db.example/firm?password=p%26w&sslmode=verify-full",
+                "postgres://lfp@db.example/firm?sslmode=verify-full",
+                Some("p&w"),
+            ),
+            (
+                "postgres://lfp@db.example/firm?password=only",
+                "postgres://lfp@db.example/firm",
+                Some("only"),
+            ),
+            (
+                "postgresql://127.0.0.1/firm",
+                "postgresql://127.0.0.1/firm",
+                None,
+            ),
+        ];
+        for (url, bare, password) in cases {
+            let (u, p) = without_password(url).unwrap();
+            assert_eq!((u.as_str(), p.as_deref()), (bare, password), "{url}");
+            assert!(!u.contains("cret") && !u.contains("p%26w"), "{u}");
+        }
+    }
 
     #[test]
     fn verify_names_every_damaged_file() {

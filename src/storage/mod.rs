@@ -27,9 +27,12 @@ impl Storage {
                 let dir = config.data_dir.join("objects");
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
+                // Synced before a write returns, as S3 is durable when it answers: the version
+                // row that names the bytes commits (and syncs) right after.
                 Arc::new(
                     LocalFileSystem::new_with_prefix(&dir)
-                        .with_context(|| format!("object directory {}", dir.display()))?,
+                        .with_context(|| format!("object directory {}", dir.display()))?
+                        .with_fsync(true),
                 )
             }
         };
