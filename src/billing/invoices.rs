@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     AppState,
-    audit::{NewEntry, service::append_in},
+    audit::{NewEntry, Outcome, service::append_in},
     auth::Principal,
     cases::{
         access::{self, CaseAccess},
@@ -242,8 +242,8 @@ async fn views<C: ConnectionTrait>(
         .collect())
 }
 
-/// An invoice the caller may see and how: staff of its case (or admin) see everything;
-/// client members of its case see it once it has been sent. Anyone else: 404.
+/// An invoice the caller may see and how: staff of its case (or admin) see everything; a
+/// client sees it as [`client_may_see`] says. Anyone else: 404.
 pub struct InvoiceAccess {
     pub invoice: invoice::Model,
     pub case: CaseAccess,
@@ -262,17 +262,86 @@ pub async fn require<C: ConnectionTrait>(
         .ok_or(Error::NotFound)?;
     let case = access::require(state, conn, p, invoice.case_id).await?;
     let staff = case.is_staff(p);
-    if !staff {
-        let is_client = case.role == Some(MemberRole::Client);
-        if !is_client || invoice.status == InvoiceStatus::Draft.as_str() {
-            return Err(Error::NotFound);
-        }
+    if !staff && !client_may_see(p, &invoice, case.role) {
+        // Detached: callers may be inside the write transaction the audit writer needs.
+        state.audit.record_detached(
+            NewEntry::new("invoice.access", "invoice")
+                .by(p)
+                .resource(id)
+                .case(invoice.case_id)
+                .outcome(Outcome::Denied),
+        );
+        return Err(Error::NotFound);
     }
     Ok(InvoiceAccess {
         invoice,
         case,
         staff,
     })
+}
+
+/// Whether a non-staff member of an invoice's case (with `role` there) may see it: a client of
+/// the case to whom it is addressed (not a co-client on the same case), once it has been sent.
+/// `sent_at` tells: it is set by sending and never cleared, so a draft voided before it was
+/// sent stays invisible with all its lines. [`client_scope`] is the same rule for lists.
+pub fn client_may_see(p: &Principal, i: &invoice::Model, role: Option<MemberRole>) -> bool {
+    role == Some(MemberRole::Client) && i.client_id == Some(p.user_id) && i.sent_at.is_some()
+}
+
+/// [`client_may_see`] as a filter on `invoice`. `client_id = caller` leads `ix_invoice_client`
+/// `(client_id, created_at, id)`: a client's invoices newest first are one index range; the
+/// other two conditions are checked on those rows only.
+pub(super) fn client_scope(p: &Principal) -> Condition {
+    Condition::all()
+        .add(invoice::Column::ClientId.eq(p.user_id))
+        .add(invoice::Column::SentAt.is_not_null())
+        .add(
+            invoice::Column::CaseId
+                .in_subquery(access::member_cases_as(p.user_id, &[MemberRole::Client])),
+        )
+}
+
+/// Who may see an invoice's live events: the legal team of its case, and its client while
+/// still a client of the case. Not `Audience::Case`: a co-client would hear of another
+/// client's bill. Two events, as an audience is one of case, case staff or listed users.
+pub(super) async fn emit_to_viewers<C: ConnectionTrait>(
+    conn: &C,
+    inv: &invoice::Model,
+    kind: &'static str,
+    data: serde_json::Value,
+) -> Result<()> {
+    realtime::emit_in(
+        conn,
+        NewEvent {
+            kind,
+            case_id: Some(inv.case_id),
+            audience: Audience::CaseStaff,
+            data: data.clone(),
+        },
+    )
+    .await?;
+    if let Some(client) = addressee(conn, inv).await? {
+        realtime::emit_in(
+            conn,
+            NewEvent {
+                kind,
+                case_id: Some(inv.case_id),
+                audience: Audience::Users(vec![client]),
+                data,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The invoice's client while they are a client member of its case (mail and live events).
+async fn addressee<C: ConnectionTrait>(conn: &C, inv: &invoice::Model) -> Result<Option<Uuid>> {
+    let Some(client) = inv.client_id else {
+        return Ok(None);
+    };
+    let role = access::membership(conn, inv.case_id, client).await?;
+    Ok((role == Some(MemberRole::Client)).then_some(client))
 }
 
 fn may_issue(p: &Principal) -> Result<()> {
@@ -307,15 +376,6 @@ async fn allocate_number<C: ConnectionTrait>(conn: &C, year: i32) -> Result<i32>
         .await?
         .ok_or_else(|| anyhow::anyhow!("invoice number allocation returned nothing"))?;
     Ok(row.try_get::<i32>("", "last")?)
-}
-
-/// The first client of a case: whom the invoice is addressed to.
-async fn client_of<C: ConnectionTrait>(conn: &C, case_id: Uuid) -> Result<Option<Uuid>> {
-    Ok(access::members_of(conn, case_id)
-        .await?
-        .into_iter()
-        .find(|(_, r)| *r == MemberRole::Client)
-        .map(|(u, _)| u))
 }
 
 /// Lines and totals from entries; pure so the arithmetic is tested without a database.
@@ -471,7 +531,8 @@ pub async fn create_invoice(
     let t = crate::db::now();
     let issued = t.date_naive();
     let seq = allocate_number(&*txn, issued.year()).await?;
-    let client_id = client_of(&*txn, input.case_id).await?;
+    // Addressed to the case's earliest-added client (only they will see it), fixed at drafting.
+    let client_id = access::first_client_of(&*txn, input.case_id).await?;
     let inv = invoice::ActiveModel {
         id: Set(id),
         number: Set(invoice_number(issued.year(), seq)),
@@ -582,23 +643,18 @@ struct InvoiceCursor {
     id: Uuid,
 }
 
-/// Members' case ids of the given role class, as a subquery filter on `invoice.case_id`.
+/// The invoices a caller may list: staff those of the cases they are on the legal team of
+/// (admins all), clients [`client_scope`].
 fn case_scope(p: &Principal) -> Option<Condition> {
     if p.is_admin() {
         return None;
     }
-    let mut sub = access::member_cases(p.user_id);
-    let client_role = MemberRole::Client.as_str();
-    if p.is_staff() {
-        sub.and_where(crate::cases::entity::member::Column::Role.ne(client_role));
-    } else {
-        sub.and_where(crate::cases::entity::member::Column::Role.eq(client_role));
-    }
-    let mut c = Condition::all().add(invoice::Column::CaseId.in_subquery(sub));
     if !p.is_staff() {
-        c = c.add(invoice::Column::Status.ne(InvoiceStatus::Draft.as_str()));
+        return Some(client_scope(p));
     }
-    Some(c)
+    let mut sub = access::member_cases(p.user_id);
+    sub.and_where(crate::cases::entity::member::Column::Role.ne(MemberRole::Client.as_str()));
+    Some(Condition::all().add(invoice::Column::CaseId.in_subquery(sub)))
 }
 
 /// A filter on the stored status that yields `status` as readers see it.
@@ -618,7 +674,8 @@ pub fn status_condition(s: InvoiceStatus, today: NaiveDate) -> Condition {
     }
 }
 
-/// `GET /invoices`: staff see their cases' invoices, clients their sent ones; newest first.
+/// `GET /invoices`: staff see their cases' invoices, clients the sent ones addressed to them;
+/// newest first.
 pub async fn list_invoices(
     state: &AppState,
     p: &Principal,
@@ -741,26 +798,18 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         .ok_or(Error::NotFound)?;
     let currency = currency_of(&inv);
     let balance = Money::new(inv.total_cents - inv.paid_cents, currency);
-    realtime::emit_in(
+    emit_to_viewers(
         &*txn,
-        NewEvent {
-            kind: "invoice.sent",
-            case_id: Some(inv.case_id),
-            audience: Audience::Case,
-            data: serde_json::json!({
-                "invoice_id": inv.id, "number": inv.number, "total_cents": inv.total_cents,
-                "balance_cents": balance.amount_cents, "currency": currency, "due_on": inv.due_on,
-            }),
-        },
+        &inv,
+        "invoice.sent",
+        serde_json::json!({
+            "invoice_id": inv.id, "number": inv.number, "total_cents": inv.total_cents,
+            "balance_cents": balance.amount_cents, "currency": currency, "due_on": inv.due_on,
+        }),
     )
     .await?;
-    // Mail every client of the case: the amount and a link, nothing privileged.
-    let clients: Vec<Uuid> = access::members_of(&*txn, inv.case_id)
-        .await?
-        .into_iter()
-        .filter(|(_, r)| *r == MemberRole::Client)
-        .map(|(u, _)| u)
-        .collect();
+    // Mail its client (not every client of the case): the amount and a link, nothing privileged.
+    let clients: Vec<Uuid> = addressee(&*txn, &inv).await?.into_iter().collect();
     let emails = users::service::active_emails_of(&*txn, &clients).await?;
     let link = state
         .config

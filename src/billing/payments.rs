@@ -26,7 +26,6 @@ use crate::{
     cases::{access, domain::MemberRole},
     error::{Error, Result, Validator},
     http::pagination::{Limit, newest_by_id},
-    realtime::{self, Audience, NewEvent},
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -141,18 +140,15 @@ pub async fn apply_payment_in<C: ConnectionTrait>(
         e = e.by(p);
     }
     append_in(conn, vec![e]).await?;
-    realtime::emit_in(
+    invoices::emit_to_viewers(
         conn,
-        NewEvent {
-            kind: "payment.received",
-            case_id: Some(inv.case_id),
-            audience: Audience::Case,
-            data: serde_json::json!({
-                "invoice_id": inv.id, "number": inv.number, "amount_cents": amount_cents,
-                "currency": inv.currency, "balance_cents": inv.total_cents - inv.paid_cents,
-                "status": inv.status,
-            }),
-        },
+        &inv,
+        "payment.received",
+        serde_json::json!({
+            "invoice_id": inv.id, "number": inv.number, "amount_cents": amount_cents,
+            "currency": inv.currency, "balance_cents": inv.total_cents - inv.paid_cents,
+            "status": inv.status,
+        }),
     )
     .await?;
     Ok(Ok((pay, inv)))

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{
     domain::InvoiceStatus,
     entity::{invoice, payment},
-    invoices::{effective_status, today},
+    invoices::{client_scope, effective_status, today},
     money::Currency,
     payments::trust_balance_of,
 };
@@ -64,24 +64,23 @@ pub struct BillingSummary {
     pub aging: Option<Aging>,
 }
 
-/// Invoices (not drafts, not void) on the cases a user may bill or be billed on.
+/// Invoices (not drafts, not void) on the cases a staff member bills on; for a client, those
+/// they may see ([`client_scope`]: addressed to them, not a co-client's).
 fn scoped(p: &Principal) -> sea_orm::Select<invoice::Entity> {
-    let mut q = invoice::Entity::find().filter(invoice::Column::Status.is_in([
+    let q = invoice::Entity::find().filter(invoice::Column::Status.is_in([
         InvoiceStatus::Sent.as_str(),
         InvoiceStatus::PartiallyPaid.as_str(),
         InvoiceStatus::Paid.as_str(),
     ]));
-    if !p.is_admin() {
+    if p.is_admin() {
+        q
+    } else if p.is_staff() {
         let mut sub = access::member_cases(p.user_id);
-        let client = MemberRole::Client.as_str();
-        sub.and_where(if p.is_staff() {
-            member::Column::Role.ne(client)
-        } else {
-            member::Column::Role.eq(client)
-        });
-        q = q.filter(invoice::Column::CaseId.in_subquery(sub));
+        sub.and_where(member::Column::Role.ne(MemberRole::Client.as_str()));
+        q.filter(invoice::Column::CaseId.in_subquery(sub))
+    } else {
+        q.filter(client_scope(p))
     }
-    q
 }
 
 async fn scoped_invoices<C: ConnectionTrait>(

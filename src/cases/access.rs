@@ -2,8 +2,8 @@
 //! this module; a case the caller may not see is `NotFound`, never `Forbidden`.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QueryResult, QuerySelect,
     sea_query::{Expr, ExprTrait, IntoColumnRef, Query, SimpleExpr},
 };
 use uuid::Uuid;
@@ -233,6 +233,22 @@ pub async fn members_of<C: ConnectionTrait>(
         .into_iter()
         .filter_map(|(u, r)| MemberRole::parse(&r).ok().map(|r| (u, r)))
         .collect())
+}
+
+/// The client a case's invoices are addressed to: its earliest-added client member, ties (the
+/// clients named when the case was opened share one `added_at`) broken by the lower user id,
+/// so the choice never depends on the order the database returns rows in. `None` without one.
+pub async fn first_client_of<C: ConnectionTrait>(conn: &C, case_id: Uuid) -> Result<Option<Uuid>> {
+    Ok(member::Entity::find()
+        .select_only()
+        .column(member::Column::UserId)
+        .filter(member::Column::CaseId.eq(case_id))
+        .filter(member::Column::Role.eq(MemberRole::Client.as_str()))
+        .order_by_asc(member::Column::AddedAt)
+        .order_by_asc(member::Column::UserId)
+        .into_tuple()
+        .one(conn)
+        .await?)
 }
 
 /// All of a user's memberships, case → role (for replaying missed events).

@@ -9,6 +9,7 @@ mod authz;
 mod backup;
 mod billing;
 mod billing_adjustments;
+mod billing_visibility;
 mod browser;
 mod cases;
 mod cli;

@@ -185,6 +185,8 @@ async fn read_paths(app: &TestApp, g: &Generated) -> Vec<(String, Vec<Statement>
             format!("/api/v1/cases/{case_id}/messages"),
             format!("/api/v1/cases/{case_id}/documents"),
             "/api/v1/documents/search?q=memorandum".into(),
+            "/api/v1/invoices?limit=100".into(),
+            "/api/v1/billing/summary".into(),
         ];
         for path in paths {
             // Once to warm up (session caches, prepared statements), once counted.
@@ -297,6 +299,7 @@ const BIG: &[&str] = &[
     "document",
     "document_version",
     "time_entry",
+    "invoice",
     "audit_log",
 ];
 
@@ -562,6 +565,59 @@ async fn attorney_inbox_is_read_in_index_order() {
     }
     // The first and the next page make the same statements.
     assert_eq!(counts[0], counts[1], "{counts:?}");
+}
+
+/// A client's invoice list (only invoices addressed to them) is one range of
+/// `ix_invoice_client` in page order: no sort, whatever other clients' invoices the firm holds,
+/// for the first page and the next. Planned as in `attorney_inbox_is_read_in_index_order`.
+#[tokio::test]
+async fn client_invoice_list_is_one_index_range() {
+    use crate::billing::{firm as billing_firm, send_invoice, simple_invoice};
+    let app = spawn_app().await;
+    let backend = app.state.db.backend();
+    let f = billing_firm(&app).await;
+    for _ in 0..2 {
+        let inv = simple_invoice(&app, &f).await;
+        send_invoice(&app, &f, inv["id"].as_str().unwrap()).await;
+    }
+    let first = get_json(&app, "/api/v1/invoices?limit=1", &f.client.access).await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a second page: {first}"))
+        .to_string();
+    let log = app.state.db.statements();
+    for path in [
+        "/api/v1/invoices?limit=1".to_string(),
+        format!("/api/v1/invoices?limit=1&cursor={cursor}"),
+    ] {
+        log.start();
+        let page = get_json(&app, &path, &f.client.access).await;
+        let stmts = log.stop();
+        assert_eq!(page["items"].as_array().unwrap().len(), 1, "{path}: {page}");
+        let list: Vec<_> = stmts
+            .iter()
+            .filter(|s| s.sql.contains("FROM \"invoice\"") && s.sql.contains("LIMIT"))
+            .collect();
+        assert_eq!(list.len(), 1, "{path}: one list query expected");
+        let text = plan_with(
+            &app,
+            backend,
+            list[0],
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off",
+        )
+        .await
+        .join("\n");
+        assert!(
+            text.contains("ix_invoice_client"),
+            "{path}: {}\n{text}",
+            list[0].sql
+        );
+        assert!(
+            !sorts(backend, &text),
+            "{path} sorts its rows:\n{}\n{text}",
+            list[0].sql
+        );
+    }
 }
 
 /// Case numbers sort as numbers: past 9,999 cases in a year, `2026-10000` comes after
