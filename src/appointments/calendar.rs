@@ -109,14 +109,23 @@ pub async fn rotate_feed_token(state: &AppState, p: &Principal) -> Result<FeedTo
     )
     .await?;
     txn.commit().await?;
-    let url = state
-        .config
-        .public_url
-        .join(&format!("/calendar/feed/{token}.ics"))
-        .map_err(anyhow::Error::from)?;
     Ok(FeedToken {
-        url: url.to_string(),
+        url: feed_url(&state.config.public_url, &token)?,
     })
+}
+
+/// The feed's address under the public URL, keeping any path prefix (`https://firm.example/portal`
+/// → `…/portal/calendar/feed/…`): `Url::join` drops it for an absolute path, and drops the
+/// last segment of a base that does not end in a slash.
+fn feed_url(public_url: &url::Url, token: &str) -> Result<String> {
+    let mut base = public_url.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    let url = base
+        .join(&format!("calendar/feed/{token}.ics"))
+        .map_err(anyhow::Error::from)?;
+    Ok(url.to_string())
 }
 
 /// `GET /calendar/feed/{token}.ics`: the holder's appointments from 90 days back, by start.
@@ -162,6 +171,35 @@ pub async fn feed(state: &AppState, token: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feed_urls_keep_the_path_of_the_public_url() {
+        for (base, want) in [
+            (
+                "https://firm.example",
+                "https://firm.example/calendar/feed/t.ics",
+            ),
+            (
+                "https://firm.example/",
+                "https://firm.example/calendar/feed/t.ics",
+            ),
+            (
+                "https://firm.example/portal",
+                "https://firm.example/portal/calendar/feed/t.ics",
+            ),
+            (
+                "https://firm.example/portal/",
+                "https://firm.example/portal/calendar/feed/t.ics",
+            ),
+            (
+                "https://firm.example/a/b/",
+                "https://firm.example/a/b/calendar/feed/t.ics",
+            ),
+        ] {
+            let u = url::Url::parse(base).unwrap();
+            assert_eq!(feed_url(&u, "t").unwrap(), want, "{base}");
+        }
+    }
 
     #[test]
     fn lines_are_folded_crlf_and_text_escaped() {

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     AppState,
-    audit::{NewEntry, service::append_in},
+    audit::{NewEntry, Outcome, service::append_in},
     auth::Principal,
     cases::{domain::MemberRole, entity::member},
     error::{Error, Result, Validator},
@@ -220,7 +220,20 @@ async fn require_calendar_owner(state: &AppState, p: &Principal, id: Uuid) -> Re
             "Only the attorney and admins manage an attorney's calendar.",
         ));
     }
+    deny(
+        state,
+        p,
+        NewEntry::new("calendar.access", "user").resource(id),
+    );
     Err(Error::NotFound)
+}
+
+/// Audit a refusal answered with 404 (the 403s are audited centrally). Detached: callers may
+/// hold the write transaction the audit writer needs.
+fn deny(state: &AppState, p: &Principal, entry: NewEntry) {
+    state
+        .audit
+        .record_detached(entry.by(p).outcome(Outcome::Denied));
 }
 
 /// Whether `attorney` is on the legal team of a case `client` belongs to (of `case_id` if given).
@@ -246,6 +259,31 @@ async fn attorney_serves_client<C: ConnectionTrait>(
             MemberRole::LeadAttorney.as_str(),
             MemberRole::Attorney.as_str(),
         ]))
+        .count(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// Whether `client` is a client of a case on which `staff` is on the legal team: the clients a
+/// non-admin staff member may book (and so mail, and probe the busy times of).
+async fn staff_serves_client<C: ConnectionTrait>(
+    conn: &C,
+    staff: Uuid,
+    client: Uuid,
+) -> Result<bool> {
+    let n = member::Entity::find()
+        .filter(member::Column::UserId.eq(client))
+        .filter(member::Column::Role.eq(MemberRole::Client.as_str()))
+        .filter(
+            member::Column::CaseId.in_subquery(crate::cases::access::member_cases_as(
+                staff,
+                &[
+                    MemberRole::LeadAttorney,
+                    MemberRole::Attorney,
+                    MemberRole::Paralegal,
+                ],
+            )),
+        )
         .count(conn)
         .await?;
     Ok(n > 0)
@@ -754,6 +792,7 @@ pub async fn slots(state: &AppState, p: &Principal, id: Uuid, q: SlotParams) -> 
         return Err(Error::NotFound);
     }
     if !p.is_staff() && !attorney_serves_client(conn, id, p.user_id, None).await? {
+        deny(state, p, NewEntry::new("slots.read", "user").resource(id));
         return Err(Error::NotFound);
     }
     let items = match load_rules(conn, id).await? {
@@ -802,7 +841,8 @@ pub struct NewAppointment {
 }
 
 /// `POST /appointments`. Clients book free slots of attorneys on their cases, for themselves,
-/// as `requested`; staff book anything (no overlap) as `confirmed`.
+/// as `requested`; staff book any time (no overlap) as `confirmed`, but staff other than
+/// admins only for clients of their cases, and on a case only with its legal team.
 pub async fn create(state: &AppState, p: &Principal, n: NewAppointment) -> Result<AppointmentView> {
     state
         .limits
@@ -854,6 +894,13 @@ pub async fn create(state: &AppState, p: &Principal, n: NewAppointment) -> Resul
             v.push("attorney_id", "is not an active attorney");
         }
         if let Some(c) = n.client_id {
+            // A booking mails the client an invitation and makes the caller a participant, and
+            // its 409 tells when the client is busy: a client of none of the caller's cases
+            // (or no one at all) does not exist for them, before anything else is checked.
+            if !p.is_admin() && !staff_serves_client(conn, p.user_id, c).await? {
+                state.audit.record(denied_booking(p, &n, c)).await?;
+                return Err(Error::NotFound);
+            }
             let ok = load_user(conn, c)
                 .await?
                 .is_some_and(|u| active_role(&u) == Some(Role::Client));
@@ -868,14 +915,28 @@ pub async fn create(state: &AppState, p: &Principal, n: NewAppointment) -> Resul
     v.finish()?;
     let (starts_at, ends_at) = interval.expect("checked");
     if let Some(case_id) = n.case_id {
-        // Invisible case → 404 for everyone; the client must be on it.
-        let a = crate::cases::access::require(state, conn, p, case_id).await?;
-        if let Some(c) = client_id
-            && p.is_staff()
-            && crate::cases::access::membership(conn, a.case.id, c).await?
-                != Some(MemberRole::Client)
-        {
-            return Err(Error::invalid("client_id", "is not a client of this case"));
+        // Invisible case → 404 for everyone. Staff book on it only as its legal team, for its
+        // clients, with an attorney on its team (admins with any attorney).
+        if p.is_staff() {
+            crate::cases::access::require_staff(state, conn, p, case_id).await?;
+            if let Some(c) = client_id
+                && crate::cases::access::membership(conn, case_id, c).await?
+                    != Some(MemberRole::Client)
+            {
+                return Err(Error::invalid("client_id", "is not a client of this case"));
+            }
+            if !p.is_admin()
+                && !crate::cases::access::membership(conn, case_id, n.attorney_id)
+                    .await?
+                    .is_some_and(MemberRole::is_staff)
+            {
+                return Err(Error::invalid(
+                    "attorney_id",
+                    "is not on the legal team of this case",
+                ));
+            }
+        } else {
+            crate::cases::access::require(state, conn, p, case_id).await?;
         }
     }
     if !p.is_staff() {
@@ -883,6 +944,12 @@ pub async fn create(state: &AppState, p: &Principal, n: NewAppointment) -> Resul
         if !attorney_ok
             || !attorney_serves_client(conn, n.attorney_id, p.user_id, n.case_id).await?
         {
+            if attorney.is_some() {
+                state
+                    .audit
+                    .record(denied_booking(p, &n, n.attorney_id))
+                    .await?;
+            }
             return Err(Error::NotFound);
         }
     }
@@ -925,6 +992,21 @@ pub async fn create(state: &AppState, p: &Principal, n: NewAppointment) -> Resul
     Ok(a.into())
 }
 
+/// A booking refused as 404 because of `whom` (a client or attorney the caller may not book).
+fn denied_booking(p: &Principal, n: &NewAppointment, whom: Uuid) -> NewEntry {
+    let mut e = NewEntry::new("appointment.create", "user")
+        .by(p)
+        .resource(whom)
+        .outcome(Outcome::Denied)
+        .details(serde_json::json!({
+            "attorney_id": n.attorney_id, "client_id": n.client_id, "case_id": n.case_id,
+        }));
+    if let Some(c) = n.case_id {
+        e = e.case(c);
+    }
+    e
+}
+
 fn audit_entry(action: &str, p: &Principal, a: &appointment::Model) -> NewEntry {
     let mut e = NewEntry::new(action, "appointment")
         .by(p)
@@ -939,21 +1021,31 @@ fn audit_entry(action: &str, p: &Principal, a: &appointment::Model) -> NewEntry 
     e
 }
 
-/// An appointment the caller may see (participant, creator or admin), else 404.
+/// An appointment the caller may see (participant, creator or admin), else 404 (and a denial
+/// in the audit trail when it exists).
 async fn require_visible<C: ConnectionTrait>(
+    state: &AppState,
     conn: &C,
     p: &Principal,
     id: Uuid,
 ) -> Result<appointment::Model> {
-    match appointment::Entity::find_by_id(id).one(conn).await? {
-        Some(a) if p.is_admin() || is_participant(&a, p.user_id) => Ok(a),
-        _ => Err(Error::NotFound),
+    let Some(a) = appointment::Entity::find_by_id(id).one(conn).await? else {
+        return Err(Error::NotFound);
+    };
+    if !p.is_admin() && !is_participant(&a, p.user_id) {
+        let mut e = NewEntry::new("appointment.access", "appointment").resource(id);
+        if let Some(c) = a.case_id {
+            e = e.case(c);
+        }
+        deny(state, p, e);
+        return Err(Error::NotFound);
     }
+    Ok(a)
 }
 
 /// `GET /appointments/{id}` (extension).
 pub async fn get(state: &AppState, p: &Principal, id: Uuid) -> Result<AppointmentView> {
-    let a = require_visible(state.db.conn(), p, id).await?;
+    let a = require_visible(state, state.db.conn(), p, id).await?;
     state
         .audit
         .record(audit_entry("appointment.read", p, &a))
@@ -963,7 +1055,7 @@ pub async fn get(state: &AppState, p: &Principal, id: Uuid) -> Result<Appointmen
 
 /// `GET /appointments/{id}/ics`: one VEVENT.
 pub async fn ics(state: &AppState, p: &Principal, id: Uuid) -> Result<String> {
-    let a = require_visible(state.db.conn(), p, id).await?;
+    let a = require_visible(state, state.db.conn(), p, id).await?;
     state
         .audit
         .record(audit_entry("appointment.export", p, &a))
@@ -1118,7 +1210,7 @@ pub async fn patch(
         .and_then(|l| check_text(&mut v, "notes", l, 5000, false));
     v.finish()?;
     let txn = state.db.begin_write().await?;
-    let a = require_visible(&*txn, p, id).await?;
+    let a = require_visible(state, &*txn, p, id).await?;
     require_active(&a)?;
     client_notice_ok(state, p, &a)?;
     if s.is_none() && e.is_none() && title.is_none() && location.is_none() && notes.is_none() {
@@ -1193,7 +1285,7 @@ pub async fn patch(
 /// `POST /appointments/{id}/cancel`: frees the time at once. Cancelling twice is a no-op.
 pub async fn cancel(state: &AppState, p: &Principal, id: Uuid) -> Result<AppointmentView> {
     let txn = state.db.begin_write().await?;
-    let a = require_visible(&*txn, p, id).await?;
+    let a = require_visible(state, &*txn, p, id).await?;
     if a.status == AppointmentStatus::Cancelled.as_str() {
         return Ok(a.into());
     }
@@ -1218,7 +1310,7 @@ pub async fn cancel(state: &AppState, p: &Principal, id: Uuid) -> Result<Appoint
 /// `POST /appointments/{id}/confirm`: the firm accepts a requested appointment.
 pub async fn confirm(state: &AppState, p: &Principal, id: Uuid) -> Result<AppointmentView> {
     let txn = state.db.begin_write().await?;
-    let a = require_visible(&*txn, p, id).await?;
+    let a = require_visible(state, &*txn, p, id).await?;
     if !p.is_staff() {
         return Err(Error::Forbidden("Only the firm confirms appointments."));
     }
@@ -1244,7 +1336,7 @@ pub async fn confirm(state: &AppState, p: &Principal, id: Uuid) -> Result<Appoin
 /// as held. Completing twice answers 200 unchanged.
 pub async fn complete(state: &AppState, p: &Principal, id: Uuid) -> Result<AppointmentView> {
     let txn = state.db.begin_write().await?;
-    let a = require_visible(&*txn, p, id).await?;
+    let a = require_visible(state, &*txn, p, id).await?;
     if !p.is_staff() {
         return Err(Error::Forbidden(
             "Only the firm marks appointments completed.",

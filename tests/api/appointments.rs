@@ -291,6 +291,7 @@ async fn ten_concurrent_identical_bookings_one_wins() {
     let app = spawn_app().await;
     let attorney = app.user("attorney").await;
     let client = app.user("client").await;
+    new_case(&app, &attorney, &[&client]).await;
     let (s, e) = (future(3, 15, 0), future(3, 16, 0));
     let body = json!({"attorney_id": attorney.id, "client_id": client.id, "starts_at": s, "ends_at": e, "title": "Strategy"});
     let results =
@@ -327,6 +328,7 @@ async fn ten_concurrent_identical_bookings_one_wins() {
 
     // The client cannot be in two places: another attorney, same time → 409.
     let other = app.user("attorney").await;
+    new_case(&app, &other, &[&client]).await;
     let r = book(
         &app,
         &other,
@@ -719,6 +721,7 @@ async fn ics_export_and_secret_feed() {
     let app = spawn_app().await;
     let attorney = app.user("attorney").await;
     let client = app.user("client").await;
+    new_case(&app, &attorney, &[&client]).await;
     let r = book(
         &app,
         &attorney,
@@ -842,6 +845,7 @@ async fn reminders_go_out_once_per_offset_to_both_participants() {
     .await;
     let attorney = app.user("attorney").await;
     let client = app.user("client").await;
+    new_case(&app, &attorney, &[&client]).await;
     let r = book(
         &app,
         &attorney,
@@ -915,6 +919,7 @@ async fn staff_complete_appointments_that_have_begun() {
     let app = spawn_app().await;
     let attorney = app.user("attorney").await;
     let client = app.user("client").await;
+    new_case(&app, &attorney, &[&client]).await;
     let r = book(
         &app,
         &attorney,
@@ -977,4 +982,318 @@ async fn staff_complete_appointments_that_have_begun() {
         )
         .await;
     problem(r, StatusCode::CONFLICT).await;
+}
+
+/// A case led by `lead` with `clients` and other `staff` on it.
+async fn case_with(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Login]) -> String {
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Matter",
+                "client_ids": clients.iter().map(|c| c.id).collect::<Vec<_>>(),
+                "staff_ids": staff.iter().map(|c| c.id).collect::<Vec<_>>()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Denied entries of `actor` with `action`, once the audit writer has committed them.
+async fn denials(app: &TestApp, actor: &Login, action: &str, want: usize) -> Vec<String> {
+    use lawfirm_pro::audit::entity::entry;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        app.state.audit.settle().await.unwrap();
+        let rows: Vec<String> = entry::Entity::find()
+            .filter(entry::Column::ActorId.eq(actor.id))
+            .filter(entry::Column::Action.eq(action))
+            .filter(entry::Column::Outcome.eq("denied"))
+            .all(app.state.db.conn())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.resource_id)
+            .collect();
+        if rows.len() >= want || tokio::time::Instant::now() >= deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn staff_book_only_clients_of_their_cases() {
+    let app = spawn_app().await;
+    let admin = app.user("admin").await;
+    let attorney = app.user("attorney").await;
+    let paralegal = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let outsider_attorney = app.user("attorney").await;
+    let outsider_paralegal = app.user("paralegal").await;
+    let other_client = app.user("client").await;
+    let case = case_with(&app, &attorney, &[&client], &[&paralegal]).await;
+    // The outsiders work on another client's matter, not on `client`'s.
+    let other_case = case_with(
+        &app,
+        &outsider_attorney,
+        &[&other_client],
+        &[&outsider_paralegal],
+    )
+    .await;
+    let (s, e) = (future(3, 15, 0), future(3, 16, 0));
+    let body = |attorney_id: uuid::Uuid, client_id: uuid::Uuid| {
+        json!({"attorney_id": attorney_id, "client_id": client_id, "starts_at": s,
+        "ends_at": e, "title": "Urgent: verify your account", "location": "https://evil.example"})
+    };
+    let count_appointments = || async {
+        use lawfirm_pro::appointments::entity::appointment;
+        appointment::Entity::find()
+            .all(app.state.db.conn())
+            .await
+            .unwrap()
+            .len()
+    };
+    let mails_to = |u: uuid::Uuid| {
+        let app = &app;
+        async move {
+            use lawfirm_pro::mail::entity as outbox;
+            outbox::Entity::find()
+                .filter(outbox::Column::ToUserId.eq(u))
+                .all(app.state.db.conn())
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+
+    // Staff sharing no case with the client: 404, whoever the attorney; nothing booked, no mail.
+    for (who, attorney_id) in [
+        (&outsider_paralegal, attorney.id),
+        (&outsider_paralegal, outsider_attorney.id),
+        (&outsider_attorney, outsider_attorney.id),
+    ] {
+        let r = book(&app, who, body(attorney_id, client.id)).await;
+        problem(r, StatusCode::NOT_FOUND).await;
+    }
+    // The same answer for no one at all and for a staff member named as the client, so the
+    // answer does not tell who exists.
+    for c in [uuid::Uuid::new_v4(), attorney.id] {
+        let r = book(&app, &outsider_paralegal, body(attorney.id, c)).await;
+        problem(r, StatusCode::NOT_FOUND).await;
+    }
+    // Naming a case of their own does not help with someone else's client.
+    let mut b = body(outsider_attorney.id, client.id);
+    b["case_id"] = json!(other_case);
+    problem(
+        book(&app, &outsider_attorney, b).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(count_appointments().await, 0);
+    assert_eq!(mails_to(client.id).await, 0);
+
+    // The legal team books its client: confirmed, both mailed.
+    let r = book(&app, &paralegal, body(attorney.id, client.id)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["status"], "confirmed");
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert_eq!(mails_to(client.id).await, 1);
+
+    // The client is busy now, but an outsider learns nothing from a 409: still 404.
+    let r = book(
+        &app,
+        &outsider_attorney,
+        body(outsider_attorney.id, client.id),
+    )
+    .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+    // Their own client, at the same time, with their own attorney: fine.
+    let r = book(
+        &app,
+        &outsider_paralegal,
+        body(outsider_attorney.id, other_client.id),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The team itself does get the 409.
+    let r = book(&app, &attorney, body(attorney.id, client.id)).await;
+    problem(r, StatusCode::CONFLICT).await;
+
+    // On a case: the attorney must be on its legal team (refused otherwise), the client a
+    // client of it; a case the caller is not on is 404.
+    let on_case = |attorney_id: uuid::Uuid, client_id: uuid::Uuid, case_id: &str, day: i64| {
+        json!({"attorney_id": attorney_id, "client_id": client_id, "case_id": case_id,
+        "starts_at": future(day, 9, 0), "ends_at": future(day, 10, 0), "title": "Meeting"})
+    };
+    let r = book(
+        &app,
+        &paralegal,
+        on_case(outsider_attorney.id, client.id, &case, 4),
+    )
+    .await;
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["field"], "attorney_id", "{p}");
+    problem(
+        book(
+            &app,
+            &paralegal,
+            on_case(attorney.id, other_client.id, &case, 4),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        book(
+            &app,
+            &paralegal,
+            on_case(attorney.id, client.id, &other_case, 4),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let r = book(&app, &paralegal, on_case(attorney.id, client.id, &case, 4)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Admins book anyone with anyone.
+    let r = book(
+        &app,
+        &admin,
+        on_case(outsider_attorney.id, client.id, &case, 5),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = book(
+        &app,
+        &admin,
+        on_case(attorney.id, other_client.id, &other_case, 6),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(count_appointments().await, 5);
+
+    // A booked appointment cannot be moved to other people: those fields are not patchable.
+    for field in ["attorney_id", "client_id", "case_id"] {
+        let r = app
+            .patch(
+                &format!("/api/v1/appointments/{id}"),
+                Some(&paralegal.access),
+                json!({field: other_client.id}),
+            )
+            .await;
+        assert!(r.status().is_client_error(), "{field}: {}", r.status());
+    }
+    let a: Value = app
+        .get(
+            &format!("/api/v1/appointments/{id}"),
+            Some(&attorney.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&a["client_id"], &a["attorney_id"], a["sequence"].as_i64()),
+        (&json!(client.id), &json!(attorney.id), Some(0))
+    );
+
+    // Every refusal is in the audit trail as denied, naming whom the caller tried to book.
+    let d = denials(&app, &outsider_paralegal, "appointment.create", 4).await;
+    assert_eq!(d.len(), 4, "{d:?}");
+    assert_eq!(
+        d.iter().filter(|r| **r == client.id.to_string()).count(),
+        2,
+        "{d:?}"
+    );
+    let d = denials(&app, &outsider_attorney, "appointment.create", 3).await;
+    assert_eq!(d.len(), 3, "{d:?}");
+    let d = denials(&app, &paralegal, "appointment.create", 1).await;
+    assert_eq!(d, vec![other_client.id.to_string()]);
+
+    // Reading someone else's appointment is a 404 and an audited denial too.
+    for path in [
+        format!("/api/v1/appointments/{id}"),
+        format!("/api/v1/appointments/{id}/ics"),
+    ] {
+        problem(
+            app.get(&path, Some(&outsider_attorney.access)).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    problem(
+        app.post(
+            &format!("/api/v1/appointments/{id}/cancel"),
+            Some(&outsider_attorney.access),
+            json!({}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let d = denials(&app, &outsider_attorney, "appointment.access", 3).await;
+    assert_eq!(d, vec![id.clone(); 3]);
+}
+
+#[tokio::test]
+async fn clients_are_refused_other_people_and_cases_with_a_denial() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let client = app.user("client").await;
+    let other_attorney = app.user("attorney").await;
+    new_case(&app, &attorney, &[&client]).await;
+    let body = json!({"attorney_id": other_attorney.id, "starts_at": future(3, 9, 0),
+        "ends_at": future(3, 10, 0), "title": "Talk"});
+    problem(book(&app, &client, body).await, StatusCode::NOT_FOUND).await;
+    let d = denials(&app, &client, "appointment.create", 1).await;
+    assert_eq!(d, vec![other_attorney.id.to_string()]);
+    // Slots of an attorney not on their cases: 404 and a denial.
+    let r = app
+        .get(
+            &format!(
+                "/api/v1/users/{}/slots?from=2027-03-15&to=2027-03-16&duration_minutes=30",
+                other_attorney.id
+            ),
+            Some(&client.access),
+        )
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+    let d = denials(&app, &client, "slots.read", 1).await;
+    assert_eq!(d, vec![other_attorney.id.to_string()]);
+}
+
+#[tokio::test]
+async fn feed_urls_keep_the_path_of_the_public_url() {
+    // Behind a proxy at /portal (which strips the prefix before the app sees the request).
+    let app = spawn_app_with(|c| {
+        c.public_url = url::Url::parse("http://lfp.test/portal").unwrap();
+    })
+    .await;
+    let client = app.user("client").await;
+    let r = app
+        .post(
+            "/api/v1/calendar/feed-token",
+            Some(&client.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let url = r.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.starts_with("http://lfp.test/portal/calendar/feed/") && url.ends_with(".ics"),
+        "{url}"
+    );
+    let r = app
+        .get(url.trim_start_matches("http://lfp.test/portal"), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }

@@ -203,6 +203,14 @@ async fn invitations_and_bookings_are_delivered_over_smtp() {
     // Booking mails carry the .ics.
     let attorney = app.user("attorney").await;
     let client = app.user("client").await;
+    let r = app
+        .post(
+            "/api/v1/cases",
+            Some(&attorney.access),
+            json!({"title": "Matter", "client_ids": [client.id]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
     let start = (chrono::Utc::now() + chrono::Duration::days(2))
         .date_naive()
         .and_hms_opt(15, 0, 0)
