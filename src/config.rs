@@ -59,6 +59,9 @@ pub struct Config {
     pub booking_min_notice_minutes: i64,
     /// How often background jobs (mail delivery, reminders) look for work (tests: shorter).
     pub job_interval: std::time::Duration,
+    /// How long a request may take, uploads excepted (not configurable from outside; tests
+    /// shorten it).
+    pub request_timeout: std::time::Duration,
     /// How long a claimed mail stays reserved for its worker before another may retry it.
     pub mail_lease: std::time::Duration,
     /// Delivery attempts before a mail is marked `failed`.
@@ -295,6 +298,7 @@ impl Config {
             reminder_minutes: vec![1440, 60],
             booking_min_notice_minutes: 120,
             job_interval: std::time::Duration::from_secs(5),
+            request_timeout: std::time::Duration::from_secs(60),
             mail_lease: std::time::Duration::from_secs(300),
             mail_max_attempts: 8,
             billing: BillingConfig::default(),
@@ -370,6 +374,12 @@ impl Config {
                     "LFP_PUBLIC_URL",
                     "must be an http or https URL".into(),
                 ));
+            }
+            // A directory: links are joined as relative paths (`invoices/…`), which would
+            // replace the last segment of `https://firm.example/portal`.
+            let mut u = u;
+            if !u.path().ends_with('/') {
+                u.set_path(&format!("{}/", u.path()));
             }
             c.public_url = u;
         }
@@ -734,6 +744,28 @@ mod tests {
         ] {
             let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert!(e.to_string().starts_with(k), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn links_keep_the_path_of_the_public_url() {
+        for (v, base) in [
+            ("https://firm.example", "https://firm.example/"),
+            (
+                "https://firm.example/portal",
+                "https://firm.example/portal/",
+            ),
+            (
+                "https://firm.example/portal/",
+                "https://firm.example/portal/",
+            ),
+        ] {
+            let c = Config::from_sources(None, &env(&[("LFP_PUBLIC_URL", v)])).unwrap();
+            assert_eq!(c.public_url.as_str(), base);
+            assert_eq!(
+                c.public_url.join("invoices/1").unwrap().as_str(),
+                format!("{base}invoices/1")
+            );
         }
     }
 

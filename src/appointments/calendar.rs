@@ -128,6 +128,10 @@ fn feed_url(public_url: &url::Url, token: &str) -> Result<String> {
     Ok(url.to_string())
 }
 
+/// At most this many appointments of a feed from now on, and this many before now.
+const FEED_AHEAD: u64 = 1500;
+const FEED_BEHIND: u64 = 500;
+
 /// `GET /calendar/feed/{token}.ics`: the holder's appointments from 90 days back, by start.
 /// Unknown, rotated or disabled → 404.
 pub async fn feed(state: &AppState, token: &str) -> Result<String> {
@@ -146,19 +150,35 @@ pub async fn feed(state: &AppState, token: &str) -> Result<String> {
     if !active {
         return Err(Error::NotFound);
     }
-    let rows = appointment::Entity::find()
-        .filter(
+    // The nearest ones when there are too many: the next FEED_AHEAD from now, and the last
+    // FEED_BEHIND of the past 90 days (so calendars still show what was cancelled lately).
+    let now = Utc::now();
+    let theirs = || {
+        appointment::Entity::find().filter(
             Condition::any()
                 .add(appointment::Column::AttorneyId.eq(f.user_id))
                 .add(appointment::Column::ClientId.eq(f.user_id))
                 .add(appointment::Column::CreatedBy.eq(f.user_id)),
         )
-        .filter(appointment::Column::EndsAt.gt(Utc::now() - Duration::days(90)))
-        .order_by_asc(appointment::Column::StartsAt)
-        .order_by_asc(appointment::Column::Id)
-        .limit(2000)
+    };
+    let mut rows = theirs()
+        .filter(appointment::Column::EndsAt.gt(now - Duration::days(90)))
+        .filter(appointment::Column::StartsAt.lt(now))
+        .order_by_desc(appointment::Column::StartsAt)
+        .order_by_desc(appointment::Column::Id)
+        .limit(FEED_BEHIND)
         .all(conn)
         .await?;
+    rows.reverse();
+    rows.extend(
+        theirs()
+            .filter(appointment::Column::StartsAt.gte(now))
+            .order_by_asc(appointment::Column::StartsAt)
+            .order_by_asc(appointment::Column::Id)
+            .limit(FEED_AHEAD)
+            .all(conn)
+            .await?,
+    );
     state.audit.record_detached(
         NewEntry::new("calendar.feed_read", "user")
             .actor(Some(f.user_id))

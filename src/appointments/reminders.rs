@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::{
@@ -39,20 +39,57 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<usize> {
     let Some(max) = offsets.iter().copied().max() else {
         return Ok(0);
     };
-    let candidates = appointment::Entity::find()
-        .filter(appointment::Column::StartsAt.gt(now))
-        .filter(appointment::Column::StartsAt.lte(now + Duration::minutes(max)))
-        .filter(appointment::Column::Status.is_in([
-            AppointmentStatus::Requested.as_str(),
-            AppointmentStatus::Confirmed.as_str(),
-        ]))
-        .order_by_asc(appointment::Column::StartsAt)
-        .limit(500)
-        .all(state.db.conn())
-        .await?;
-    if candidates.is_empty() {
-        return Ok(0);
+    let mut sent = 0;
+    let mut after: Option<(DateTime<Utc>, uuid::Uuid)> = None;
+    // Page by page in start order (keyset): a busy firm has more than a page of appointments
+    // in the next day, and the last of them are due their day-before reminder now too.
+    loop {
+        let mut q = appointment::Entity::find()
+            .filter(appointment::Column::StartsAt.gt(now))
+            .filter(appointment::Column::StartsAt.lte(now + Duration::minutes(max)))
+            .filter(appointment::Column::Status.is_in([
+                AppointmentStatus::Requested.as_str(),
+                AppointmentStatus::Confirmed.as_str(),
+            ]));
+        if let Some((t, id)) = after {
+            q = q.filter(
+                Condition::any()
+                    .add(appointment::Column::StartsAt.gt(t))
+                    .add(
+                        Condition::all()
+                            .add(appointment::Column::StartsAt.eq(t))
+                            .add(appointment::Column::Id.gt(id)),
+                    ),
+            );
+        }
+        let candidates = q
+            .order_by_asc(appointment::Column::StartsAt)
+            .order_by_asc(appointment::Column::Id)
+            .limit(PAGE)
+            .all(state.db.conn())
+            .await?;
+        let Some(last) = candidates.last() else {
+            return Ok(sent);
+        };
+        after = Some((last.starts_at, last.id));
+        let full = candidates.len() as u64 == PAGE;
+        sent += remind(state, now, offsets, candidates).await?;
+        if !full {
+            return Ok(sent);
+        }
     }
+}
+
+/// Appointments read per page by [`run_once`].
+const PAGE: u64 = 500;
+
+/// Send the reminders due now for `candidates` (one page), each in its own transaction.
+async fn remind(
+    state: &AppState,
+    now: DateTime<Utc>,
+    offsets: &[i64],
+    candidates: Vec<appointment::Model>,
+) -> Result<usize> {
     let done: HashSet<(uuid::Uuid, i32)> = reminder::Entity::find()
         .filter(reminder::Column::AppointmentId.is_in(candidates.iter().map(|a| a.id)))
         .all(state.db.conn())

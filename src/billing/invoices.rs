@@ -560,15 +560,18 @@ pub async fn create_invoice(
     }
     .insert(&*txn)
     .await?;
-    let rows: Vec<invoice_line::ActiveModel> = draft
+    // In batches: one statement binds every column of every line, and a case with thousands
+    // of unbilled entries would pass SQLite's 32,766 (PostgreSQL's 65,535) bound parameters.
+    let mut rows = draft
         .lines
         .iter()
         .cloned()
-        .map(invoice_line::ActiveModel::from)
-        .collect();
-    invoice_line::Entity::insert_many(rows)
-        .exec_without_returning(&*txn)
-        .await?;
+        .map(invoice_line::ActiveModel::from);
+    for size in crate::audit::service::insert_sizes(draft.lines.len()) {
+        invoice_line::Entity::insert_many(rows.by_ref().take(size))
+            .exec_without_returning(&*txn)
+            .await?;
+    }
     append_in(
         &*txn,
         vec![

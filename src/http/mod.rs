@@ -123,7 +123,10 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"))
             }),
         )
-        .layer(axum::middleware::from_fn(request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.request_timeout,
+            request_timeout,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred.").into_response()
         }))
@@ -131,18 +134,40 @@ pub fn router(state: AppState) -> Router {
     with_security_headers(router)
 }
 
-/// A request must be answered within a minute, except uploads: a 100 MiB document over a
+/// The routes that stream a document upload (their handlers authenticate before reading a
+/// byte of the body, so only a signed-in user can keep one open).
+const UPLOAD_ROUTES: &[&str] = &[
+    "/api/v1/cases/{id}/documents",
+    "/api/v1/documents/{id}/versions",
+    "/cases/{id}/documents/upload",
+];
+
+/// An upload: a multipart POST to one of [`UPLOAD_ROUTES`]. The content type alone would let
+/// anyone hold any route open by sending a slow body labelled multipart.
+fn is_upload(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|m| UPLOAD_ROUTES.contains(&m.as_str()))
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("multipart/form-data"))
+}
+
+/// A request must be answered within a minute (`Config::request_timeout`), except uploads: a 100 MiB document over a
 /// slow office line legitimately takes longer, and its size is bounded while streaming.
-async fn request_timeout(req: Request, next: axum::middleware::Next) -> Response {
-    let upload = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
-    if upload {
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if is_upload(&req) {
         return next.run(req).await;
     }
-    match tokio::time::timeout(Duration::from_secs(60), next.run(req)).await {
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -122,6 +122,68 @@ async fn a_client_dribbling_request_headers_is_disconnected() {
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
 }
 
+/// A body labelled multipart does not buy time: only the upload routes wait for a slow body
+/// past the request timeout, and an upload that pauses longer than it still lands.
+#[tokio::test]
+async fn only_uploads_may_outlast_the_request_timeout() {
+    let app = spawn_app_with(|c| c.request_timeout = Duration::from_secs(1)).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"POST /login HTTP/1.1\r\nHost: lfp.test\r\n\
+          Content-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: 1000\r\n\r\n--XYZ",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf))
+        .await
+        .expect("still waiting for the body after 6 s")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case: serde_json::Value = app
+        .post(
+            "/api/v1/cases",
+            Some(&lead.access),
+            json!({"title": "Slow line", "client_ids": [client.id]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let body = format!(
+        "--XYZ\r\nContent-Disposition: form-data; name=\"confidentiality\"\r\n\r\nshared\r\n\
+         --XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n%PDF-1.7\n{}\r\n--XYZ--\r\n",
+        "x".repeat(2_000)
+    );
+    let head = format!(
+        "POST /api/v1/cases/{}/documents HTTP/1.1\r\nHost: lfp.test\r\n\
+         Authorization: Bearer {}\r\nContent-Type: multipart/form-data; boundary=XYZ\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        case["id"].as_str().unwrap(),
+        lead.access,
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    s.write_all(rest).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
 #[tokio::test]
 async fn oversized_request_heads_are_refused() {
     let app = spawn_app().await;

@@ -1297,3 +1297,102 @@ async fn feed_urls_keep_the_path_of_the_public_url() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// More appointments in the next day than the job reads at once: every one gets its
+/// day-before reminder in the same pass, not only the first page.
+#[tokio::test]
+async fn a_busy_day_gets_every_reminder_in_one_pass() {
+    use lawfirm_pro::appointments::entity::reminder;
+    use sea_orm::PaginatorTrait;
+    let app = spawn_app_with(|c| c.job_interval = Duration::from_secs(3600)).await;
+    let attorney = app.user("attorney").await;
+    let now = lawfirm_pro::db::now();
+    let starts = (0..510).map(|i| now + CDuration::hours(2) + CDuration::minutes(i));
+    insert_slots(&app, &attorney, starts).await;
+    let sent = lawfirm_pro::appointments::reminders::run_once(&app.state, now)
+        .await
+        .unwrap();
+    // The job may have taken some of them first; between them, every one is reminded once.
+    assert!(sent <= 510, "{sent}");
+    let marked = reminder::Entity::find()
+        .count(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(marked, 510);
+}
+
+/// One-minute confirmed appointments of `attorney` (no client) starting at `starts`, written
+/// straight to the table (booked two days ago), for tests that need thousands.
+async fn insert_slots(
+    app: &TestApp,
+    attorney: &Login,
+    starts: impl Iterator<Item = DateTime<Utc>>,
+) {
+    use lawfirm_pro::appointments::entity::appointment;
+    let now = lawfirm_pro::db::now();
+    let rows: Vec<appointment::ActiveModel> = starts
+        .enumerate()
+        .map(|(i, t)| appointment::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            attorney_id: Set(attorney.id),
+            client_id: Set(None),
+            case_id: Set(None),
+            starts_at: Set(t),
+            ends_at: Set(t + CDuration::minutes(1)),
+            title: Set(format!("Slot {i}")),
+            location: Set(None),
+            notes: Set(None),
+            status: Set("confirmed".into()),
+            sequence: Set(0),
+            scheduled_at: Set(now - CDuration::days(2)),
+            created_by: Set(Some(attorney.id)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .collect();
+    for chunk in rows.chunks(200) {
+        appointment::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(app.state.db.conn())
+            .await
+            .unwrap();
+    }
+}
+
+/// A calendar with more of the past 90 days than a feed holds still shows every coming
+/// appointment: the feed keeps the nearest ones on both sides of now, not the oldest.
+#[tokio::test]
+async fn a_full_feed_keeps_the_coming_appointments() {
+    let app = spawn_app().await;
+    let attorney = app.user("attorney").await;
+    let now = lawfirm_pro::db::now();
+    let past = (1..=1_900).map(|i| now - CDuration::minutes(60 * i));
+    let coming = (1..=300).map(|i| now + CDuration::minutes(60 * i));
+    insert_slots(&app, &attorney, past.chain(coming)).await;
+    let r = app
+        .post(
+            "/api/v1/calendar/feed-token",
+            Some(&attorney.access),
+            json!({}),
+        )
+        .await;
+    let url = r.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let feed = app
+        .get(url.trim_start_matches("http://lfp.test"), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let starts: Vec<&str> = feed
+        .lines()
+        .filter_map(|l| l.strip_prefix("DTSTART:"))
+        .collect();
+    let ahead = starts
+        .iter()
+        .filter(|s| **s >= now.format("%Y%m%dT%H%M%SZ").to_string().as_str())
+        .count();
+    assert_eq!(ahead, 300, "every coming appointment");
+    assert_eq!(starts.len(), 800, "and the latest 500 before now");
+}

@@ -1628,3 +1628,49 @@ async fn concurrent_drafts_never_bill_an_entry_twice_and_changes_are_audited() {
     let ok = get_ok(&app, "/api/v1/audit/verify", &f.admin.access).await;
     assert_eq!(ok["ok"], true, "{ok}");
 }
+
+/// A case with more unbilled entries than one statement can bind (15 columns a line: 2,184
+/// lines fill SQLite's 32,766 parameters) is invoiced whole.
+#[tokio::test]
+async fn an_invoice_of_thousands_of_entries_is_drafted_whole() {
+    use lawfirm_pro::billing::entity::time_entry;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let app = spawn_app().await;
+    let f = firm(&app).await;
+    let case: Uuid = f.case_id.parse().unwrap();
+    let t = lawfirm_pro::db::now();
+    let rows: Vec<time_entry::ActiveModel> = (0..2_500)
+        .map(|i| time_entry::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            case_id: Set(case),
+            timekeeper_id: Set(f.lead.id),
+            work_date: Set(today()),
+            minutes: Set(6),
+            rate_cents: Set(10_000),
+            description: Set(format!("Review, item {i}")),
+            task_code: Set(None),
+            activity_code: Set(None),
+            billable: Set(true),
+            invoice_id: Set(None),
+            created_at: Set(t),
+            updated_at: Set(t),
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        time_entry::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(app.state.db.conn())
+            .await
+            .unwrap();
+    }
+    let inv = post_as(
+        &app,
+        "/api/v1/invoices",
+        &f.lead.access,
+        json!({"case_id": f.case_id}),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(inv["lines"].as_array().unwrap().len(), 2_500);
+    // 6 minutes at $100/h is $10.00 a line.
+    assert_eq!(inv["subtotal_cents"], 2_500 * 1_000);
+}
