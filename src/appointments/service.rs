@@ -5,7 +5,7 @@
 //! under a primary key on (user_id, bucket). Two overlapping bookings for the same person
 //! cannot both commit on either backend (docs/adr/0003-no-double-booking.md).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use chrono_tz::Tz;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
@@ -131,19 +131,25 @@ fn participants(a: &appointment::Model) -> Vec<Uuid> {
 
 fn parse_time(v: &mut Validator, field: &str, raw: &str) -> Option<DateTime<Utc>> {
     // A bare date means midnight UTC (handy for ranges).
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    let t = match chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(d) => Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
+        Err(_) => DateTime::parse_from_rfc3339(raw)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+    };
+    let Some(t) = t else {
+        v.push(
+            field,
+            "must be an RFC 3339 date-time like 2027-01-04T09:00:00Z",
+        );
+        return None;
+    };
+    // chrono reads years up to ±262,142, and a day's arithmetic near that edge overflows.
+    if !(1900..=9999).contains(&t.year()) {
+        v.push(field, "must be a date between the years 1900 and 9999");
+        return None;
     }
-    match DateTime::parse_from_rfc3339(raw) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
-            v.push(
-                field,
-                "must be an RFC 3339 date-time like 2027-01-04T09:00:00Z",
-            );
-            None
-        }
-    }
+    Some(t)
 }
 
 fn check_interval(

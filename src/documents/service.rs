@@ -292,7 +292,19 @@ async fn insert_version<C: ConnectionTrait>(
         created_at: Set(t),
     }
     .insert(conn)
-    .await?;
+    .await
+    .map_err(|e| {
+        // Two versions sent at once (on PostgreSQL both read the document before either
+        // commits) claim the same number: the second is told to send again, not given a 500.
+        if crate::db::is_unique_violation(&e) {
+            Error::Conflict(
+                "Another version of this document was added at the same moment; send it again."
+                    .into(),
+            )
+        } else {
+            e.into()
+        }
+    })?;
     // The object now belongs to a version: the sweeper must leave it alone.
     upload::Entity::delete_by_id(s.object_key.clone())
         .exec(conn)
