@@ -154,6 +154,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let bind = config.bind;
         let state = AppState::init(config).await?;
+        documents::keys::check_master_key(&state).await?;
         users::service::announce_first_run(&state).await?;
         let listener = TcpListener::bind(bind)
             .await

@@ -59,6 +59,38 @@ pub async fn rewrap_data_keys<C: sea_orm::ConnectionTrait>(
     Ok(n)
 }
 
+/// Refuse to serve with a master key that does not open the stored document keys: a rotation
+/// interrupted after its commit (the database holds keys wrapped with `master.key.next`,
+/// `master.key` is still the old one) or a wrong `LFP_MASTER_KEY` would otherwise start a
+/// server whose every download fails. One row is enough: a rotation re-wraps all in one
+/// transaction.
+pub async fn check_master_key(state: &AppState) -> anyhow::Result<()> {
+    let next = state.config.data_dir.join("keys").join("master.key.next");
+    if state.config.master_key.is_none() && next.exists() {
+        anyhow::bail!(
+            "{} exists: a master-key rotation was interrupted. Run `lawfirm-pro keys rotate` to \
+             finish it (it resumes with that key), then start the server",
+            next.display()
+        );
+    }
+    let row: Option<(Uuid, Vec<u8>)> = version::Entity::find()
+        .select_only()
+        .column(version::Column::Id)
+        .column(version::Column::WrappedKey)
+        .into_tuple()
+        .one(state.db.conn())
+        .await?;
+    if let Some((id, wrapped)) = row
+        && state.keys.master.open(&wrapped, &key_context(id)).is_none()
+    {
+        anyhow::bail!(
+            "the master key does not open the stored document keys (version {id}): a wrong \
+             LFP_MASTER_KEY or keys/master.key, or a rotation whose new key was not installed"
+        );
+    }
+    Ok(())
+}
+
 /// Rotate to `new_key` (base64), or to a generated key when the master key lives in the
 /// data directory. With `LFP_MASTER_KEY` configured, the operator must supply the new key
 /// and then update the setting. Stop the server(s) first: a running server keeps the old key.

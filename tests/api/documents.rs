@@ -1071,13 +1071,31 @@ async fn key_rotation_rewraps_keys_and_documents_stay_readable() {
     assert_eq!(stored_before, stored_after);
     // Running again is harmless (nothing left to re-wrap with the now-current key).
 
-    // A server started with the new key reads the document.
+    // A server does not start with a key that does not open the stored keys: as after a
+    // rotation interrupted between its commit and installing the new key file…
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.data_dir = app.data_dir.path().to_path_buf();
     config.database_url = app.database_url.clone();
     config.insecure_fast_password_hashing = true;
     config.db_max_connections = 3;
+    let keys = app.data_dir.path().join("keys");
+    std::fs::write(keys.join("master.key.next"), &new_key).unwrap();
+    std::fs::write(keys.join("master.key"), &old_key).unwrap();
+    let refused = Application::build(config.clone()).await.err().unwrap();
+    assert!(refused.to_string().contains("keys rotate"), "{refused:#}");
+    // … or with a wrong key.
+    std::fs::remove_file(keys.join("master.key.next")).unwrap();
+    let refused = Application::build(config.clone()).await.err().unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("does not open the stored document keys"),
+        "{refused:#}"
+    );
+    std::fs::write(keys.join("master.key"), &new_key).unwrap();
+
+    // A server started with the new key reads the document.
     let second = Application::build(config).await.unwrap();
     let addr = format!("http://127.0.0.1:{}", second.port());
     tokio::spawn(second.run_until(std::future::pending()));
