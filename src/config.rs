@@ -53,6 +53,8 @@ pub struct Config {
     pub smtp_url: Option<SecretString>,
     /// `From` of outgoing mail; defaults to `Law Firm Pro <no-reply@HOST>` of the public URL.
     pub mail_from: Option<String>,
+    /// The firm's time zone: what "today" is for deadlines, invoice dates and the dashboard.
+    pub timezone: chrono_tz::Tz,
     /// Minutes before an appointment at which reminders go out.
     pub reminder_minutes: Vec<i64>,
     /// How far ahead clients must book, cancel or reschedule.
@@ -171,6 +173,29 @@ pub enum LogFormat {
     Json,
 }
 
+impl Config {
+    /// Today in the firm's time zone ([`Config::timezone`]).
+    pub fn today(&self) -> chrono::NaiveDate {
+        chrono::Utc::now()
+            .with_timezone(&self.timezone)
+            .date_naive()
+    }
+
+    /// The instant `day` begins in the firm's time zone (its first existing minute on a day
+    /// that starts in a DST gap).
+    pub fn start_of(&self, day: chrono::NaiveDate) -> chrono::DateTime<chrono::Utc> {
+        use chrono::TimeZone;
+        let midnight = day.and_hms_opt(0, 0, 0).expect("midnight");
+        (0..=180)
+            .find_map(|m| {
+                self.timezone
+                    .from_local_datetime(&(midnight + chrono::Duration::minutes(m)))
+                    .earliest()
+            })
+            .map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&chrono::Utc))
+    }
+}
+
 /// The file form: every field optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +224,7 @@ struct FileConfig {
     trusted_proxies: Option<String>,
     smtp_url: Option<String>,
     mail_from: Option<String>,
+    timezone: Option<String>,
     reminder_minutes: Option<String>,
     booking_min_notice_minutes: Option<i64>,
     object_store: Option<String>,
@@ -248,6 +274,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "LFP_TRUSTED_PROXIES",
     "LFP_SMTP_URL",
     "LFP_MAIL_FROM",
+    "LFP_TIMEZONE",
     "LFP_REMINDER_MINUTES",
     "LFP_BOOKING_MIN_NOTICE_MINUTES",
     "LFP_CURRENCY",
@@ -295,6 +322,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             smtp_url: None,
             mail_from: None,
+            timezone: chrono_tz::UTC,
             reminder_minutes: vec![1440, 60],
             booking_min_notice_minutes: 120,
             job_interval: std::time::Duration::from_secs(5),
@@ -542,6 +570,14 @@ impl Config {
             }
             c.mail_from = Some(v);
         }
+        if let Some(v) = pick(get("LFP_TIMEZONE"), fc.timezone) {
+            c.timezone = v.trim().parse().map_err(|_| {
+                invalid(
+                    "LFP_TIMEZONE",
+                    format!("`{v}` is not an IANA time zone like America/New_York"),
+                )
+            })?;
+        }
         if let Some(v) = pick(get("LFP_REMINDER_MINUTES"), fc.reminder_minutes) {
             let mut mins = v
                 .split(',')
@@ -738,6 +774,7 @@ mod tests {
             ("LFP_SMTP_URL", "mail.example.com"),
             ("LFP_SMTP_URL", "http://mail.example.com"),
             ("LFP_MAIL_FROM", "not an address"),
+            ("LFP_TIMEZONE", "Mars/Olympus_Mons"),
             ("LFP_REMINDER_MINUTES", "60,soon"),
             ("LFP_REMINDER_MINUTES", "0"),
             ("LFP_BOOKING_MIN_NOTICE_MINUTES", "-5"),

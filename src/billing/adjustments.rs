@@ -225,7 +225,7 @@ pub async fn add(
     )
     .await?;
     txn.commit().await?;
-    Ok(view(inv, parts))
+    Ok(view(inv, parts, state.config.today()))
 }
 
 /// `DELETE /invoices/{id}/adjustments/{adjustment_id}` (drafts only).

@@ -87,7 +87,7 @@ pub async fn checkout(state: &AppState, p: &Principal, id: Uuid) -> Result<Check
             "Online card payments are not configured.".into(),
         ));
     };
-    let status = invoices::effective_status(&a.invoice, invoices::today());
+    let status = invoices::effective_status(&a.invoice, state.config.today());
     let balance = a.invoice.total_cents - a.invoice.paid_cents;
     if !status.is_open() || balance <= 0 {
         return Err(Error::Conflict("The invoice has nothing to pay.".into()));

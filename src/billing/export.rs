@@ -154,7 +154,7 @@ pub async fn pdf_file(state: &AppState, p: &Principal, id: Uuid) -> Result<(Stri
         users::service::names_of(conn, &inv.client_id.into_iter().collect::<Vec<_>>()).await?;
     let currency = currency_of(inv);
     let m = |v: i64| Money::new(v, currency).display();
-    let status = effective_status(inv, invoices::today());
+    let status = effective_status(inv, state.config.today());
     let link = state
         .config
         .public_url

@@ -91,10 +91,6 @@ pub struct InvoiceView {
     pub adjustments: Vec<AdjustmentView>,
 }
 
-pub fn today() -> NaiveDate {
-    Utc::now().date_naive()
-}
-
 /// The status a reader sees: open invoices past their due date are `overdue`.
 pub fn effective_status(i: &invoice::Model, today: NaiveDate) -> InvoiceStatus {
     let s = InvoiceStatus::parse(&i.status).unwrap_or(InvoiceStatus::Draft);
@@ -149,9 +145,10 @@ pub struct Parts {
     pub adjustments: Vec<adjustment::Model>,
 }
 
-pub fn view(i: invoice::Model, parts: Parts) -> InvoiceView {
+/// `today` in the firm's time zone (`Config::today`) decides `overdue`.
+pub fn view(i: invoice::Model, parts: Parts, today: NaiveDate) -> InvoiceView {
     InvoiceView {
-        status: effective_status(&i, today()),
+        status: effective_status(&i, today),
         currency: currency_of(&i),
         balance_cents: i.total_cents - i.paid_cents,
         id: i.id,
@@ -207,6 +204,7 @@ pub async fn parts_of<C: ConnectionTrait>(conn: &C, invoice_id: Uuid) -> Result<
 async fn views<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<invoice::Model>,
+    today: NaiveDate,
 ) -> Result<Vec<InvoiceView>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -237,7 +235,7 @@ async fn views<C: ConnectionTrait>(
         .into_iter()
         .map(|i| {
             let parts = by_invoice.remove(&i.id).unwrap_or_default();
-            view(i, parts)
+            view(i, parts, today)
         })
         .collect())
 }
@@ -529,7 +527,8 @@ pub async fn create_invoice(
     let period_start = draft.lines.iter().map(|l| l.work_date).min();
     let period_end = draft.lines.iter().map(|l| l.work_date).max();
     let t = crate::db::now();
-    let issued = t.date_naive();
+    // The firm's date: an invoice drafted or sent on a New York evening is not tomorrow's.
+    let issued = state.config.today();
     let seq = allocate_number(&*txn, issued.year()).await?;
     // Addressed to the case's earliest-added client (only they will see it), fixed at drafting.
     let client_id = access::first_client_of(&*txn, input.case_id).await?;
@@ -592,6 +591,7 @@ pub async fn create_invoice(
             lines: draft.lines,
             adjustments: vec![],
         },
+        issued,
     ))
 }
 
@@ -605,7 +605,7 @@ pub async fn get_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<In
             parts_of(state.db.conn(), id),
         )
         .await?;
-    Ok(view(a.invoice, parts))
+    Ok(view(a.invoice, parts, state.config.today()))
 }
 
 pub async fn audit_read(
@@ -697,7 +697,7 @@ pub async fn list_invoices(
         q = q.filter(c);
     }
     if let Some(s) = status {
-        q = q.filter(status_condition(s, today()));
+        q = q.filter(status_condition(s, state.config.today()));
     }
     if let Some(c) = f.case_id {
         q = q.filter(invoice::Column::CaseId.eq(c));
@@ -747,7 +747,7 @@ pub async fn list_invoices(
         )
         .await?;
     Ok(Page {
-        items: views(state.db.conn(), rows).await?,
+        items: views(state.db.conn(), rows, state.config.today()).await?,
         next_cursor,
     })
 }
@@ -777,7 +777,8 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         return Err(Error::Conflict("Only a draft invoice can be sent.".into()));
     }
     let t = crate::db::now();
-    let issued = t.date_naive();
+    // The firm's date: an invoice drafted or sent on a New York evening is not tomorrow's.
+    let issued = state.config.today();
     let due = issued + Duration::days(PAYMENT_TERMS_DAYS);
     let res = invoice::Entity::update_many()
         .col_expr(
@@ -860,7 +861,7 @@ pub async fn send_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
     .await?;
     let parts = parts_of(&*txn, id).await?;
     txn.commit().await?;
-    Ok(view(inv, parts))
+    Ok(view(inv, parts, state.config.today()))
 }
 
 /// `POST /invoices/{id}/void`: unpaid invoices only; the entries become unbilled again.
@@ -921,7 +922,7 @@ pub async fn void_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<I
         .ok_or(Error::NotFound)?;
     let parts = parts_of(&*txn, id).await?;
     txn.commit().await?;
-    Ok(view(inv, parts))
+    Ok(view(inv, parts, state.config.today()))
 }
 
 #[cfg(test)]

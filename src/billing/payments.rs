@@ -154,7 +154,12 @@ pub async fn apply_payment_in<C: ConnectionTrait>(
     Ok(Ok((pay, inv)))
 }
 
-fn payment_view(pay: payment::Model, inv: invoice::Model, parts: invoices::Parts) -> PaymentView {
+fn payment_view(
+    pay: payment::Model,
+    inv: invoice::Model,
+    parts: invoices::Parts,
+    today: chrono::NaiveDate,
+) -> PaymentView {
     PaymentView {
         id: pay.id,
         invoice_id: pay.invoice_id,
@@ -163,7 +168,7 @@ fn payment_view(pay: payment::Model, inv: invoice::Model, parts: invoices::Parts
         method: PaymentMethod::parse(&pay.method).unwrap_or(PaymentMethod::Check),
         reference: pay.reference,
         created_at: pay.created_at,
-        invoice: invoices::view(inv, parts),
+        invoice: invoices::view(inv, parts, today),
     }
 }
 
@@ -222,7 +227,7 @@ pub async fn record_payment(
     };
     let parts = invoices::parts_of(&*txn, invoice_id).await?;
     txn.commit().await?;
-    Ok(payment_view(pay, inv, parts))
+    Ok(payment_view(pay, inv, parts, state.config.today()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

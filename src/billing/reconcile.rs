@@ -8,7 +8,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{check_description, entity::reconciliation, invoices::today, money::Currency, stmt};
+use super::{check_description, entity::reconciliation, money::Currency, stmt};
 use crate::{
     AppState,
     audit::{NewEntry, service::append_in},
@@ -175,7 +175,7 @@ pub async fn reconcile(
         .and_then(|n| check_description(&mut v, "note", n, 500));
     v.finish()?;
     let (_, period_end) = month.expect("checked");
-    if period_end >= today() {
+    if period_end >= state.config.today() {
         return Err(Error::invalid(
             "month",
             "the month has not ended yet; reconcile it once the bank statement is in",

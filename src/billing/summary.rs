@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{
     domain::InvoiceStatus,
     entity::{invoice, payment},
-    invoices::{client_scope, effective_status, today},
+    invoices::{client_scope, effective_status},
     money::Currency,
     payments::trust_balance_of,
 };
@@ -114,7 +114,7 @@ pub async fn outstanding_cents<C: ConnectionTrait>(conn: &C, p: &Principal) -> R
 pub async fn summary(state: &AppState, p: &Principal) -> Result<BillingSummary> {
     let conn = state.db.conn();
     let rows = scoped_invoices(conn, p).await?;
-    let today = today();
+    let today = state.config.today();
     let year_start = NaiveDate::from_ymd_opt(today.year(), 1, 1).expect("January 1st");
     let mut outstanding = 0;
     let mut overdue = 0;

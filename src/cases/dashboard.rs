@@ -195,7 +195,7 @@ async fn upcoming_deadlines(
             "Only the firm's staff have a deadline list.",
         ));
     }
-    let today = Utc::now().date_naive();
+    let today = state.config.today();
     let to = today + Duration::days(days);
     // From the cursor's day on (a closed range of the index either way), past its id that day:
     // `due > d OR id > i` is the keyset condition only because `from` bounds `due >= d`.
@@ -341,12 +341,10 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
     let rest = async {
         let conn = state.db.conn();
         let now = Utc::now();
-        // Today in UTC (the principal carries no time zone).
-        let start = now
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc();
+        // Today in the firm's time zone.
+        let today = state.config.today();
+        let start = state.config.start_of(today);
+        let end = state.config.start_of(today + Duration::days(1));
         let staff = async {
             if !p.is_staff() {
                 return Ok(None);
@@ -354,13 +352,7 @@ pub async fn dashboard(state: &AppState, p: &Principal) -> Result<Dashboard> {
             let (by_status, deadlines, todays, unbilled) = tokio::try_join!(
                 count_by_status(state, p),
                 upcoming_deadlines(state, p, 30, None, DASHBOARD_DEADLINES),
-                crate::appointments::service::upcoming_for(
-                    conn,
-                    p.user_id,
-                    start,
-                    Some(start + Duration::days(1)),
-                    50,
-                ),
+                crate::appointments::service::upcoming_for(conn, p.user_id, start, Some(end), 50,),
                 crate::billing::time::unbilled_minutes(conn, (!p.is_admin()).then_some(p.user_id)),
             )?;
             Ok::<_, crate::error::Error>(Some((by_status, deadlines, todays, unbilled)))

@@ -112,6 +112,7 @@ async fn views<C: ConnectionTrait>(
     conn: &C,
     cases: Vec<legal_case::Model>,
     client_view: bool,
+    today: NaiveDate,
 ) -> Result<Vec<CaseView>> {
     let ids: Vec<Uuid> = cases.iter().map(|c| c.id).collect();
     if ids.is_empty() {
@@ -145,7 +146,6 @@ async fn views<C: ConnectionTrait>(
             role: MemberRole::parse(&role).unwrap_or(MemberRole::Client),
         });
     }
-    let today = Utc::now().date_naive();
     let mut upcoming = deadline::Entity::find()
         .filter(deadline::Column::CaseId.is_in(ids))
         .filter(deadline::Column::DueOn.gte(today))
@@ -458,7 +458,9 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
         ],
     )
     .await?;
-    let out = views(&*txn, vec![case], false).await?.remove(0);
+    let out = views(&*txn, vec![case], false, state.config.today())
+        .await?
+        .remove(0);
     txn.commit().await?;
     Ok(out)
 }
@@ -512,7 +514,12 @@ pub async fn get_case(state: &AppState, p: &Principal, id: Uuid) -> Result<CaseV
         .audit
         .while_reading(
             read_entry(p, &a, "case.read"),
-            views(state.db.conn(), vec![a.case.clone()], client_view),
+            views(
+                state.db.conn(),
+                vec![a.case.clone()],
+                client_view,
+                state.config.today(),
+            ),
         )
         .await?;
     Ok(out.remove(0))
@@ -898,7 +905,7 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
         )
         .await?;
     Ok(Page {
-        items: views(state.db.conn(), rows, !p.is_staff()).await?,
+        items: views(state.db.conn(), rows, !p.is_staff(), state.config.today()).await?,
         next_cursor,
     })
 }
@@ -1004,7 +1011,9 @@ pub async fn patch_case(
         ],
     )
     .await?;
-    let out = views(&*txn, vec![case], false).await?.remove(0);
+    let out = views(&*txn, vec![case], false, state.config.today())
+        .await?
+        .remove(0);
     txn.commit().await?;
     Ok(out)
 }
@@ -1155,7 +1164,9 @@ pub async fn change_status(
         ],
     )
     .await?;
-    let out = views(&*txn, vec![case], false).await?.remove(0);
+    let out = views(&*txn, vec![case], false, state.config.today())
+        .await?
+        .remove(0);
     txn.commit().await?;
     Ok(out)
 }

@@ -1207,7 +1207,7 @@ async fn availability_page(
     require_attorney(p)?;
     let doc = crate::appointments::service::get_availability(state, p, p.user_id).await?;
     let v = Viewer::load(state, p).await?;
-    let today = Utc::now().date_naive();
+    let today = state.config.today();
     let busy = crate::appointments::service::list_busy(
         state,
         p,
@@ -1830,7 +1830,7 @@ async fn recon_page(
 ) -> Result<Response, PageError> {
     let list = reconcile::list(state, p, Limit::parse(Some(50))?, None).await?;
     let v = Viewer::load(state, p).await?;
-    let today = Utc::now().date_naive();
+    let today = state.config.today();
     let last = today
         .with_day0(0)
         .and_then(|d| d.pred_opt())

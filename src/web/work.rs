@@ -11,7 +11,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -339,7 +339,7 @@ pub async fn record_time(
         }
     };
     let work_date = NaiveDate::parse_from_str(&field(&form, "work_date"), "%Y-%m-%d")
-        .unwrap_or_else(|_| Utc::now().date_naive());
+        .unwrap_or_else(|_| state.config.today());
     let r = crate::billing::time::create_time_entry(
         &state,
         &p,
@@ -620,7 +620,7 @@ async fn book_page(
         .or_else(|| staff.first().map(|m| m.user_id));
     let mut days: Vec<SlotDay> = Vec::new();
     if let Some(a) = chosen {
-        let today = Utc::now().date_naive();
+        let today = state.config.today();
         let slots = crate::appointments::service::slots(
             state,
             p,

@@ -1674,3 +1674,44 @@ async fn an_invoice_of_thousands_of_entries_is_drafted_whole() {
     // 6 minutes at $100/h is $10.00 a line.
     assert_eq!(inv["subtotal_cents"], 2_500 * 1_000);
 }
+
+/// "Today" is the firm's (`LFP_TIMEZONE`), not UTC's: a deadline due today is listed as due
+/// today and on the case, and an invoice is dated today, in the firm's time zone. The zone is
+/// picked so that the firm's date differs from UTC's whenever the test runs.
+#[tokio::test]
+async fn today_is_the_firms_date_not_utcs() {
+    use chrono::Timelike;
+    let now = Utc::now();
+    let (zone, shift) = if now.hour() < 12 {
+        ("Etc/GMT+12", -1) // UTC-12: still yesterday
+    } else {
+        ("Etc/GMT-12", 1) // UTC+12: already tomorrow
+    };
+    let app = spawn_app_with(|c| c.timezone = zone.parse().unwrap()).await;
+    let firm_today = now.date_naive() + chrono::Duration::days(shift);
+    assert_eq!(app.state.config.today(), firm_today);
+    let f = firm(&app).await;
+    post_as(
+        &app,
+        &format!("/api/v1/cases/{}/deadlines", f.case_id),
+        &f.lead.access,
+        json!({"title": "File the answer", "due_on": firm_today, "kind": "filing"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let due = get_ok(&app, "/api/v1/deadlines?days=0", &f.lead.access).await;
+    assert_eq!(due["items"].as_array().unwrap().len(), 1, "{due}");
+    let case = get_ok(
+        &app,
+        &format!("/api/v1/cases/{}", f.case_id),
+        &f.lead.access,
+    )
+    .await;
+    assert_eq!(
+        case["next_deadline"]["due_on"],
+        firm_today.to_string(),
+        "{case}"
+    );
+    let inv = simple_invoice(&app, &f).await;
+    assert_eq!(inv["issued_on"], firm_today.to_string());
+}
