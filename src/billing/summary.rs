@@ -1,9 +1,10 @@
 //! `GET /billing/summary` and the billing numbers on the dashboard.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
+    sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, SimpleExpr},
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 use super::{
     domain::InvoiceStatus,
     entity::{invoice, payment},
-    invoices::{client_scope, effective_status},
+    invoices::{client_scope, effective_status, status_condition},
     money::Currency,
     payments::trust_balance_of,
 };
@@ -83,16 +84,88 @@ fn scoped(p: &Principal) -> sea_orm::Select<invoice::Entity> {
     }
 }
 
-async fn scoped_invoices<C: ConnectionTrait>(
+/// The caller's newest visible invoices (a client's summary lists 50).
+async fn newest_invoices<C: ConnectionTrait>(
     conn: &C,
     p: &Principal,
+    n: u64,
 ) -> Result<Vec<invoice::Model>> {
     Ok(scoped(p)
         .order_by_desc(invoice::Column::CreatedAt)
         .order_by_desc(invoice::Column::Id)
-        .limit(10_000)
+        .limit(n)
         .all(conn)
         .await?)
+}
+
+/// `SUM(when ? balance : 0)` as a BIGINT on both backends (PostgreSQL sums bigints as numeric).
+fn balance_sum(when: Option<Condition>) -> SimpleExpr {
+    let balance = Expr::col((invoice::Entity, invoice::Column::TotalCents))
+        .sub(Expr::col((invoice::Entity, invoice::Column::PaidCents)));
+    let term: SimpleExpr = match when {
+        Some(c) => CaseStatement::new().case(c, balance).finally(0).into(),
+        None => balance,
+    };
+    Func::cast_as(
+        Func::coalesce([SimpleExpr::from(Func::sum(term)), Expr::val(0)]),
+        Alias::new("BIGINT"),
+    )
+    .into()
+}
+
+/// One row of sums over every visible invoice, whatever their number.
+#[derive(Debug, FromQueryResult)]
+struct Totals {
+    invoices: i64,
+    outstanding: i64,
+    overdue: i64,
+    days_0_30: i64,
+    days_31_60: i64,
+    days_61_90: i64,
+    days_over_90: i64,
+}
+
+async fn totals<C: ConnectionTrait>(conn: &C, p: &Principal, today: NaiveDate) -> Result<Totals> {
+    let issued = |from_days: i64, to_days: Option<i64>| {
+        // Age in days since issued_on within [from_days, to_days]: issued_on between
+        // today - to_days and today - from_days (no lower end for the oldest bucket).
+        let mut c = Condition::all();
+        if from_days > 0 {
+            c = c.add(invoice::Column::IssuedOn.lte(today - Duration::days(from_days)));
+        }
+        if let Some(t) = to_days {
+            c = c.add(invoice::Column::IssuedOn.gte(today - Duration::days(t)));
+        }
+        Some(c)
+    };
+    Ok(scoped(p)
+        .select_only()
+        .column_as(
+            SimpleExpr::from(Func::cast_as(
+                Func::count(Expr::col((invoice::Entity, invoice::Column::Id))),
+                Alias::new("BIGINT"),
+            )),
+            "invoices",
+        )
+        .column_as(balance_sum(None), "outstanding")
+        .column_as(
+            balance_sum(Some(status_condition(InvoiceStatus::Overdue, today))),
+            "overdue",
+        )
+        // A date in the future (age below 0) counts as new, as `..=30` did.
+        .column_as(
+            balance_sum(Some(
+                Condition::all().add(invoice::Column::IssuedOn.gte(today - Duration::days(30))),
+            )),
+            "days_0_30",
+        )
+        .column_as(balance_sum(issued(31, Some(60))), "days_31_60")
+        .column_as(balance_sum(issued(61, Some(90))), "days_61_90")
+        .column_as(balance_sum(issued(91, None)), "days_over_90")
+        .into_model::<Totals>()
+        .one(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("an aggregate returned no row"))?)
 }
 
 /// Outstanding balance over the caller's visible sent invoices (dashboard): summed by the
@@ -113,45 +186,44 @@ pub async fn outstanding_cents<C: ConnectionTrait>(conn: &C, p: &Principal) -> R
 
 pub async fn summary(state: &AppState, p: &Principal) -> Result<BillingSummary> {
     let conn = state.db.conn();
-    let rows = scoped_invoices(conn, p).await?;
     let today = state.config.today();
-    let year_start = NaiveDate::from_ymd_opt(today.year(), 1, 1).expect("January 1st");
-    let mut outstanding = 0;
-    let mut overdue = 0;
-    let mut aging = Aging::default();
-    for i in &rows {
-        let balance = i.total_cents - i.paid_cents;
-        outstanding += balance;
-        if effective_status(i, today) == InvoiceStatus::Overdue {
-            overdue += balance;
-        }
-        let age = (today - i.issued_on).num_days();
-        let bucket = match age {
-            ..=30 => &mut aging.days_0_30_cents,
-            31..=60 => &mut aging.days_31_60_cents,
-            61..=90 => &mut aging.days_61_90_cents,
-            _ => &mut aging.days_over_90_cents,
-        };
-        *bucket += balance;
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|i| i.id).collect();
-    let paid_this_year: i64 = if ids.is_empty() {
-        0
-    } else {
-        let amounts: Vec<i64> = payment::Entity::find()
-            .select_only()
-            .column(payment::Column::AmountCents)
-            .filter(payment::Column::InvoiceId.is_in(ids))
-            .filter(
-                payment::Column::CreatedAt
-                    .gte(year_start.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
-            )
-            .into_tuple()
-            .all(conn)
-            .await?;
-        amounts.into_iter().sum()
-    };
     let client = !p.is_staff();
+    let t = totals(conn, p, today).await?;
+    let rows = if client {
+        newest_invoices(conn, p, 50).await?
+    } else {
+        Vec::new()
+    };
+    let year_start = state
+        .config
+        .start_of(NaiveDate::from_ymd_opt(today.year(), 1, 1).expect("January 1st"));
+    // Payments this (firm) year on the visible invoices, summed by the database.
+    let paid_this_year: Option<Option<i64>> = payment::Entity::find()
+        .select_only()
+        .column_as(
+            SimpleExpr::from(Func::cast_as(
+                Func::sum(Expr::col((payment::Entity, payment::Column::AmountCents))),
+                Alias::new("BIGINT"),
+            )),
+            "paid",
+        )
+        .filter(
+            payment::Column::InvoiceId.in_subquery(QueryTrait::into_query(
+                scoped(p).select_only().column(invoice::Column::Id),
+            )),
+        )
+        .filter(payment::Column::CreatedAt.gte(year_start))
+        .into_tuple()
+        .one(conn)
+        .await?;
+    let paid_this_year = paid_this_year.flatten().unwrap_or(0);
+    let aging = Aging {
+        days_0_30_cents: t.days_0_30,
+        days_31_60_cents: t.days_31_60,
+        days_61_90_cents: t.days_61_90,
+        days_over_90_cents: t.days_over_90,
+    };
+    let (outstanding, overdue) = (t.outstanding, t.overdue);
     let out = BillingSummary {
         currency: state.config.billing.currency,
         outstanding_cents: outstanding,
@@ -184,7 +256,7 @@ pub async fn summary(state: &AppState, p: &Principal) -> Result<BillingSummary> 
         .record(
             NewEntry::new("billing.summary", "invoice")
                 .by(p)
-                .details(serde_json::json!({"invoices": rows.len()})),
+                .details(serde_json::json!({"invoices": t.invoices})),
         )
         .await?;
     Ok(out)

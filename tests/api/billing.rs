@@ -1715,3 +1715,51 @@ async fn today_is_the_firms_date_not_utcs() {
     let inv = simple_invoice(&app, &f).await;
     assert_eq!(inv["issued_on"], firm_today.to_string());
 }
+
+/// Receivables aging counts each open invoice in the bucket of its age in days, edges
+/// included (30 is 0–30, 31 is 31–60, …), and overdue is what is past its due date.
+#[tokio::test]
+async fn aging_puts_each_balance_in_its_bucket() {
+    use lawfirm_pro::billing::entity::invoice;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let app = spawn_app().await;
+    let f = firm(&app).await;
+    let today = app.state.config.today();
+    let ages = [0, 30, 31, 60, 61, 90, 91, 200];
+    let mut total = 0;
+    for age in ages {
+        let inv = simple_invoice(&app, &f).await;
+        let id = inv["id"].as_str().unwrap().to_owned();
+        send_invoice(&app, &f, &id).await;
+        total = inv["total_cents"].as_i64().unwrap();
+        invoice::ActiveModel {
+            id: Set(id.parse().unwrap()),
+            issued_on: Set(today - chrono::Duration::days(age)),
+            due_on: Set(today - chrono::Duration::days(age) + chrono::Duration::days(30)),
+            ..Default::default()
+        }
+        .update(app.state.db.conn())
+        .await
+        .unwrap();
+    }
+    let s = get_ok(&app, "/api/v1/billing/summary", &f.lead.access).await;
+    let a = &s["aging"];
+    assert_eq!(
+        [
+            a["days_0_30_cents"].as_i64(),
+            a["days_31_60_cents"].as_i64(),
+            a["days_61_90_cents"].as_i64(),
+            a["days_over_90_cents"].as_i64(),
+        ],
+        [
+            Some(2 * total),
+            Some(2 * total),
+            Some(2 * total),
+            Some(2 * total)
+        ],
+        "{s}"
+    );
+    assert_eq!(s["outstanding_cents"], 8 * total, "{s}");
+    // Due 30 days after issue: overdue from age 31 on (six of them).
+    assert_eq!(s["overdue_cents"], 6 * total, "{s}");
+}
