@@ -248,8 +248,10 @@ pub async fn list_time_entries(
     })
 }
 
-/// Load an entry whose case the caller is staff on (404 for anyone who cannot see it).
-async fn entry_for_staff<C: ConnectionTrait>(
+/// Load an entry the caller may change: staff on its case (404 for anyone who cannot see
+/// it) who recorded it, or the case's lead attorney, or an admin (others on the legal team
+/// 403: a paralegal does not rewrite an attorney's minutes or rate).
+async fn entry_to_change<C: ConnectionTrait>(
     state: &AppState,
     conn: &C,
     p: &Principal,
@@ -259,7 +261,12 @@ async fn entry_for_staff<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or(Error::NotFound)?;
-    access::require_staff(state, conn, p, t.case_id).await?;
+    let a = access::require_staff(state, conn, p, t.case_id).await?;
+    if t.timekeeper_id != p.user_id && !a.is_lead(p) {
+        return Err(Error::Forbidden(
+            "Only whoever recorded the time, the case's lead attorney or an admin may change it.",
+        ));
+    }
     Ok(t)
 }
 
@@ -267,7 +274,7 @@ fn locked() -> Error {
     Error::Conflict("The entry is on an invoice; void the invoice to change it.".into())
 }
 
-/// `PATCH /time-entries/{id}` (staff members); 409 once invoiced.
+/// `PATCH /time-entries/{id}` (its timekeeper, the lead attorney, admins); 409 once invoiced.
 pub async fn patch_time_entry(
     state: &AppState,
     p: &Principal,
@@ -275,7 +282,7 @@ pub async fn patch_time_entry(
     patch: TimeEntryPatch,
 ) -> Result<TimeEntryView> {
     let txn = state.db.begin_write().await?;
-    let cur = entry_for_staff(state, &*txn, p, id).await?;
+    let cur = entry_to_change(state, &*txn, p, id).await?;
     if cur.invoice_id.is_some() {
         return Err(locked());
     }
@@ -347,7 +354,7 @@ pub async fn patch_time_entry(
 /// `DELETE /time-entries/{id}` (staff members); 409 once invoiced.
 pub async fn delete_time_entry(state: &AppState, p: &Principal, id: Uuid) -> Result<()> {
     let txn = state.db.begin_write().await?;
-    let cur = entry_for_staff(state, &*txn, p, id).await?;
+    let cur = entry_to_change(state, &*txn, p, id).await?;
     let res = time_entry::Entity::delete_many()
         .filter(time_entry::Column::Id.eq(id))
         .filter(time_entry::Column::InvoiceId.is_null())

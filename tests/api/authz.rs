@@ -60,6 +60,9 @@ enum Policy {
     CaseMember,
     /// Staff members of the case and admins; the case's client 403; outsiders 404.
     CaseStaff,
+    /// A time entry recorded by attorney_on (case X's lead): its timekeeper, the case's lead
+    /// and admins; the case's paralegal and client 403; outsiders 404.
+    TimeEntryEditors,
     /// Attorneys of the case and admins; the case's paralegal and client 403; outsiders 404
     /// (also for invoices: a paralegal off the case cannot see it, so 404 before the role's 403).
     CaseAttorney,
@@ -136,6 +139,11 @@ fn expect(policy: Policy, who: Who) -> Expect {
         Policy::CaseStaff => match who {
             Admin | AttorneyOn | ParalegalOn => Allowed,
             ClientOn => Status(403),
+            _ => Status(404),
+        },
+        Policy::TimeEntryEditors => match who {
+            Admin | AttorneyOn => Allowed,
+            ParalegalOn | ClientOn => Status(403),
             _ => Status(404),
         },
         Policy::CaseAttorney => match who {
@@ -392,8 +400,16 @@ const POLICY: &[(&str, &str, Policy)] = &[
         "/api/v1/messages/{id}/read",
         Policy::MessageParticipants,
     ),
-    ("PATCH", "/api/v1/time-entries/{id}", Policy::CaseStaff),
-    ("DELETE", "/api/v1/time-entries/{id}", Policy::CaseStaff),
+    (
+        "PATCH",
+        "/api/v1/time-entries/{id}",
+        Policy::TimeEntryEditors,
+    ),
+    (
+        "DELETE",
+        "/api/v1/time-entries/{id}",
+        Policy::TimeEntryEditors,
+    ),
     ("GET", "/api/v1/trust/ledger", Policy::InvoiceViewers),
     ("POST", "/api/v1/trust/deposits", Policy::InvoiceStaff),
     ("POST", "/api/v1/trust/transfers", Policy::InvoiceStaff),

@@ -1763,3 +1763,66 @@ async fn aging_puts_each_balance_in_its_bucket() {
     // Due 30 days after issue: overdue from age 31 on (six of them).
     assert_eq!(s["overdue_cents"], 6 * total, "{s}");
 }
+
+/// A time entry is changed by whoever recorded it, the case's lead attorney or an admin; the
+/// rest of the legal team may read it but not rewrite someone else's minutes or rate.
+#[tokio::test]
+async fn time_entries_are_changed_by_their_timekeeper_the_lead_or_an_admin() {
+    let app = spawn_app().await;
+    let f = firm(&app).await;
+    let second = named(&app, "attorney", "Sam Second").await;
+    post_as(
+        &app,
+        &format!("/api/v1/cases/{}/members", f.case_id),
+        &f.lead.access,
+        json!({"user_id": second.id, "role": "attorney"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let body =
+        json!({"work_date": today(), "minutes": 30, "rate_cents": 20000, "description": "Draft"});
+    let leads = entry(&app, &f.lead.access, &f.case_id, body.clone()).await;
+    let paras = entry(&app, &f.paralegal.access, &f.case_id, body).await;
+    let path = |e: &Value| format!("/api/v1/time-entries/{}", e["id"].as_str().unwrap());
+    let patch = async |who: &Login, e: &Value| {
+        send(
+            &app,
+            Method::PATCH,
+            &path(e),
+            &who.access,
+            Some(json!({"rate_cents": 1})),
+        )
+        .await
+        .status()
+    };
+    assert_eq!(patch(&f.paralegal, &leads).await, StatusCode::FORBIDDEN);
+    assert_eq!(patch(&second, &leads).await, StatusCode::FORBIDDEN);
+    let r = send(&app, Method::DELETE, &path(&leads), &second.access, None).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(patch(&f.paralegal, &paras).await, StatusCode::OK);
+    assert_eq!(patch(&f.lead, &paras).await, StatusCode::OK);
+    assert_eq!(patch(&f.admin, &leads).await, StatusCode::OK);
+    let r = send(
+        &app,
+        Method::DELETE,
+        &path(&paras),
+        &f.paralegal.access,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The lead's entry kept its rate until the admin changed it.
+    let list = get_ok(
+        &app,
+        &format!("/api/v1/cases/{}/time-entries", f.case_id),
+        &f.lead.access,
+    )
+    .await;
+    let rates: Vec<i64> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["rate_cents"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rates, vec![1], "{list}");
+}
