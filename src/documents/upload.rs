@@ -83,8 +83,22 @@ where
     result
 }
 
-/// Remove a written (or half-written) object and its registration.
+/// Remove a written (or half-written) object and its registration, unless a version owns it:
+/// a commit that reported an error may still have happened (the connection dropped after the
+/// server committed), and then the version row's transaction removed the registration. When
+/// in doubt the object stays, and the sweeper removes it later if it is still registered.
 pub async fn discard(state: &AppState, object_key: &str) {
+    match upload::Entity::find_by_id(object_key.to_string())
+        .one(state.db.conn())
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "checking a discarded upload failed; the sweeper decides");
+            return;
+        }
+    }
     if let Err(e) = state.storage.remove(object_key).await {
         // The registration stays, so the sweeper tries again.
         tracing::warn!(error = %e, "removing a discarded upload failed");

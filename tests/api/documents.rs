@@ -992,6 +992,29 @@ async fn versions_legal_holds_and_soft_delete() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// Discarding an upload whose version committed (as after a commit that reported an error
+/// but happened) leaves the bytes: a version owns them.
+#[tokio::test]
+async fn a_committed_versions_bytes_are_never_discarded() {
+    use lawfirm_pro::documents::entity::version;
+    use sea_orm::EntityTrait;
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let d = upload(&app, &lead.access, &case, "kept.pdf", pdf(500), "shared").await;
+    let v = version::Entity::find()
+        .one(app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    let files = stored_files(&app);
+    assert_eq!(files.len(), 1);
+    lawfirm_pro::documents::upload::discard(&app.state, &v.object_key).await;
+    assert_eq!(stored_files(&app), files);
+    let r = content(&app, &lead.access, d["id"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn abandoned_uploads_are_swept() {
     let app = spawn_app().await;
