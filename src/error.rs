@@ -40,6 +40,9 @@ pub enum Error {
     Unauthorized(AuthFailure),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A body that cannot be read as what it says it is (400), like malformed JSON.
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
     /// The request body exceeds a configured limit (413).
     #[error("too large: {0}")]
     TooLarge(String),

@@ -86,8 +86,9 @@ fn not_multipart(_: MultipartRejection) -> ApiError {
     .with_code("unsupported_media_type")
 }
 
+/// Like malformed JSON: 400 (not 422, which names fields of a well-formed body).
 fn malformed() -> Error {
-    Error::invalid("body", "is not a readable multipart/form-data body")
+    Error::Malformed("The body is not a readable multipart/form-data body.")
 }
 
 /// Read the form; the file is streamed into the store as soon as its part arrives.

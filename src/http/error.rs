@@ -91,6 +91,7 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::UNAUTHORIZED, detail).with_code(code)
             }
             Error::Conflict(d) => Self::new(StatusCode::CONFLICT, d).with_code("conflict"),
+            Error::Malformed(d) => Self::new(StatusCode::BAD_REQUEST, d).with_code("malformed"),
             Error::Validation(errors) => Self::validation(errors),
             Error::TooLarge(d) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, d).with_code("too_large")

@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
                 }
             }),
         )
+        .layer(axum::middleware::from_fn(problem_errors))
         // Client data must never sit in a shared or browser cache.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -108,7 +109,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::web::client::page_context,
         )))
-        .merge(crate::appointments::routes::feed_router())
+        .merge(
+            crate::appointments::routes::feed_router()
+                .layer(axum::middleware::from_fn(problem_errors)),
+        )
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -132,6 +136,37 @@ pub fn router(state: AppState) -> Router {
         }))
         .with_state(state);
     with_security_headers(router)
+}
+
+/// Every API error is problem+json: what an extractor of axum's rejects (a body over the
+/// limit on a raw-bytes route, a path that is not UTF-8, a failed WebSocket upgrade) comes as
+/// short plain text, and is rewritten here with the same status, its text as the detail and
+/// its other headers kept.
+async fn problem_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text);
+    let detail = match detail.trim() {
+        "" => status.canonical_reason().unwrap_or("Error").to_owned(),
+        d => d.to_owned(),
+    };
+    let mut out = ApiError::new(status, detail).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// The routes that stream a document upload (their handlers authenticate before reading a

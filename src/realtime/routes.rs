@@ -145,8 +145,21 @@ async fn ws(State(s): State<AppState>, req: Request) -> Result<Response, ApiErro
             .find(|(k, _)| k == "ticket")
             .map(|(_, v)| v.into_owned())
     });
+    let not_upgrade = |r: axum::extract::ws::rejection::WebSocketUpgradeRejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Not a WebSocket upgrade: {}", r.body_text()),
+        )
+    };
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &s).await;
     let p = match ticket {
-        Some(t) => redeem(&s, &t, meta).await?,
+        // A single-use ticket is spent only on a request that can become a socket.
+        Some(t) => {
+            if let Err(r) = upgrade {
+                return Err(not_upgrade(r));
+            }
+            redeem(&s, &t, meta).await?
+        }
         None => {
             let bearer = parts.headers.contains_key(header::AUTHORIZATION);
             let cookie = axum_extra::extract::CookieJar::from_headers(&parts.headers)
@@ -167,14 +180,7 @@ async fn ws(State(s): State<AppState>, req: Request) -> Result<Response, ApiErro
             AuthUser::from_request_parts(&mut parts, &s).await?.0
         }
     };
-    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &s)
-        .await
-        .map_err(|r| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Not a WebSocket upgrade: {}", r.body_text()),
-            )
-        })?;
+    let upgrade = upgrade.map_err(not_upgrade)?;
     let (conn_id, rx, cases) = s
         .hub
         .register(p.user_id, p.role, p.meta.ip.clone())

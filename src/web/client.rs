@@ -196,6 +196,7 @@ fn why(e: &Error) -> Option<String> {
         ),
         Error::Forbidden(m) => Some((*m).to_owned()),
         Error::Conflict(m) => Some(m.clone()),
+        Error::Malformed(m) => Some((*m).to_owned()),
         Error::RateLimited { retry_after_secs } => Some(format!(
             "Too many attempts. Please wait {retry_after_secs} seconds and try again."
         )),

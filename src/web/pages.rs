@@ -148,6 +148,7 @@ impl IntoResponse for PageError {
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Malformed(_) => StatusCode::BAD_REQUEST,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -171,6 +172,7 @@ impl IntoResponse for PageError {
                 format!("Please wait {retry_after_secs} seconds and try again."),
             ),
             Error::Conflict(why) => ("Conflict", why.clone()),
+            Error::Malformed(why) => ("Could not read the form", (*why).to_owned()),
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "page: database unavailable");
                 (

@@ -357,6 +357,17 @@ async fn types_are_decided_from_bytes_and_names_are_sanitised() {
         )
         .await;
     problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    // A body that says multipart but is not (no boundary line): 400, like malformed JSON.
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/cases/{case}/documents")))
+        .bearer_auth(&lead.access)
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body("this is not a multipart body")
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST).await;
     let r = app
         .post_multipart(
             &format!("/api/v1/cases/{case}/documents"),

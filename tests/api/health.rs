@@ -161,6 +161,32 @@ async fn axum_rejections_become_problems() {
         !text.contains("line 1") && !text.to_lowercase().contains("sql"),
         "{text}"
     );
+    // Routes that read the raw body or path themselves: the same problem shape.
+    let r = app
+        .client
+        .post(app.url("/api/v1/webhooks/payments"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let r = app
+        .client
+        .get(app.url("/calendar/feed/%FF%FE.ics"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST).await;
+    // A failed WebSocket upgrade (no ticket, not an upgrade).
+    let r = app.get("/api/v1/ws", None).await;
+    assert!(r.status().is_client_error());
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/problem+json",
+        "{:?}",
+        r.headers()
+    );
 }
 
 #[tokio::test]

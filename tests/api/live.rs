@@ -95,6 +95,9 @@ async fn upgrades_need_a_valid_single_use_ticket() {
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
     let t = ticket(&app, &u.access).await;
+    // A request that cannot become a socket does not spend the ticket.
+    let r = app.get(&format!("/api/v1/ws?ticket={t}"), None).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let (_ws, _) = tokio_tungstenite::connect_async(ws_url(&app, &format!("?ticket={t}")))
         .await
         .unwrap();
