@@ -4,6 +4,7 @@
 pub mod scale;
 
 use chrono::{Duration, Utc};
+use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::{
     AppState,
@@ -60,6 +61,17 @@ pub const PEOPLE: &[DemoLogin] = &[
 
 /// Seed the demo firm; refuses when the database already has people in it.
 pub async fn seed(state: &AppState) -> anyhow::Result<(String, Vec<UserView>)> {
+    // Seven accounts (an admin among them) with one printed password do not belong in a firm
+    // that is in use: only an empty database gets the demo.
+    let users = crate::users::entity::user::Entity::find()
+        .count(state.db.conn())
+        .await?;
+    if users > 0 {
+        anyhow::bail!(
+            "this database already has {users} users: the demo firm goes only into an empty one \
+             (point LFP_DATA_DIR or DATABASE_URL at a new one)"
+        );
+    }
     let system = Principal::system();
     // One random password for every demo login: printed once, never a known default.
     let password = format!("demo-{}", &random_token()[..16]);

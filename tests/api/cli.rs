@@ -190,13 +190,15 @@ async fn demo_seeds_a_firm_whose_printed_logins_work() {
         .trim()
         .to_owned();
     assert!(text.contains("john.smith@demo.lawfirm.example"));
-    // A second run refuses rather than duplicating the firm.
+    // A second run refuses rather than adding to a firm with people in it.
     let again = command(dir.path(), &url)
         .arg("demo")
         .output()
         .await
         .unwrap();
     assert!(!again.status.success());
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("already has 7 users"), "{why}");
 
     let config = {
         let mut c = lawfirm_pro::Config::defaults();

@@ -14,7 +14,7 @@ form.addEventListener("submit", async (event) => {
   });
   if (res.status === 201) {
     form.hidden = true;
-    result.textContent = "Done. Sign in with " + data.email + " through the API (POST /api/v1/auth/login).";
+    result.textContent = "Done. Sign in at /login with " + data.email + ".";
     return;
   }
   const problem = await res.json().catch(() => ({}));
