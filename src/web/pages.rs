@@ -510,6 +510,8 @@ pub struct DocRow {
     pub title: String,
     pub filename: String,
     pub when: String,
+    /// Who sees it, for the legal team's lists ("shared", "internal", "privileged").
+    pub confidentiality: String,
 }
 
 pub struct DeadlineRow {
@@ -587,6 +589,7 @@ pub async fn dashboard(
                 case_id: x["case_id"].as_str().unwrap_or_default().to_owned(),
                 title: x["title"].as_str().unwrap_or_default().to_owned(),
                 filename: String::new(),
+                confidentiality: x["confidentiality"].as_str().unwrap_or_default().to_owned(),
                 when: v.at_str(x["created_at"].as_str()),
             })
             .collect(),
@@ -676,6 +679,8 @@ struct CasePage {
     user: Option<Viewer>,
     csrf: String,
     staff: bool,
+    /// May file privileged documents here (an attorney on the case, or an admin).
+    attorney: bool,
     c: CaseSummary,
     phases: Vec<String>,
     notice: Notice,
@@ -699,18 +704,21 @@ pub(super) async fn case_page_with(
     notice: Notice,
 ) -> Result<Response, PageError> {
     let failed = notice.error.is_some() || notice.message_error.is_some();
-    let mut res = case_page(state, p, id, notice).await?;
+    let mut res = case_page(state, p, id, notice, true).await?;
     if failed {
         *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
     Ok(res)
 }
 
+/// `seen`: someone is looking at the page (not a live refresh of a hidden tab), so the thread
+/// shown counts as read.
 async fn case_page(
     state: &AppState,
     p: &Principal,
     id: Uuid,
     notice: Notice,
+    seen: bool,
 ) -> Result<Response, PageError> {
     let v = Viewer::load(state, p).await?;
     let case = crate::cases::service::get_case(state, p, id).await?;
@@ -756,7 +764,7 @@ async fn case_page(
         .filter(|m| m.recipient_ids.contains(&p.user_id) && m.read_at.is_none())
         .map(|m| m.id)
         .collect();
-    if !unread.is_empty() {
+    if seen && !unread.is_empty() {
         crate::messages::service::mark_read(state, p, &unread).await?;
     }
     let people: Vec<Uuid> = messages
@@ -793,9 +801,17 @@ async fn case_page(
             .collect::<Vec<_>>()
             .join(", "),
     };
+    // As the service decides (`Confidentiality::visible_to`): the option shows where it works.
+    let attorney = p.is_admin()
+        || (p.role == crate::users::domain::Role::Attorney
+            && case
+                .members
+                .iter()
+                .any(|m| m.user_id == p.user_id && m.role.is_attorney()));
     let page = CasePage {
         csrf: v.csrf.clone(),
         staff: p.is_staff(),
+        attorney,
         c: summary,
         phases: CasePhase::ALL.iter().map(|p| p.to_string()).collect(),
         notice,
@@ -849,6 +865,7 @@ async fn case_page(
                 title: d.title.clone(),
                 filename: d.filename.clone(),
                 when: v.at(d.created_at),
+                confidentiality: d.confidentiality.to_string(),
             })
             .collect(),
         invoices: invoices
@@ -877,6 +894,7 @@ pub async fn case_view(
     PageUser(p): PageUser,
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     // Only known confirmations: the query string is never echoed into the page.
@@ -884,6 +902,11 @@ pub async fn case_view(
         Some("time") => Some("Time recorded. It goes on the next invoice.".to_owned()),
         _ => None,
     };
+    // live.js refreshes the page for every new message; from a tab nobody is looking at that
+    // must not send read receipts (it says so with this header).
+    let seen = headers
+        .get("x-portal-refresh")
+        .is_none_or(|v| v.as_bytes() != b"hidden");
     case_page(
         &state,
         &p,
@@ -892,6 +915,7 @@ pub async fn case_view(
             done,
             ..Notice::default()
         },
+        seen,
     )
     .await
 }

@@ -270,6 +270,16 @@ async fn list_pages_show_the_clients_own_data_and_never_another_clients() {
     assert!(html.contains("No messages match") && !html.contains("merger"));
     let (_, html) = page(&app, &c, "/messages?unread=1").await;
     assert!(html.contains("aardvark"));
+    // A live refresh of a hidden tab (live.js says so) shows the thread without reading it.
+    let r = c
+        .get(app.url(&format!("/cases/{mine}")))
+        .header("x-portal-refresh", "hidden")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("aardvark"));
+    let (_, html) = page(&app, &c, "/messages?unread=1").await;
+    assert!(html.contains("aardvark"), "still unread: {html}");
     // Opening the matter reads the message: the unread filter is then empty.
     page(&app, &c, &format!("/cases/{mine}")).await;
     let (_, html) = page(&app, &c, "/messages?unread=1").await;
@@ -1456,4 +1466,69 @@ async fn every_audited_read_is_on_the_trail_when_its_answer_arrives() {
         assert_eq!(items.len(), 1, "{path} -> {action}: {trail}");
         assert_eq!(items[0]["outcome"], "success", "{trail}");
     }
+}
+
+/// The legal team chooses who sees an upload from the matter page, internal unless changed
+/// (a privileged memo dropped on the page must not reach the client); privileged is offered
+/// only to attorneys on the case; the list shows each document's audience to the team.
+#[tokio::test]
+async fn staff_uploads_from_the_matter_page_are_internal_unless_shared() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client, "Estate plan").await;
+    let s = sign_in(&app, &lead.email).await;
+    let (_, html) = page(&app, &s, &format!("/cases/{case}")).await;
+    assert!(
+        html.contains(r#"<option value="internal" selected>"#)
+            && html.contains(r#"<option value="privileged">"#),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    // As a browser sends the form: fields in page order, the choice before the file.
+    let form = Form::new()
+        .text("csrf", csrf)
+        .text("confidentiality", "internal")
+        .part(
+            "file",
+            Part::bytes(b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n".to_vec())
+                .file_name("memo.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        )
+        .text("title", "Strategy memo");
+    let r = s
+        .post(app.url(&format!("/cases/{case}/documents/upload")))
+        .header(header::ORIGIN, ORIGIN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let count = async |who: &Login| {
+        json_ok(
+            app.get(
+                &format!("/api/v1/cases/{case}/documents"),
+                Some(&who.access),
+            )
+            .await,
+            StatusCode::OK,
+            "documents",
+        )
+        .await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!((count(&lead).await, count(&client).await), (1, 0));
+    let (_, html) = page(&app, &s, &format!("/cases/{case}")).await;
+    assert!(html.contains("conf-internal"), "{html}");
+    // The client's page offers no choice and shows no audience.
+    let c = sign_in(&app, &client.email).await;
+    let (_, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert!(
+        !html.contains("doc-conf") && !html.contains("Strategy memo"),
+        "{html}"
+    );
 }

@@ -26,7 +26,9 @@ function toast(text) {
 // Fetch this page again and swap in the given elements (by id), leaving forms alone.
 async function refresh(ids) {
   // Same query too: a searched or filtered list stays searched.
-  const res = await fetch(location.pathname + location.search, { credentials: "same-origin" });
+  // A hidden tab says so: the matter page then does not count its thread as read.
+  const headers = document.visibilityState === "visible" ? {} : { "x-portal-refresh": "hidden" };
+  const res = await fetch(location.pathname + location.search, { credentials: "same-origin", headers });
   if (!res.ok) return;
   const doc = new DOMParser().parseFromString(await res.text(), "text/html");
   for (const id of ids) {
@@ -116,5 +118,10 @@ function retry() {
   setTimeout(connect, delay);
   delay = Math.min(delay * 2, 30000);
 }
+
+// Coming back to a matter tab: what arrived meanwhile is read now (the page marks it).
+document.addEventListener("visibilitychange", () => {
+  if (caseId && document.visibilityState === "visible") refresh(["thread-wrap", "nav-messages"]);
+});
 
 connect();

@@ -33,7 +33,8 @@ function enhanceUpload(form) {
   function send(file) {
     const data = new FormData();
     data.append("title", form.elements.title?.value || file.name);
-    data.append("confidentiality", "shared");
+    // Staff choose (the form's select, "internal" unless changed); clients share.
+    data.append("confidentiality", form.elements.confidentiality?.value || "shared");
     data.append("file", file);
     const xhr = new XMLHttpRequest();
     // The API answers 201 with JSON (the form's own action is the no-JavaScript fallback).
