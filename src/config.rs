@@ -174,6 +174,17 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// Whether `LFP_PUBLIC_URL` was left to default from the listening address while that
+    /// listens beyond loopback: sign-in forms from any other address will be refused (their
+    /// Origin is not the public URL), so the server warns at start.
+    pub fn public_url_guessed(&self) -> bool {
+        self.bind.ip().is_unspecified()
+            && self
+                .public_url
+                .host()
+                .is_some_and(|h| h == url::Host::<&str>::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+    }
+
     /// Today in the firm's time zone ([`Config::timezone`]).
     pub fn today(&self) -> chrono::NaiveDate {
         chrono::Utc::now()
@@ -384,7 +395,13 @@ impl Config {
                     format!("`{v}` is not an address like 127.0.0.1:8080"),
                 )
             })?;
-            c.public_url = url::Url::parse(&format!("http://{}", c.bind)).expect("address url");
+            // Listening on every address says nothing about the one browsers use: the local one
+            // works here (forms check that Origin is the public URL; `Config::public_url_guessed`).
+            let mut shown = c.bind;
+            if shown.ip().is_unspecified() {
+                shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            c.public_url = url::Url::parse(&format!("http://{shown}")).expect("address url");
         }
         match pick(get("DATABASE_URL"), fc.database_url) {
             Some(v) => c.database_url = v,
@@ -782,6 +799,24 @@ mod tests {
             let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert!(e.to_string().starts_with(k), "{k}={v}: {e}");
         }
+    }
+
+    #[test]
+    fn listening_everywhere_defaults_the_public_url_to_loopback_and_says_so() {
+        let c = Config::from_sources(None, &env(&[("LFP_BIND", "0.0.0.0:9090")])).unwrap();
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:9090/");
+        assert!(c.public_url_guessed());
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("LFP_BIND", "0.0.0.0:9090"),
+                ("LFP_PUBLIC_URL", "https://portal.firm.example"),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.public_url_guessed());
+        let c = Config::from_sources(None, &env(&[("LFP_BIND", "127.0.0.1:9090")])).unwrap();
+        assert!(!c.public_url_guessed());
     }
 
     #[test]

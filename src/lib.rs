@@ -155,6 +155,13 @@ impl Application {
         let bind = config.bind;
         let state = AppState::init(config).await?;
         documents::keys::check_master_key(&state).await?;
+        if state.config.public_url_guessed() {
+            tracing::warn!(
+                public_url = %state.config.public_url,
+                "listening on every address without LFP_PUBLIC_URL: sign-in works only at the \
+                 public URL; set LFP_PUBLIC_URL to the address people use"
+            );
+        }
         users::service::announce_first_run(&state).await?;
         let listener = TcpListener::bind(bind)
             .await
