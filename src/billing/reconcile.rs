@@ -3,7 +3,7 @@
 //! (each client/case account's balance at the month's end) must agree. Each run is stored,
 //! so the firm keeps the monthly record bar rules ask for.
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
+use chrono::{Datelike, Duration, NaiveDate};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -108,14 +108,12 @@ pub fn parse_month(s: &str) -> std::result::Result<(NaiveDate, NaiveDate), Strin
     Ok((first, next - Duration::days(1)))
 }
 
-/// Journal total and each account's balance as of the end of `period_end` (UTC).
+/// Journal total and each account's balance as of `cutoff`: the end of the month's last
+/// day in the firm's time zone, the same calendar that decides the month has ended.
 async fn balances_at<C: ConnectionTrait>(
     conn: &C,
-    period_end: NaiveDate,
+    cutoff: chrono::DateTime<chrono::Utc>,
 ) -> Result<(i64, Vec<LedgerBalance>)> {
-    let cutoff = (period_end + Duration::days(1))
-        .and_time(NaiveTime::MIN)
-        .and_utc();
     let backend = conn.get_database_backend();
     let journal = conn
         .query_one_raw(stmt(
@@ -183,7 +181,8 @@ pub async fn reconcile(
     }
     // The month has ended, so its entries no longer change: read them before taking the
     // write slot (SQLite has one) for the two inserts.
-    let (journal, ledgers) = balances_at(state.db.conn(), period_end).await?;
+    let cutoff = state.config.start_of(period_end + Duration::days(1));
+    let (journal, ledgers) = balances_at(state.db.conn(), cutoff).await?;
     let ledgers_total = ledgers
         .iter()
         .try_fold(0i64, |s, l| s.checked_add(l.balance_cents))

@@ -101,6 +101,12 @@ pub async fn add_member(
     })
 }
 
+/// Lock a case's row for the rest of `conn`'s transaction (marking it changed, as adding a
+/// member does anyway), before anything appends to the audit trail.
+pub(crate) async fn lock_case<C: ConnectionTrait>(conn: &C, case_id: Uuid) -> Result<()> {
+    touch(conn, case_id).await
+}
+
 /// Put `user_id` on the case as `role` in `conn`'s transaction, once the caller has checked
 /// who may: the row, the live event, the case's change time, and `entry` (its actor already
 /// set) as the audit of it, with `details` added to its own.

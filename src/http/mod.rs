@@ -163,7 +163,7 @@ async fn problem_errors(req: Request, next: axum::middleware::Next) -> Response 
     let mut out = ApiError::new(status, detail).into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            out.headers_mut().insert(name.clone(), value.clone());
+            out.headers_mut().append(name.clone(), value.clone());
         }
     }
     out

@@ -462,9 +462,11 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
         .all(state.db.conn())
         .await?;
     let items: Vec<UserView> = rows.into_iter().map(Into::into).collect();
-    // Clients' names, emails and phones are client data: which ones a page showed is audited,
-    // as a case list names its cases.
-    let clients: Vec<Uuid> = items
+    let page = page_from(items, limit, |u: &UserView| (u.name.clone(), u.id));
+    // Clients' names, emails and phones are client data: which ones the page shows (not the
+    // look-ahead row) is audited, as a case list names its cases.
+    let clients: Vec<Uuid> = page
+        .items
         .iter()
         .filter(|u| u.role == Role::Client)
         .map(|u| u.id)
@@ -476,7 +478,7 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
                 NewEntry::new("user.list", "user")
                     .by(p)
                     .details(serde_json::json!({
-                        "count": items.len(),
+                        "count": page.items.len(),
                         "client_ids": clients,
                         "q": f.q,
                         "role": f.role,
@@ -484,9 +486,7 @@ pub async fn list_users(state: &AppState, p: &Principal, f: UserFilter) -> Resul
             )
             .await?;
     }
-    Ok(page_from(items, limit, |u: &UserView| {
-        (u.name.clone(), u.id)
-    }))
+    Ok(page)
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -817,6 +817,11 @@ pub async fn accept_invitation(
     if !claimed || setup_spent {
         return Err(Error::NotFound);
     }
+    // The case row before the audit head (insert_user appends an entry), in the order every
+    // other write to a case takes them: the reverse can deadlock on PostgreSQL.
+    if let Some(case_id) = inv.case_id {
+        crate::cases::members::lock_case(&*txn, case_id).await?;
+    }
     let m = insert_user(
         &*txn,
         v,
@@ -858,7 +863,11 @@ async fn join_invited_case<C: ConnectionTrait>(
     let may = match inv.invited_by {
         Some(by) => match active_roles(conn, &[by]).await?.get(&by) {
             Some(Role::Admin) => legal_case::Entity::find_by_id(case_id).count(conn).await? > 0,
-            Some(_) => membership(conn, case_id, by).await? == Some(MemberRole::LeadAttorney),
+            // As `CaseAccess::is_lead`: still an attorney in the firm, not only on the case.
+            Some(Role::Attorney) => {
+                membership(conn, case_id, by).await? == Some(MemberRole::LeadAttorney)
+            }
+            Some(_) => false,
             None => false,
         },
         None => false,

@@ -217,6 +217,25 @@ async fn staff_list_users_and_only_admins_see_disabled_accounts() {
     );
 }
 
+/// The directory's audit entry names the clients the page showed, not the row read ahead to
+/// know whether another page follows.
+#[tokio::test]
+async fn a_directory_page_audits_only_the_clients_it_shows() {
+    let app = app().await;
+    let admin = app.user("admin").await;
+    let paralegal = app.user("paralegal").await;
+    app.create_user("client").await;
+    app.create_user("client").await;
+    let b = page(&app, "/api/v1/users?role=client&limit=1", &paralegal.access).await;
+    let shown = ids(&b);
+    assert_eq!(shown.len(), 1);
+    assert!(b["next_cursor"].is_string(), "{b}");
+    let log = page(&app, "/api/v1/audit?action=user.list", &admin.access).await;
+    let entry = &log["items"][0];
+    assert_eq!(entry["details"]["client_ids"], json!(shown), "{log}");
+    assert_eq!(entry["details"]["count"], 1, "{log}");
+}
+
 #[tokio::test]
 async fn q_filters_by_name_or_email_case_insensitively() {
     let app = app().await;
