@@ -347,7 +347,9 @@ pub async fn create_case(state: &AppState, p: &Principal, input: NewCase) -> Res
     };
 
     let t = crate::db::now();
-    let year = t.year();
+    // The firm's year, as invoices number theirs: a matter opened on New Year's Eve evening in
+    // New York is numbered in the old year.
+    let year = state.config.today().year();
     let txn = state.db.begin_write().await?;
     let seq = allocate_number(&*txn, year).await?;
     let id = Uuid::now_v7();
@@ -821,19 +823,12 @@ pub async fn list_cases(state: &AppState, p: &Principal, f: CaseFilter) -> Resul
             None => legal_case::Column::OpenedAt.lt(at),
         }
     };
+    // Days of the firm's calendar (LFP_TIMEZONE), from their first instant.
     if let Some(d) = f.opened_from {
-        q = q.filter(opened(
-            d.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
-            true,
-        ));
+        q = q.filter(opened(state.config.start_of(d), true));
     }
     if let Some(d) = f.opened_to {
-        let end = d
-            .succ_opt()
-            .unwrap_or(d)
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc();
+        let end = state.config.start_of(d.succ_opt().unwrap_or(d));
         q = q.filter(opened(end, false));
     }
     if let Some(text) = q_text {

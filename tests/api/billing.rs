@@ -1720,6 +1720,20 @@ async fn today_is_the_firms_date_not_utcs() {
     );
     let inv = simple_invoice(&app, &f).await;
     assert_eq!(inv["issued_on"], firm_today.to_string());
+    // The case opened just now was opened today, by the firm's calendar.
+    let opened = get_ok(
+        &app,
+        &format!("/api/v1/cases?opened_from={firm_today}&opened_to={firm_today}"),
+        &f.lead.access,
+    )
+    .await;
+    let ids: Vec<&str> = opened["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&f.case_id.as_str()), "{opened}");
 }
 
 /// Receivables aging counts each open invoice in the bucket of its age in days, edges
