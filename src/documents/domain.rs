@@ -27,15 +27,6 @@ impl Confidentiality {
             Confidentiality::Privileged => role == Role::Attorney && m.is_attorney(),
         }
     }
-
-    /// The same rule for a case member whose firm role is implied by the membership.
-    pub fn visible_to_member(self, member: MemberRole) -> bool {
-        match self {
-            Confidentiality::Shared => true,
-            Confidentiality::Internal => member.is_staff(),
-            Confidentiality::Privileged => member.is_attorney(),
-        }
-    }
 }
 
 /// A file type the portal accepts, as recognised from the content.

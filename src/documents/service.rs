@@ -1319,13 +1319,14 @@ pub async fn recent_for_dashboard(
 }
 
 /// For messages with attachments: are all `document_ids` live documents of `case_id` that
-/// every one of `viewers` (case members with their role on the case) may see? An empty list
-/// of ids is trivially true; an unknown, deleted or foreign id makes it false.
+/// every one of `viewers` (case members with their firm role and their role on the case) may
+/// see? An empty list of ids is trivially true; an unknown, deleted or foreign id makes it
+/// false.
 pub async fn visible_to_all<C: ConnectionTrait>(
     conn: &C,
     case_id: Uuid,
     document_ids: &[Uuid],
-    viewers: &[(Uuid, MemberRole)],
+    viewers: &[(Uuid, Role, MemberRole)],
 ) -> Result<bool> {
     if document_ids.is_empty() {
         return Ok(true);
@@ -1348,7 +1349,9 @@ pub async fn visible_to_all<C: ConnectionTrait>(
     Ok(wanted.iter().all(|id| {
         found.get(id).is_some_and(|c| {
             let c = Confidentiality::parse(c).unwrap_or(Confidentiality::Privileged);
-            viewers.iter().all(|(_, role)| c.visible_to_member(*role))
+            viewers
+                .iter()
+                .all(|(_, firm, member)| c.visible_to(*firm, Some(*member)))
         })
     }))
 }

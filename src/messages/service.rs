@@ -273,10 +273,24 @@ async fn check_attachments<C: ConnectionTrait>(
     if attachment_ids.is_empty() {
         return Ok(());
     }
-    let viewers: Vec<_> = crate::cases::access::members_of(conn, case_id)
+    let members: Vec<_> = crate::cases::access::members_of(conn, case_id)
         .await?
         .into_iter()
         .filter(|(u, _)| *u == sender || recipients.contains(u))
+        .collect();
+    // With their firm role, as reading decides: an account demoted to client that is still on
+    // the case as an attorney sees only what clients see (inactive: the same).
+    let ids: Vec<Uuid> = members.iter().map(|(u, _)| *u).collect();
+    let firm = crate::users::service::active_roles(conn, &ids).await?;
+    let viewers: Vec<_> = members
+        .into_iter()
+        .map(|(u, r)| {
+            let role = firm
+                .get(&u)
+                .copied()
+                .unwrap_or(crate::users::domain::Role::Client);
+            (u, role, r)
+        })
         .collect();
     if !crate::documents::service::visible_to_all(conn, case_id, attachment_ids, &viewers).await? {
         return Err(Error::invalid(

@@ -1287,4 +1287,28 @@ async fn attachments_must_be_visible_to_every_recipient() {
     )
     .await;
     assert_eq!(m["attachment_ids"], json!([internal]));
+
+    // The paralegal demoted to client (still on the case as paralegal) is a client now: an
+    // internal document no longer goes to them.
+    let admin = app.user("admin").await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", paralegal.id),
+            Some(&admin.access),
+            json!({"role": "client"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b = problem(
+        post_message(
+            &app,
+            &case,
+            &lead,
+            json!({"body": "More notes", "recipient_ids": [paralegal.id], "attachment_ids": [internal]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(fields(&b).contains("attachment_ids"), "{b}");
 }
