@@ -843,6 +843,96 @@ async fn search_is_newest_first_or_ranked_and_never_shows_others_messages() {
     assert_eq!(item_ids(&theirs).len(), 1);
 }
 
+/// Every page of `path` (ranked or not), 100 at a time.
+async fn all_pages(app: &TestApp, path: &str, who: &Login) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}&limit=100&cursor={c}"),
+            None => format!("{path}&limit=100"),
+        };
+        let page = get_ok(app, &url, who).await;
+        out.extend(item_ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// `sort=relevance` ranks the newest `RANKED_WINDOW` matches of the box searched, after the
+/// box's own filters (the case asked for): each page costs the same however many messages
+/// match. The newest-first search still finds every match.
+#[tokio::test]
+async fn a_ranked_search_ranks_the_newest_matches_of_the_box_searched() {
+    use lawfirm_pro::messages::query::RANKED_WINDOW;
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    // Each sender may send 30 messages a minute: the window's worth comes from a team.
+    let mut team = Vec::new();
+    for _ in 0..RANKED_WINDOW / 25 {
+        team.push(app.user("paralegal").await);
+    }
+    let old = new_case(&app, &lead, &[&client], &[]).await;
+    let busy = new_case(&app, &lead, &[&client], &team.iter().collect::<Vec<_>>()).await;
+    let to = |body: String| json!({"body": body, "recipient_ids": [client.id]});
+    // The best match of all, sent before the window's worth of others.
+    let best = id(&say(
+        &app,
+        &old,
+        &lead,
+        to("settlement settlement settlement settlement".into()),
+    )
+    .await);
+    let mut window = Vec::new();
+    for i in 0..RANKED_WINDOW {
+        let body = if i == 0 {
+            // The oldest message of the window, and its best match.
+            "settlement settlement settlement".to_owned()
+        } else {
+            format!("Note {i}: the settlement draft and the filing schedule, for review")
+        };
+        let sender = &team[i as usize % team.len()];
+        window.push(id(&say(&app, &busy, sender, to(body)).await));
+    }
+
+    let newest_first = all_pages(&app, "/api/v1/messages?q=settlement", &client).await;
+    assert_eq!(
+        newest_first.len(),
+        window.len() + 1,
+        "every match, newest first"
+    );
+    assert_eq!(newest_first.last(), Some(&best));
+
+    let ranked = all_pages(
+        &app,
+        "/api/v1/messages?q=settlement&sort=relevance",
+        &client,
+    )
+    .await;
+    assert_eq!(
+        ranked.len(),
+        window.len(),
+        "the window, each once, across pages"
+    );
+    assert_eq!(
+        ranked.iter().collect::<HashSet<_>>(),
+        window.iter().collect::<HashSet<_>>(),
+        "the newest matches"
+    );
+    assert_eq!(ranked[0], window[0], "the window's best match first");
+    // Filters narrow the box before the window is taken: the older case's match is ranked.
+    let in_old = get_ok(
+        &app,
+        &format!("/api/v1/messages?q=settlement&sort=relevance&case_id={old}"),
+        &client,
+    )
+    .await;
+    assert_eq!(item_ids(&in_old), vec![best]);
+}
+
 #[tokio::test]
 async fn bulk_actions_are_all_or_nothing_and_bounded() {
     let app = spawn_app().await;
