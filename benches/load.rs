@@ -518,7 +518,7 @@ async fn main() {
     let (ids, captured) = {
         let mut config = Config::defaults();
         config.data_dir = dir.clone();
-        config.database_url = url.clone();
+        config.database_url = url.clone().into();
         config.bind = "127.0.0.1:0".parse().unwrap();
         let app = Application::build(config).await.unwrap();
         let state = app.state().clone();

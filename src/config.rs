@@ -6,11 +6,64 @@ use std::{net::SocketAddr, path::PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+/// `DATABASE_URL`: its `Debug` form hides the password, so printing a [`Config`] never shows
+/// it (the URL itself is handed to the driver as it is).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("redacted"));
+                }
+                // Passwords can also come as a query parameter (`?password=`).
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.eq_ignore_ascii_case("password") {
+                            "redacted".into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                if !pairs.is_empty() {
+                    u.query_pairs_mut().clear().extend_pairs(pairs);
+                }
+                write!(f, "{:?}", u.as_str())
+            }
+            Err(_) => f.write_str("\"<unparsed>\""),
+        }
+    }
+}
+
 /// Everything the application needs to start. Built by [`Config::load`] or by tests.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind: SocketAddr,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub data_dir: PathBuf,
     /// Absolute URL under which the portal is reached (links in mail, cookie `Secure`, Origin checks).
     pub public_url: url::Url,
@@ -207,8 +260,9 @@ impl Config {
     }
 }
 
-/// The file form: every field optional, unknown keys refused.
-#[derive(Debug, Default, Deserialize)]
+/// The file form: every field optional, unknown keys refused. No `Debug`: it holds secrets
+/// as plain strings.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     bind: Option<String>,
@@ -404,9 +458,9 @@ impl Config {
             c.public_url = url::Url::parse(&format!("http://{shown}")).expect("address url");
         }
         match pick(get("DATABASE_URL"), fc.database_url) {
-            Some(v) => c.database_url = v,
+            Some(v) => c.database_url = v.into(),
             None if data_dir_set => {
-                c.database_url = format!("sqlite://{}/lawfirm.db", c.data_dir.display())
+                c.database_url = format!("sqlite://{}/lawfirm.db", c.data_dir.display()).into()
             }
             None => {}
         }
@@ -749,7 +803,7 @@ mod tests {
     #[test]
     fn defaults_are_sqlite_under_data() {
         let c = Config::from_sources(None, &[]).unwrap();
-        assert_eq!(c.database_url, "sqlite://./data/lawfirm.db");
+        assert_eq!(&*c.database_url, "sqlite://./data/lawfirm.db");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.max_upload_bytes, 100 * 1024 * 1024);
         assert!(!c.open_registration);
@@ -768,7 +822,7 @@ mod tests {
     #[test]
     fn data_dir_moves_the_default_database() {
         let c = Config::from_sources(None, &env(&[("LFP_DATA_DIR", "/srv/lfp")])).unwrap();
-        assert_eq!(c.database_url, "sqlite:///srv/lfp/lawfirm.db");
+        assert_eq!(&*c.database_url, "sqlite:///srv/lfp/lawfirm.db");
     }
 
     #[test]
@@ -798,6 +852,24 @@ mod tests {
         ] {
             let e = Config::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert!(e.to_string().starts_with(k), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn printing_the_configuration_never_shows_the_database_password() {
+        let mut c = Config::defaults();
+        for url in [
+            "postgres://lfp:s3cret-pw@db.internal:5432/lawfirm",
+            "postgres://db.internal/lawfirm?user=lfp&password=s3cret-pw&sslmode=require",
+        ] {
+            c.database_url = url.into();
+            let shown = format!("{c:?}");
+            assert!(!shown.contains("s3cret-pw"), "{shown}");
+            assert!(
+                shown.contains("db.internal"),
+                "the rest stays readable: {shown}"
+            );
+            assert_eq!(&*c.database_url, url, "the driver gets the URL as given");
         }
     }
 

@@ -290,7 +290,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = crate::Config::defaults();
         config.data_dir = dir.path().into();
-        config.database_url = format!("sqlite://{}/t.db", dir.path().display());
+        config.database_url = format!("sqlite://{}/t.db", dir.path().display()).into();
         config.insecure_fast_password_hashing = true;
         (AppState::init(config).await.unwrap(), dir)
     }

@@ -204,7 +204,7 @@ async fn demo_seeds_a_firm_whose_printed_logins_work() {
         let mut c = lawfirm_pro::Config::defaults();
         c.bind = "127.0.0.1:0".parse().unwrap();
         c.data_dir = dir.path().to_path_buf();
-        c.database_url = url.clone();
+        c.database_url = url.clone().into();
         c
     };
     let app = lawfirm_pro::Application::build(config).await.unwrap();

@@ -1110,7 +1110,7 @@ async fn key_rotation_rewraps_keys_and_documents_stay_readable() {
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.data_dir = app.data_dir.path().to_path_buf();
-    config.database_url = app.database_url.clone();
+    config.database_url = app.database_url.clone().into();
     config.insecure_fast_password_hashing = true;
     config.db_max_connections = 3;
     let keys = app.data_dir.path().join("keys");

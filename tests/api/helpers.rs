@@ -92,7 +92,7 @@ async fn spawn_app_at(
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.path().to_path_buf();
-    config.database_url = database_url.clone();
+    config.database_url = database_url.clone().into();
     config.public_url = url::Url::parse(ORIGIN).unwrap();
     config.insecure_fast_password_hashing = true;
     config.db_max_connections = 5;

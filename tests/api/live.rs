@@ -448,7 +448,7 @@ async fn second_instance(a: &TestApp) -> lawfirm_pro::Application {
     let mut config = lawfirm_pro::Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.data_dir = a.data_dir.path().to_path_buf();
-    config.database_url = a.database_url.clone();
+    config.database_url = a.database_url.clone().into();
     config.public_url = url::Url::parse(crate::helpers::ORIGIN).unwrap();
     config.insecure_fast_password_hashing = true;
     lawfirm_pro::Application::build(config).await.unwrap()

@@ -282,7 +282,7 @@ async fn a_claim_whose_worker_died_is_resent_with_the_same_message_id() {
     let (url, db) = (sink.url(), a.database_url.clone());
     let b = spawn_app_with(|c| {
         c.smtp_url = Some(url.into());
-        c.database_url = db;
+        c.database_url = db.into();
         c.job_interval = Duration::from_millis(200);
     })
     .await;
