@@ -175,8 +175,10 @@ async fn logout(
     let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "The body is not valid JSON."))?
+        // As every JSON body: 400 when it is not JSON, 422 when a field has the wrong type.
+        Json::<LogoutRequest>::from_bytes(&body)
+            .map_err(crate::http::error::from_json_rejection)?
+            .0
     };
     service::logout(&s, &p, req.refresh_token.as_deref()).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();

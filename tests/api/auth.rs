@@ -169,6 +169,26 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 async fn logout_revokes_the_session() {
     let app = spawn_app().await;
     let u = app.user("paralegal").await;
+    // A body that is not JSON is 400, a field of the wrong type 422; neither signs out.
+    let raw = |body: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/logout"))
+            .bearer_auth(&u.access)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    problem(raw("{").await.unwrap(), StatusCode::BAD_REQUEST).await;
+    let bad = problem(
+        raw(r#"{"refresh_token": 5}"#).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(bad.to_string().contains("refresh_token"), "{bad}");
+    assert_eq!(
+        app.get("/api/v1/me", Some(&u.access)).await.status(),
+        StatusCode::OK
+    );
     let r = app
         .post(
             "/api/v1/auth/logout",
