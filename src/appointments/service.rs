@@ -28,7 +28,7 @@ use crate::{
     auth::Principal,
     cases::{domain::MemberRole, entity::member},
     error::{Error, Result, Validator},
-    http::pagination::{Limit, Page, decode_cursor},
+    http::pagination::{Limit, Page, decode_cursor, page_from},
     mail::{self, Attachment, NewMail},
     realtime::{self, Audience, NewEvent},
     users::{
@@ -226,20 +226,9 @@ async fn require_calendar_owner(state: &AppState, p: &Principal, id: Uuid) -> Re
             "Only the attorney and admins manage an attorney's calendar.",
         ));
     }
-    deny(
-        state,
-        p,
-        NewEntry::new("calendar.access", "user").resource(id),
-    );
-    Err(Error::NotFound)
-}
-
-/// Audit a refusal answered with 404 (the 403s are audited centrally). Detached: callers may
-/// hold the write transaction the audit writer needs.
-fn deny(state: &AppState, p: &Principal, entry: NewEntry) {
-    state
+    Err(state
         .audit
-        .record_detached(entry.by(p).outcome(Outcome::Denied));
+        .deny_hidden(NewEntry::new("calendar.access", "user").by(p).resource(id)))
 }
 
 /// Whether `attorney` is on the legal team of a case `client` belongs to (of `case_id` if given).
@@ -739,12 +728,36 @@ pub struct SlotParams {
     pub to: Option<String>,
     /// 5..720, a multiple of 5.
     pub duration_minutes: Option<i64>,
+    /// 1..100, default 20.
+    pub limit: Option<i64>,
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
 }
 
 /// `GET /users/{id}/slots`: free slots of an attorney. Clients see only attorneys on their
 /// cases (others are 404); every slot is bookable by a client (minimum notice included) for
 /// at least `SLOT_CHOOSING_MINUTES` after it is listed.
 pub async fn slots(state: &AppState, p: &Principal, id: Uuid, q: SlotParams) -> Result<Page<Slot>> {
+    let limit = Limit::parse(q.limit)?;
+    let after: Option<DateTime<Utc>> = decode_cursor(q.cursor.as_deref())?;
+    let all = free_slots_for(state, p, id, &q).await?;
+    // A page of the range's slots, in time order: the cursor is the last one's start.
+    let rest: Vec<Slot> = all
+        .into_iter()
+        .filter(|s| after.is_none_or(|a| s.starts_at > a))
+        .take(limit.get() as usize + 1)
+        .collect();
+    Ok(page_from(rest, limit, |s| s.starts_at))
+}
+
+/// Every free slot of attorney `id` in the range `q` asks for (at most
+/// [`MAX_SLOT_RANGE_DAYS`]), in time order; 404 for an attorney the caller may not book.
+pub async fn free_slots_for(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    q: &SlotParams,
+) -> Result<Vec<Slot>> {
     let mut v = Validator::default();
     let from = match q.from.as_deref() {
         Some(s) => parse_time(&mut v, "from", s),
@@ -798,10 +811,11 @@ pub async fn slots(state: &AppState, p: &Principal, id: Uuid, q: SlotParams) -> 
         return Err(Error::NotFound);
     }
     if !p.is_staff() && !attorney_serves_client(conn, id, p.user_id, None).await? {
-        deny(state, p, NewEntry::new("slots.read", "user").resource(id));
-        return Err(Error::NotFound);
+        return Err(state
+            .audit
+            .deny_hidden(NewEntry::new("slots.read", "user").by(p).resource(id)));
     }
-    let items = match load_rules(conn, id).await? {
+    Ok(match load_rules(conn, id).await? {
         None => Vec::new(),
         Some((tz, rules)) => {
             let windows = domain::windows_between(tz, &rules, from, to);
@@ -823,10 +837,6 @@ pub async fn slots(state: &AppState, p: &Principal, id: Uuid, q: SlotParams) -> 
                 })
                 .collect()
         }
-    };
-    Ok(Page {
-        items,
-        next_cursor: None,
     })
 }
 
@@ -1039,12 +1049,13 @@ async fn require_visible<C: ConnectionTrait>(
         return Err(Error::NotFound);
     };
     if !p.is_admin() && !is_participant(&a, p.user_id) {
-        let mut e = NewEntry::new("appointment.access", "appointment").resource(id);
+        let mut e = NewEntry::new("appointment.access", "appointment")
+            .by(p)
+            .resource(id);
         if let Some(c) = a.case_id {
             e = e.case(c);
         }
-        deny(state, p, e);
-        return Err(Error::NotFound);
+        return Err(state.audit.deny_hidden(e));
     }
     Ok(a)
 }

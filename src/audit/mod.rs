@@ -293,6 +293,14 @@ impl AuditWriter {
         Ok(out)
     }
 
+    /// A refusal answered with 404, which the caller cannot tell from a missing resource:
+    /// `entry` is recorded as denied, detached (callers may hold the write transaction the
+    /// audit writer needs), and the 404 comes back for the caller to return.
+    pub fn deny_hidden(&self, entry: NewEntry) -> crate::error::Error {
+        self.record_detached(entry.outcome(Outcome::Denied));
+        crate::error::Error::NotFound
+    }
+
     /// Queue entries without waiting: for callers that may hold the write transaction the
     /// writer needs (a denial found inside a transaction). Committed right after it ends.
     pub fn record_detached(&self, entry: NewEntry) {

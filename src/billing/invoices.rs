@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     AppState,
-    audit::{NewEntry, Outcome, service::append_in},
+    audit::{NewEntry, service::append_in},
     auth::Principal,
     cases::{
         access::{self, CaseAccess},
@@ -261,15 +261,12 @@ pub async fn require<C: ConnectionTrait>(
     let case = access::require(state, conn, p, invoice.case_id).await?;
     let staff = case.is_staff(p);
     if !staff && !client_may_see(p, &invoice, case.role) {
-        // Detached: callers may be inside the write transaction the audit writer needs.
-        state.audit.record_detached(
+        return Err(state.audit.deny_hidden(
             NewEntry::new("invoice.access", "invoice")
                 .by(p)
                 .resource(id)
-                .case(invoice.case_id)
-                .outcome(Outcome::Denied),
-        );
-        return Err(Error::NotFound);
+                .case(invoice.case_id),
+        ));
     }
     Ok(InvoiceAccess {
         invoice,

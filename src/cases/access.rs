@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     AppState,
-    audit::{NewEntry, Outcome},
+    audit::NewEntry,
     auth::Principal,
     error::{Error, Result},
 };
@@ -105,15 +105,12 @@ pub async fn require<C: ConnectionTrait>(
     };
     let role = role.and_then(|r| MemberRole::parse(&r).ok());
     if role.is_none() && !p.is_admin() {
-        // Detached: callers may be inside the write transaction the audit writer needs.
-        state.audit.record_detached(
+        return Err(state.audit.deny_hidden(
             NewEntry::new("case.access", "case")
                 .by(p)
                 .resource(case_id)
-                .case(case_id)
-                .outcome(Outcome::Denied),
-        );
-        return Err(Error::NotFound);
+                .case(case_id),
+        ));
     }
     Ok(CaseAccess { case, role })
 }

@@ -420,10 +420,13 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<CaseStats> {
     let by_phase = count_by(state, p, legal_case::Column::Phase).await?;
     let by_practice_area = count_by(state, p, legal_case::Column::PracticeArea).await?;
     let total = by_status.values().sum();
-    let now = Utc::now();
-    let start = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).expect("first of month")
+    // Months of the firm's calendar (LFP_TIMEZONE), as every other "today" of the portal.
+    let tz = state.config.timezone;
+    let month_of = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m").to_string();
+    let today = state.config.today();
+    let start = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).expect("first of month")
         - chrono::Months::new(11);
-    let start_ts = start.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let start_ts = state.config.start_of(start);
     let mut months: BTreeMap<String, (i64, i64)> = (0..12)
         .map(|i| {
             (
@@ -440,7 +443,7 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<CaseStats> {
         .all(state.db.conn())
         .await?;
     for t in opened {
-        if let Some(m) = months.get_mut(&t.format("%Y-%m").to_string()) {
+        if let Some(m) = months.get_mut(&month_of(t)) {
             m.0 += 1;
         }
     }
@@ -456,7 +459,7 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<CaseStats> {
     for (o, c) in closed {
         let Some(c) = c else { continue };
         durations.push((c - o).num_seconds() as f64 / 86_400.0);
-        if let Some(m) = months.get_mut(&c.format("%Y-%m").to_string()) {
+        if let Some(m) = months.get_mut(&month_of(c)) {
             m.1 += 1;
         }
     }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     AppState,
-    audit::{NewEntry, Outcome, service::append_in},
+    audit::{NewEntry, service::append_in},
     auth::Principal,
     cases::{
         access::{self, CaseAccess},
@@ -145,14 +145,12 @@ pub(super) async fn load_visible<C: ConnectionTrait>(
     };
     let a = access::require(state, conn, p, d.case_id).await?;
     if !conf_of(&d).visible_to(p.role, a.role) {
-        state.audit.record_detached(
+        return Err(state.audit.deny_hidden(
             NewEntry::new("document.access", "document")
                 .by(p)
                 .resource(id)
-                .case(d.case_id)
-                .outcome(Outcome::Denied),
-        );
-        return Err(Error::NotFound);
+                .case(d.case_id),
+        ));
     }
     Ok((d, a))
 }

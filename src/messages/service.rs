@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     AppState,
-    audit::{NewEntry, Outcome, service::append_in},
+    audit::{NewEntry, service::append_in},
     auth::Principal,
     cases::access,
     error::{Error, Result, Validator},
@@ -145,22 +145,19 @@ async fn load_visible<C: ConnectionTrait>(
         HashSet::new()
     };
     if !visible(p.user_id, &m, &cases, row.as_ref()) {
-        deny(state, p, &m);
-        return Err(Error::NotFound);
+        return Err(deny(state, p, &m));
     }
     Ok((m, row))
 }
 
-/// Audit an attempt on a message that exists but is not the caller's (detached: we may be
-/// inside the write transaction the audit writer needs).
-fn deny(state: &AppState, p: &Principal, m: &message::Model) {
-    state.audit.record_detached(
+/// An attempt on a message that exists but is not the caller's: audited, and 404.
+fn deny(state: &AppState, p: &Principal, m: &message::Model) -> Error {
+    state.audit.deny_hidden(
         NewEntry::new("message.access", "message")
             .by(p)
             .resource(m.id)
-            .case(m.case_id)
-            .outcome(Outcome::Denied),
-    );
+            .case(m.case_id),
+    )
 }
 
 /// A recipient of a message and when they read it.
@@ -648,8 +645,7 @@ async fn load_all_visible<C: ConnectionTrait>(
         .iter()
         .find(|m| !visible(p.user_id, m, &cases, rows.get(&m.id)))
     {
-        deny(state, p, m);
-        return Err(Error::NotFound);
+        return Err(deny(state, p, m));
     }
     Ok((msgs, rows))
 }

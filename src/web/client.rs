@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::{
     Router,
-    extract::{Path, Query, Request, State},
+    extract::{Path, Request, State},
     http::{StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -19,8 +19,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::pages::{
-    PageError, PageUser, Viewer, day, form_user, money, parse_id, read_form, render, render_status,
-    same_origin, signed_in,
+    PageError, PageQuery, PageUser, Viewer, day, form_user, money, parse_id, read_form, render,
+    render_status, same_origin, signed_in,
 };
 use crate::{
     AppState,
@@ -277,7 +277,7 @@ struct MessagesPage {
 async fn messages_page(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(f): Query<ListQuery>,
+    PageQuery(f): PageQuery<ListQuery>,
 ) -> Result<Response, PageError> {
     let v = Viewer::load(&state, &p).await?;
     let q = f.q.clone().unwrap_or_default();
@@ -395,7 +395,7 @@ fn size_text(bytes: i64) -> String {
 async fn documents_page(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(f): Query<ListQuery>,
+    PageQuery(f): PageQuery<ListQuery>,
 ) -> Result<Response, PageError> {
     let v = Viewer::load(&state, &p).await?;
     let q = f.q.clone().unwrap_or_default();
@@ -482,7 +482,7 @@ struct InvoicesPage {
 async fn invoices_page(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(f): Query<ListQuery>,
+    PageQuery(f): PageQuery<ListQuery>,
 ) -> Result<Response, PageError> {
     let v = Viewer::load(&state, &p).await?;
     let list = crate::billing::invoices::list_invoices(
@@ -632,7 +632,7 @@ async fn profile_render(
 async fn profile_page(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(f): Query<ListQuery>,
+    PageQuery(f): PageQuery<ListQuery>,
 ) -> Result<Response, PageError> {
     // Only known confirmations: the query string is never echoed into the page.
     let done = match f.done.as_deref() {
@@ -913,7 +913,7 @@ struct TokenQuery {
 
 async fn reset_form(
     State(state): State<AppState>,
-    Query(q): Query<TokenQuery>,
+    PageQuery(q): PageQuery<TokenQuery>,
 ) -> Result<Response, PageError> {
     let token = q.token.unwrap_or_default();
     let dead = match crate::auth::reset::check_token(&state, &token).await {
@@ -1008,7 +1008,7 @@ fn invitation_page(token: String) -> InvitationPage {
 
 async fn invitation_form(
     State(state): State<AppState>,
-    Query(q): Query<TokenQuery>,
+    PageQuery(q): PageQuery<TokenQuery>,
 ) -> Result<Response, PageError> {
     let token = q.token.unwrap_or_default();
     let mut page = invitation_page(token.trim().to_owned());

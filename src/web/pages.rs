@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::{
     body::Body,
-    extract::{FromRequestParts, Path, Query, Request, State},
+    extract::{FromRequestParts, Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{Html, IntoResponse, Redirect, Response},
 };
@@ -260,6 +260,22 @@ impl FromRequestParts<AppState> for PageUser {
     }
 }
 
+/// A page's query string: one it cannot read (`?days=abc`) is the page's own 400, not
+/// axum's plain-text rejection.
+pub struct PageQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(Self(q)),
+            Err(_) => Err(PageError::Service(Error::Malformed(
+                "The address has a parameter this page cannot read.",
+            ))),
+        }
+    }
+}
+
 /// A signed-in form post: the form's `csrf` field plays the role of the `X-CSRF-Token`
 /// header, so the auth module's own check (same Origin + the session's token) applies.
 pub(super) async fn form_user(
@@ -337,7 +353,7 @@ pub struct NextQuery {
     done: Option<String>,
 }
 
-pub async fn login_form(Query(q): Query<NextQuery>) -> Response {
+pub async fn login_form(PageQuery(q): PageQuery<NextQuery>) -> Response {
     // Only known confirmations: the query string is never echoed into the page.
     let notice = match q.done.as_deref() {
         Some("reset") => Some("Your password was changed. Sign in with the new one.".to_owned()),
@@ -893,7 +909,7 @@ pub async fn case_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
-    Query(q): Query<DoneQuery>,
+    PageQuery(q): PageQuery<DoneQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;

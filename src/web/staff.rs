@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::{
     Router,
-    extract::{Path, Query, Request, State},
+    extract::{Path, Request, State},
     http::StatusCode,
     response::Response,
     routing::{get, post},
@@ -19,7 +19,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    pages::{PageError, PageUser, Viewer, day, form_user, money, parse_id, render, render_status},
+    pages::{
+        PageError, PageQuery, PageUser, Viewer, day, form_user, money, parse_id, render,
+        render_status,
+    },
     work::{ConflictRow, field, readable, see_other},
 };
 use crate::{
@@ -225,7 +228,7 @@ pub struct DaysQuery {
 pub async fn deadlines_page(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(q): Query<DaysQuery>,
+    PageQuery(q): PageQuery<DaysQuery>,
 ) -> Result<Response, PageError> {
     let days = q.days.unwrap_or(90).clamp(1, 365);
     let page = crate::cases::dashboard::deadline_page(
@@ -493,7 +496,7 @@ pub async fn manage_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
-    Query(q): Query<DoneQuery>,
+    PageQuery(q): PageQuery<DoneQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let flash = Flash {
@@ -935,7 +938,7 @@ pub async fn trust_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
-    Query(q): Query<TrustQuery>,
+    PageQuery(q): PageQuery<TrustQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let client = q.client.as_deref().and_then(|c| Uuid::parse_str(c).ok());
@@ -1094,7 +1097,7 @@ pub async fn payment_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
-    Query(q): Query<DoneQuery>,
+    PageQuery(q): PageQuery<DoneQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     payment_page(&state, &p, id, done_text(q.done.as_deref()), None).await
@@ -1265,7 +1268,7 @@ async fn availability_page(
 pub async fn availability_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(q): Query<DoneQuery>,
+    PageQuery(q): PageQuery<DoneQuery>,
 ) -> Result<Response, PageError> {
     availability_page(&state, &p, done_text(q.done.as_deref()), None).await
 }
@@ -1489,7 +1492,7 @@ async fn users_page(
 pub async fn users_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(q): Query<UsersQuery>,
+    PageQuery(q): PageQuery<UsersQuery>,
 ) -> Result<Response, PageError> {
     let done = done_text(q.done.as_deref());
     match users_page(&state, &p, q, done, None).await {
@@ -1767,7 +1770,7 @@ async fn audit_page(
 pub async fn audit_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
-    Query(q): Query<AuditQuery>,
+    PageQuery(q): PageQuery<AuditQuery>,
 ) -> Result<Response, PageError> {
     audit_page(&state, &p, q, None).await
 }

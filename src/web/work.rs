@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::{
-    extract::{Path, Query, Request, State},
+    extract::{Path, Request, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::pages::{
-    PageError, PageUser, Viewer, day, form_user, money, parse_id, render, render_status,
+    PageError, PageQuery, PageUser, Viewer, day, form_user, money, parse_id, render, render_status,
 };
 use crate::{
     AppState,
@@ -492,7 +492,7 @@ pub async fn invoice_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
-    Query(q): Query<InvoiceQuery>,
+    PageQuery(q): PageQuery<InvoiceQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let notice = match q.checkout.as_deref() {
@@ -621,18 +621,19 @@ async fn book_page(
     let mut days: Vec<SlotDay> = Vec::new();
     if let Some(a) = chosen {
         let today = state.config.today();
-        let slots = crate::appointments::service::slots(
+        let slots = crate::appointments::service::free_slots_for(
             state,
             p,
             a,
-            crate::appointments::service::SlotParams {
+            &crate::appointments::service::SlotParams {
                 from: Some(today.to_string()),
                 to: Some((today + Days::new(15)).to_string()),
                 duration_minutes: Some(30),
+                ..Default::default()
             },
         )
         .await?;
-        for s in slots.items {
+        for s in slots {
             let local = s.starts_at.with_timezone(&v.tz);
             let label_day = local.format("%A %-d %B %Y").to_string();
             let button = SlotButton {
@@ -677,7 +678,7 @@ pub async fn book_form(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
-    Query(q): Query<BookQuery>,
+    PageQuery(q): PageQuery<BookQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let attorney = q.attorney.as_deref().and_then(|a| Uuid::parse_str(a).ok());

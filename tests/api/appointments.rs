@@ -41,6 +41,44 @@ async fn set_ny_hours(app: &TestApp, attorney: &Login) {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// Every free slot of the range, page by page (`limit` slots a page).
+async fn slots_paged(
+    app: &TestApp,
+    who: &Login,
+    attorney: &Login,
+    range: (&str, &str, i64),
+    limit: u32,
+) -> Vec<(String, String)> {
+    let (from, to, dur) = range;
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = app
+            .get(
+                &format!(
+                    "/api/v1/users/{}/slots?from={from}&to={to}&duration_minutes={dur}&limit={limit}{cursor}",
+                    attorney.id
+                ),
+                Some(&who.access),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let b: Value = r.json().await.unwrap();
+        let items = b["items"].as_array().unwrap();
+        assert!(items.len() <= limit as usize, "{b}");
+        out.extend(items.iter().map(|s| {
+            (
+                s["starts_at"].as_str().unwrap().to_owned(),
+                s["ends_at"].as_str().unwrap().to_owned(),
+            )
+        }));
+        match b["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
 async fn slots(
     app: &TestApp,
     who: &Login,
@@ -49,28 +87,7 @@ async fn slots(
     to: &str,
     dur: i64,
 ) -> Vec<(String, String)> {
-    let r = app
-        .get(
-            &format!(
-                "/api/v1/users/{}/slots?from={from}&to={to}&duration_minutes={dur}",
-                attorney.id
-            ),
-            Some(&who.access),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let b: Value = r.json().await.unwrap();
-    b["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["starts_at"].as_str().unwrap().to_owned(),
-                s["ends_at"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    slots_paged(app, who, attorney, (from, to, dur), 100).await
 }
 
 fn on_day<'a>(s: &'a [(String, String)], day: &str) -> Vec<&'a (String, String)> {
@@ -133,6 +150,32 @@ async fn slots_keep_local_hours_across_dst_changes() {
         &on_day(&s, "2027-03-15").last().unwrap().1,
         "2027-03-15T21:00:00Z"
     ));
+    // Paged like every list: small pages add up to the same slots, each once, in order; a
+    // page is 20 slots unless `limit` says otherwise.
+    assert!(s.len() > 100, "{}", s.len());
+    let small = slots_paged(
+        &app,
+        &client,
+        &attorney,
+        ("2027-03-11", "2027-03-17", 30),
+        7,
+    )
+    .await;
+    assert_eq!(small, s);
+    let first: Value = app
+        .get(
+            &format!(
+                "/api/v1/users/{}/slots?from=2027-03-11&to=2027-03-17&duration_minutes=30",
+                attorney.id
+            ),
+            Some(&client.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["items"].as_array().unwrap().len(), 20);
+    assert!(first["next_cursor"].is_string());
 
     // Busy blocks and appointments are taken out.
     let r = app
@@ -170,6 +213,10 @@ async fn slots_keep_local_hours_across_dst_changes() {
         // chrono reads such years; a day's arithmetic there overflowed (a panic, 500).
         "from=%2B262142-12-30&to=%2B262142-12-31&duration_minutes=30",
         "from=%2B262142-12-30T00:00:00Z&to=%2B262142-12-31T00:00:00Z&duration_minutes=30",
+        // A list like every other: 1..100 a page, and only this server's cursors.
+        "from=2027-03-15&to=2027-03-16&duration_minutes=30&limit=0",
+        "from=2027-03-15&to=2027-03-16&duration_minutes=30&limit=101",
+        "from=2027-03-15&to=2027-03-16&duration_minutes=30&cursor=bm90LWEtY3Vyc29y",
     ] {
         let r = app
             .get(

@@ -2746,6 +2746,44 @@ async fn conflict_checks_match_tricky_names_and_hide_foreign_case_ids() {
 // ---------------------------------------------------------------------------------------------
 // 10. Statistics
 
+/// Months are the firm's (`LFP_TIMEZONE`): a case opened at 01:00 on the first of this month
+/// in the firm's zone counts in this month, though UTC still has it in the previous one.
+#[tokio::test]
+async fn case_statistics_count_months_in_the_firms_time_zone() {
+    let app = crate::helpers::spawn_app_with(|c| c.timezone = "Etc/GMT-12".parse().unwrap()).await;
+    let lead = app.user("attorney").await;
+    let case = create_case(
+        &app,
+        &lead.access,
+        json!({"title": "Month edge", "client_ids": []}),
+    )
+    .await;
+    let today = app.state.config.today();
+    let first = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap();
+    let at = app.state.config.start_of(first) + Duration::hours(1);
+    let month = first.format("%Y-%m").to_string();
+    assert_ne!(
+        at.format("%Y-%m").to_string(),
+        month,
+        "UTC's previous month"
+    );
+    legal_case::Entity::update_many()
+        .col_expr(legal_case::Column::OpenedAt, Expr::value(at))
+        .filter(legal_case::Column::Id.eq(id_of(&case).parse::<Uuid>().unwrap()))
+        .exec(app.state.db.conn())
+        .await
+        .unwrap();
+    let s = expect(
+        get(&app, "/api/v1/stats/cases", &lead.access).await,
+        StatusCode::OK,
+        "stats",
+    )
+    .await;
+    let last = s["per_month"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["month"], month, "{s}");
+    assert_eq!(last["opened"], 1, "{s}");
+}
+
 #[tokio::test]
 async fn case_statistics_for_staff_only() {
     let app = app().await;

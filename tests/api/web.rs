@@ -265,6 +265,21 @@ async fn an_outsider_gets_a_not_found_page() {
     assert!(html.contains("No matters yet") && !html.contains("Estate of Doe"));
 }
 
+#[tokio::test]
+async fn a_query_a_page_cannot_read_gets_the_portals_error_page() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let c = sign_in(&app, &lead.email).await;
+    let (s, html) = page(&app, &c, "/staff/deadlines?days=abc").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("<html") && html.contains("cannot read"),
+        "the portal's page, not a plain-text rejection: {html}"
+    );
+    let (s, _) = page(&app, &c, "/staff/deadlines?days=30").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
 /// The value of a hidden input in a page.
 fn hidden(html: &str, name: &str) -> Option<String> {
     let marker = format!(r#"name="{name}" value=""#);
