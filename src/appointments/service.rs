@@ -228,7 +228,7 @@ async fn require_calendar_owner(state: &AppState, p: &Principal, id: Uuid) -> Re
     }
     Err(state
         .audit
-        .deny_hidden(NewEntry::new("calendar.access", "user").by(p).resource(id)))
+        .deny_hidden(p, NewEntry::new("calendar.access", "user").resource(id)))
 }
 
 /// Whether `attorney` is on the legal team of a case `client` belongs to (of `case_id` if given).
@@ -813,7 +813,7 @@ pub async fn free_slots_for(
     if !p.is_staff() && !attorney_serves_client(conn, id, p.user_id, None).await? {
         return Err(state
             .audit
-            .deny_hidden(NewEntry::new("slots.read", "user").by(p).resource(id)));
+            .deny_hidden(p, NewEntry::new("slots.read", "user").resource(id)));
     }
     Ok(match load_rules(conn, id).await? {
         None => Vec::new(),
@@ -1049,13 +1049,11 @@ async fn require_visible<C: ConnectionTrait>(
         return Err(Error::NotFound);
     };
     if !p.is_admin() && !is_participant(&a, p.user_id) {
-        let mut e = NewEntry::new("appointment.access", "appointment")
-            .by(p)
-            .resource(id);
+        let mut e = NewEntry::new("appointment.access", "appointment").resource(id);
         if let Some(c) = a.case_id {
             e = e.case(c);
         }
-        return Err(state.audit.deny_hidden(e));
+        return Err(state.audit.deny_hidden(p, e));
     }
     Ok(a)
 }

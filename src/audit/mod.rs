@@ -294,10 +294,10 @@ impl AuditWriter {
     }
 
     /// A refusal answered with 404, which the caller cannot tell from a missing resource:
-    /// `entry` is recorded as denied, detached (callers may hold the write transaction the
+    /// `entry` is recorded as denied and by `p`, detached (callers may hold the write transaction the
     /// audit writer needs), and the 404 comes back for the caller to return.
-    pub fn deny_hidden(&self, entry: NewEntry) -> crate::error::Error {
-        self.record_detached(entry.outcome(Outcome::Denied));
+    pub fn deny_hidden(&self, p: &Principal, entry: NewEntry) -> crate::error::Error {
+        self.record_detached(entry.by(p).outcome(Outcome::Denied));
         crate::error::Error::NotFound
     }
 

@@ -166,7 +166,7 @@ pub struct LogoutRequest {
 }
 
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body(content = LogoutRequest, description = "optional"),
-    responses((status = 204), (status = 401, body = Problem)), security(("bearer" = [])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 async fn logout(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,

@@ -262,8 +262,8 @@ pub async fn require<C: ConnectionTrait>(
     let staff = case.is_staff(p);
     if !staff && !client_may_see(p, &invoice, case.role) {
         return Err(state.audit.deny_hidden(
+            p,
             NewEntry::new("invoice.access", "invoice")
-                .by(p)
                 .resource(id)
                 .case(invoice.case_id),
         ));

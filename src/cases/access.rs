@@ -106,8 +106,8 @@ pub async fn require<C: ConnectionTrait>(
     let role = role.and_then(|r| MemberRole::parse(&r).ok());
     if role.is_none() && !p.is_admin() {
         return Err(state.audit.deny_hidden(
+            p,
             NewEntry::new("case.access", "case")
-                .by(p)
                 .resource(case_id)
                 .case(case_id),
         ));

@@ -146,8 +146,8 @@ pub(super) async fn load_visible<C: ConnectionTrait>(
     let a = access::require(state, conn, p, d.case_id).await?;
     if !conf_of(&d).visible_to(p.role, a.role) {
         return Err(state.audit.deny_hidden(
+            p,
             NewEntry::new("document.access", "document")
-                .by(p)
                 .resource(id)
                 .case(d.case_id),
         ));

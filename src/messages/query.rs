@@ -265,6 +265,9 @@ impl Search {
             _ => {
                 // FTS5 hands its matches over in descending rowid order (no sort): the walk
                 // stops at the window's last row; only the rows it keeps call `highlight()`.
+                // `CROSS JOIN` keeps that order of the loops: with an index on `message` for a
+                // filter (`case_id`), SQLite could otherwise loop over the case's messages and
+                // run a full-text query for each (the plan that hung the scale-10 bench).
                 q.expr_as(
                     Expr::cust(
                         "length(highlight(message_fts, 0, char(1), '')) \
@@ -274,11 +277,9 @@ impl Search {
                 )
                 .expr_as(Expr::cust("length(message_fts.body)"), Alias::new("n"))
                 .from(Alias::new("message_fts"))
-                .join(
-                    JoinType::InnerJoin,
-                    message::Entity,
-                    Expr::cust("message.rowid = message_fts.rowid"),
-                )
+                // (sea-query drops the `ON` of a cross join: the link is in the `WHERE`.)
+                .cross_join(message::Entity)
+                .and_where(Expr::cust("message.rowid = message_fts.rowid"))
                 .and_where(Expr::cust_with_values(
                     "message_fts MATCH ?",
                     [search_index::fts5_query(&self.text, &self.audience)],

@@ -153,8 +153,8 @@ async fn load_visible<C: ConnectionTrait>(
 /// An attempt on a message that exists but is not the caller's: audited, and 404.
 fn deny(state: &AppState, p: &Principal, m: &message::Model) -> Error {
     state.audit.deny_hidden(
+        p,
         NewEntry::new("message.access", "message")
-            .by(p)
             .resource(m.id)
             .case(m.case_id),
     )

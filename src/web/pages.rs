@@ -114,6 +114,8 @@ pub fn money_in(cents: i64, code: &str, locale: num_format::Locale) -> String {
 pub enum PageError {
     /// Not signed in (or the session ended): go to the sign-in page, then come back.
     SignIn(Option<String>),
+    /// The address has a query parameter the page cannot read (`?days=abc`): 400.
+    BadAddress,
     Service(Error),
 }
 
@@ -139,6 +141,16 @@ impl IntoResponse for PageError {
         let e = match self {
             PageError::SignIn(next) => {
                 return Redirect::to(&login_url(next.as_deref())).into_response();
+            }
+            PageError::BadAddress => {
+                return render_status(
+                    StatusCode::BAD_REQUEST,
+                    &ErrorPage {
+                        user: None,
+                        heading: "Could not read the address",
+                        detail: "The address has a parameter this page cannot read.".to_owned(),
+                    },
+                );
             }
             PageError::Service(e) => e,
         };
@@ -269,9 +281,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Pag
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(q)) => Ok(Self(q)),
-            Err(_) => Err(PageError::Service(Error::Malformed(
-                "The address has a parameter this page cannot read.",
-            ))),
+            Err(_) => Err(PageError::BadAddress),
         }
     }
 }

@@ -818,6 +818,13 @@ async fn search_is_newest_first_or_ranked_and_never_shows_others_messages() {
         app.sql("UPDATE message SET rowid = rowid + 1000").await;
         let lost = get_ok(&app, "/api/v1/messages?q=settlement", &client).await;
         assert!(item_ids(&lost).is_empty(), "out of step: {lost}");
+        let lost = get_ok(
+            &app,
+            "/api/v1/messages?q=settlement&sort=relevance",
+            &client,
+        )
+        .await;
+        assert!(item_ids(&lost).is_empty(), "ranked, out of step: {lost}");
         let r = lawfirm_pro::db::recount::recount(&app.state.db)
             .await
             .unwrap();
