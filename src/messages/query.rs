@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Order, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, Select,
-    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement, SimpleExpr},
+    sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement, SimpleExpr},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
