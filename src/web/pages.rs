@@ -712,6 +712,11 @@ struct CasePage {
     notice: Notice,
     today: String,
     messages: Vec<MessageRow>,
+    /// The cursor of the messages before those shown, if any: only what is shown is marked
+    /// read, so older unread messages are reached page by page.
+    older_messages: Option<String>,
+    /// An earlier page of the thread is shown (a link back to the newest).
+    showing_older: bool,
     timeline: Vec<TimelineRow>,
     documents: Vec<DocRow>,
     invoices: Vec<InvoiceRow>,
@@ -730,7 +735,7 @@ pub(super) async fn case_page_with(
     notice: Notice,
 ) -> Result<Response, PageError> {
     let failed = notice.error.is_some() || notice.message_error.is_some();
-    let mut res = case_page(state, p, id, notice, true).await?;
+    let mut res = case_page(state, p, id, notice, true, None).await?;
     if failed {
         *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
@@ -738,13 +743,15 @@ pub(super) async fn case_page_with(
 }
 
 /// `seen`: someone is looking at the page (not a live refresh of a hidden tab), so the thread
-/// shown counts as read.
+/// shown counts as read. `older`: the cursor of an earlier page of the thread (the newest 50
+/// messages otherwise).
 async fn case_page(
     state: &AppState,
     p: &Principal,
     id: Uuid,
     notice: Notice,
     seen: bool,
+    older: Option<&str>,
 ) -> Result<Response, PageError> {
     let v = Viewer::load(state, p).await?;
     let case = crate::cases::service::get_case(state, p, id).await?;
@@ -756,6 +763,7 @@ async fn case_page(
         id,
         crate::messages::query::CaseMessagesFilter {
             limit: Some(50),
+            cursor: older.map(str::to_owned),
             ..Default::default()
         },
     )
@@ -842,6 +850,8 @@ async fn case_page(
         phases: CasePhase::ALL.iter().map(|p| p.to_string()).collect(),
         notice,
         today: Utc::now().with_timezone(&v.tz).date_naive().to_string(),
+        older_messages: messages.next_cursor.clone(),
+        showing_older: older.is_some(),
         // Oldest first reads like a conversation.
         messages: messages
             .items
@@ -911,15 +921,17 @@ async fn case_page(
 }
 
 #[derive(Deserialize)]
-pub struct DoneQuery {
+pub struct CaseQuery {
     done: Option<String>,
+    /// An earlier page of the thread (`next_cursor` of the page after it).
+    older: Option<String>,
 }
 
 pub async fn case_view(
     State(state): State<AppState>,
     PageUser(p): PageUser,
     Path(id): Path<String>,
-    PageQuery(q): PageQuery<DoneQuery>,
+    PageQuery(q): PageQuery<CaseQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
@@ -942,6 +954,7 @@ pub async fn case_view(
             ..Notice::default()
         },
         seen,
+        q.older.as_deref(),
     )
     .await
 }

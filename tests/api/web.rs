@@ -265,6 +265,63 @@ async fn an_outsider_gets_a_not_found_page() {
     assert!(html.contains("No matters yet") && !html.contains("Estate of Doe"));
 }
 
+/// The matter page shows the newest 50 messages and marks only those read; older ones are a
+/// link away, and are marked read when that page is shown (read receipts only for what was
+/// on screen).
+#[tokio::test]
+async fn older_messages_are_a_page_away_and_read_when_shown() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let para = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client).await;
+    let r = app
+        .post(
+            &format!("/api/v1/cases/{case}/members"),
+            Some(&lead.access),
+            json!({"user_id": para.id, "role": "paralegal"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // 52 messages from two senders (30 a minute each at most), the first the oldest.
+    for i in 0..52 {
+        let who = if i % 2 == 0 { &lead } else { &para };
+        let r = app
+            .post(
+                &format!("/api/v1/cases/{case}/messages"),
+                Some(&who.access),
+                json!({"body": format!("Update number {i:02}"), "recipient_ids": [client.id]}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let unread = async || {
+        let r = app
+            .get("/api/v1/messages/unread-count", Some(&client.access))
+            .await;
+        r.json::<Value>().await.unwrap()["total"].as_i64().unwrap()
+    };
+    assert_eq!(unread().await, 52);
+    let c = sign_in(&app, &client.email).await;
+    let (s, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Update number 51") && !html.contains("Update number 01"));
+    assert_eq!(unread().await, 2, "only the 50 shown are read");
+    let marker = format!(r#"<a href="/cases/{case}?older="#);
+    let start = html.find(&marker).expect("a link to older messages") + 9;
+    let href = html[start..].split('"').next().unwrap().to_owned();
+    let (s, older) = page(&app, &c, &href).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(older.contains("Update number 00") && older.contains("Update number 01"));
+    assert!(!older.contains("Update number 51") && !older.contains("?older="));
+    assert!(older.contains("Newest messages"));
+    assert_eq!(
+        unread().await,
+        0,
+        "the older page's messages are read once shown"
+    );
+}
+
 #[tokio::test]
 async fn a_query_a_page_cannot_read_gets_the_portals_error_page() {
     let app = spawn_app().await;
