@@ -30,8 +30,8 @@ pub const WAL_SIZE_LIMIT: u64 = 64 << 20;
 /// holds the upper levels of a few indexes of a small firm; on a large one every key lookup
 /// of a page (a membership or recipient probe per row) went back to the operating system's
 /// cache through a system call: the probes of a ranked search's 250 rows took 2.6–3.0 ms
-/// with 2 MB and 0.9–1.0 ms with 8 MB on the scale-100 firm (0.5 ms at scale 1 either way).
-/// At most the pool's size plus the audit spool's one connection times this (17 × 8 MiB)
+/// with 2 MB and 0.9–1.0 ms with 8 MB on the scale-100 firm (0.5–0.8 ms at scale 1 either way).
+/// At most the pool's size plus the audit writer's one connection times this (17 × 8 MiB)
 /// under full load; the memory returns as idle connections close.
 pub const SQLITE_CACHE_KIB: u32 = 8 * 1024;
 

@@ -767,7 +767,12 @@ async fn case_page(
             ..Default::default()
         },
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // Only the cursor can be invalid here: an address the page cannot read.
+        Error::Validation(_) if older.is_some() => PageError::BadAddress,
+        e => e.into(),
+    })?;
     let documents = crate::documents::service::list_case_documents(
         state,
         p,
@@ -954,7 +959,7 @@ pub async fn case_view(
             ..Notice::default()
         },
         seen,
-        q.older.as_deref(),
+        q.older.as_deref().filter(|c| !c.is_empty()),
     )
     .await
 }

@@ -963,6 +963,32 @@ async fn message_search_is_narrowed_to_the_reader_inside_the_index() {
         _ => {
             let values = format!("{:?}", search.values);
             assert!(values.contains(&token_of_me), "{}\n{values}", search.sql);
+            // With a case filter, which an index on `message` could serve, the full-text
+            // matches still drive the window: FTS5 in rowid order, each message looked up by
+            // its rowid, never a full-text query per message of the case (ADR 0013).
+            let case = inbox["items"][0]["case_id"].as_str().unwrap();
+            log.start();
+            get_json(
+                &app,
+                &format!("/api/v1/messages?q={word}&sort=relevance&case_id={case}"),
+                &token,
+            )
+            .await;
+            let stmts = log.stop();
+            let window = stmts
+                .iter()
+                .find(|s| s.sql.contains("highlight("))
+                .expect("the ranked window");
+            let text = plan(&app, backend, window).await.join("\n");
+            let first = text
+                .lines()
+                .find(|l| l.contains("SCAN") || l.contains("SEARCH"))
+                .unwrap_or_else(|| panic!("a plan:\n{text}"));
+            assert!(first.contains("message_fts"), "{text}");
+            assert!(
+                text.contains("SEARCH message USING INTEGER PRIMARY KEY"),
+                "{text}"
+            );
         }
     }
 }

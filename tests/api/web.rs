@@ -307,6 +307,8 @@ async fn older_messages_are_a_page_away_and_read_when_shown() {
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("Update number 51") && !html.contains("Update number 01"));
     assert_eq!(unread().await, 2, "only the 50 shown are read");
+    // The link sits above the thread, which reads oldest first.
+    assert!(html.find("Older messages").unwrap() < html.find("Update number 02").unwrap());
     let marker = format!(r#"<a href="/cases/{case}?older="#);
     let start = html.find(&marker).expect("a link to older messages") + 9;
     let href = html[start..].split('"').next().unwrap().to_owned();
@@ -320,6 +322,14 @@ async fn older_messages_are_a_page_away_and_read_when_shown() {
         0,
         "the older page's messages are read once shown"
     );
+    // A cursor this server did not issue is an address the page cannot read; an empty one is
+    // the newest page.
+    let (s, html) = page(&app, &c, &format!("/cases/{case}?older=bm90LWEtY3Vyc29y")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(html.contains("Could not read the address"), "{html}");
+    let (s, html) = page(&app, &c, &format!("/cases/{case}?older=")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Update number 51") && !html.contains("Newest messages"));
 }
 
 #[tokio::test]
@@ -330,7 +340,7 @@ async fn a_query_a_page_cannot_read_gets_the_portals_error_page() {
     let (s, html) = page(&app, &c, "/staff/deadlines?days=abc").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(
-        html.contains("<html") && html.contains("cannot read"),
+        html.contains("<html") && html.contains("Could not read the address"),
         "the portal's page, not a plain-text rejection: {html}"
     );
     let (s, _) = page(&app, &c, "/staff/deadlines?days=30").await;
