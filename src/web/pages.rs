@@ -143,13 +143,10 @@ impl IntoResponse for PageError {
                 return Redirect::to(&login_url(next.as_deref())).into_response();
             }
             PageError::BadAddress => {
-                return render_status(
+                return error_page(
                     StatusCode::BAD_REQUEST,
-                    &ErrorPage {
-                        user: None,
-                        heading: "Could not read the address",
-                        detail: "The address has a parameter this page cannot read.".to_owned(),
-                    },
+                    "Could not read the address",
+                    "The address has a parameter this page cannot read.".to_owned(),
                 );
             }
             PageError::Service(e) => e,
@@ -206,15 +203,20 @@ impl IntoResponse for PageError {
                 )
             }
         };
-        render_status(
-            status,
-            &ErrorPage {
-                user: None,
-                heading,
-                detail,
-            },
-        )
+        error_page(status, heading, detail)
     }
+}
+
+/// The portal's error page (no signed-in header: the viewer may not be known).
+fn error_page(status: StatusCode, heading: &'static str, detail: String) -> Response {
+    render_status(
+        status,
+        &ErrorPage {
+            user: None,
+            heading,
+            detail,
+        },
+    )
 }
 
 pub(super) fn render_status(status: StatusCode, t: &impl Template) -> Response {

@@ -214,6 +214,23 @@ fn link_in(mail: &str, path: &str) -> String {
 
 // ---------------------------------------------------------------------------------------
 
+/// How many documents of `case` the API lists for `who` (first page).
+async fn case_documents_seen(app: &TestApp, case: &str, who: &Login) -> usize {
+    json_ok(
+        app.get(
+            &format!("/api/v1/cases/{case}/documents"),
+            Some(&who.access),
+        )
+        .await,
+        StatusCode::OK,
+        "documents",
+    )
+    .await["items"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 #[tokio::test]
 async fn list_pages_show_the_clients_own_data_and_never_another_clients() {
     let app = spawn_app().await;
@@ -1227,19 +1244,8 @@ async fn uploading_without_javascript_checks_the_token_before_the_file() {
         f
     };
     let docs = |who: &Login| {
-        let (app, who, case) = (&app, who.access.clone(), case.clone());
-        async move {
-            json_ok(
-                app.get(&format!("/api/v1/cases/{case}/documents"), Some(&who))
-                    .await,
-                StatusCode::OK,
-                "documents",
-            )
-            .await["items"]
-                .as_array()
-                .unwrap()
-                .len()
-        }
+        let (app, who, case) = (&app, who.clone(), case.clone());
+        async move { case_documents_seen(app, &case, &who).await }
     };
 
     // Refused without writing anything: no token, a wrong one, one after the file, no Origin.
@@ -1506,21 +1512,7 @@ async fn staff_uploads_from_the_matter_page_are_internal_unless_shared() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let count = async |who: &Login| {
-        json_ok(
-            app.get(
-                &format!("/api/v1/cases/{case}/documents"),
-                Some(&who.access),
-            )
-            .await,
-            StatusCode::OK,
-            "documents",
-        )
-        .await["items"]
-            .as_array()
-            .unwrap()
-            .len()
-    };
+    let count = async |who: &Login| case_documents_seen(&app, &case, who).await;
     assert_eq!((count(&lead).await, count(&client).await), (1, 0));
     let (_, html) = page(&app, &s, &format!("/cases/{case}")).await;
     assert!(html.contains("conf-internal"), "{html}");
