@@ -321,7 +321,7 @@ pub(super) async fn emit_to_viewers<C: ConnectionTrait>(
             NewEvent {
                 kind,
                 case_id: Some(inv.case_id),
-                audience: Audience::Users(vec![client]),
+                audience: Audience::Members(vec![client]),
                 data,
             },
         )

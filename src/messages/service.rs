@@ -554,7 +554,7 @@ pub async fn send(
         NewEvent {
             kind: "message.created",
             case_id: Some(case_id),
-            audience: Audience::Users(audience),
+            audience: Audience::Members(audience),
             data: serde_json::json!({
                 "message_id": id, "sender_id": p.user_id, "parent_id": input.parent_id,
             }),
@@ -692,7 +692,7 @@ pub async fn mark_read(state: &AppState, p: &Principal, ids: &[Uuid]) -> Result<
             NewEvent {
                 kind: "message.read",
                 case_id: Some(case_id),
-                audience: Audience::Users(vec![sender]),
+                audience: Audience::Members(vec![sender]),
                 data: serde_json::json!({
                     "message_ids": message_ids, "user_id": p.user_id, "read_at": now,
                 }),

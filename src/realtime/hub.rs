@@ -187,6 +187,26 @@ impl Hub {
                     Push::Event(frame),
                 );
             }
+            ("members", Some(case_id)) => {
+                let users: HashSet<Uuid> = audience_users(e).into_iter().collect();
+                if users.is_disjoint(&online) {
+                    return Ok(());
+                }
+                let members: HashSet<Uuid> = crate::cases::access::members_of(db.conn(), case_id)
+                    .await
+                    .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+                    .into_iter()
+                    .map(|(u, _)| u)
+                    .collect();
+                self.push_to(
+                    |c| {
+                        users.contains(&c.user_id)
+                            && members.contains(&c.user_id)
+                            && narrowed_ok(c, Some(case_id))
+                    },
+                    Push::Event(frame),
+                );
+            }
             (aud, Some(case_id)) => {
                 let staff_only = aud == "case_staff";
                 let members: HashMap<Uuid, MemberRole> =

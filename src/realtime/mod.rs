@@ -9,15 +9,20 @@ pub mod socket;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use uuid::Uuid;
 
-/// Who may receive an event. Recomputed against current membership at delivery time.
+/// Who may receive an event. Every audience tied to a case is checked against the case's
+/// current members when it is delivered and when it is replayed; `Users` alone is not.
 #[derive(Clone, Debug)]
 pub enum Audience {
     /// Every member of the case (clients included).
     Case,
     /// Staff members of the case only.
     CaseStaff,
-    /// Exactly these users.
+    /// Exactly these users, wherever they stand (an appointment's participants).
     Users(Vec<Uuid>),
+    /// These users while they are still members of the event's case: a message's recipients,
+    /// an invoice's client, a privileged document's attorneys. Someone removed from the case
+    /// stops getting them, in a replay of what they missed too.
+    Members(Vec<Uuid>),
 }
 
 pub struct NewEvent {
@@ -36,6 +41,13 @@ pub async fn emit_in<C: ConnectionTrait>(conn: &C, e: NewEvent) -> Result<i64, s
             "users",
             Some(serde_json::to_string(ids).expect("uuids serialise")),
         ),
+        Audience::Members(ids) => {
+            debug_assert!(e.case_id.is_some(), "a members audience needs its case");
+            (
+                "members",
+                Some(serde_json::to_string(ids).expect("uuids serialise")),
+            )
+        }
     };
     let m = entity::ActiveModel {
         kind: Set(e.kind.into()),

@@ -261,6 +261,9 @@ pub async fn replay(
         }
         match (e.audience.as_str(), e.case_id) {
             ("users", _) => audience_users(e).contains(&c.user_id),
+            ("members", Some(case)) => {
+                memberships.contains_key(&case) && audience_users(e).contains(&c.user_id)
+            }
             (aud, Some(case)) => {
                 let member = memberships
                     .get(&case)

@@ -842,16 +842,21 @@ async fn case_page(
             .collect::<Vec<_>>()
             .join(", "),
     };
-    // As the service decides (`Confidentiality::visible_to`): the option shows where it works.
+    // As the services decide (`CaseAccess::is_staff`, `Confidentiality::visible_to`): the
+    // legal team's controls show where they work. A staff account that is a client on this
+    // matter (a firm member who is also a client) gets the client's page.
+    let on_case = case
+        .members
+        .iter()
+        .find(|m| m.user_id == p.user_id)
+        .map(|m| m.role);
+    let staff = p.is_admin() || (p.is_staff() && on_case.is_some_and(|r| r.is_staff()));
     let attorney = p.is_admin()
         || (p.role == crate::users::domain::Role::Attorney
-            && case
-                .members
-                .iter()
-                .any(|m| m.user_id == p.user_id && m.role.is_attorney()));
+            && on_case.is_some_and(|r| r.is_attorney()));
     let page = CasePage {
         csrf: v.csrf.clone(),
-        staff: p.is_staff(),
+        staff,
         attorney,
         c: summary,
         phases: CasePhase::ALL.iter().map(|p| p.to_string()).collect(),

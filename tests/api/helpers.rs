@@ -14,6 +14,40 @@ pub struct TestApp {
     pub state: AppState,
     pub database_url: String,
     pub data_dir: tempfile::TempDir,
+    /// The PostgreSQL database this app was given for itself: dropped with the app.
+    pub owned_pg_database: Option<String>,
+}
+
+/// A test's database is never read again once its app is gone. Dropping it at once keeps the
+/// cluster's disk to the tests in flight; otherwise every database of the run (hundreds, each
+/// a copy of the template) stays until the cluster stops.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some(name) = self.owned_pg_database.take() else {
+            return;
+        };
+        let Ok(admin) = std::env::var("DATABASE_URL_PG") else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own.
+        let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let db = lawfirm_pro::db::Db::connect(&admin, 1).await?;
+                // FORCE: the app's pool and background tasks still hold connections.
+                sea_orm::ConnectionTrait::execute_unprepared(db.conn(), &statement).await?;
+                db.close().await;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop the test database {name}: {e:#}");
+        }
+    }
 }
 
 /// Which database the suite runs on. Never silently falls back: a missing PostgreSQL fails.
@@ -71,7 +105,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     lawfirm_pro::install_tls_provider();
     let data_dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database_url(data_dir.path()).await;
-    spawn_app_at(data_dir, &database_url, tweak).await
+    let mut app = spawn_app_at(data_dir, &database_url, tweak).await;
+    if backend() == "postgres" {
+        let name = url::Url::parse(&database_url).unwrap().path()[1..].to_owned();
+        app.owned_pg_database = Some(name);
+    }
+    app
 }
 
 /// An application on a database the caller provides (e.g. a dedicated PostgreSQL cluster).
@@ -112,6 +151,7 @@ async fn spawn_app_at(
         state,
         database_url,
         data_dir,
+        owned_pg_database: None,
     }
 }
 

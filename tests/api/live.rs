@@ -328,6 +328,58 @@ async fn resume_replays_exactly_the_missed_events_in_order() {
 }
 
 #[tokio::test]
+async fn a_removed_client_is_not_replayed_what_was_addressed_to_them_before() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let left = new_case(&app, &lead, &[&client], &[]).await;
+    let kept = new_case(&app, &lead, &[&client], &[]).await;
+    let (ws, last) = connect(&app, &client.access).await;
+    drop(ws);
+    // Addressed to the client by name (a message's recipients) on both cases, while offline.
+    for case in [&left, &kept] {
+        let r = app
+            .post(
+                &format!("/api/v1/cases/{case}/messages"),
+                Some(&lead.access),
+                json!({"body": "The hearing moved to Thursday"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/cases/{left}/members/{}", client.id),
+            Some(&lead.access),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let (mut ws, _) = connect(&app, &client.access).await;
+    ws.send(Message::Text(
+        json!({"type": "resume", "after": last}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let mut replayed = Vec::new();
+    while let Some(f) = next_frame(&mut ws, Duration::from_millis(800)).await {
+        replayed.push(f);
+    }
+    let messages: Vec<&str> = replayed
+        .iter()
+        .filter(|f| f["type"] == "message.created")
+        .map(|f| f["case_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, [kept.as_str()], "{replayed:?}");
+    assert!(
+        replayed.iter().all(|f| f["case_id"] != left.as_str()),
+        "nothing of the case they left: {replayed:?}"
+    );
+}
+
+#[tokio::test]
 async fn resume_beyond_the_window_asks_for_a_reload() {
     let app = spawn_app_with(|c| c.ws_replay_window = 2).await;
     let lead = app.user("attorney").await;
@@ -505,6 +557,8 @@ async fn two_instances_on_one_postgresql_deliver_across() {
         state: b_app.state().clone(),
         database_url: a.database_url.clone(),
         data_dir: tempfile::tempdir().unwrap(),
+        // `a`'s database: `a` drops it.
+        owned_pg_database: None,
     };
     tokio::spawn(b_app.run_until(std::future::pending()));
     let lead = a.user("attorney").await;

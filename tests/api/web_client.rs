@@ -1523,4 +1523,27 @@ async fn staff_uploads_from_the_matter_page_are_internal_unless_shared() {
         !html.contains("doc-conf") && !html.contains("Strategy memo"),
         "{html}"
     );
+    // A client the firm later hires as a paralegal is still a client on this matter: the
+    // page is the client's, not the team's controls the services would refuse.
+    let admin = app.user("admin").await;
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", client.id),
+            Some(&admin.access),
+            json!({"role": "paralegal"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let c = sign_in(&app, &client.email).await;
+    let (_, html) = page(&app, &c, &format!("/cases/{case}")).await;
+    assert!(html.contains("upload-form"), "{html}");
+    for team_only in [
+        "doc-conf",
+        "manage-link",
+        "phase-form",
+        "time-form",
+        "conf-",
+    ] {
+        assert!(!html.contains(team_only), "{team_only}: {html}");
+    }
 }
