@@ -170,7 +170,7 @@ async fn audience<C: ConnectionTrait>(
             let members = access::members_of(conn, case_id).await?;
             let ids: Vec<Uuid> = members.iter().map(|(u, _)| *u).collect();
             let firm = crate::users::service::active_roles(conn, &ids).await?;
-            Audience::Members(
+            Audience::Attorneys(
                 members
                     .into_iter()
                     .filter(|(u, r)| firm.get(u).is_some_and(|f| c.visible_to(*f, Some(*r))))

@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::entity;
+use super::{Named, entity};
 use crate::{cases::domain::MemberRole, db::Db, users::domain::Role};
 
 /// What a connection receives from the hub.
@@ -167,8 +167,8 @@ impl Hub {
     /// Deliver one committed event row to everyone on this instance who may see it now.
     pub async fn dispatch(&self, db: &Db, e: &entity::Model) -> Result<(), sea_orm::DbErr> {
         if e.kind == "session.revoked" {
-            let users: HashSet<Uuid> = audience_users(e).into_iter().collect();
-            self.push_to(|c| users.contains(&c.user_id), Push::Recheck);
+            let named = Named::of(e);
+            self.push_to(|c| named.ids().contains(&c.user_id), Push::Recheck);
             return Ok(());
         }
         let online = self.connected_users();
@@ -180,34 +180,30 @@ impl Hub {
             json: frame_json(e),
         });
         match (e.audience.as_str(), e.case_id) {
-            ("users", _) => {
-                let users: HashSet<Uuid> = audience_users(e).into_iter().collect();
-                self.push_to(
-                    |c| users.contains(&c.user_id) && narrowed_ok(c, e.case_id),
-                    Push::Event(frame),
-                );
-            }
-            ("members", Some(case_id)) => {
-                let users: HashSet<Uuid> = audience_users(e).into_iter().collect();
-                if users.is_disjoint(&online) {
+            ("users", case) => {
+                let named = Named::of(e);
+                if named.ids().iter().all(|u| !online.contains(u)) {
                     return Ok(());
                 }
-                let members: HashSet<Uuid> = crate::cases::access::members_of(db.conn(), case_id)
-                    .await
-                    .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
-                    .into_iter()
-                    .map(|(u, _)| u)
-                    .collect();
+                let on_case: HashMap<Uuid, MemberRole> = match case {
+                    Some(case_id) if named.needs_membership() => {
+                        crate::cases::access::members_of(db.conn(), case_id)
+                            .await
+                            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+                            .into_iter()
+                            .collect()
+                    }
+                    _ => HashMap::new(),
+                };
                 self.push_to(
                     |c| {
-                        users.contains(&c.user_id)
-                            && members.contains(&c.user_id)
-                            && narrowed_ok(c, Some(case_id))
+                        named.admits(c.user_id, c.role, on_case.get(&c.user_id).copied())
+                            && narrowed_ok(c, e.case_id)
                     },
                     Push::Event(frame),
                 );
             }
-            (aud, Some(case_id)) => {
+            (aud @ ("case" | "case_staff"), Some(case_id)) => {
                 let staff_only = aud == "case_staff";
                 let members: HashMap<Uuid, MemberRole> =
                     crate::cases::access::members_of(db.conn(), case_id)
@@ -227,6 +223,7 @@ impl Hub {
                     Push::Event(frame),
                 );
             }
+            // An audience this version does not know (a later version's) reaches nobody.
             _ => {}
         }
         Ok(())
@@ -258,13 +255,6 @@ fn narrowed_ok(c: &Conn, case_id: Option<Uuid>) -> bool {
         (Some(set), Some(id)) => set.contains(&id),
         (Some(_), None) => true,
     }
-}
-
-pub fn audience_users(e: &entity::Model) -> Vec<Uuid> {
-    e.user_ids
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default()
 }
 
 /// `{"id","type","case_id","at","data"}` — the wire form of an event.

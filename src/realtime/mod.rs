@@ -9,8 +9,8 @@ pub mod socket;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use uuid::Uuid;
 
-/// Who may receive an event. Every audience tied to a case is checked against the case's
-/// current members when it is delivered and when it is replayed; `Users` alone is not.
+/// Who may receive an event. The case audiences and the named ones with a condition are checked
+/// against the case's current members when the event is delivered and when it is replayed.
 #[derive(Clone, Debug)]
 pub enum Audience {
     /// Every member of the case (clients included).
@@ -20,9 +20,69 @@ pub enum Audience {
     /// Exactly these users, wherever they stand (an appointment's participants).
     Users(Vec<Uuid>),
     /// These users while they are still members of the event's case: a message's recipients,
-    /// an invoice's client, a privileged document's attorneys. Someone removed from the case
-    /// stops getting them, in a replay of what they missed too.
+    /// an invoice's client. Someone removed from the case stops getting them, in a replay of
+    /// what they missed too.
     Members(Vec<Uuid>),
+    /// These users while they may still read the case's privileged documents (attorneys on
+    /// the case who are attorneys or admins in the firm, `Confidentiality::visible_to`): a
+    /// privileged document's. A removed or demoted attorney stops getting them.
+    Attorneys(Vec<Uuid>),
+}
+
+/// The people an event names, as the row's `user_ids` holds them, under the audience `users`:
+/// a plain array (anyone named), `{"members": […]}` or `{"attorneys": […]}`. An instance of an
+/// earlier version reads the array form only, so during a rolling upgrade it delivers the
+/// conditional forms to nobody; a new audience name would have reached the whole case there.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Named {
+    Anyone(Vec<Uuid>),
+    Members { members: Vec<Uuid> },
+    Attorneys { attorneys: Vec<Uuid> },
+}
+
+impl Named {
+    /// The `user_ids` of a `users` row; nobody when it cannot be read.
+    pub fn of(e: &entity::Model) -> Self {
+        e.user_ids
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Named::Anyone(Vec::new()))
+    }
+
+    pub fn ids(&self) -> &[Uuid] {
+        match self {
+            Named::Anyone(ids)
+            | Named::Members { members: ids }
+            | Named::Attorneys { attorneys: ids } => ids,
+        }
+    }
+
+    /// Whether delivery needs the case's members (`on_case` below).
+    pub fn needs_membership(&self) -> bool {
+        !matches!(self, Named::Anyone(_))
+    }
+
+    /// May `user` (of firm role `role`, of case role `on_case` on the event's case) get it now?
+    pub fn admits(
+        &self,
+        user: Uuid,
+        role: crate::users::domain::Role,
+        on_case: Option<crate::cases::domain::MemberRole>,
+    ) -> bool {
+        if !self.ids().contains(&user) {
+            return false;
+        }
+        match self {
+            Named::Anyone(_) => true,
+            Named::Members { .. } => on_case.is_some(),
+            Named::Attorneys { .. } => {
+                on_case.is_some()
+                    && crate::documents::domain::Confidentiality::Privileged
+                        .visible_to(role, on_case)
+            }
+        }
+    }
 }
 
 pub struct NewEvent {
@@ -34,20 +94,28 @@ pub struct NewEvent {
 
 /// Append an event inside the caller's transaction; its id orders delivery.
 pub async fn emit_in<C: ConnectionTrait>(conn: &C, e: NewEvent) -> Result<i64, sea_orm::DbErr> {
-    let (audience, users) = match &e.audience {
-        Audience::Case => ("case", None),
-        Audience::CaseStaff => ("case_staff", None),
-        Audience::Users(ids) => (
+    let named = match &e.audience {
+        Audience::Case => None,
+        Audience::CaseStaff => None,
+        Audience::Users(ids) => Some(Named::Anyone(ids.clone())),
+        Audience::Members(ids) => Some(Named::Members {
+            members: ids.clone(),
+        }),
+        Audience::Attorneys(ids) => Some(Named::Attorneys {
+            attorneys: ids.clone(),
+        }),
+    };
+    debug_assert!(
+        e.case_id.is_some() || named.as_ref().is_none_or(|n| !n.needs_membership()),
+        "a condition on membership needs the event's case"
+    );
+    let (audience, users) = match (&e.audience, named) {
+        (Audience::Case, _) => ("case", None),
+        (Audience::CaseStaff, _) => ("case_staff", None),
+        (_, named) => (
             "users",
-            Some(serde_json::to_string(ids).expect("uuids serialise")),
+            named.map(|n| serde_json::to_string(&n).expect("uuids serialise")),
         ),
-        Audience::Members(ids) => {
-            debug_assert!(e.case_id.is_some(), "a members audience needs its case");
-            (
-                "members",
-                Some(serde_json::to_string(ids).expect("uuids serialise")),
-            )
-        }
     };
     let m = entity::ActiveModel {
         kind: Set(e.kind.into()),
@@ -70,4 +138,50 @@ pub async fn emit_in<C: ConnectionTrait>(conn: &C, e: NewEvent) -> Result<i64, s
         .await?;
     }
     Ok(m.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{cases::domain::MemberRole, users::domain::Role};
+
+    #[test]
+    fn conditional_audiences_are_nobody_to_an_earlier_version() {
+        let id = Uuid::new_v4();
+        for named in [
+            Named::Members { members: vec![id] },
+            Named::Attorneys {
+                attorneys: vec![id],
+            },
+        ] {
+            let stored = serde_json::to_string(&named).unwrap();
+            // An earlier version read `user_ids` as a plain array, and nobody when it could not.
+            assert!(
+                serde_json::from_str::<Vec<Uuid>>(&stored).is_err(),
+                "{stored}"
+            );
+            assert_eq!(serde_json::from_str::<Named>(&stored).unwrap(), named);
+        }
+        let anyone = serde_json::to_string(&Named::Anyone(vec![id])).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<Uuid>>(&anyone).unwrap(), [id]);
+    }
+
+    #[test]
+    fn conditions_are_checked_against_the_case_now() {
+        let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let members = Named::Members { members: vec![id] };
+        assert!(members.admits(id, Role::Client, Some(MemberRole::Client)));
+        assert!(
+            !members.admits(id, Role::Client, None),
+            "removed from the case"
+        );
+        assert!(!members.admits(other, Role::Client, Some(MemberRole::Client)));
+        let attorneys = Named::Attorneys {
+            attorneys: vec![id],
+        };
+        assert!(attorneys.admits(id, Role::Attorney, Some(MemberRole::Attorney)));
+        assert!(!attorneys.admits(id, Role::Paralegal, Some(MemberRole::Attorney)));
+        assert!(!attorneys.admits(id, Role::Attorney, None));
+        assert!(Named::Anyone(vec![id]).admits(id, Role::Client, None));
+    }
 }

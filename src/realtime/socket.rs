@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{
-    entity,
-    hub::{Push, audience_users, frame_json},
+    Named, entity,
+    hub::{Push, frame_json},
 };
 use crate::{AppState, audit::NewEntry, cases::access, users::domain::Role};
 
@@ -260,11 +260,12 @@ pub async fn replay(
             return false;
         }
         match (e.audience.as_str(), e.case_id) {
-            ("users", _) => audience_users(e).contains(&c.user_id),
-            ("members", Some(case)) => {
-                memberships.contains_key(&case) && audience_users(e).contains(&c.user_id)
-            }
-            (aud, Some(case)) => {
+            ("users", case) => Named::of(e).admits(
+                c.user_id,
+                c.role,
+                case.and_then(|k| memberships.get(&k).copied()),
+            ),
+            (aud @ ("case" | "case_staff"), Some(case)) => {
                 let member = memberships
                     .get(&case)
                     .is_some_and(|r| aud != "case_staff" || super::hub::staff_on_case(c.role, *r));

@@ -703,7 +703,7 @@ async fn invoices_sum_rounded_lines_lock_entries_and_hide_drafts_from_clients() 
         .iter()
         .map(|r| r.try_get("", "audience").unwrap())
         .collect();
-    assert_eq!(audiences, ["case_staff", "members"]);
+    assert_eq!(audiences, ["case_staff", "users"]);
 
     // Overdue is computed on read.
     app.sql(&format!(

@@ -259,7 +259,10 @@ async fn a_co_client_never_sees_an_invoice_addressed_to_another_client() {
         events,
         [
             ("case_staff".to_owned(), None),
-            ("members".to_owned(), Some(json!([f.client.id]).to_string())),
+            (
+                "users".to_owned(),
+                Some(json!({"members": [f.client.id]}).to_string())
+            ),
         ]
     );
 
@@ -281,7 +284,7 @@ async fn a_co_client_never_sees_an_invoice_addressed_to_another_client() {
         .into_iter()
         .map(|e| e.audience)
         .collect();
-    assert_eq!(audiences, ["case_staff", "members"]);
+    assert_eq!(audiences, ["case_staff", "users"]);
 
     // Staff of the case and admins see it as before.
     for who in [&f.lead, &f.paralegal, &f.admin] {

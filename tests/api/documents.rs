@@ -476,7 +476,7 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
         [&shared, &internal, &privileged].map(|d| d["id"].as_str().unwrap().to_owned());
 
     // Live events reach only those who may see the document.
-    for (audience, n) in [("case", 1), ("case_staff", 1), ("members", 1)] {
+    for (audience, n) in [("case", 1), ("case_staff", 1), ("users", 1)] {
         let sql = format!(
             "SELECT COUNT(*) FROM event WHERE kind = 'document.created' AND audience = '{audience}'"
         );
@@ -488,7 +488,7 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
         .conn()
         .query_one_raw(Statement::from_string(
             app.state.db.backend(),
-            "SELECT user_ids FROM event WHERE kind = 'document.created' AND audience = 'members'",
+            "SELECT user_ids FROM event WHERE kind = 'document.created' AND audience = 'users'",
         ))
         .await
         .unwrap()
@@ -496,7 +496,7 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
     let users: String = row.try_get_by_index(0).unwrap();
     assert_eq!(
         users,
-        format!("[\"{}\"]", lead.id),
+        format!("{{\"attorneys\":[\"{}\"]}}", lead.id),
         "privileged: attorneys on the case only"
     );
 

@@ -35,17 +35,23 @@ impl Drop for TestApp {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            // Bounded: a cluster that stopped answering must not hang the test run.
             rt.block_on(async {
-                let db = lawfirm_pro::db::Db::connect(&admin, 1).await?;
-                // FORCE: the app's pool and background tasks still hold connections.
-                sea_orm::ConnectionTrait::execute_unprepared(db.conn(), &statement).await?;
-                db.close().await;
-                anyhow::Ok(())
+                tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                    let db = lawfirm_pro::db::Db::connect(&admin, 1).await?;
+                    // FORCE: the app's pool and background tasks still hold connections.
+                    sea_orm::ConnectionTrait::execute_unprepared(db.conn(), &statement).await?;
+                    db.close().await;
+                    anyhow::Ok(())
+                })
+                .await?
             })
         })
         .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("could not drop the test database {name}: {e:#}");
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop the test database {name}: {e:#}"),
+            Err(_) => eprintln!("dropping the test database {name} panicked"),
         }
     }
 }

@@ -380,6 +380,63 @@ async fn a_removed_client_is_not_replayed_what_was_addressed_to_them_before() {
 }
 
 #[tokio::test]
+async fn a_demoted_attorney_is_not_replayed_privileged_documents_from_before() {
+    let app = spawn_app().await;
+    let admin = app.user("admin").await;
+    let lead = app.user("attorney").await;
+    let second = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &[&client], &[&second]).await;
+    let (ws, last) = connect(&app, &second.access).await;
+    drop(ws);
+    // Written for the case's attorneys while `second` is one of them, and offline.
+    for conf in ["privileged", "internal"] {
+        let r = app
+            .post_multipart(
+                &format!("/api/v1/cases/{case}/documents"),
+                &lead.access,
+                crate::documents::form(
+                    &format!("{conf}.pdf"),
+                    crate::documents::pdf(50),
+                    Some(conf),
+                    None,
+                ),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // Now a paralegal: still on the case, no longer one who may read privileged documents.
+    let r = app
+        .patch(
+            &format!("/api/v1/users/{}", second.id),
+            Some(&admin.access),
+            json!({"role": "paralegal"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let again = app.login_as(&second.email).await;
+    let (mut ws, _) = connect(&app, &again.access).await;
+    ws.send(Message::Text(
+        json!({"type": "resume", "after": last}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let mut replayed = Vec::new();
+    while let Some(f) = next_frame(&mut ws, Duration::from_millis(800)).await {
+        replayed.push(f);
+    }
+    let documents: Vec<&str> = replayed
+        .iter()
+        .filter(|f| f["type"] == "document.created")
+        .map(|f| f["data"]["title"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        documents.len() == 1 && documents[0].starts_with("internal"),
+        "the internal document only: {replayed:?}"
+    );
+}
+
+#[tokio::test]
 async fn resume_beyond_the_window_asks_for_a_reload() {
     let app = spawn_app_with(|c| c.ws_replay_window = 2).await;
     let lead = app.user("attorney").await;
