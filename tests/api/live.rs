@@ -59,6 +59,21 @@ pub(crate) async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
     }
 }
 
+/// Everything a fresh socket is replayed after resuming from `last`.
+async fn replay_after(app: &TestApp, token: &str, last: i64) -> Vec<Value> {
+    let (mut ws, _) = connect(app, token).await;
+    ws.send(Message::Text(
+        json!({"type": "resume", "after": last}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let mut replayed = Vec::new();
+    while let Some(f) = next_frame(&mut ws, Duration::from_millis(800)).await {
+        replayed.push(f);
+    }
+    replayed
+}
+
 async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Login]) -> String {
     let r = app
         .post(
@@ -357,16 +372,7 @@ async fn a_removed_client_is_not_replayed_what_was_addressed_to_them_before() {
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
-    let (mut ws, _) = connect(&app, &client.access).await;
-    ws.send(Message::Text(
-        json!({"type": "resume", "after": last}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let mut replayed = Vec::new();
-    while let Some(f) = next_frame(&mut ws, Duration::from_millis(800)).await {
-        replayed.push(f);
-    }
+    let replayed = replay_after(&app, &client.access, last).await;
     let messages: Vec<&str> = replayed
         .iter()
         .filter(|f| f["type"] == "message.created")
@@ -415,16 +421,7 @@ async fn a_demoted_attorney_is_not_replayed_privileged_documents_from_before() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let again = app.login_as(&second.email).await;
-    let (mut ws, _) = connect(&app, &again.access).await;
-    ws.send(Message::Text(
-        json!({"type": "resume", "after": last}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let mut replayed = Vec::new();
-    while let Some(f) = next_frame(&mut ws, Duration::from_millis(800)).await {
-        replayed.push(f);
-    }
+    let replayed = replay_after(&app, &again.access, last).await;
     let documents: Vec<&str> = replayed
         .iter()
         .filter(|f| f["type"] == "document.created")
