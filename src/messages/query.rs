@@ -258,7 +258,7 @@ impl Search {
                 // with the window full. As a scalar sub-select it stays a per-row check: left
                 // as plain `EXISTS`, the planner joins the recipient and membership rows of
                 // every match first (2,947 probes for the scale-100 firm's busiest attorney,
-                // about a third of the statement). The subquery keeps the name `message`, so
+                // over half of the statement). The subquery keeps the name `message`, so
                 // the filter's columns mean the same rows. The tsvector, not its score: scored
                 // in the outer query, after the `LIMIT`.
                 use message::Column as M;

@@ -851,9 +851,8 @@ async fn case_page(
         .find(|m| m.user_id == p.user_id)
         .map(|m| m.role);
     let staff = p.is_admin() || (p.is_staff() && on_case.is_some_and(|r| r.is_staff()));
-    let attorney = p.is_admin()
-        || (p.role == crate::users::domain::Role::Attorney
-            && on_case.is_some_and(|r| r.is_attorney()));
+    let attorney =
+        crate::documents::domain::Confidentiality::Privileged.visible_to(p.role, on_case);
     let page = CasePage {
         csrf: v.csrf.clone(),
         staff,

@@ -964,7 +964,7 @@ async fn message_search_is_narrowed_to_the_reader_inside_the_index() {
             // and membership rows (ADR 0013).
             let text = plan(&app, backend, search).await.join("\n");
             assert!(
-                text.contains("SubPlan")
+                text.contains("Filter: (SubPlan")
                     && !text.contains("hashed SubPlan")
                     && !text.contains("Join")
                     && !text.contains("Nested Loop"),
