@@ -179,54 +179,73 @@ impl Hub {
             id: e.id,
             json: frame_json(e),
         });
-        match (e.audience.as_str(), e.case_id) {
-            ("users", case) => {
-                let named = Named::of(e);
+        let named = Named::of(e);
+        let members_needed = match e.audience.as_str() {
+            "users" => {
                 if named.ids().iter().all(|u| !online.contains(u)) {
                     return Ok(());
                 }
-                let on_case: HashMap<Uuid, MemberRole> = match case {
-                    Some(case_id) if named.needs_membership() => {
-                        crate::cases::access::members_of(db.conn(), case_id)
-                            .await
-                            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
-                            .into_iter()
-                            .collect()
-                    }
-                    _ => HashMap::new(),
-                };
-                self.push_to(
-                    |c| {
-                        named.admits(c.user_id, c.role, on_case.get(&c.user_id).copied())
-                            && narrowed_ok(c, e.case_id)
-                    },
-                    Push::Event(frame),
-                );
+                named.needs_membership()
             }
-            (aud @ ("case" | "case_staff"), Some(case_id)) => {
-                let staff_only = aud == "case_staff";
-                let members: HashMap<Uuid, MemberRole> =
-                    crate::cases::access::members_of(db.conn(), case_id)
-                        .await
-                        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
-                        .into_iter()
-                        .collect();
-                self.push_to(
-                    |c| {
-                        let member_ok = members
-                            .get(&c.user_id)
-                            .is_some_and(|r| !staff_only || staff_on_case(c.role, *r));
-                        // Admins who are not members get a case's events only by subscribing to it.
-                        let admin_ok = c.role == Role::Admin && subscribed(c, case_id);
-                        (member_ok && narrowed_ok(c, Some(case_id))) || admin_ok
-                    },
-                    Push::Event(frame),
-                );
-            }
+            "case" | "case_staff" => true,
             // An audience this version does not know (a later version's) reaches nobody.
-            _ => {}
-        }
+            _ => return Ok(()),
+        };
+        let on_case: HashMap<Uuid, MemberRole> = match e.case_id {
+            Some(case_id) if members_needed => crate::cases::access::members_of(db.conn(), case_id)
+                .await
+                .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+                .into_iter()
+                .collect(),
+            _ => HashMap::new(),
+        };
+        self.push_to(
+            |c| {
+                let following = c.cases.lock().expect("subscriptions lock");
+                may_see(
+                    e,
+                    &named,
+                    c.user_id,
+                    c.role,
+                    on_case.get(&c.user_id).copied(),
+                    following.as_ref(),
+                )
+            },
+            Push::Event(frame),
+        );
         Ok(())
+    }
+}
+
+/// Whether `user` (firm role `role`, `on_case` their role on the event's case now) may get the
+/// event `e`, live or in a replay: the one rule for both. `named`: the row's named audience
+/// ([`Named::of`], read once per event); `following`: the socket's narrowing to some cases
+/// (`None`: every case of theirs). Admins who are not members get a case's events only by
+/// subscribing to it; session revocations are never forwarded.
+pub(crate) fn may_see(
+    e: &entity::Model,
+    named: &Named,
+    user: Uuid,
+    role: Role,
+    on_case: Option<MemberRole>,
+    following: Option<&HashSet<Uuid>>,
+) -> bool {
+    if e.kind == "session.revoked" {
+        return false;
+    }
+    let followed = match (following, e.case_id) {
+        (Some(set), Some(case)) => set.contains(&case),
+        _ => true,
+    };
+    match (e.audience.as_str(), e.case_id) {
+        ("users", _) => followed && named.admits(user, role, on_case),
+        (aud @ ("case" | "case_staff"), Some(case)) => {
+            let member = on_case.is_some_and(|r| aud != "case_staff" || staff_on_case(role, r));
+            let admin = role == Role::Admin && following.is_some_and(|s| s.contains(&case));
+            (member && followed) || admin
+        }
+        // An audience this version does not know (a later version's) reaches nobody.
+        _ => false,
     }
 }
 
@@ -236,25 +255,6 @@ impl Hub {
 /// carries the new role.)
 pub(crate) fn staff_on_case(firm: Role, on_case: MemberRole) -> bool {
     firm.is_staff() && on_case.is_staff()
-}
-
-fn subscribed(c: &Conn, case_id: Uuid) -> bool {
-    c.cases
-        .lock()
-        .expect("subscriptions lock")
-        .as_ref()
-        .is_some_and(|s| s.contains(&case_id))
-}
-
-fn narrowed_ok(c: &Conn, case_id: Option<Uuid>) -> bool {
-    match (
-        c.cases.lock().expect("subscriptions lock").as_ref(),
-        case_id,
-    ) {
-        (None, _) => true,
-        (Some(set), Some(id)) => set.contains(&id),
-        (Some(_), None) => true,
-    }
 }
 
 /// `{"id","type","case_id","at","data"}` — the wire form of an event.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{
     Named, entity,
-    hub::{Push, frame_json},
+    hub::{Push, frame_json, may_see},
 };
 use crate::{AppState, audit::NewEntry, cases::access, users::domain::Role};
 
@@ -250,35 +250,19 @@ pub async fn replay(
     }
     let memberships = access::memberships_of(c.state.db.conn(), c.user_id).await?;
     let narrowed = c.cases.lock().expect("subscriptions lock").clone();
-    let visible = |e: &entity::Model| -> bool {
-        if e.kind == "session.revoked" {
-            return false;
-        }
-        if let (Some(set), Some(case)) = (&narrowed, e.case_id)
-            && !set.contains(&case)
-        {
-            return false;
-        }
-        match (e.audience.as_str(), e.case_id) {
-            ("users", case) => Named::of(e).admits(
-                c.user_id,
-                c.role,
-                case.and_then(|k| memberships.get(&k).copied()),
-            ),
-            (aud @ ("case" | "case_staff"), Some(case)) => {
-                let member = memberships
-                    .get(&case)
-                    .is_some_and(|r| aud != "case_staff" || super::hub::staff_on_case(c.role, *r));
-                let admin =
-                    c.role == Role::Admin && narrowed.as_ref().is_some_and(|s| s.contains(&case));
-                member || admin
-            }
-            _ => false,
-        }
-    };
     Ok(Some(
         rows.iter()
-            .filter(|e| visible(e))
+            .filter(|e| {
+                let on_case = e.case_id.and_then(|k| memberships.get(&k).copied());
+                may_see(
+                    e,
+                    &Named::of(e),
+                    c.user_id,
+                    c.role,
+                    on_case,
+                    narrowed.as_ref(),
+                )
+            })
             .map(|e| (e.id, frame_json(e)))
             .collect(),
     ))
