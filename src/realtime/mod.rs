@@ -94,29 +94,18 @@ pub struct NewEvent {
 
 /// Append an event inside the caller's transaction; its id orders delivery.
 pub async fn emit_in<C: ConnectionTrait>(conn: &C, e: NewEvent) -> Result<i64, sea_orm::DbErr> {
-    let named = match &e.audience {
-        Audience::Case => None,
-        Audience::CaseStaff => None,
-        Audience::Users(ids) => Some(Named::Anyone(ids.clone())),
-        Audience::Members(ids) => Some(Named::Members {
-            members: ids.clone(),
-        }),
-        Audience::Attorneys(ids) => Some(Named::Attorneys {
-            attorneys: ids.clone(),
-        }),
+    let (audience, named) = match e.audience {
+        Audience::Case => ("case", None),
+        Audience::CaseStaff => ("case_staff", None),
+        Audience::Users(ids) => ("users", Some(Named::Anyone(ids))),
+        Audience::Members(members) => ("users", Some(Named::Members { members })),
+        Audience::Attorneys(attorneys) => ("users", Some(Named::Attorneys { attorneys })),
     };
     debug_assert!(
         e.case_id.is_some() || named.as_ref().is_none_or(|n| !n.needs_membership()),
         "a condition on membership needs the event's case"
     );
-    let (audience, users) = match (&e.audience, named) {
-        (Audience::Case, _) => ("case", None),
-        (Audience::CaseStaff, _) => ("case_staff", None),
-        (_, named) => (
-            "users",
-            named.map(|n| serde_json::to_string(&n).expect("uuids serialise")),
-        ),
-    };
+    let users = named.map(|n| serde_json::to_string(&n).expect("uuids serialise"));
     let m = entity::ActiveModel {
         kind: Set(e.kind.into()),
         case_id: Set(e.case_id),

@@ -220,6 +220,27 @@ impl TestApp {
             .expect("multipart request sent")
     }
 
+    /// Take `user` off `case` as `lead` (204 expected).
+    pub async fn remove_member(&self, lead: &Login, case: &str, user: Uuid) {
+        let path = format!("/api/v1/cases/{case}/members/{user}");
+        let r = self
+            .request(Method::DELETE, &path, Some(&lead.access), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "DELETE {path}");
+    }
+
+    /// Give `user` the firm role `role` as `admin` (200 expected; their sessions end).
+    pub async fn set_role(&self, admin: &Login, user: Uuid, role: &str) {
+        let r = self
+            .patch(
+                &format!("/api/v1/users/{user}"),
+                Some(&admin.access),
+                json!({ "role": role }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    }
+
     /// Create a user directly through the service (as the system operator).
     pub async fn create_user(&self, role: &str) -> (Uuid, String) {
         let email = format!(

@@ -287,15 +287,7 @@ async fn removal_from_a_case_stops_delivery_at_once() {
     let client = app.user("client").await;
     let case = new_case(&app, &lead, &[&client], &[]).await;
     let (mut c, _) = connect(&app, &client.access).await;
-    let r = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/cases/{case}/members/{}", client.id),
-            Some(&lead.access),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    app.remove_member(&lead, &case, client.id).await;
     set_status(&app, &lead, &case, json!({"status": "pending"})).await;
     assert!(
         next_frame(&mut c, Duration::from_millis(800))
@@ -362,15 +354,7 @@ async fn a_removed_client_is_not_replayed_what_was_addressed_to_them_before() {
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let r = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/cases/{left}/members/{}", client.id),
-            Some(&lead.access),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    app.remove_member(&lead, &left, client.id).await;
 
     let replayed = replay_after(&app, &client.access, last).await;
     let messages: Vec<&str> = replayed
@@ -412,14 +396,7 @@ async fn a_demoted_attorney_is_not_replayed_privileged_documents_from_before() {
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     // Now a paralegal: still on the case, no longer one who may read privileged documents.
-    let r = app
-        .patch(
-            &format!("/api/v1/users/{}", second.id),
-            Some(&admin.access),
-            json!({"role": "paralegal"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    app.set_role(&admin, second.id, "paralegal").await;
     let again = app.login_as(&second.email).await;
     let replayed = replay_after(&app, &again.access, last).await;
     let documents: Vec<&str> = replayed

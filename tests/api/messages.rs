@@ -127,18 +127,6 @@ async fn unread(app: &TestApp, who: &Login) -> Value {
     get_ok(app, "/api/v1/messages/unread-count", who).await
 }
 
-async fn remove_member(app: &TestApp, lead: &Login, case: &str, user: &Login) {
-    let r = send_req(
-        app,
-        Method::DELETE,
-        &format!("/api/v1/cases/{case}/members/{}", user.id),
-        &lead.access,
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-}
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -458,7 +446,7 @@ async fn outsiders_and_removed_members_get_404_and_nothing_in_counts_or_search()
     );
 
     // Removed from the case: the client's messages there vanish from every view.
-    remove_member(&app, &lead, &case, &client).await;
+    app.remove_member(&lead, &case, client.id).await;
     for (method, path, body) in [
         (Method::GET, format!("/api/v1/messages/{mid}"), None),
         (

@@ -1526,14 +1526,7 @@ async fn staff_uploads_from_the_matter_page_are_internal_unless_shared() {
     // A client the firm later hires as a paralegal is still a client on this matter: the
     // page is the client's, not the team's controls the services would refuse.
     let admin = app.user("admin").await;
-    let r = app
-        .patch(
-            &format!("/api/v1/users/{}", client.id),
-            Some(&admin.access),
-            json!({"role": "paralegal"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    app.set_role(&admin, client.id, "paralegal").await;
     let c = sign_in(&app, &client.email).await;
     let (_, html) = page(&app, &c, &format!("/cases/{case}")).await;
     assert!(html.contains("upload-form"), "{html}");
