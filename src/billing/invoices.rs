@@ -594,6 +594,19 @@ pub async fn create_invoice(
 
 /// `GET /invoices/{id}`.
 pub async fn get_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<InvoiceView> {
+    Ok(read_invoice(state, p, id).await?.view)
+}
+
+/// An invoice as its reader sees it, with what the reader may do with it (for pages).
+pub struct InvoiceRead {
+    pub view: InvoiceView,
+    /// On the case's legal team (admin or staff on the case): records payments, never pays.
+    pub legal_team: bool,
+    /// May issue (send, void) it: an attorney or admin on the legal team.
+    pub issuer: bool,
+}
+
+pub async fn read_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<InvoiceRead> {
     let a = require(state, state.db.conn(), p, id).await?;
     let parts = state
         .audit
@@ -602,7 +615,11 @@ pub async fn get_invoice(state: &AppState, p: &Principal, id: Uuid) -> Result<In
             parts_of(state.db.conn(), id),
         )
         .await?;
-    Ok(view(a.invoice, parts, state.config.today()))
+    Ok(InvoiceRead {
+        legal_team: a.staff,
+        issuer: a.staff && may_issue(p).is_ok(),
+        view: view(a.invoice, parts, state.config.today()),
+    })
 }
 
 pub async fn audit_read(

@@ -1065,8 +1065,9 @@ async fn payment_page(
     done: Option<String>,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let inv = invoices::get_invoice(state, p, id).await?;
-    if !p.is_staff() {
+    let read = invoices::read_invoice(state, p, id).await?;
+    let inv = read.view;
+    if !read.legal_team {
         return Err(forbidden("Only the legal team records payments."));
     }
     let v = Viewer::load(state, p).await?;

@@ -451,7 +451,8 @@ async fn invoice_page(
     error: Option<String>,
 ) -> Result<InvoicePage, PageError> {
     let v = Viewer::load(state, p).await?;
-    let inv = invoices::get_invoice(state, p, id).await?;
+    let read = invoices::read_invoice(state, p, id).await?;
+    let inv = &read.view;
     let code = inv.currency.code();
     let open = inv.status.is_open() && inv.balance_cents > 0;
     Ok(InvoicePage {
@@ -480,8 +481,9 @@ async fn invoice_page(
                 amount: money(l.amount_cents, code),
             })
             .collect(),
-        can_send: p.is_staff() && inv.status == InvoiceStatus::Draft,
-        can_pay: !p.is_staff() && open,
+        can_send: read.issuer && inv.status == InvoiceStatus::Draft,
+        // The client pays; a firm member who is a client on this case is one here.
+        can_pay: !read.legal_team && open,
         notice,
         error,
         user: Some(v),

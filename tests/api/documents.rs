@@ -522,14 +522,8 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
     // The role on the case decides, not the firm role: an attorney on it as a paralegal sees
     // internal but not privileged material, in search and statistics alike.
     let as_para = app.user("attorney").await;
-    let r = app
-        .post(
-            &format!("/api/v1/cases/{case}/members"),
-            Some(&lead.access),
-            json!({"user_id": as_para.id, "role": "paralegal"}),
-        )
+    app.add_member(&lead.access, &case, as_para.id, "paralegal")
         .await;
-    assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(
         ids_at(&app, &as_para.access, search).await,
         [i.clone()].into()

@@ -220,6 +220,24 @@ impl TestApp {
             .expect("multipart request sent")
     }
 
+    /// Put `user` on `case` in case role `role`, with the bearer `token` of its lead or an admin
+    /// (201 expected).
+    pub async fn add_member(&self, token: &str, case: &str, user: impl ToString, role: &str) {
+        let r = self
+            .post(
+                &format!("/api/v1/cases/{case}/members"),
+                Some(token),
+                json!({ "user_id": user.to_string(), "role": role }),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+
     /// Take `user` off `case` as `lead` (204 expected).
     pub async fn remove_member(&self, lead: &Login, case: &str, user: Uuid) {
         let path = format!("/api/v1/cases/{case}/members/{user}");

@@ -1963,14 +1963,7 @@ async fn member_case_search_reads_the_members_own_index() {
     if !found(other.clone()).await.is_empty() {
         panic!("not yet a member");
     }
-    let r = app
-        .post(
-            &format!("/api/v1/cases/{case}/members"),
-            Some(&admin),
-            json!({"user_id": other_id, "role": "attorney"}),
-        )
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    app.add_member(&admin, &case, &other_id, "attorney").await;
     assert_eq!(found(other.clone()).await, vec![case.clone()]);
     agree("after joining".into(), "wombat".into()).await;
     delete_ok(
@@ -2211,14 +2204,8 @@ async fn member_deadlines_mirror_every_change() {
     )
     .await;
     assert!(!listed(paralegal.clone()).await.contains(&id));
-    let r = app
-        .post(
-            &format!("/api/v1/cases/{case}/members"),
-            Some(&admin),
-            json!({"user_id": paralegal_id, "role": "paralegal"}),
-        )
+    app.add_member(&admin, &case, &paralegal_id, "paralegal")
         .await;
-    assert!(r.status().is_success(), "{}", r.status());
     assert!(listed(paralegal.clone()).await.contains(&id));
     assert_eq!(stale_member_deadlines(&app).await, 0, "after joining");
 
@@ -2480,14 +2467,7 @@ async fn membership_counters_match_what_they_count() {
     .await;
     assert_eq!(unread(client.clone()).await, (client_total - pending, None));
     assert_eq!(stale_counters(&app).await, 0, "after leaving");
-    let r = app
-        .post(
-            &format!("/api/v1/cases/{case}/members"),
-            Some(&admin),
-            json!({"user_id": client_id, "role": "client"}),
-        )
-        .await;
-    assert!(r.status().is_success(), "{}", r.status());
+    app.add_member(&admin, &case, &client_id, "client").await;
     assert_eq!(unread(client.clone()).await, (client_total, Some(pending)));
     assert_eq!(stale_counters(&app).await, 0, "after rejoining");
 
@@ -3372,14 +3352,8 @@ async fn member_documents_mirror_every_change() {
     .await;
     assert_eq!(of_case, 0, "the leaver's rows went with the membership");
     agree("left").await;
-    let r = app
-        .post(
-            &format!("/api/v1/cases/{case}/members"),
-            Some(&admin),
-            json!({"user_id": paralegal_id, "role": "paralegal"}),
-        )
+    app.add_member(&admin, &case, &paralegal_id, "paralegal")
         .await;
-    assert!(r.status().is_success(), "{}", r.status());
     agree("rejoined").await;
 
     // A document removed for good (retention) takes its rows with it.

@@ -275,14 +275,8 @@ async fn older_messages_are_a_page_away_and_read_when_shown() {
     let para = app.user("paralegal").await;
     let client = app.user("client").await;
     let case = new_case(&app, &lead, &client).await;
-    let r = app
-        .post(
-            &format!("/api/v1/cases/{case}/members"),
-            Some(&lead.access),
-            json!({"user_id": para.id, "role": "paralegal"}),
-        )
+    app.add_member(&lead.access, &case, para.id, "paralegal")
         .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
     // 52 messages from two senders (30 a minute each at most), the first the oldest.
     for i in 0..52 {
         let who = if i % 2 == 0 { &lead } else { &para };

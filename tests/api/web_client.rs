@@ -152,8 +152,8 @@ async fn upload(app: &TestApp, token: &str, case: &str, name: &str, text: &str) 
     b["id"].as_str().unwrap().to_owned()
 }
 
-/// Bill a little time on the case and send the invoice; its id and number.
-async fn sent_invoice(app: &TestApp, lead: &Login, case: &str, minutes: i64) -> (String, String) {
+/// Bill a little time on the case and draft an invoice of it; its id and number.
+async fn draft_invoice(app: &TestApp, lead: &Login, case: &str, minutes: i64) -> (String, String) {
     json_ok(
         app.post(
             &format!("/api/v1/cases/{case}/time-entries"),
@@ -178,6 +178,12 @@ async fn sent_invoice(app: &TestApp, lead: &Login, case: &str, minutes: i64) -> 
     )
     .await;
     let id = inv["id"].as_str().unwrap().to_owned();
+    (id, inv["number"].as_str().unwrap().to_owned())
+}
+
+/// Bill a little time on the case and send the invoice; its id and number.
+async fn sent_invoice(app: &TestApp, lead: &Login, case: &str, minutes: i64) -> (String, String) {
+    let (id, number) = draft_invoice(app, lead, case, minutes).await;
     json_ok(
         app.post(
             &format!("/api/v1/invoices/{id}/send"),
@@ -189,7 +195,7 @@ async fn sent_invoice(app: &TestApp, lead: &Login, case: &str, minutes: i64) -> 
         "send",
     )
     .await;
-    (id, inv["number"].as_str().unwrap().to_owned())
+    (id, number)
 }
 
 /// The newest outbox mail of `kind` to `to`, as its body text.
@@ -1539,4 +1545,57 @@ async fn staff_uploads_from_the_matter_page_are_internal_unless_shared() {
     ] {
         assert!(!html.contains(team_only), "{team_only}: {html}");
     }
+}
+
+/// The invoice page offers "Pay" to whoever the checkout service lets pay (a client of the
+/// case, even one the firm later hired) and "Send" to whoever may issue it (an attorney or
+/// admin on the case's legal team) — never by the caller's firm role alone.
+#[tokio::test]
+async fn the_invoice_page_offers_what_the_reader_may_do_on_this_case() {
+    let app = spawn_app().await;
+    let admin = app.user("admin").await;
+    let lead = app.user("attorney").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client, "Pay button").await;
+    let (sent, _) = sent_invoice(&app, &lead, &case, 60).await;
+    let has = |html: &str, id: &str| html.contains(&format!(r#"id="{id}""#));
+
+    let c = sign_in(&app, &client.email).await;
+    let (s, html) = page(&app, &c, &format!("/invoices/{sent}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(has(&html, "pay-form") && !has(&html, "send-form"), "{html}");
+    let l = sign_in(&app, &lead.email).await;
+    let (_, html) = page(&app, &l, &format!("/invoices/{sent}")).await;
+    assert!(
+        !has(&html, "pay-form"),
+        "the legal team does not pay: {html}"
+    );
+
+    // The client is hired as a paralegal: still the client of this case, so still pays.
+    app.set_role(&admin, client.id, "paralegal").await;
+    let c = sign_in(&app, &client.email).await;
+    let (s, html) = page(&app, &c, &format!("/invoices/{sent}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(has(&html, "pay-form"), "{html}");
+
+    // A draft: the lead may send it; the paralegal-client cannot see it at all.
+    let (draft, _) = draft_invoice(&app, &lead, &case, 30).await;
+    let (_, html) = page(&app, &l, &format!("/invoices/{draft}")).await;
+    assert!(has(&html, "send-form") && !has(&html, "pay-form"), "{html}");
+    let (s, _) = page(&app, &c, &format!("/invoices/{draft}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // An admin (not on the case) may issue it; a paralegal on the case may not.
+    let a = sign_in(&app, &admin.email).await;
+    let (_, html) = page(&app, &a, &format!("/invoices/{draft}")).await;
+    assert!(has(&html, "send-form"), "{html}");
+    let para = app.user("paralegal").await;
+    app.add_member(&lead.access, &case, para.id, "paralegal")
+        .await;
+    let p = sign_in(&app, &para.email).await;
+    let (s, html) = page(&app, &p, &format!("/invoices/{draft}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        !has(&html, "send-form") && !has(&html, "pay-form"),
+        "{html}"
+    );
 }
