@@ -303,10 +303,19 @@ async fn insert_version<C: ConnectionTrait>(
             e.into()
         }
     })?;
-    // The object now belongs to a version: the sweeper must leave it alone.
-    upload::Entity::delete_by_id(s.object_key.clone())
+    // The object now belongs to a version: taking its registration is what keeps the sweeper
+    // away. Gone already means the sweeper took it first (an upload older than a day) and is
+    // removing the object: this version must not point at it.
+    let claimed = upload::Entity::delete_by_id(s.object_key.clone())
         .exec(conn)
-        .await?;
+        .await?
+        .rows_affected;
+    if claimed != 1 {
+        return Err(Error::Conflict(
+            "The upload was started too long ago and has been discarded; send the file again."
+                .into(),
+        ));
+    }
     Ok(())
 }
 

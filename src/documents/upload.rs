@@ -3,8 +3,9 @@
 //! upload is bounded (one 64 KiB head, one chunk, the store's part buffer) whatever the size.
 //!
 //! The object is registered in `document_upload` before the first byte is written and the
-//! registration is removed by the transaction that creates the version, so an upload that
-//! fails or a crash leaves nothing visible and an object the sweeper removes.
+//! registration is removed by the transaction that creates the version (which fails if the
+//! sweeper took it first), so an upload that fails or a crash leaves nothing visible and an
+//! object the sweeper removes.
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -83,37 +84,89 @@ where
     result
 }
 
-/// Remove a written (or half-written) object and its registration, unless a version owns it:
-/// a commit that reported an error may still have happened (the connection dropped after the
-/// server committed), and then the version row's transaction removed the registration. When
-/// in doubt the object stays, and the sweeper removes it later if it is still registered.
+/// Remove a written (or half-written) object and its registration, unless a version owns it.
+///
+/// Whoever deletes the registration row owns the object's fate: the transaction creating a
+/// version deletes it (and fails if it is gone), so a discard that races a commit — the sweeper
+/// against an upload that took a day — either takes the row first, and that version fails, or
+/// finds it gone and leaves the object to its version. An error path whose commit happened
+/// after all (the connection dropped after the server committed) finds a version and leaves
+/// the object too. If removing the object fails the registration is put back for the sweeper
+/// to retry; a crash in between leaves an encrypted object no row names (garbage, never a
+/// document without its content).
 pub async fn discard(state: &AppState, object_key: &str) {
-    match upload::Entity::find_by_id(object_key.to_string())
-        .one(state.db.conn())
-        .await
-    {
-        Ok(Some(_)) => {}
-        Ok(None) => return,
+    match claim(state, object_key).await {
+        Ok(Some(started_at)) => remove_claimed(state, object_key, started_at).await,
+        // Not registered: a version owns it, or the sweeper took it — possibly while this
+        // upload was still writing, so the object appeared after the sweeper's removal.
+        // Nothing else will remove it then.
+        Ok(None) => match owned_by_a_version(state, object_key).await {
+            Ok(false) => {
+                if let Err(e) = state.storage.remove(object_key).await {
+                    tracing::warn!(error = %e, "removing an unregistered upload failed");
+                }
+            }
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = %e, "checking a discarded upload failed"),
+        },
         Err(e) => {
-            tracing::warn!(error = %e, "checking a discarded upload failed; the sweeper decides");
-            return;
+            tracing::warn!(error = %e, "claiming a discarded upload failed; the sweeper decides");
         }
     }
-    if let Err(e) = state.storage.remove(object_key).await {
-        // The registration stays, so the sweeper tries again.
-        tracing::warn!(error = %e, "removing a discarded upload failed");
+}
+
+async fn owned_by_a_version(state: &AppState, object_key: &str) -> Result<bool> {
+    use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
+    Ok(super::entity::version::Entity::find()
+        .filter(super::entity::version::Column::ObjectKey.eq(object_key))
+        .count(state.db.conn())
+        .await?
+        > 0)
+}
+
+/// Take the registration of `object_key` off the table; its start time if this call did.
+async fn claim(
+    state: &AppState,
+    object_key: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let txn = state.db.begin_write().await?;
+    let Some(row) = upload::Entity::find_by_id(object_key.to_string())
+        .one(&*txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let gone = upload::Entity::delete_by_id(object_key.to_string())
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    txn.commit().await?;
+    Ok((gone == 1).then_some(row.started_at))
+}
+
+/// Remove an object whose registration this process took; on failure register it again.
+async fn remove_claimed(
+    state: &AppState,
+    object_key: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+) {
+    let Err(e) = state.storage.remove(object_key).await else {
         return;
-    }
+    };
+    tracing::warn!(error = %e, "removing a discarded upload failed; the sweeper retries");
     let r = async {
         let txn = state.db.begin_write().await?;
-        upload::Entity::delete_by_id(object_key.to_string())
-            .exec(&*txn)
-            .await?;
+        upload::ActiveModel {
+            object_key: Set(object_key.to_string()),
+            started_at: Set(started_at),
+        }
+        .insert(&*txn)
+        .await?;
         txn.commit().await
     }
     .await;
     if let Err(e) = r {
-        tracing::warn!(error = %e, "forgetting a discarded upload failed");
+        tracing::warn!(error = %e, "registering a discarded upload again failed");
     }
 }
 

@@ -1020,6 +1020,79 @@ async fn a_committed_versions_bytes_are_never_discarded() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// The sweeper and a slow upload's commit race for the upload's registration; whoever takes it
+/// decides. An upload the sweeper took (it started over a day ago) is refused on commit — never
+/// a document whose bytes the sweeper removed — and an object that finished writing after the
+/// sweeper's removal is removed by the refused request itself.
+#[tokio::test]
+async fn an_upload_the_sweeper_took_never_becomes_a_document() {
+    use lawfirm_pro::{
+        auth::Principal,
+        documents::{service, upload},
+        error::Error,
+    };
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let case = new_case(&app, &lead, &[], &[]).await;
+    let case_id: uuid::Uuid = case.parse().unwrap();
+    let stored = |name: &'static str| {
+        let state = app.state.clone();
+        async move {
+            let body =
+                futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(pdf(300)))]);
+            upload::ingest(&state, name, body).await.unwrap()
+        }
+    };
+    let as_lead = Principal {
+        user_id: lead.id,
+        role: lawfirm_pro::users::domain::Role::Attorney,
+        ..Principal::system()
+    };
+    let create = |file| {
+        service::create_document(
+            &app.state,
+            &as_lead,
+            case_id,
+            service::NewDocument {
+                title: None,
+                confidentiality: Some("shared".into()),
+                file,
+            },
+        )
+    };
+
+    // The sweeper runs (as a day later) between the upload and its commit.
+    let slow = stored("slow.pdf").await;
+    assert_eq!(stored_files(&app).len(), 1);
+    let later = lawfirm_pro::db::now() + chrono::Duration::days(2);
+    let r = lawfirm_pro::documents::jobs::run_once(&app.state, later)
+        .await
+        .unwrap();
+    assert_eq!(r.abandoned_objects, 1);
+    let refused = create(slow).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    assert!(stored_files(&app).is_empty());
+
+    // The sweeper took the registration while the object was still being written: its removal
+    // found nothing, the object appeared after. The refused commit removes it.
+    let late = stored("late.pdf").await;
+    app.sql("DELETE FROM document_upload").await;
+    assert_eq!(stored_files(&app).len(), 1);
+    let refused = create(late).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    assert!(stored_files(&app).is_empty());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document").await, 0);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM document_version").await,
+        0
+    );
+
+    // An upload nobody raced becomes a document as always.
+    let fine = create(stored("fine.pdf").await).await.unwrap();
+    let r = content(&app, &lead.access, &fine.id.to_string(), None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn abandoned_uploads_are_swept() {
     let app = spawn_app().await;
