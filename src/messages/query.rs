@@ -753,6 +753,16 @@ async fn fetch<C: ConnectionTrait>(
     Ok((rows, keys))
 }
 
+/// A cursor whose page of a case's thread (`cursor` of [`CaseMessagesFilter`]) starts with `m`:
+/// the key just newer than `m`'s — the same time, the next id — so `m` is the page's newest.
+pub fn cursor_through(m: &MessageView) -> String {
+    encode_cursor(&Cursor {
+        t: Some(m.created_at),
+        s: None,
+        id: Uuid::from_u128(m.id.as_u128().saturating_add(1)),
+    })
+}
+
 /// The page of `fetched` rows: at most `limit`, a cursor when there were more, their views.
 async fn finish<C: ConnectionTrait>(
     conn: &C,

@@ -252,6 +252,7 @@ async fn case_labels(
 // Messages inbox.
 
 pub struct InboxRow {
+    pub id: Uuid,
     pub case_id: Uuid,
     pub case: String,
     pub sender: String,
@@ -331,6 +332,7 @@ async fn messages_page(
                 excerpt.push('…');
             }
             InboxRow {
+                id: m.id,
                 case_id: m.case_id,
                 case: labels.get(&m.case_id).cloned().unwrap_or_default(),
                 sender: names

@@ -737,44 +737,74 @@ pub(super) async fn case_page_with(
     notice: Notice,
 ) -> Result<Response, PageError> {
     let failed = notice.error.is_some() || notice.message_error.is_some();
-    let mut res = case_page(state, p, id, notice, true, None).await?;
+    let mut res = case_page(state, p, id, notice, true, Thread::Newest).await?;
     if failed {
         *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
     Ok(res)
 }
 
+/// Which page of a matter's thread the matter page shows.
+enum Thread<'a> {
+    /// The newest 50 messages.
+    Newest,
+    /// An earlier page (the cursor of the page after it).
+    Older(&'a str),
+    /// The page that shows this message (a link from the inbox or a search): the newest page
+    /// when it is there, else the page whose newest message it is.
+    With(Uuid),
+}
+
 /// `seen`: someone is looking at the page (not a live refresh of a hidden tab), so the thread
-/// shown counts as read. `older`: the cursor of an earlier page of the thread (the newest 50
-/// messages otherwise).
+/// shown counts as read.
 async fn case_page(
     state: &AppState,
     p: &Principal,
     id: Uuid,
     notice: Notice,
     seen: bool,
-    older: Option<&str>,
+    thread: Thread<'_>,
 ) -> Result<Response, PageError> {
     let v = Viewer::load(state, p).await?;
     let case = crate::cases::service::get_case(state, p, id).await?;
     let page_size = Limit::parse(Some(50))?;
     let timeline = crate::cases::service::timeline(state, p, id, page_size, None).await?;
-    let messages = crate::messages::query::case_messages(
-        state,
-        p,
-        id,
-        crate::messages::query::CaseMessagesFilter {
-            limit: Some(50),
-            cursor: older.map(str::to_owned),
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| match e {
+    let thread_page = |cursor: Option<String>| {
+        crate::messages::query::case_messages(
+            state,
+            p,
+            id,
+            crate::messages::query::CaseMessagesFilter {
+                limit: Some(50),
+                cursor,
+                ..Default::default()
+            },
+        )
+    };
+    let older = match thread {
+        Thread::Older(c) => Some(c.to_owned()),
+        _ => None,
+    };
+    let mut showing_older = older.is_some();
+    let mut messages = thread_page(older).await.map_err(|e| match e {
         // Only the cursor can be invalid here: an address the page cannot read.
-        Error::Validation(_) if older.is_some() => PageError::BadAddress,
+        Error::Validation(_) if showing_older => PageError::BadAddress,
         e => e.into(),
     })?;
+    if let Thread::With(m) = thread
+        && !messages.items.iter().any(|x| x.id == m)
+    {
+        // A message the caller may not see, or of another matter, is no error: the newest page.
+        match crate::messages::service::get(state, p, m).await {
+            Ok(found) if found.case_id == id => {
+                let through = crate::messages::query::cursor_through(&found);
+                messages = thread_page(Some(through)).await?;
+                showing_older = true;
+            }
+            Ok(_) | Err(Error::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let documents = crate::documents::service::list_case_documents(
         state,
         p,
@@ -862,7 +892,7 @@ async fn case_page(
         notice,
         today: Utc::now().with_timezone(&v.tz).date_naive().to_string(),
         older_messages: messages.next_cursor.clone(),
-        showing_older: older.is_some(),
+        showing_older,
         // Oldest first reads like a conversation.
         messages: messages
             .items
@@ -936,6 +966,8 @@ pub struct CaseQuery {
     done: Option<String>,
     /// An earlier page of the thread (`next_cursor` of the page after it).
     older: Option<String>,
+    /// The page of the thread that shows this message.
+    message: Option<String>,
 }
 
 pub async fn case_view(
@@ -965,7 +997,13 @@ pub async fn case_view(
             ..Notice::default()
         },
         seen,
-        q.older.as_deref().filter(|c| !c.is_empty()),
+        match (q.older.as_deref().filter(|c| !c.is_empty()), q.message) {
+            (Some(c), _) => Thread::Older(c),
+            (None, Some(m)) => {
+                Thread::With(Uuid::parse_str(&m).map_err(|_| PageError::BadAddress)?)
+            }
+            (None, None) => Thread::Newest,
+        },
     )
     .await
 }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{Login, TestApp, problem, spawn_app, spawn_app_with};
+use crate::helpers::{Login, TestApp, created_id, problem, spawn_app, spawn_app_with};
 
 async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login]) -> String {
     let r = app
@@ -18,11 +18,7 @@ async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login]) -> String {
             json!({"title": "Matter", "client_ids": clients.iter().map(|c| c.id).collect::<Vec<_>>()}),
         )
         .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    created_id(r).await
 }
 
 /// Monday to Friday 09:00–17:00 in New York.
@@ -1045,11 +1041,7 @@ async fn case_with(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Lo
                 "staff_ids": staff.iter().map(|c| c.id).collect::<Vec<_>>()}),
         )
         .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    created_id(r).await
 }
 
 /// Denied entries of `actor` with `action`, once the audit writer has committed them.

@@ -314,6 +314,15 @@ impl TestApp {
     }
 }
 
+/// The `id` of what a `201 Created` answer made (asserting the status).
+pub async fn created_id(r: Response) -> String {
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Assert a problem+json response and return its body.
 pub async fn problem(r: Response, status: StatusCode) -> Value {
     assert_eq!(r.status(), status, "status");

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Login, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Login, TestApp, created_id, spawn_app, spawn_app_with};
 
 pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -83,11 +83,7 @@ async fn new_case(app: &TestApp, lead: &Login, clients: &[&Login], staff: &[&Log
                    "staff_ids": staff.iter().map(|c| c.id).collect::<Vec<_>>()}),
         )
         .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    created_id(r).await
 }
 
 async fn set_status(app: &TestApp, lead: &Login, case: &str, body: Value) {

@@ -4,7 +4,7 @@
 use reqwest::{Client, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::helpers::{Login, ORIGIN, PASSWORD, TestApp, spawn_app};
+use crate::helpers::{Login, ORIGIN, PASSWORD, TestApp, created_id, spawn_app};
 
 /// reqwest's `form` feature is not enabled here; encode the body ourselves.
 trait FormBody {
@@ -265,6 +265,14 @@ async fn an_outsider_gets_a_not_found_page() {
     assert!(html.contains("No matters yet") && !html.contains("Estate of Doe"));
 }
 
+/// The caller's unread messages, in all.
+async fn unread_total(app: &TestApp, who: &Login) -> i64 {
+    let r = app
+        .get("/api/v1/messages/unread-count", Some(&who.access))
+        .await;
+    r.json::<Value>().await.unwrap()["total"].as_i64().unwrap()
+}
+
 /// The matter page shows the newest 50 messages and marks only those read; older ones are a
 /// link away, and are marked read when that page is shown (read receipts only for what was
 /// on screen).
@@ -289,12 +297,7 @@ async fn older_messages_are_a_page_away_and_read_when_shown() {
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let unread = async || {
-        let r = app
-            .get("/api/v1/messages/unread-count", Some(&client.access))
-            .await;
-        r.json::<Value>().await.unwrap()["total"].as_i64().unwrap()
-    };
+    let unread = async || unread_total(&app, &client).await;
     assert_eq!(unread().await, 52);
     let c = sign_in(&app, &client.email).await;
     let (s, html) = page(&app, &c, &format!("/cases/{case}")).await;
@@ -324,6 +327,71 @@ async fn older_messages_are_a_page_away_and_read_when_shown() {
     let (s, html) = page(&app, &c, &format!("/cases/{case}?older=")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("Update number 51") && !html.contains("Newest messages"));
+}
+
+/// A message linked from the inbox opens the matter page on the page of the thread that shows
+/// it (the newest page when it is there), anchored at it; only what is shown is read. A link to
+/// a message the reader may not see, or of another matter, is the newest page, revealing nothing.
+#[tokio::test]
+async fn a_message_linked_from_the_inbox_opens_on_its_page() {
+    let app = spawn_app().await;
+    let lead = app.user("attorney").await;
+    let para = app.user("paralegal").await;
+    let client = app.user("client").await;
+    let case = new_case(&app, &lead, &client).await;
+    let other = new_case(&app, &lead, &client).await;
+    app.add_member(&lead.access, &case, para.id, "paralegal")
+        .await;
+    let send = async |who: &Login, case: &str, body: String, to: uuid::Uuid| {
+        let r = app
+            .post(
+                &format!("/api/v1/cases/{case}/messages"),
+                Some(&who.access),
+                json!({"body": body, "recipient_ids": [to]}),
+            )
+            .await;
+        created_id(r).await
+    };
+    let mut ids = Vec::new();
+    for i in 0..52 {
+        let who = if i % 2 == 0 { &lead } else { &para };
+        ids.push(send(who, &case, format!("Update number {i:02}"), client.id).await);
+    }
+    let internal = send(&lead, &case, "Internal strategy note".into(), para.id).await;
+    let elsewhere = send(&lead, &other, "About the other matter".into(), client.id).await;
+    let unread = async || unread_total(&app, &client).await;
+    assert_eq!(unread().await, 53);
+    let c = sign_in(&app, &client.email).await;
+
+    // The inbox links each message to its place in the thread.
+    let (_, inbox) = page(&app, &c, "/messages").await;
+    let link = format!("/cases/{case}?message={}#m-{}", ids[51], ids[51]);
+    assert!(inbox.contains(&link), "{inbox}");
+
+    // An old message (not among the newest 50): its page ends with it (oldest first), the
+    // newest are a link away.
+    let (s, html) = page(&app, &c, &format!("/cases/{case}?message={}", ids[1])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(&format!(r#"id="m-{}""#, ids[1])), "{html}");
+    assert!(html.contains("Update number 00") && html.contains("Update number 01"));
+    assert!(!html.contains("Update number 02") && html.contains("Newest messages"));
+    assert_eq!(unread().await, 53 - 2, "only the 2 shown are read");
+
+    // A recent one: the newest page, as without the link.
+    let (_, html) = page(&app, &c, &format!("/cases/{case}?message={}", ids[41])).await;
+    assert!(html.contains(&format!(r#"id="m-{}""#, ids[41])));
+    assert!(html.contains("Update number 51") && !html.contains("Newest messages"));
+
+    // Not the reader's to see, or of another matter: the newest page, nothing more.
+    for m in [&internal, &elsewhere] {
+        let (s, html) = page(&app, &c, &format!("/cases/{case}?message={m}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(html.contains("Update number 51") && !html.contains("Newest messages"));
+        assert!(!html.contains("Internal strategy") && !html.contains("About the other"));
+        assert!(!html.contains(&format!("m-{m}")));
+    }
+    let (s, _) = page(&app, &c, &format!("/cases/{case}?message=not-an-id")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

@@ -275,7 +275,7 @@ async fn list_pages_show_the_clients_own_data_and_never_another_clients() {
     // Messages: the client's own, with its matter; unread count in the navigation.
     let (s, html) = page(&app, &c, "/messages").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(html.contains("aardvark") && html.contains(&format!("/cases/{mine}#messages")));
+    assert!(html.contains("aardvark") && html.contains(&format!("/cases/{mine}?message=")));
     assert!(html.contains("Estate of Zebra"));
     assert!(
         !html.contains("giraffe") && !html.contains("Giraffe"),
