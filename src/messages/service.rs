@@ -717,6 +717,21 @@ pub async fn mark_read(state: &AppState, p: &Principal, ids: &[Uuid]) -> Result<
     Ok(())
 }
 
+/// Messages shown to their reader are read: those of `shown` addressed to `p` and not read yet
+/// are marked read (the senders see the receipt live). Only the reader's own recipient rows:
+/// `read_at` is empty for staff who merely see a thread, which would write on every view.
+pub async fn read_shown(state: &AppState, p: &Principal, shown: &[MessageView]) -> Result<()> {
+    let unread: Vec<Uuid> = shown
+        .iter()
+        .filter(|m| m.recipient_ids.contains(&p.user_id) && m.read_at.is_none())
+        .map(|m| m.id)
+        .collect();
+    if unread.is_empty() {
+        return Ok(());
+    }
+    mark_read(state, p, &unread).await
+}
+
 /// `DELETE /messages/{id}` and `POST /messages/bulk-delete` (sender or recipient): hides the
 /// messages from the caller only, all or nothing. The rows stay for the audit trail.
 pub async fn hide(state: &AppState, p: &Principal, ids: &[Uuid]) -> Result<()> {

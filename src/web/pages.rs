@@ -825,18 +825,9 @@ async fn case_page(
         },
     )
     .await?;
-    // Showing the thread is reading it: what others sent and the viewer had not read yet is
-    // marked read (the senders see the receipt live).
-    let unread: Vec<Uuid> = messages
-        .items
-        .iter()
-        // Only messages addressed to the viewer: `read_at` is the viewer's own receipt, and is
-        // empty for staff who merely see the thread, which would write on every page view.
-        .filter(|m| m.recipient_ids.contains(&p.user_id) && m.read_at.is_none())
-        .map(|m| m.id)
-        .collect();
-    if seen && !unread.is_empty() {
-        crate::messages::service::mark_read(state, p, &unread).await?;
+    // Showing the thread is reading it.
+    if seen {
+        crate::messages::service::read_shown(state, p, &messages.items).await?;
     }
     let people: Vec<Uuid> = messages
         .items
