@@ -14,17 +14,21 @@ text_enum!(
 
 impl Confidentiality {
     /// May someone with this firm role and this role on the case see it? (`None`: not a member.)
-    /// Admins see everything; `internal` is for staff on the case; `privileged` for attorneys on
-    /// it. A demoted account (firm role client) sees only what clients see.
+    /// `internal` is for staff on the case; `privileged` for attorneys on it (API.md: "attorneys
+    /// on the case only"). Admins see every case's shared and internal documents, but privileged
+    /// work product only where they are an attorney on the case: being an admin does not open
+    /// it, as it does not open other people's messages. A demoted account (firm role client)
+    /// sees only what clients see.
     pub fn visible_to(self, role: Role, member: Option<MemberRole>) -> bool {
+        let attorney_on_case = member.is_some_and(MemberRole::is_attorney);
         if role == Role::Admin {
-            return true;
+            return self != Confidentiality::Privileged || attorney_on_case;
         }
         let Some(m) = member else { return false };
         match self {
             Confidentiality::Shared => true,
             Confidentiality::Internal => role.is_staff() && m.is_staff(),
-            Confidentiality::Privileged => role == Role::Attorney && m.is_attorney(),
+            Confidentiality::Privileged => role == Role::Attorney && attorney_on_case,
         }
     }
 }

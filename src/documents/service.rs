@@ -844,7 +844,7 @@ fn visible_per_row(p: &Principal) -> Condition {
 fn per_row(p: &Principal, probe_only: bool) -> Condition {
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
     if p.is_admin() {
-        return live;
+        return live.add(admin_sees(p, probe_only));
     }
     let levels = roles_seeing(p.role);
     if levels.is_empty() {
@@ -855,6 +855,29 @@ fn per_row(p: &Principal, probe_only: bool) -> Condition {
         probe.limit(1);
     }
     live.add(Expr::exists(probe))
+}
+
+/// An admin's documents: every case's levels an admin sees without being on it (shared,
+/// internal), and the others where their role on the case sees them (privileged: as an
+/// attorney on it), probed like anyone's.
+fn admin_sees(p: &Principal, probe_only: bool) -> Condition {
+    let (open, closed): (Vec<Confidentiality>, Vec<Confidentiality>) = Confidentiality::ALL
+        .iter()
+        .partition(|c| c.visible_to(Role::Admin, None));
+    let mut any = Condition::any()
+        .add(document::Column::Confidentiality.is_in(open.iter().map(|c| c.as_str())));
+    let on_case: Vec<(Confidentiality, Vec<MemberRole>)> = roles_seeing(Role::Admin)
+        .into_iter()
+        .filter(|(c, _)| closed.contains(c))
+        .collect();
+    if !on_case.is_empty() {
+        let mut probe = member_sees(p.user_id, &on_case);
+        if probe_only {
+            probe.limit(1);
+        }
+        any = any.add(Expr::exists(probe));
+    }
+    any
 }
 
 /// The semi-join form of [`visible`] (PostgreSQL's only one; SQLite's for walks): the
@@ -1244,32 +1267,32 @@ pub async fn recent_for_dashboard(
             ids = ids
                 .filter(per_row(p, backend == DbBackend::Sqlite))
                 .filter(document::Column::CaseId.in_subquery(c));
+        } else if p.is_admin() {
+            ids = ids.filter(per_row(p, backend == DbBackend::Sqlite));
         } else {
             ids = ids.filter(document::Column::DeletedAt.is_null());
-            if !p.is_admin() {
-                sea_orm::QueryTrait::query(&mut ids).join(
-                    JoinType::InnerJoin,
-                    member::Entity,
+            sea_orm::QueryTrait::query(&mut ids).join(
+                JoinType::InnerJoin,
+                member::Entity,
+                Condition::all()
+                    .add(
+                        Expr::col((member::Entity, member::Column::CaseId))
+                            .equals((document::Entity, document::Column::CaseId)),
+                    )
+                    .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
+            );
+            let mut levels = Condition::any();
+            for (c, roles) in roles_seeing(p.role) {
+                levels = levels.add(
                     Condition::all()
+                        .add(document::Column::Confidentiality.eq(c.as_str()))
                         .add(
-                            Expr::col((member::Entity, member::Column::CaseId))
-                                .equals((document::Entity, document::Column::CaseId)),
-                        )
-                        .add(Expr::col((member::Entity, member::Column::UserId)).eq(p.user_id)),
+                            Expr::col((member::Entity, member::Column::Role))
+                                .is_in(roles.iter().map(|r| r.as_str())),
+                        ),
                 );
-                let mut levels = Condition::any();
-                for (c, roles) in roles_seeing(p.role) {
-                    levels = levels.add(
-                        Condition::all()
-                            .add(document::Column::Confidentiality.eq(c.as_str()))
-                            .add(
-                                Expr::col((member::Entity, member::Column::Role))
-                                    .is_in(roles.iter().map(|r| r.as_str())),
-                            ),
-                    );
-                }
-                ids = ids.filter(levels);
             }
+            ids = ids.filter(levels);
         }
         let ids =
             sea_orm::QueryTrait::into_query(ids.order_by_desc(document::Column::Id).limit(SHOWN));

@@ -504,7 +504,70 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
     let search = "/api/v1/documents/search?q=zebra&limit=100";
     let all: HashSet<String> = [s.clone(), i.clone(), pr.clone()].into();
     assert_eq!(ids_at(&app, &lead.access, &list).await, all);
-    assert_eq!(ids_at(&app, &admin.access, &list).await, all);
+    // Privileged is "attorneys on the case only": an admin sees every case's shared and internal
+    // documents, not its privileged ones — in lists, search, statistics, the dashboard and by
+    // id alike — until they are an attorney on the case.
+    let mut not_privileged: HashSet<String> = [s.clone(), i.clone()].into();
+    assert_eq!(ids_at(&app, &admin.access, &list).await, not_privileged);
+    assert_eq!(
+        ids_at(&app, &admin.access, search).await,
+        [i.clone()].into()
+    );
+    let admin_stats = async || -> Value {
+        app.get("/api/v1/documents/stats", Some(&admin.access))
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    assert_eq!(admin_stats().await["total"]["count"], 2);
+    let dashboard: Value = app
+        .get("/api/v1/dashboard", Some(&admin.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let recent: HashSet<String> = dashboard["recent_documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recent, not_privileged, "{dashboard}");
+    for path in [
+        format!("/api/v1/documents/{pr}"),
+        format!("/api/v1/documents/{pr}/content"),
+        format!("/api/v1/documents/{pr}/versions"),
+    ] {
+        problem(
+            app.get(&path, Some(&admin.access)).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    let r = upload_raw(
+        &app,
+        &admin.access,
+        &case,
+        "x.pdf",
+        pdf(10),
+        Some("privileged"),
+    )
+    .await;
+    problem(r, StatusCode::FORBIDDEN).await;
+    app.add_member(&lead.access, &case, admin.id, "attorney")
+        .await;
+    not_privileged.insert(pr.clone());
+    assert_eq!(ids_at(&app, &admin.access, &list).await, not_privileged);
+    assert_eq!(
+        ids_at(&app, &admin.access, search).await,
+        [i.clone(), pr.clone()].into()
+    );
+    assert_eq!(admin_stats().await["total"]["count"], 3);
+    let r = app
+        .get(&format!("/api/v1/documents/{pr}"), Some(&admin.access))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         ids_at(&app, &para.access, &list).await,
         [s.clone(), i.clone()].into()
