@@ -71,13 +71,37 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, api) = OpenApiRouter::<AppState>::new()
         .nest("/api/v1", api_routes())
         .split_for_parts();
-    api
+    listing_itself(api)
+}
+
+/// The document served at `/api/v1/openapi.json` lists that path too (API.md: "every `/api/v1`
+/// endpoint"); it is served by a plain route, since it is made from the others.
+fn listing_itself(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{
+        ResponseBuilder,
+        path::{HttpMethod, OperationBuilder},
+    };
+    doc.paths.add_path_operation(
+        "/api/v1/openapi.json",
+        vec![HttpMethod::Get],
+        OperationBuilder::new()
+            .tag("meta")
+            .operation_id(Some("openapi"))
+            .summary(Some("This OpenAPI 3.1 document (no sign-in needed)"))
+            .response(
+                "200",
+                ResponseBuilder::new().description("The OpenAPI document of `/api/v1`"),
+            )
+            .build(),
+    );
+    doc
 }
 
 pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::new()
         .nest("/api/v1", api_routes())
         .split_for_parts();
+    let doc = listing_itself(doc);
     let doc_json = std::sync::Arc::new(doc.to_pretty_json().expect("OpenAPI serialises"));
 
     let api = api

@@ -210,6 +210,7 @@ const POLICY: &[(&str, &str, Policy)] = &[
     ("POST", "/api/v1/auth/logout", Policy::Authenticated),
     ("POST", "/api/v1/auth/refresh", Policy::Public),
     ("POST", "/api/v1/auth/register", Policy::Public),
+    ("GET", "/api/v1/openapi.json", Policy::Public),
     ("GET", "/api/v1/cases", Policy::Authenticated),
     ("POST", "/api/v1/cases", Policy::AdminOrAttorney),
     ("GET", "/api/v1/cases/{id}", Policy::CaseMember),

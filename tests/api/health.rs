@@ -243,6 +243,7 @@ async fn openapi_document_is_3_1_and_lists_the_contract() {
         "/api/v1/audit",
         "/api/v1/audit/verify",
         "/api/v1/me/activity",
+        "/api/v1/openapi.json",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }
