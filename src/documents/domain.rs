@@ -431,7 +431,13 @@ mod tests {
     #[test]
     fn visibility_follows_role_and_membership() {
         use Confidentiality::*;
-        assert!(Privileged.visible_to(Role::Admin, None));
+        // Admins see every case's shared and internal documents, privileged ones only as an
+        // attorney on the case.
+        assert!(Shared.visible_to(Role::Admin, None) && Internal.visible_to(Role::Admin, None));
+        assert!(!Privileged.visible_to(Role::Admin, None));
+        assert!(!Privileged.visible_to(Role::Admin, Some(MemberRole::Paralegal)));
+        assert!(Privileged.visible_to(Role::Admin, Some(MemberRole::Attorney)));
+        assert!(Privileged.visible_to(Role::Admin, Some(MemberRole::LeadAttorney)));
         assert!(!Shared.visible_to(Role::Attorney, None));
         assert!(Shared.visible_to(Role::Client, Some(MemberRole::Client)));
         assert!(!Internal.visible_to(Role::Client, Some(MemberRole::Client)));

@@ -112,6 +112,8 @@ pub mod upload {
         #[sea_orm(primary_key, auto_increment = false)]
         pub object_key: String,
         pub started_at: DateTimeUtc,
+        /// Set when a discard took the object for removal; the row goes once it is removed.
+        pub claimed_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -106,6 +106,7 @@ async fn purge_deleted(state: &AppState, before: DateTime<Utc>) -> Result<usize>
             upload::Entity::insert_many(keys.iter().map(|k| upload::ActiveModel {
                 object_key: Set(k.clone()),
                 started_at: Set(epoch),
+                claimed_at: Set(None),
             }))
             .exec_without_returning(&*txn)
             .await?;

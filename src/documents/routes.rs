@@ -138,7 +138,8 @@ where
 #[utoipa::path(post, path = "/cases/{id}/documents", tag = "documents", params(("id" = Uuid, Path)),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = DocumentView), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)),
+        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem)),
     security(("bearer" = [])))]
 async fn upload_document(
     State(s): State<AppState>,
@@ -185,8 +186,8 @@ async fn list_case_documents(
 
 #[utoipa::path(post, path = "/documents/{id}/versions", tag = "documents", params(("id" = Uuid, Path)),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = DocumentView), (status = 404, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = DocumentView), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 async fn add_version(
     State(s): State<AppState>,

@@ -303,10 +303,12 @@ async fn insert_version<C: ConnectionTrait>(
             e.into()
         }
     })?;
-    // The object now belongs to a version: taking its registration is what keeps the sweeper
-    // away. Gone already means the sweeper took it first (an upload older than a day) and is
-    // removing the object: this version must not point at it.
-    let claimed = upload::Entity::delete_by_id(s.object_key.clone())
+    // The object now belongs to a version: taking its unclaimed registration is what keeps
+    // discards away (upload::discard). None means a discard claimed it first (the sweeper, for
+    // an upload older than a day) and is removing the object: this version must not point at it.
+    let claimed = upload::Entity::delete_many()
+        .filter(upload::Column::ObjectKey.eq(s.object_key.clone()))
+        .filter(upload::Column::ClaimedAt.is_null())
         .exec(conn)
         .await?
         .rows_affected;
@@ -798,7 +800,8 @@ fn roles_seeing(role: Role) -> Vec<(Confidentiality, Vec<MemberRole>)> {
         .collect()
 }
 
-/// Live documents the caller may see, as a condition on `document`: an admin's, all; anyone
+/// Live documents the caller may see, as a condition on `document`: an admin's, all but the
+/// privileged ones of cases they are not an attorney on ([`admin_sees`]); anyone
 /// else's, per level, those of the cases where their membership role sees that level. The
 /// cases are read from the caller's membership rows inside the statement, so it is the same
 /// whether they are on two cases or two thousand (no id list bound into it): on SQLite an
@@ -844,7 +847,7 @@ fn visible_per_row(p: &Principal) -> Condition {
 fn per_row(p: &Principal, probe_only: bool) -> Condition {
     let live = Condition::all().add(document::Column::DeletedAt.is_null());
     if p.is_admin() {
-        return live.add(admin_sees(p, probe_only));
+        return live.add(admin_sees(p));
     }
     let levels = roles_seeing(p.role);
     if levels.is_empty() {
@@ -858,24 +861,28 @@ fn per_row(p: &Principal, probe_only: bool) -> Condition {
 }
 
 /// An admin's documents: every case's levels an admin sees without being on it (shared,
-/// internal), and the others where their role on the case sees them (privileged: as an
-/// attorney on it), probed like anyone's.
-fn admin_sees(p: &Principal, probe_only: bool) -> Condition {
-    let (open, closed): (Vec<Confidentiality>, Vec<Confidentiality>) = Confidentiality::ALL
+/// internal), and the others (privileged) on the cases where their role sees them, read from
+/// their own membership rows once (`IN`, not a probe per row: an admin walks the whole firm's
+/// documents).
+fn admin_sees(p: &Principal) -> Condition {
+    let open: Vec<&str> = Confidentiality::ALL
         .iter()
-        .partition(|c| c.visible_to(Role::Admin, None));
-    let mut any = Condition::any()
-        .add(document::Column::Confidentiality.is_in(open.iter().map(|c| c.as_str())));
-    let on_case: Vec<(Confidentiality, Vec<MemberRole>)> = roles_seeing(Role::Admin)
-        .into_iter()
-        .filter(|(c, _)| closed.contains(c))
+        .filter(|c| c.visible_to(Role::Admin, None))
+        .map(|c| c.as_str())
         .collect();
-    if !on_case.is_empty() {
-        let mut probe = member_sees(p.user_id, &on_case);
-        if probe_only {
-            probe.limit(1);
+    let mut any = Condition::any().add(document::Column::Confidentiality.is_in(open));
+    for (c, roles) in roles_seeing(Role::Admin) {
+        if c.visible_to(Role::Admin, None) {
+            continue;
         }
-        any = any.add(Expr::exists(probe));
+        any = any.add(
+            Condition::all()
+                .add(document::Column::Confidentiality.eq(c.as_str()))
+                .add(
+                    document::Column::CaseId
+                        .in_subquery(access::member_cases_as(p.user_id, &roles)),
+                ),
+        );
     }
     any
 }
@@ -1132,7 +1139,7 @@ async fn visible_page(
     // Planned per execution: which side drives (the caller's documents, their cases, the
     // matches) depends on who asks; a generic plan made the attorney's search 15-35 ms.
     let conn = state.db.custom_plans();
-    // A client sees a handful of cases: drive from them. An admin sees everything: walk the
+    // A client sees a handful of cases: drive from them. An admin sees nearly everything: walk the
     // firm's documents. Other staff see thousands of cases, a share of the firm's that shrinks
     // as it grows: walk their own documents newest first, unless a rare search term makes its
     // set of matches the smaller side (SQLite; PostgreSQL's planner weighs its GIN index).
@@ -1235,7 +1242,8 @@ pub async fn stats(state: &AppState, p: &Principal) -> Result<DocumentStats> {
 /// those with the greatest [`member::Mirror::CaseLastDocumentId`].
 const RECENT_CANDIDATE_CASES: u64 = 32;
 
-/// The dashboard's five newest documents the caller may see (admins: of the firm).
+/// The dashboard's five newest documents the caller may see (admins: of the firm, privileged
+/// ones only where they are an attorney on the case).
 ///
 /// The role on the case (a membership row joined or probed, never an `IN` list of every case
 /// id) decides which confidentiality levels count, and the newest five ids are picked from the

@@ -3,8 +3,8 @@
 //! upload is bounded (one 64 KiB head, one chunk, the store's part buffer) whatever the size.
 //!
 //! The object is registered in `document_upload` before the first byte is written and the
-//! registration is removed by the transaction that creates the version (which fails if the
-//! sweeper took it first), so an upload that fails or a crash leaves nothing visible and an
+//! registration is removed by the transaction that creates the version (which fails if a
+//! discard claimed it first), so an upload that fails or a crash leaves nothing visible and an
 //! object the sweeper removes.
 
 use bytes::Bytes;
@@ -68,6 +68,7 @@ where
         upload::ActiveModel {
             object_key: Set(object_key.clone()),
             started_at: Set(crate::db::now()),
+            claimed_at: Set(None),
         }
         .insert(&*txn)
         .await?;
@@ -84,23 +85,31 @@ where
     result
 }
 
+/// How long a claim on an upload holds: a discard that stopped (a crash, a failed removal)
+/// between claiming an object and removing it leaves the claim, and the sweeper takes the
+/// object over after this.
+pub const CLAIM_LEASE: chrono::Duration = chrono::Duration::minutes(15);
+
 /// Remove a written (or half-written) object and its registration, unless a version owns it.
 ///
-/// Whoever deletes the registration row owns the object's fate: the transaction creating a
-/// version deletes it (and fails if it is gone), so a discard that races a commit — the sweeper
-/// against an upload that took a day — either takes the row first, and that version fails, or
-/// finds it gone and leaves the object to its version. An error path whose commit happened
-/// after all (the connection dropped after the server committed) finds a version and leaves
-/// the object too. If removing the object fails the registration is put back for the sweeper
-/// to retry; a crash in between leaves an encrypted object no row names (garbage, never a
-/// document without its content).
+/// The registration row decides the object's fate. A discard first claims it (`claimed_at`),
+/// removes the object, and only then deletes the row; the transaction creating a version
+/// deletes only an unclaimed row, and fails if there is none. So a discard that races a
+/// commit — the sweeper against an upload that took a day — either claims first, and that
+/// version fails (409), or finds the row gone and leaves the object to its version; a version
+/// never adopts an object being removed. A discard that stops between claim and removal leaves
+/// the claimed row, which the sweeper takes over once [`CLAIM_LEASE`] has passed: no object is
+/// ever left without a row naming it. An error path whose commit happened after all (the
+/// connection dropped after the server committed) finds a version and leaves the object.
 pub async fn discard(state: &AppState, object_key: &str) {
     match claim(state, object_key).await {
-        Ok(Some(started_at)) => remove_claimed(state, object_key, started_at).await,
-        // Not registered: a version owns it, or the sweeper took it — possibly while this
-        // upload was still writing, so the object appeared after the sweeper's removal.
-        // Nothing else will remove it then.
-        Ok(None) => match owned_by_a_version(state, object_key).await {
+        Ok(Claim::Taken) => remove_claimed(state, object_key).await,
+        // Another discard is removing it.
+        Ok(Claim::Busy) => {}
+        // Not registered: a version owns it, or a sweep removed it — possibly while this
+        // upload was still writing, so the object appeared after the sweep's removal. Nothing
+        // else will remove it then.
+        Ok(Claim::Gone) => match owned_by_a_version(state, object_key).await {
             Ok(false) => {
                 if let Err(e) = state.storage.remove(object_key).await {
                     tracing::warn!(error = %e, "removing an unregistered upload failed");
@@ -115,6 +124,67 @@ pub async fn discard(state: &AppState, object_key: &str) {
     }
 }
 
+enum Claim {
+    /// This call claimed it: it removes the object, then the row.
+    Taken,
+    /// Registered, and claimed by another discard within its lease.
+    Busy,
+    /// Not registered.
+    Gone,
+}
+
+/// Claim the registration of `object_key` for removal (or take over a lapsed claim).
+async fn claim(state: &AppState, object_key: &str) -> Result<Claim> {
+    use sea_orm::{ColumnTrait, Condition, QueryFilter, sea_query::Expr};
+    let now = crate::db::now();
+    let txn = state.db.begin_write().await?;
+    let taken = upload::Entity::update_many()
+        .col_expr(upload::Column::ClaimedAt, Expr::value(now))
+        .filter(upload::Column::ObjectKey.eq(object_key))
+        .filter(
+            Condition::any()
+                .add(upload::Column::ClaimedAt.is_null())
+                .add(upload::Column::ClaimedAt.lt(now - CLAIM_LEASE)),
+        )
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    let out = if taken == 1 {
+        Claim::Taken
+    } else if upload::Entity::find_by_id(object_key.to_string())
+        .one(&*txn)
+        .await?
+        .is_some()
+    {
+        Claim::Busy
+    } else {
+        Claim::Gone
+    };
+    txn.commit().await?;
+    Ok(out)
+}
+
+/// Remove an object this process claimed, then its row. On failure the claimed row stays for
+/// the sweeper (after [`CLAIM_LEASE`]).
+async fn remove_claimed(state: &AppState, object_key: &str) {
+    if let Err(e) = state.storage.remove(object_key).await {
+        tracing::warn!(error = %e, "removing a discarded upload failed; the sweeper retries");
+        return;
+    }
+    let r = async {
+        let txn = state.db.begin_write().await?;
+        upload::Entity::delete_by_id(object_key.to_string())
+            .exec(&*txn)
+            .await?;
+        txn.commit().await
+    }
+    .await;
+    if let Err(e) = r {
+        // The object is gone; a sweep finds the row, removes nothing and deletes it.
+        tracing::warn!(error = %e, "forgetting a removed upload failed");
+    }
+}
+
 async fn owned_by_a_version(state: &AppState, object_key: &str) -> Result<bool> {
     use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
     Ok(super::entity::version::Entity::find()
@@ -122,52 +192,6 @@ async fn owned_by_a_version(state: &AppState, object_key: &str) -> Result<bool> 
         .count(state.db.conn())
         .await?
         > 0)
-}
-
-/// Take the registration of `object_key` off the table; its start time if this call did.
-async fn claim(
-    state: &AppState,
-    object_key: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-    let txn = state.db.begin_write().await?;
-    let Some(row) = upload::Entity::find_by_id(object_key.to_string())
-        .one(&*txn)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let gone = upload::Entity::delete_by_id(object_key.to_string())
-        .exec(&*txn)
-        .await?
-        .rows_affected;
-    txn.commit().await?;
-    Ok((gone == 1).then_some(row.started_at))
-}
-
-/// Remove an object whose registration this process took; on failure register it again.
-async fn remove_claimed(
-    state: &AppState,
-    object_key: &str,
-    started_at: chrono::DateTime<chrono::Utc>,
-) {
-    let Err(e) = state.storage.remove(object_key).await else {
-        return;
-    };
-    tracing::warn!(error = %e, "removing a discarded upload failed; the sweeper retries");
-    let r = async {
-        let txn = state.db.begin_write().await?;
-        upload::ActiveModel {
-            object_key: Set(object_key.to_string()),
-            started_at: Set(started_at),
-        }
-        .insert(&*txn)
-        .await?;
-        txn.commit().await
-    }
-    .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, "registering a discarded upload again failed");
-    }
 }
 
 struct Pipeline {

@@ -753,16 +753,6 @@ async fn fetch<C: ConnectionTrait>(
     Ok((rows, keys))
 }
 
-/// A cursor whose page of a case's thread (`cursor` of [`CaseMessagesFilter`]) starts with `m`:
-/// the key just newer than `m`'s — the same time, the next id — so `m` is the page's newest.
-pub fn cursor_through(m: &MessageView) -> String {
-    encode_cursor(&Cursor {
-        t: Some(m.created_at),
-        s: None,
-        id: Uuid::from_u128(m.id.as_u128().saturating_add(1)),
-    })
-}
-
 /// The page of `fetched` rows: at most `limit`, a cursor when there were more, their views.
 async fn finish<C: ConnectionTrait>(
     conn: &C,
@@ -959,6 +949,64 @@ pub async fn case_messages(
     .await?;
     audit_list(state, p, Some(case_id), &out).await?;
     Ok(out)
+}
+
+/// The page of `limit` messages of a case's thread (newest first) that shows `shown`, and
+/// whether it is an earlier page than the newest: the newest page when `shown` is among its
+/// newest `limit` messages, else the page whose newest message it is. A message the caller may
+/// not see there (another case's, hidden, never theirs) gives the newest page, as if not asked
+/// for. Locating it reads two small index ranges, unaudited (nothing of them is shown); the
+/// page is read and audited as [`case_messages`] does.
+pub async fn case_messages_showing(
+    state: &AppState,
+    p: &Principal,
+    case_id: Uuid,
+    shown: Uuid,
+    limit: i64,
+) -> Result<(Page<MessageView>, bool)> {
+    let page_size = Limit::parse(Some(limit))?;
+    let conn = state.db.conn();
+    let thread = || {
+        message::Entity::find()
+            .select_only()
+            .filter(message::Column::CaseId.eq(case_id))
+            .filter(visible_row_condition(p.user_id))
+    };
+    let at: Option<DateTime<Utc>> = thread()
+        .column(message::Column::CreatedAt)
+        .filter(message::Column::Id.eq(shown))
+        .into_tuple()
+        .one(conn)
+        .await?;
+    let mut cursor = None;
+    if let Some(t) = at {
+        let (sort, id) = (
+            Expr::col((message::Entity, message::Column::CreatedAt)),
+            Expr::col((message::Entity, message::Column::Id)),
+        );
+        let newer: Vec<Uuid> = thread()
+            .column(message::Column::Id)
+            .filter(after_in_range(sort, id, t, shown, false))
+            .limit(page_size.get())
+            .into_tuple()
+            .all(conn)
+            .await?;
+        if newer.len() as u64 >= page_size.get() {
+            // The key just newer than `shown`'s (same time, next id): the page starts with it.
+            cursor = Some(encode_cursor(&Cursor {
+                t: Some(t),
+                s: None,
+                id: Uuid::from_u128(shown.as_u128().saturating_add(1)),
+            }));
+        }
+    }
+    let earlier = cursor.is_some();
+    let f = CaseMessagesFilter {
+        limit: Some(limit),
+        cursor,
+        ..Default::default()
+    };
+    Ok((case_messages(state, p, case_id, f).await?, earlier))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

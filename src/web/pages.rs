@@ -769,42 +769,26 @@ async fn case_page(
     let case = crate::cases::service::get_case(state, p, id).await?;
     let page_size = Limit::parse(Some(50))?;
     let timeline = crate::cases::service::timeline(state, p, id, page_size, None).await?;
-    let thread_page = |cursor: Option<String>| {
-        crate::messages::query::case_messages(
-            state,
-            p,
-            id,
-            crate::messages::query::CaseMessagesFilter {
-                limit: Some(50),
-                cursor,
-                ..Default::default()
-            },
-        )
+    use crate::messages::query::{CaseMessagesFilter, case_messages, case_messages_showing};
+    let page_of = |cursor: Option<String>| CaseMessagesFilter {
+        limit: Some(50),
+        cursor,
+        ..Default::default()
     };
-    let older = match thread {
-        Thread::Older(c) => Some(c.to_owned()),
-        _ => None,
-    };
-    let mut showing_older = older.is_some();
-    let mut messages = thread_page(older).await.map_err(|e| match e {
-        // Only the cursor can be invalid here: an address the page cannot read.
-        Error::Validation(_) if showing_older => PageError::BadAddress,
-        e => e.into(),
-    })?;
-    if let Thread::With(m) = thread
-        && !messages.items.iter().any(|x| x.id == m)
-    {
-        // A message the caller may not see, or of another matter, is no error: the newest page.
-        match crate::messages::service::get(state, p, m).await {
-            Ok(found) if found.case_id == id => {
-                let through = crate::messages::query::cursor_through(&found);
-                messages = thread_page(Some(through)).await?;
-                showing_older = true;
-            }
-            Ok(_) | Err(Error::NotFound) => {}
-            Err(e) => return Err(e.into()),
+    let (messages, showing_older) = match thread {
+        Thread::Newest => (case_messages(state, p, id, page_of(None)).await?, false),
+        Thread::Older(c) => {
+            let page = case_messages(state, p, id, page_of(Some(c.to_owned())))
+                .await
+                .map_err(|e| match e {
+                    // Only the cursor can be invalid here: an address the page cannot read.
+                    Error::Validation(_) => PageError::BadAddress,
+                    e => e.into(),
+                })?;
+            (page, true)
         }
-    }
+        Thread::With(m) => case_messages_showing(state, p, id, m, 50).await?,
+    };
     let documents = crate::documents::service::list_case_documents(
         state,
         p,
@@ -988,7 +972,10 @@ pub async fn case_view(
             ..Notice::default()
         },
         seen,
-        match (q.older.as_deref().filter(|c| !c.is_empty()), q.message) {
+        match (
+            q.older.as_deref().filter(|c| !c.is_empty()),
+            q.message.filter(|m| !m.is_empty()),
+        ) {
             (Some(c), _) => Thread::Older(c),
             (None, Some(m)) => {
                 Thread::With(Uuid::parse_str(&m).map_err(|_| PageError::BadAddress)?)

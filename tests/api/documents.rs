@@ -120,6 +120,23 @@ async fn ids_at(app: &TestApp, token: &str, path: &str) -> HashSet<String> {
         .collect()
 }
 
+/// Run `sql` (PostgreSQL's `$n` placeholders; `?` on SQLite) with `values`.
+async fn execute<const N: usize>(app: &TestApp, sql: &str, values: [sea_orm::Value; N]) {
+    let backend = app.state.db.backend();
+    let mut sql = sql.to_owned();
+    if backend != DbBackend::Postgres {
+        for n in (1..=N).rev() {
+            sql = sql.replace(&format!("${n}"), "?");
+        }
+    }
+    app.state
+        .db
+        .conn()
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .unwrap();
+}
+
 fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         if let Ok(rd) = std::fs::read_dir(dir) {
@@ -1136,6 +1153,27 @@ async fn an_upload_the_sweeper_took_never_becomes_a_document() {
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
     assert!(stored_files(&app).is_empty());
 
+    // Another discard claimed it to remove the object: the commit is refused and the object
+    // left to the claimer; a claim past its lease (the claimer stopped) is the sweeper's.
+    let claimed = stored("claimed.pdf").await;
+    let key = claimed.object_key.clone();
+    let claim_at = async |ago: chrono::Duration| {
+        let at = lawfirm_pro::db::now() - ago;
+        let sql = "UPDATE document_upload SET claimed_at = $1 WHERE object_key = $2";
+        execute(&app, sql, [at.into(), key.clone().into()]).await;
+    };
+    claim_at(chrono::Duration::minutes(1)).await;
+    let refused = create(claimed).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    assert_eq!(stored_files(&app).len(), 1, "the claimer removes it");
+    claim_at(chrono::Duration::hours(1)).await;
+    let r = lawfirm_pro::documents::jobs::run_once(&app.state, later)
+        .await
+        .unwrap();
+    assert_eq!(r.abandoned_objects, 1);
+    assert!(stored_files(&app).is_empty());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 0);
+
     // The sweeper took the registration while the object was still being written: its removal
     // found nothing, the object appeared after. The refused commit removes it.
     let late = stored("late.pdf").await;
@@ -1154,6 +1192,16 @@ async fn an_upload_the_sweeper_took_never_becomes_a_document() {
     let fine = create(stored("fine.pdf").await).await.unwrap();
     let r = content(&app, &lead.access, &fine.id.to_string(), None).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // A new version the sweeper took is refused the same way; the document keeps version 1.
+    let v2 = stored("v2.pdf").await;
+    lawfirm_pro::documents::jobs::run_once(&app.state, later)
+        .await
+        .unwrap();
+    let refused = service::add_version(&app.state, &as_lead, fine.id, v2).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    let versions = count(&app, "SELECT COUNT(*) FROM document_version").await;
+    assert_eq!(versions, 1);
+    assert_eq!(stored_files(&app).len(), 1, "only version 1's bytes");
 }
 
 #[tokio::test]
@@ -1170,26 +1218,9 @@ async fn abandoned_uploads_are_swept() {
         )
         .await
         .unwrap();
-    let backend = app.state.db.backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            "INSERT INTO document_upload (object_key, started_at) VALUES ($1, $2)"
-        }
-        _ => "INSERT INTO document_upload (object_key, started_at) VALUES (?, ?)",
-    };
-    app.state
-        .db
-        .conn()
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                key.into(),
-                (lawfirm_pro::db::now() - chrono::Duration::days(2)).into(),
-            ],
-        ))
-        .await
-        .unwrap();
+    let started = lawfirm_pro::db::now() - chrono::Duration::days(2);
+    let sql = "INSERT INTO document_upload (object_key, started_at) VALUES ($1, $2)";
+    execute(&app, sql, [key.into(), started.into()]).await;
     assert_eq!(stored_files(&app).len(), 1);
     let r = lawfirm_pro::documents::jobs::run_once(&app.state, lawfirm_pro::db::now())
         .await

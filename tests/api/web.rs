@@ -265,6 +265,22 @@ async fn an_outsider_gets_a_not_found_page() {
     assert!(html.contains("No matters yet") && !html.contains("Estate of Doe"));
 }
 
+/// Entries of `action` on the audit trail (after chaining what the SQLite spool holds).
+async fn audited(app: &TestApp, action: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    app.state.audit.settle().await.unwrap();
+    let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}'");
+    let row = app
+        .state
+        .db
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(app.state.db.backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
 /// The caller's unread messages, in all.
 async fn unread_total(app: &TestApp, who: &Login) -> i64 {
     let r = app
@@ -369,8 +385,14 @@ async fn a_message_linked_from_the_inbox_opens_on_its_page() {
     assert!(inbox.contains(&link), "{inbox}");
 
     // An old message (not among the newest 50): its page ends with it (oldest first), the
-    // newest are a link away.
+    // newest are a link away. One page is read and audited, nothing else.
+    let (lists, views) = (
+        audited(&app, "message.list").await,
+        audited(&app, "message.view").await,
+    );
     let (s, html) = page(&app, &c, &format!("/cases/{case}?message={}", ids[1])).await;
+    assert_eq!(audited(&app, "message.list").await, lists + 1);
+    assert_eq!(audited(&app, "message.view").await, views);
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains(&format!(r#"id="m-{}""#, ids[1])), "{html}");
     assert!(html.contains("Update number 00") && html.contains("Update number 01"));
@@ -392,6 +414,9 @@ async fn a_message_linked_from_the_inbox_opens_on_its_page() {
     }
     let (s, _) = page(&app, &c, &format!("/cases/{case}?message=not-an-id")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, html) = page(&app, &c, &format!("/cases/{case}?message=")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Update number 51") && !html.contains("Newest messages"));
 }
 
 #[tokio::test]

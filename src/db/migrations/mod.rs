@@ -28,6 +28,7 @@ mod m20261208_000001_fts_update_triggers;
 mod m20261209_000001_member_documents;
 mod m20261210_000001_member_case_filters;
 mod m20261210_000002_member_case_search;
+mod m20261211_000001_upload_claim;
 
 pub struct Migrator;
 
@@ -82,6 +83,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000001_member_documents::Migration),
             Box::new(m20261210_000001_member_case_filters::Migration),
             Box::new(m20261210_000002_member_case_search::Migration),
+            Box::new(m20261211_000001_upload_claim::Migration),
         ]
     }
 }
