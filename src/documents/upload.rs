@@ -98,14 +98,22 @@ pub const CLAIM_LEASE: chrono::Duration = chrono::Duration::minutes(15);
 /// commit — the sweeper against an upload that took a day — either claims first, and that
 /// version fails (409), or finds the row gone and leaves the object to its version; a version
 /// never adopts an object being removed. A discard that stops between claim and removal leaves
-/// the claimed row, which the sweeper takes over once [`CLAIM_LEASE`] has passed: no object is
-/// ever left without a row naming it. An error path whose commit happened after all (the
-/// connection dropped after the server committed) finds a version and leaves the object.
+/// the claimed row, which the sweeper takes over once [`CLAIM_LEASE`] has passed. (Only a crash
+/// of the request whose object was written after the sweep removed it, before it removes the
+/// object itself, can leave one that no row names.) An error path whose commit happened after
+/// all (the connection dropped after the server committed) finds a version and leaves the
+/// object.
 pub async fn discard(state: &AppState, object_key: &str) {
     match claim(state, object_key).await {
         Ok(Claim::Taken) => remove_claimed(state, object_key).await,
-        // Another discard is removing it.
-        Ok(Claim::Busy) => {}
+        // Another discard is removing it — but its removal may have run before this upload
+        // finished writing (the sweeper against a day-long upload), and it deletes the row
+        // after. Removing it here too is always safe: no version can take a claimed row.
+        Ok(Claim::Busy) => {
+            if let Err(e) = state.storage.remove(object_key).await {
+                tracing::warn!(error = %e, "removing a claimed upload failed");
+            }
+        }
         // Not registered: a version owns it, or a sweep removed it — possibly while this
         // upload was still writing, so the object appeared after the sweep's removal. Nothing
         // else will remove it then.

@@ -1153,8 +1153,10 @@ async fn an_upload_the_sweeper_took_never_becomes_a_document() {
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
     assert!(stored_files(&app).is_empty());
 
-    // Another discard claimed it to remove the object: the commit is refused and the object
-    // left to the claimer; a claim past its lease (the claimer stopped) is the sweeper's.
+    // Another discard claimed it to remove the object (perhaps before this upload finished
+    // writing it): the commit is refused and the refused request removes the object too; the
+    // row stays with the claimer, and a claim past its lease (the claimer stopped) is the
+    // sweeper's.
     let claimed = stored("claimed.pdf").await;
     let key = claimed.object_key.clone();
     let claim_at = async |ago: chrono::Duration| {
@@ -1165,7 +1167,8 @@ async fn an_upload_the_sweeper_took_never_becomes_a_document() {
     claim_at(chrono::Duration::minutes(1)).await;
     let refused = create(claimed).await;
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
-    assert_eq!(stored_files(&app).len(), 1, "the claimer removes it");
+    assert!(stored_files(&app).is_empty());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM document_upload").await, 1);
     claim_at(chrono::Duration::hours(1)).await;
     let r = lawfirm_pro::documents::jobs::run_once(&app.state, later)
         .await
