@@ -120,6 +120,21 @@ async fn ids_at(app: &TestApp, token: &str, path: &str) -> HashSet<String> {
         .collect()
 }
 
+/// The document, its content and its versions all answer 404 to `who`.
+async fn not_found_by_id(app: &TestApp, who: &Login, doc: &str) {
+    for path in [
+        format!("/api/v1/documents/{doc}"),
+        format!("/api/v1/documents/{doc}/content"),
+        format!("/api/v1/documents/{doc}/versions"),
+    ] {
+        problem(
+            app.get(&path, Some(&who.access)).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+}
+
 /// Run `sql` (PostgreSQL's `$n` placeholders; `?` on SQLite) with `values`.
 async fn execute<const N: usize>(app: &TestApp, sql: &str, values: [sea_orm::Value; N]) {
     let backend = app.state.db.backend();
@@ -551,17 +566,7 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
         .map(|d| d["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(recent, not_privileged, "{dashboard}");
-    for path in [
-        format!("/api/v1/documents/{pr}"),
-        format!("/api/v1/documents/{pr}/content"),
-        format!("/api/v1/documents/{pr}/versions"),
-    ] {
-        problem(
-            app.get(&path, Some(&admin.access)).await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
-    }
+    not_found_by_id(&app, &admin, &pr).await;
     let r = upload_raw(
         &app,
         &admin.access,
@@ -657,17 +662,7 @@ async fn confidentiality_decides_who_sees_what_and_strangers_get_404() {
 
     // Privileged: invisible to the paralegal and the client, as if it did not exist.
     for who in [&para, &client] {
-        for path in [
-            format!("/api/v1/documents/{pr}"),
-            format!("/api/v1/documents/{pr}/content"),
-            format!("/api/v1/documents/{pr}/versions"),
-        ] {
-            problem(
-                app.get(&path, Some(&who.access)).await,
-                StatusCode::NOT_FOUND,
-            )
-            .await;
-        }
+        not_found_by_id(&app, who, &pr).await;
     }
     problem(
         app.get(&format!("/api/v1/documents/{i}"), Some(&client.access))
